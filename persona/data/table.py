@@ -1,0 +1,231 @@
+"""The user's own logs: CSV/TSV, Parquet, or a Hugging Face ``datasets`` dataset, via a column mapping.
+
+The mapping names which column holds what (defaults in brackets):
+
+===================  ===========================================================================
+``user``             user id [``user_id``] (required)
+``item``             item id [``item_id``] (required)
+``value``            rating / engagement strength (number) [none]
+``timestamp``        seconds since the epoch, or an ISO date [none]
+``kind``             interaction type [none: every row is ``interaction``]
+``text``             text the user wrote with the interaction [none]
+``item_title``       item title [none: the item id]
+``item_text``        item description used by text encoders [none: the title]
+``item_tags``        ``|``-separated categories (genres, tags) [none]
+``item_image``       image path or URI [none]
+``user_attributes``  columns holding demographics, e.g. ``age,gender`` [none]
+===================  ===========================================================================
+
+Item and user columns may sit in the interactions table itself (repeated per row; conflicting values
+are an error) or in separate ``items`` / ``users`` files keyed by the same id columns.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from persona.data.base import DatasetBundle
+from persona.data.errors import DataError, Problems
+from persona.data.tabular import csv_rows, parquet_rows, parse_float
+from persona.records import Interaction, Item, User
+
+
+@dataclass
+class ColumnMapping:
+    """Which column holds what; see the module docstring."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    value: str | None = None
+    timestamp: str | None = None
+    kind: str | None = None
+    text: str | None = None
+    item_title: str | None = None
+    item_text: str | None = None
+    item_tags: str | None = None
+    item_image: str | None = None
+    user_attributes: list[str] = field(default_factory=list)
+    tags_separator: str = "|"
+
+    def __post_init__(self):
+        if isinstance(self.user_attributes, str):
+            self.user_attributes = [c.strip() for c in self.user_attributes.split(",") if c.strip()]
+        for name in ("user", "item"):
+            if not getattr(self, name):
+                raise ValueError(f"ColumnMapping.{name} must name a column, got {getattr(self, name)!r}")
+
+    def interaction_columns(self) -> list[str]:
+        return [self.user, self.item] + [c for c in (self.value, self.timestamp, self.kind, self.text) if c]
+
+    def item_columns(self) -> list[str]:
+        return [c for c in (self.item_title, self.item_text, self.item_tags, self.item_image) if c]
+
+
+def _source_rows(source: str | os.PathLike, required: list[str], problems: Problems,
+                 split: str = "train") -> tuple[str, Iterator[tuple[int, dict[str, Any]]]]:
+    """Display name and ``(row, dict)`` pairs from a CSV/TSV/Parquet file or a ``datasets`` dataset."""
+    text = str(source)
+    path = Path(text)
+    if text.startswith("hf:") or (path.is_dir() and any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json"))):
+        return text, _hf_rows(text, required, split)
+    if not path.exists():
+        raise DataError("file not found", file=text, fix="Pass a .csv, .tsv, .parquet file, a saved datasets folder or hf:NAME.")
+    suffix = path.name.removesuffix(".gz").rsplit(".", 1)[-1].lower()
+    if suffix in ("csv", "tsv", "tab", "txt"):
+        return text, csv_rows(path, required, problems)
+    if suffix in ("parquet", "pq"):
+        return text, parquet_rows(path, required)
+    raise DataError(f"unsupported file type '.{suffix}'", file=text, field="path",
+                    fix="Use .csv, .tsv, .parquet, a folder saved with datasets' save_to_disk, or hf:NAME.")
+
+
+def _hf_rows(source: str, required: list[str], split: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        import datasets
+    except ImportError as exc:  # optional extra
+        raise DataError("the `datasets` package is not installed", file=source,
+                        fix="pip install 'persona-workbench[hf]'.") from exc
+    if source.startswith("hf:"):
+        ds = datasets.load_dataset(source[3:], split=split)
+    else:
+        ds = datasets.load_from_disk(source)
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise DataError(f"no split {split!r}; the dataset has {', '.join(ds)}", file=source, field="split")
+            ds = ds[split]
+    missing = [c for c in required if c not in ds.column_names]
+    if missing:
+        raise DataError(f"missing column(s) {', '.join(missing)}; the dataset has {', '.join(ds.column_names)}",
+                        file=source, field=missing[0], fix="Rename the column or map it with the column options.")
+    for n, row in enumerate(ds, start=1):
+        yield n, row
+
+
+def _timestamp(value: Any, *, file: str, line: int, field: str, problems: Problems):
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=value.tzinfo or timezone.utc).timestamp()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        pass
+    try:
+        dt = datetime.fromisoformat(str(value).strip())
+        return dt.replace(tzinfo=dt.tzinfo or timezone.utc).timestamp()
+    except ValueError:
+        problems.report(DataError(f"expected seconds since the epoch or an ISO date, got {value!r}", file=file,
+                                  line=line, field=field), "bad timestamp")
+        return False
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def load_table(interactions: str | os.PathLike, mapping: ColumnMapping | None = None, *,
+               users: str | os.PathLike | None = None, items: str | os.PathLike | None = None,
+               name: str | None = None, lenient: bool = False, split: str = "train",
+               like_threshold: float | None = None, dislike_threshold: float | None = None) -> DatasetBundle:
+    """Import the user's own logs.
+
+    Args:
+        interactions: CSV/TSV/Parquet file, a folder saved by ``datasets``' ``save_to_disk``, or ``hf:NAME``.
+        mapping: Column mapping (default: ``user_id`` and ``item_id`` only).
+        users: Optional file with one row per user (``mapping.user`` plus ``mapping.user_attributes``).
+        items: Optional file with one row per item (``mapping.item`` plus the item columns).
+        name: Dataset id (default: the file's stem).
+        lenient: Skip and count malformed rows instead of failing on the first.
+        split: Split to read from a ``datasets`` dataset.
+        like_threshold / dislike_threshold: ``value`` at or above which a hidden interaction counts as
+            liked (at or below: disliked). Default: every interaction is a like (engagement data).
+    """
+    m = mapping or ColumnMapping()
+    problems = Problems(lenient)
+    user_recs: dict[str, User] = {}
+    item_recs: dict[str, Item] = {}
+
+    def add_item(row: dict[str, Any], file: str, line: int) -> bool:
+        iid = _cell(row.get(m.item))
+        title = _cell(row.get(m.item_title)) if m.item_title else ""
+        tags = tuple(t.strip() for t in _cell(row.get(m.item_tags)).split(m.tags_separator) if t.strip()) if m.item_tags else ()
+        text = _cell(row.get(m.item_text)) if m.item_text else ""
+        image = _cell(row.get(m.item_image)) or None if m.item_image else None
+        new = Item(iid, "item", title or iid, text or title or iid, image, tags)
+        old = item_recs.get(iid)
+        if old is not None and old != new:
+            problems.report(DataError(f"item {iid!r} has conflicting values across rows", file=file, line=line,
+                                      field=m.item, fix="Give each item one title/text/tags/image."), "conflict")
+            return False
+        item_recs[iid] = new
+        return True
+
+    def add_user(row: dict[str, Any], file: str, line: int) -> bool:
+        uid = _cell(row.get(m.user))
+        attrs = {c: row.get(c) if not isinstance(row.get(c), str) else row.get(c).strip() for c in m.user_attributes}
+        old = user_recs.get(uid)
+        if old is not None and old.attributes != attrs:
+            problems.report(DataError(f"user {uid!r} has conflicting attributes across rows", file=file, line=line,
+                                      field=m.user, fix="Give each user one value per attribute column."), "conflict")
+            return False
+        user_recs[uid] = User(uid, attrs)
+        return True
+
+    if users is not None:
+        file, rows = _source_rows(users, [m.user, *m.user_attributes], problems, split)
+        for line, row in rows:
+            if not _cell(row.get(m.user)):
+                problems.report(DataError("empty user id", file=file, line=line, field=m.user), "missing field")
+            elif _cell(row.get(m.user)) in user_recs:
+                raise DataError(f"duplicate user id {_cell(row.get(m.user))!r}", file=file, line=line, field=m.user,
+                                fix="A users file has one row per user.")
+            else:
+                add_user(row, file, line)
+    if items is not None:
+        file, rows = _source_rows(items, [m.item, *m.item_columns()], problems, split)
+        for line, row in rows:
+            if not _cell(row.get(m.item)):
+                problems.report(DataError("empty item id", file=file, line=line, field=m.item), "missing field")
+            elif _cell(row.get(m.item)) in item_recs:
+                raise DataError(f"duplicate item id {_cell(row.get(m.item))!r}", file=file, line=line, field=m.item,
+                                fix="An items file has one row per item.")
+            else:
+                add_item(row, file, line)
+
+    required = m.interaction_columns()
+    if users is None:
+        required += m.user_attributes
+    if items is None:
+        required += m.item_columns()
+    file, rows = _source_rows(interactions, required, problems, split)
+    inters: list[Interaction] = []
+    for line, row in rows:
+        uid, iid = _cell(row.get(m.user)), _cell(row.get(m.item))
+        if not uid or not iid:
+            problems.report(DataError("empty id", file=file, line=line, field=m.user if not uid else m.item), "missing field")
+            continue
+        value = parse_float(row.get(m.value), file=file, line=line, field=m.value, problems=problems) if m.value else None
+        ts = _timestamp(row.get(m.timestamp), file=file, line=line, field=m.timestamp, problems=problems) if m.timestamp else None
+        if value is False or ts is False:
+            continue
+        if users is None and not add_user(row, file, line):
+            continue
+        if items is None and not add_item(row, file, line):
+            continue
+        kind = _cell(row.get(m.kind)) or "interaction" if m.kind else "interaction"
+        inters.append(Interaction(uid, iid, kind, value, ts, _cell(row.get(m.text)) if m.text else ""))
+
+    default_name = Path(str(interactions).removeprefix("hf:")).name.split(".")[0] or "table"
+    return DatasetBundle(
+        name or default_name, "table", list(user_recs.values()), list(item_recs.values()), inters,
+        meta={"demographics": list(m.user_attributes), "like_threshold": like_threshold,
+              "dislike_threshold": dislike_threshold, "licence": "as supplied by the user", "item_noun": "items"},
+        params={"interactions": str(interactions), "users": str(users) if users else None,
+                "items": str(items) if items else None, "mapping": asdict(m), "split": split},
+        problems=problems,
+    )

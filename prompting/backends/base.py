@@ -1,0 +1,45 @@
+"""The interface every rewriter backend implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from persona.records import PersonaCard
+
+
+@dataclass
+class RewriteRequest:
+    """One prompt to rewrite for one persona.
+
+    Args:
+        persona: The user's persona card.
+        prompt: The generic prompt.
+        history: Titles of items the user engaged with (k-shot context for LLM backends).
+    """
+
+    persona: PersonaCard
+    prompt: str
+    history: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise ValueError(f"prompt must be a non-empty string, got {self.prompt!r}")
+
+
+@dataclass
+class RewriteResult:
+    rewritten: str
+    negative: str = ""
+
+
+class RewriterBackend:
+    """Rewrites prompts from a persona's perspective. ``rewrite_batch`` takes and returns lists."""
+
+    name = "base"
+
+    @property
+    def model(self) -> str:
+        return self.name
+
+    def rewrite_batch(self, requests: list[RewriteRequest]) -> list[RewriteResult]:
+        raise NotImplementedError
