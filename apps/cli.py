@@ -432,9 +432,10 @@ def demo(db, prompts, seed):
             ids.append(step(f"bench {cfg.system}", lambda: run_bench(ws, cfg, progress=True))["run_id"])
         rows = leaderboard(ws, ids)
         groups = group_report(ws, ids[0])
+        main_system = next(r["system"] for r in rows if r["run_id"] == ids[0])
     click.echo(f"\nPersona Workbench demo: MovieLens-100k, split {split}, prompt set {prompts}\n")
     _print_leaderboard(rows)
-    click.echo(f"\n{rows[0]['system'] if rows else ''} by gender and age:")
+    click.echo(f"\n{main_system} by gender and age:")
     shown = [g for g in groups if g["attribute"] in ("gender", "age")]
     click.echo(table(shown, [("attribute", "attribute"), ("group", "group"), ("win_rate", "win rate"),
                              ("ci_low", "ci low"), ("ci_high", "ci high"), ("n_users", "users")]))

@@ -33,11 +33,11 @@ def mine_personas(ws: Workspace, split: str | None = None, encoder: str = "tfidf
 
     Users who already have a persona from this encoder are skipped unless ``force``.
     """
-    split_id = resolve_split(ws, split)
+    cls = ENCODERS.get(encoder)
     bad = [r for r in roles if r not in ROLES]
     if bad:
         raise ValueError(f"roles must be among {', '.join(ROLES)}, got {', '.join(bad)}")
-    cls = ENCODERS.get(encoder)
+    split_id = resolve_split(ws, split)
     users = split_users(ws, split_id, roles)
     done = set() if force else set(load_personas(ws, split_id, encoder, users))
     todo = [u for u in users if u not in done]

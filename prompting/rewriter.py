@@ -56,10 +56,10 @@ def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tf
                   prompts: str = "parti36", roles: tuple[str, ...] = ("heldout",), progress: bool = False,
                   backend_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Rewrite every prompt of ``prompts`` for every user in ``roles``; stored per user, resumable."""
+    rw = Rewriter(backend, **(backend_kwargs or {}))
     split_id = resolve_split(ws, split)
     prompt_set = register_prompt_set(ws, prompts)
     plist = load_prompts(ws, prompt_set)
-    rw = Rewriter(backend, **(backend_kwargs or {}))
     users = split_users(ws, split_id, roles)
     cards = load_personas(ws, split_id, encoder, users)
     missing = [u for u in users if u not in cards]

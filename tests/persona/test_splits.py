@@ -1,0 +1,88 @@
+"""User splits: roles, visible/hidden partition, labels, negatives, determinism."""
+
+from collections import Counter
+
+import pytest
+
+from evalbench.store import Workspace, WorkspaceError
+from evalbench.store.datasets import load_interactions, load_items, write_dataset
+from persona.data.splits import SplitParams, hidden_targets, make_split, visible_interactions
+from persona.data.synthetic import generate_community
+
+
+@pytest.fixture(scope="module")
+def ws():
+    w = Workspace(":memory:")
+    write_dataset(w, generate_community(300, 200, seed=3))
+    yield w
+    w.close()
+
+
+def test_roles_and_partition(ws):
+    p = SplitParams(seed=1, heldout_frac=0.2, coldstart_frac=0.1, k=4)
+    s = make_split(ws, "synthetic-s3", p, name="a")
+    assert (s["train"], s["heldout"], s["coldstart"]) == (210, 60, 30)
+    roles = dict(ws.query("SELECT user_id, role FROM split_users WHERE split_id = 'a'"))
+    rows = ws.query("SELECT user_id, item_id, part, label FROM split_items WHERE split_id = 'a'")
+    assert {u for u, *_ in rows} == {u for u, r in roles.items() if r != "train"}
+    visible = {(u, i) for u, i, part, _ in rows if part == "visible"}
+    hidden = {(u, i) for u, i, part, _ in rows if part == "hidden"}
+    assert not visible & hidden
+    per_user_visible = Counter(u for u, _ in visible)
+    assert all(per_user_visible[u] == 4 for u, r in roles.items() if r == "coldstart")
+    # every interaction of an evaluated user is either visible or a hidden target
+    inter = {(x.user_id, x.item_id): x.value for x in load_interactions(ws, "synthetic-s3")}
+    for u, r in roles.items():
+        if r == "heldout":
+            mine = {i for (uu, i) in inter if uu == u}
+            assert mine == {i for uu, i in visible | {(a, b) for a, b, part, lab in rows if part == "hidden" and lab != "unseen"} if uu == u}
+
+
+def test_labels_follow_thresholds_and_negatives_are_unseen(ws):
+    make_split(ws, "synthetic-s3", SplitParams(seed=2), name="b")
+    inter = {(x.user_id, x.item_id): x.value for x in load_interactions(ws, "synthetic-s3")}
+    items = load_items(ws, "synthetic-s3")
+    targets = hidden_targets(ws, "b")
+    assert targets
+    for u, labels in targets.items():
+        for i in labels.get("liked", []):
+            assert inter[(u, i)] >= 4
+        for i in labels.get("disliked", []):
+            assert inter[(u, i)] <= 2
+        for i in labels.get("neutral", []):
+            assert 2 < inter[(u, i)] < 4
+        for i in labels.get("unseen", []):
+            assert (u, i) not in inter and i in items
+        assert len(labels.get("unseen", [])) == len(labels.get("liked", []))
+
+
+def test_visible_interactions_never_include_hidden(ws):
+    make_split(ws, "synthetic-s3", SplitParams(seed=4), name="c")
+    hidden = {(u, i) for u, i in ws.query("SELECT user_id, item_id FROM split_items WHERE split_id='c' AND part='hidden'")}
+    vis = visible_interactions(ws, "c")
+    assert not {(x.user_id, x.item_id) for x in vis} & hidden
+    train = {u for (u,) in ws.query("SELECT user_id FROM split_users WHERE split_id='c' AND role='train'")}
+    n_train = ws.scalar("SELECT count(*) FROM interactions WHERE list_contains(?, user_id)", [sorted(train)])
+    assert sum(1 for x in vis if x.user_id in train) == n_train
+
+
+def test_same_seed_same_split_and_name_conflicts(ws):
+    p = SplitParams(seed=9)
+    make_split(ws, "synthetic-s3", p, name="d1")
+    make_split(ws, "synthetic-s3", p, name="d2")
+    q = "SELECT user_id, item_id, part, label FROM split_items WHERE split_id = ? ORDER BY ALL"
+    assert ws.query(q, ["d1"]) == ws.query(q, ["d2"])
+    assert make_split(ws, "synthetic-s3", p, name="d1")["split"] == "d1"  # idempotent
+    with pytest.raises(WorkspaceError, match="already exists with other settings"):
+        make_split(ws, "synthetic-s3", SplitParams(seed=10), name="d1")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"heldout_frac": 1.2}, "heldout_frac must be in"),
+    ({"k": 0}, "k must be >= 1"),
+    ({"hidden_frac": 0}, "hidden_frac must be in"),
+    ({"k": 5, "min_interactions": 3}, "min_interactions must be >="),
+])
+def test_bad_params_name_the_field(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SplitParams(**kwargs)
