@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evalbench.store.workspace import Workspace, WorkspaceError, dumps, loads
+from evalbench.store.workspace import Workspace, dumps, loads
 from persona.data.base import DatasetBundle, validate_bundle
 from persona.data.errors import DataError
 from persona.records import Interaction, Item, User
@@ -69,16 +69,7 @@ def list_datasets(ws: Workspace) -> list[dict[str, Any]]:
 
 def resolve_dataset(ws: Workspace, name: str | None) -> str:
     """The dataset called ``name``, or the only one when ``name`` is ``None``."""
-    names = [r[0] for r in ws.query("SELECT dataset_id FROM datasets ORDER BY created_at")]
-    if name is None:
-        if len(names) == 1:
-            return names[0]
-        if not names:
-            raise WorkspaceError(f"No dataset in {ws.path}: run `pwb data import ...` first.")
-        raise WorkspaceError(f"Several datasets in {ws.path}; pass --dataset, one of: {', '.join(names)}")
-    if name not in names:
-        raise WorkspaceError(f"No dataset {name!r} in {ws.path}; available: {', '.join(names) or '(none)'}")
-    return name
+    return ws.resolve("dataset", "datasets", "dataset_id", name, "--dataset", "pwb data import ...")
 
 
 def dataset_meta(ws: Workspace, dataset_id: str) -> dict[str, Any]:

@@ -140,6 +140,19 @@ class Workspace:
         row = self.con.execute(sql, params or []).fetchone()
         return None if row is None else row[0]
 
+    def resolve(self, what: str, table: str, column: str, name: str | None, option: str, make: str) -> str:
+        """The ``what`` called ``name``, or the only one when ``name`` is ``None``; errors say what to run."""
+        names = [r[0] for r in self.query(f"SELECT {column} FROM {table} ORDER BY created_at")]
+        if name is None:
+            if len(names) == 1:
+                return names[0]
+            if not names:
+                raise WorkspaceError(f"No {what} in {self.path}: run `{make}` first.")
+            raise WorkspaceError(f"Several {what}s in {self.path}; pass {option}, one of: {', '.join(names)}")
+        if name not in names:
+            raise WorkspaceError(f"No {what} {name!r} in {self.path}; available: {', '.join(names) or '(none)'}")
+        return name
+
     def insert_columns(self, table: str, columns: Mapping[str, Sequence[Any]], casts: Mapping[str, str] | None = None) -> int:
         """Bulk-insert column arrays (a DuckDB scan over numpy arrays, not row-by-row ``executemany``).
 

@@ -150,16 +150,7 @@ def make_split(ws: Workspace, dataset: str | None = None, params: SplitParams | 
 
 def resolve_split(ws: Workspace, name: str | None) -> str:
     """The split called ``name``, or the only one when ``name`` is ``None``."""
-    names = [r[0] for r in ws.query("SELECT split_id FROM splits ORDER BY created_at")]
-    if name is None:
-        if len(names) == 1:
-            return names[0]
-        if not names:
-            raise WorkspaceError(f"No split in {ws.path}: run `pwb data split` first.")
-        raise WorkspaceError(f"Several splits in {ws.path}; pass --split, one of: {', '.join(names)}")
-    if name not in names:
-        raise WorkspaceError(f"No split {name!r} in {ws.path}; available: {', '.join(names) or '(none)'}")
-    return name
+    return ws.resolve("split", "splits", "split_id", name, "--split", "pwb data split")
 
 
 def split_summary(ws: Workspace, split_id: str) -> dict[str, Any]:
