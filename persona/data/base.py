@@ -51,42 +51,45 @@ def validate_bundle(bundle: DatasetBundle) -> DatasetBundle:
         DataError: naming the record and field at fault (or, under ``lenient``, drops and counts
             dangling interactions; duplicate ids always raise because which copy to keep is unknown).
     """
+    where = f"dataset {bundle.name!r}"
     if not bundle.users:
-        raise DataError("no users", file=bundle.name, fix="Check the input holds user rows.")
+        raise DataError("no users", file=where, fix="Check the input holds user rows.")
     if not bundle.interactions:
-        raise DataError("no interactions", file=bundle.name, fix="Check the input holds interaction rows.")
+        raise DataError("no interactions", file=where, fix="Check the input holds interaction rows.")
     seen: set[str] = set()
-    for i, user in enumerate(bundle.users):
+    for i, user in enumerate(bundle.users, start=1):
         if not isinstance(user.user_id, str) or not user.user_id:
-            raise DataError(f"empty or non-string user id {user.user_id!r}", file=bundle.name, line=i + 1, field="user_id")
+            raise DataError(f"user record #{i} has an empty or non-string id {user.user_id!r}", file=where, field="user_id")
         if user.user_id in seen:
-            raise DataError(f"duplicate user id {user.user_id!r}", file=bundle.name, line=i + 1, field="user_id",
+            raise DataError(f"user record #{i} repeats id {user.user_id!r}", file=where, field="user_id",
                             fix="User ids must be unique.")
         seen.add(user.user_id)
     items: set[str] = set()
-    for i, item in enumerate(bundle.items):
+    for i, item in enumerate(bundle.items, start=1):
         if not isinstance(item.item_id, str) or not item.item_id:
-            raise DataError(f"empty or non-string item id {item.item_id!r}", file=bundle.name, line=i + 1, field="item_id")
+            raise DataError(f"item record #{i} has an empty or non-string id {item.item_id!r}", file=where, field="item_id")
         if item.item_id in items:
-            raise DataError(f"duplicate item id {item.item_id!r}", file=bundle.name, line=i + 1, field="item_id",
+            raise DataError(f"item record #{i} repeats id {item.item_id!r}", file=where, field="item_id",
                             fix="Item ids must be unique.")
         items.add(item.item_id)
     kept = []
-    for i, inter in enumerate(bundle.interactions):
+    for i, inter in enumerate(bundle.interactions, start=1):
         if inter.user_id not in seen:
-            bundle.problems.report(DataError(f"unknown user {inter.user_id!r}", file=bundle.name, line=i + 1,
+            bundle.problems.report(DataError(f"interaction record #{i} names unknown user {inter.user_id!r}", file=where,
                                              field="user_id"), "unknown user")
             continue
         if inter.item_id not in items:
-            bundle.problems.report(DataError(f"unknown item {inter.item_id!r}", file=bundle.name, line=i + 1,
+            bundle.problems.report(DataError(f"interaction record #{i} names unknown item {inter.item_id!r}", file=where,
                                              field="item_id"), "unknown item")
             continue
-        if inter.value is not None and not math.isfinite(inter.value):
-            bundle.problems.report(DataError(f"non-finite value {inter.value!r}", file=bundle.name, line=i + 1,
-                                             field="value"), "bad value")
+        bad = next((f for f in ("value", "timestamp") if getattr(inter, f) is not None
+                    and not math.isfinite(getattr(inter, f))), None)
+        if bad:
+            bundle.problems.report(DataError(f"interaction record #{i} has non-finite {bad} {getattr(inter, bad)!r}",
+                                             file=where, field=bad), "bad value")
             continue
         kept.append(inter)
     bundle.interactions = kept
     if not kept:
-        raise DataError("no valid interactions left", file=bundle.name)
+        raise DataError("no valid interactions left", file=where)
     return bundle

@@ -6,7 +6,7 @@ GroupLens terms: research and non-commercial use only, no redistribution. The wh
 
 from __future__ import annotations
 
-import io
+import math
 import os
 import re
 import subprocess
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from persona.data.base import DatasetBundle
 from persona.data.errors import DataError, Problems
+from persona.data.tabular import decode_utf8
 from persona.records import Interaction, Item, User
 
 RECBOLE_VERSION = "1.2.1"
@@ -75,12 +76,7 @@ def _read_member(source: Path, filename: str) -> tuple[str, str]:
             raise DataError(f"not a RecBole wheel holding {MEMBER_DIR}{filename} ({exc})", file=str(source),
                             fix="Delete the file so it is downloaded again, or pass --path to the ml-100k folder.") from exc
         display = f"{source}!{MEMBER_DIR}{filename}"
-    try:
-        return raw.decode("utf-8"), display
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"not UTF-8 text (byte {exc.start})", file=display, line=line,
-                        fix="Re-encode the file as UTF-8.") from exc
+    return decode_utf8(raw, display), display
 
 
 def _rows(text: str, display: str, required: list[str], problems: Problems) -> Iterator[tuple[int, dict[str, str]]]:
@@ -115,10 +111,15 @@ def _natural_title(title: str) -> str:
 
 def _number(value: str, display: str, line: int, field: str, problems: Problems, kind=float):
     try:
-        return kind(value)
+        out = kind(value)
     except ValueError:
         problems.report(DataError(f"expected a number, got {value!r}", file=display, line=line, field=field), "bad number")
         return None
+    if not math.isfinite(out):
+        problems.report(DataError(f"expected a finite number, got {value!r}", file=display, line=line, field=field),
+                        "bad number")
+        return None
+    return out
 
 
 def load_movielens(path: str | os.PathLike | None = None, *, name: str = "ml-100k", lenient: bool = False,
@@ -163,6 +164,9 @@ def load_movielens(path: str | os.PathLike | None = None, *, name: str = "ml-100
         rating = _number(row["rating"], display, n, "rating", problems)
         ts = _number(row["timestamp"], display, n, "timestamp", problems)
         if rating is None or ts is None:
+            continue
+        if not 1 <= rating <= 5:
+            problems.report(DataError(f"rating {rating:g} outside 1-5", file=display, line=n, field="rating"), "bad value")
             continue
         inters.append(Interaction(row["user_id"], row["item_id"], "rating", rating, ts))
 

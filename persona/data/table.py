@@ -22,6 +22,7 @@ are an error) or in separate ``items`` / ``users`` files keyed by the same id co
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -112,9 +113,15 @@ def _timestamp(value: Any, *, file: str, line: int, field: str, problems: Proble
     if isinstance(value, datetime):
         return value.replace(tzinfo=value.tzinfo or timezone.utc).timestamp()
     try:
-        return float(value)
+        out = float(value)
     except (TypeError, ValueError):
         pass
+    else:
+        if math.isfinite(out):
+            return out
+        problems.report(DataError(f"expected a finite timestamp, got {value!r}", file=file, line=line, field=field),
+                        "bad timestamp")
+        return False
     try:
         dt = datetime.fromisoformat(str(value).strip())
         return dt.replace(tzinfo=dt.tzinfo or timezone.utc).timestamp()
@@ -213,9 +220,19 @@ def load_table(interactions: str | os.PathLike, mapping: ColumnMapping | None = 
         ts = _timestamp(row.get(m.timestamp), file=file, line=line, field=m.timestamp, problems=problems) if m.timestamp else None
         if value is False or ts is False:
             continue
-        if users is None and not add_user(row, file, line):
+        if users is None:
+            if not add_user(row, file, line):
+                continue
+        elif uid not in user_recs:
+            problems.report(DataError(f"unknown user {uid!r} (not in the users file)", file=file, line=line,
+                                      field=m.user), "unknown user")
             continue
-        if items is None and not add_item(row, file, line):
+        if items is None:
+            if not add_item(row, file, line):
+                continue
+        elif iid not in item_recs:
+            problems.report(DataError(f"unknown item {iid!r} (not in the items file)", file=file, line=line,
+                                      field=m.item), "unknown item")
             continue
         kind = _cell(row.get(m.kind)) or "interaction" if m.kind else "interaction"
         inters.append(Interaction(uid, iid, kind, value, ts, _cell(row.get(m.text)) if m.text else ""))

@@ -21,14 +21,21 @@ def read_text(path: Path) -> str:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
             raise DataError(f"not a valid gzip file ({exc})", file=str(path)) from exc
+    return decode_utf8(raw, str(path))
+
+
+def decode_utf8(raw: bytes, display: str) -> str:
+    """UTF-8 (a leading BOM is dropped); a bad byte is reported with its line and offset in ``raw``."""
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"not UTF-8 text (byte {exc.start})", file=str(path), line=line,
+        pos = exc.start + bom
+        line = raw[:pos].count(b"\n") + 1
+        raise DataError(f"not UTF-8 text (byte {pos})", file=display, line=line,
                         fix="Re-encode the file as UTF-8.") from exc
     if not text.strip():
-        raise DataError("empty file", file=str(path), fix="Expected a header row and data rows.")
+        raise DataError("empty file", file=display, fix="Expected a header row and data rows.")
     return text
 
 
