@@ -337,8 +337,11 @@ def _print_leaderboard(rows: list[dict]) -> None:
     for r in rows:
         r["ci"] = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
         r["lift_x100"] = r["lift"] * 100
-    click.echo(table(rows, [("system", "system"), ("win_rate", "win rate"), ("ci", "95% CI"),
-                            ("lift_x100", "lift x100"), ("n_users", "users"), ("n_units", "units"), ("run_id", "run")]))
+    columns = [("system", "system"), ("win_rate", "win rate"), ("ci", "95% CI"), ("lift_x100", "lift x100"),
+               ("n_users", "users"), ("n_units", "units"), ("run_id", "run")]
+    if len({r["split"] for r in rows}) > 1:
+        columns.insert(1, ("split", "split"))
+    click.echo(table(rows, columns))
     metrics = sorted({r["metric"] for r in rows})
     click.echo(f"\nmetric: {', '.join(metrics)} — win rate of the rewritten prompt over the generic one at sitting "
                "closer to each held-out user's hidden liked items than to their negatives (0.5 = no effect); "

@@ -37,8 +37,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """``<row .../>`` elements of a dump file with their line numbers."""
     if path.stat().st_size == 0:
         raise DataError("empty file", file=str(path), fix="Expected a Stack Exchange dump XML file.")
-    parser = ET.XMLPullParser(events=("start",))
-    root_seen = False
+    parser = ET.XMLPullParser(events=("start", "end"))
+    root = None
     try:
         with open(path, "rb") as fh:
             for lineno, raw in enumerate(fh, start=1):
@@ -48,13 +48,12 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                     raise DataError(f"not UTF-8 text (byte {exc.start} of the line)", file=str(path), line=lineno,
                                     fix="Re-encode the file as UTF-8.") from exc
                 parser.feed(raw)
-                for _, elem in parser.read_events():
-                    if not root_seen:
-                        root_seen = True
-                        continue
-                    if elem.tag == "row":
+                for event, elem in parser.read_events():
+                    if root is None:
+                        root = elem
+                    elif event == "end" and elem.tag == "row":
                         yield lineno, dict(elem.attrib)
-                    elem.clear()
+                        root.clear()  # keep memory flat on large dumps
             parser.close()
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else None
