@@ -287,6 +287,31 @@ def personas_show(user, split, encoder, db, as_json):
                                        [("item_id", "item"), ("weight", "weight"), ("snippet", "snippet")]))
 
 
+@personas.command("eval")
+@split_option
+@click.option("--scorers", default="popularity,tfidf,mf,gat", show_default=True, help="Comma-separated link scorers.")
+@click.option("--negatives", default=9, show_default=True, type=int, help="N in the 1-vs-N hit rate.")
+@click.option("--gat-epochs", default=60, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@db_option
+@json_option
+@friendly_errors
+def personas_eval(split, scorers, negatives, gat_epochs, seed, db, as_json):
+    """Held-out link AUC and 1-vs-N hit rate per encoder, with bootstrap CIs (stored as runs)."""
+    from persona.linkeval import run_link_eval
+
+    with workspace(db) as ws:
+        rows = run_link_eval(ws, split, tuple(s.strip() for s in scorers.split(",") if s.strip()),
+                             n_negatives=negatives, seed=seed, gat_epochs=gat_epochs, progress=True)
+    if as_json:
+        return emit(rows, True)
+    for r in rows:
+        r["auc_ci"] = f"[{_fmt(r['auc_low'])}, {_fmt(r['auc_high'])}]"
+        r["hit_ci"] = f"[{_fmt(r['hit_low'])}, {_fmt(r['hit_high'])}]"
+    click.echo(table(rows, [("scorer", "scorer"), ("auc", "link AUC"), ("auc_ci", "95% CI"), ("hit_rate", f"hit@1 of {1 + negatives}"),
+                            ("hit_ci", "95% CI"), ("n_users", "users"), ("seconds", "seconds")]))
+
+
 @cli.command()
 @split_option
 @encoder_option

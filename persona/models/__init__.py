@@ -1,10 +1,11 @@
 """Persona encoders, chosen by name from :data:`ENCODERS` (lazy: nothing heavy is imported here).
 
-``gat`` (the GATv2 miner) lands with its issue; ``tfidf`` is the baseline that runs today.
+``gat`` is the GATv2 miner (attention-ranked evidence); ``tfidf`` is the baseline.
 """
 
 from persona.registry import Registry
 
 ENCODERS = Registry("persona encoder", {
     "tfidf": "persona.models.tfidf:TfidfPersonaEncoder",
+    "gat": "persona.models.gat:GatPersonaEncoder",
 })

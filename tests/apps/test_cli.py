@@ -75,6 +75,9 @@ def test_session_on_synthetic_data(tmp_path):
     assert "tfidf-1" in shown and "evidence:" in shown
     card = json.loads(run_json(["personas", "show", "u3", "--json"], db).output)
     assert card["user_id"] == "u3" and card["traits"]
+    ev = json.loads(run_json(["personas", "eval", "--scorers", "popularity,tfidf", "--json"], db).output)
+    assert [r["scorer"] for r in ev] == ["popularity", "tfidf"] and all(0 <= r["auc"] <= 1 for r in ev)
+    assert "linkeval" in run(["runs", "list", "--kind", "linkeval"], db).output
     prompts = tmp_path / "p.tsv"
     prompts.write_text("prompt_id\tprompt\np1\ta red bicycle\np2\ta lighthouse at dusk\n")
     rw = json.loads(run_json(["rewrite", "--prompts", str(prompts), "--json"], db).output)
