@@ -13,6 +13,7 @@ Scorers: ``popularity`` (item degree, a reference), ``tfidf`` (persona tag weigh
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -174,14 +175,12 @@ def run_link_eval(ws, split: str | None = None, scorers: tuple[str, ...] = SCORE
     targets = hidden_targets(ws, split_id, held)
     rows = []
     for name in scorers:
-        kwargs = {"epochs": gat_epochs, "seed": seed, "progress": progress} if name == "gat" else {}
+        kwargs = {"epochs": gat_epochs, "seed": seed} if name == "gat" else {}
         config = {"split": split_id, "scorer": name, "n_negatives": n_negatives, "seed": seed, **kwargs,
                   "system": f"{name} (link eval)"}
-        config.pop("progress", None)
-        import time
-
         t0 = time.perf_counter()
-        res = evaluate_links(ctx, targets, [make_scorer(name, **kwargs).fit(ctx)], n_negatives=n_negatives, seed=seed)[name]
+        scorer = make_scorer(name, **kwargs, **({"progress": progress} if name == "gat" else {})).fit(ctx)
+        res = evaluate_links(ctx, targets, [scorer], n_negatives=n_negatives, seed=seed)[name]
         run_id, _ = start_run(ws, "linkeval", config, res["n_users"])
         ws.con.execute("DELETE FROM scores WHERE run_id = ?", [run_id])
         ws.con.execute("DELETE FROM run_units WHERE run_id = ?", [run_id])

@@ -204,6 +204,13 @@ def load_table(interactions: str | os.PathLike, mapping: ColumnMapping | None = 
             else:
                 add_item(row, file, line)
 
+    def known(what: str, key: str, records: dict, column: str, file: str, line: int) -> bool:
+        if key in records:
+            return True
+        problems.report(DataError(f"unknown {what} {key!r} (not in the {what}s file)", file=file, line=line,
+                                  field=column), f"unknown {what}")
+        return False
+
     required = m.interaction_columns()
     if users is None:
         required += m.user_attributes
@@ -220,19 +227,9 @@ def load_table(interactions: str | os.PathLike, mapping: ColumnMapping | None = 
         ts = _timestamp(row.get(m.timestamp), file=file, line=line, field=m.timestamp, problems=problems) if m.timestamp else None
         if value is False or ts is False:
             continue
-        if users is None:
-            if not add_user(row, file, line):
-                continue
-        elif uid not in user_recs:
-            problems.report(DataError(f"unknown user {uid!r} (not in the users file)", file=file, line=line,
-                                      field=m.user), "unknown user")
+        if not (add_user(row, file, line) if users is None else known("user", uid, user_recs, m.user, file, line)):
             continue
-        if items is None:
-            if not add_item(row, file, line):
-                continue
-        elif iid not in item_recs:
-            problems.report(DataError(f"unknown item {iid!r} (not in the items file)", file=file, line=line,
-                                      field=m.item), "unknown item")
+        if not (add_item(row, file, line) if items is None else known("item", iid, item_recs, m.item, file, line)):
             continue
         kind = _cell(row.get(m.kind)) or "interaction" if m.kind else "interaction"
         inters.append(Interaction(uid, iid, kind, value, ts, _cell(row.get(m.text)) if m.text else ""))

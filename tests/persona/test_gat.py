@@ -93,3 +93,11 @@ def test_link_scores_beat_chance_on_planted_personas(ctx, monkeypatch):
         assert lo <= auc <= hi and auc > 0.6, (name, auc)
     with pytest.raises(KeyError, match="unknown link scorer"):
         make_scorer("lightgcn")
+
+
+def test_hetero_view_keeps_every_edge_typed(graph):
+    data = graph.to_hetero()
+    fwd = [et for et in data.edge_types if et[0] == "user"]
+    assert [et[1] for et in fwd] == graph.kinds
+    assert sum(data[et].edge_index.shape[1] for et in fwd) == graph.edge_index.shape[1]
+    assert data["user"].x.shape[0] == len(graph.user_ids) and data["item"].x.shape[0] == len(graph.item_ids)

@@ -1,7 +1,6 @@
 """The tfidf baseline encoder: weights against an independent numpy computation, recovery of planted personas."""
 
 import math
-from collections import Counter
 
 import numpy as np
 import pytest
