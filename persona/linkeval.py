@@ -6,9 +6,13 @@ For each held-out user, every encoder scores the user's hidden liked items again
 * **hit rate@1 of 1+N**: for each hidden liked item, is it scored above all of ``N`` items the user
   never touched (sampled with ``seed``)?
 
+Where users rated every item (no unseen items exist), the user's hidden disliked and neutral items
+are the negatives of both measures instead.
+
 Both are averaged per user and reported with a user-bootstrap 95% CI (``cluster_mean_ci``).
 Scorers: ``popularity`` (item degree, a reference), ``tfidf`` (persona tag weights x item tags),
-``mf`` (BPR matrix factorisation on visible likes), ``gat`` (PersonaGAT link score).
+``mf`` (BPR matrix factorisation on visible likes), and the graph encoders ``sage``, ``gat-noalign``
+and ``gat`` (PersonaGAT link score; on datasets without images ``gat`` and ``gat-noalign`` coincide).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import numpy as np
 
 from persona.models.base import PersonaContext
 
-SCORERS = ("popularity", "tfidf", "mf", "gat")
+SCORERS = ("popularity", "tfidf", "mf", "sage", "gat-noalign", "gat")
+GRAPH_SCORERS = ("sage", "gat-noalign", "gat")
 
 
 class PopularityScorer:
@@ -94,16 +99,16 @@ class MfScorer:
         return (self.U[uu] * self.V[ii]).sum(1) + self.b[ii]
 
 
-class GatScorer:
-    name = "gat"
+class GraphScorer:
+    """A graph persona encoder (``sage``, ``gat-noalign``, ``gat``) used as a link scorer."""
 
-    def __init__(self, **kwargs: Any):
-        self.kwargs = kwargs
+    def __init__(self, name: str = "gat", **kwargs: Any):
+        self.name, self.kwargs = name, kwargs
 
     def fit(self, ctx: PersonaContext):
-        from persona.models.gat import GatPersonaEncoder
+        from persona.models import ENCODERS
 
-        self.enc = GatPersonaEncoder(**self.kwargs).fit(ctx)
+        self.enc = ENCODERS.get(self.name)(**self.kwargs).fit(ctx)
         return self
 
     def score(self, users, items):
@@ -111,7 +116,9 @@ class GatScorer:
 
 
 def make_scorer(name: str, **kwargs: Any):
-    table = {"popularity": PopularityScorer, "tfidf": TfidfScorer, "mf": MfScorer, "gat": GatScorer}
+    table = {"popularity": PopularityScorer, "tfidf": TfidfScorer, "mf": MfScorer}
+    if name in GRAPH_SCORERS:
+        return GraphScorer(name, **kwargs)
     if name not in table:
         raise KeyError(f"unknown link scorer {name!r}; available: {', '.join(SCORERS)}")
     return table[name](**kwargs)
@@ -129,12 +136,16 @@ def evaluate_links(ctx: PersonaContext, targets: dict[str, dict[str, list[str]]]
     cases = []
     for u in sorted(targets):
         pos = targets[u].get("liked", [])
-        neg = targets[u].get("unseen", [])
+        # unseen items are the negatives; where every user rated every item (the face ratings) there are
+        # none, and the user's hidden non-liked items (disliked, then neutral) take their place
+        rated_not_liked = targets[u].get("disliked", []) + targets[u].get("neutral", [])
+        neg = targets[u].get("unseen", []) or rated_not_liked
         if not pos or not neg or u not in ctx.visible:
             continue
-        touched = {x.item_id for x in ctx.visible[u]} | set(pos) | set(targets[u].get("disliked", [])) | set(
-            targets[u].get("neutral", []))
+        touched = {x.item_id for x in ctx.visible[u]} | set(pos) | set(rated_not_liked)
         pool = all_items[~np.isin(all_items, list(touched))]
+        if len(pool) < n_negatives:
+            pool = np.array(sorted(set(rated_not_liked) or set(neg)), dtype=object)
         hits = [rng.choice(pool, size=min(n_negatives, len(pool)), replace=False).tolist() for _ in pos]
         cases.append((u, pos, neg, hits))
     out = {}
@@ -159,7 +170,7 @@ def evaluate_links(ctx: PersonaContext, targets: dict[str, dict[str, list[str]]]
 
 
 def run_link_eval(ws, split: str | None = None, scorers: tuple[str, ...] = SCORERS, *, n_negatives: int = 9,
-                  seed: int = 0, gat_epochs: int = 60, progress: bool = False) -> list[dict[str, Any]]:
+                  seed: int = 0, gat_epochs: int = 20, progress: bool = False) -> list[dict[str, Any]]:
     """Fit each scorer on the split's visible graph, evaluate held-out links, store per-user scores as a run."""
     from evalbench.store.runs import finish_run, start_run, write_units
     from persona.data.splits import hidden_targets, resolve_split, split_users
@@ -175,11 +186,11 @@ def run_link_eval(ws, split: str | None = None, scorers: tuple[str, ...] = SCORE
     targets = hidden_targets(ws, split_id, held)
     rows = []
     for name in scorers:
-        kwargs = {"epochs": gat_epochs, "seed": seed} if name == "gat" else {}
+        kwargs = {"epochs": gat_epochs, "seed": seed} if name in GRAPH_SCORERS else {}
         config = {"split": split_id, "scorer": name, "n_negatives": n_negatives, "seed": seed, **kwargs,
                   "system": f"{name} (link eval)"}
         t0 = time.perf_counter()
-        scorer = make_scorer(name, **kwargs, **({"progress": progress} if name == "gat" else {})).fit(ctx)
+        scorer = make_scorer(name, **kwargs, **({"progress": progress} if name in GRAPH_SCORERS else {})).fit(ctx)
         res = evaluate_links(ctx, targets, [scorer], n_negatives=n_negatives, seed=seed)[name]
         run_id, _ = start_run(ws, "linkeval", config, res["n_users"])
         ws.con.execute("DELETE FROM scores WHERE run_id = ?", [run_id])

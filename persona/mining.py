@@ -41,9 +41,18 @@ def mine_personas(ws: Workspace, split: str | None = None, encoder: str = "tfidf
     users = split_users(ws, split_id, roles)
     done = set() if force else set(load_personas(ws, split_id, encoder, users))
     todo = [u for u in users if u not in done]
+    ckpt = None
     if todo:
         context = load_context(ws, split_id)
-        model = cls(**(encoder_kwargs or {})).fit(context)
+        kwargs = dict(encoder_kwargs or {})
+        ckpt = checkpoint_path(ws, split_id, encoder, kwargs) if hasattr(cls, "save") else None
+        if ckpt is not None and ckpt.exists() and not force and "checkpoint" not in kwargs:
+            kwargs["checkpoint"] = str(ckpt)
+        if ckpt is not None and progress:
+            kwargs.setdefault("progress", True)
+        model = cls(**kwargs).fit(context)
+        if ckpt is not None and not kwargs.get("checkpoint"):
+            model.save(ckpt)
         todo = [u for u in todo if u in context.visible]
         from tqdm.auto import tqdm
 
@@ -53,8 +62,21 @@ def mine_personas(ws: Workspace, split: str | None = None, encoder: str = "tfidf
             save_personas(ws, split_id, encoder, model.encode(batch))
             bar.update(len(batch))
         bar.close()
-    return {"split": split_id, "encoder": encoder, "mined": len(todo), "already_stored": len(done),
-            "users": len(users)}
+    out = {"split": split_id, "encoder": encoder, "mined": len(todo), "already_stored": len(done), "users": len(users)}
+    if ckpt is not None:
+        out["checkpoint"] = str(ckpt)
+    return out
+
+
+def checkpoint_path(ws: Workspace, split_id: str, encoder: str, kwargs: dict[str, Any]):
+    """Where a trained encoder of this split and configuration is kept: ``<workspace dir>/models/``."""
+    from pathlib import Path
+
+    from evalbench.store.runs import config_hash
+
+    base = Path(str(ws.path)).parent if str(ws.path) != ":memory:" else Path(".pwb")
+    cfg = {k: v for k, v in sorted(kwargs.items()) if k not in ("progress", "checkpoint")}
+    return base / "models" / f"{split_id.replace('/', '_')}-{encoder}-{config_hash(cfg)[:12]}.pt"
 
 
 def get_persona(ws: Workspace, user_id: str, split: str | None = None, encoder: str = "tfidf") -> PersonaCard:

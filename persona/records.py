@@ -115,6 +115,7 @@ class Rewrite:
     shots: int = 0
     latency_s: float = 0.0
     prompt_id: str = ""
+    fallback: str = ""  # why the template baseline replaced the model's output ("" = it did not)
 
 
 @dataclass

@@ -17,14 +17,18 @@ _SCRUB = [
 ]
 
 
-def scrub(text: str) -> str:
-    """Replace e-mail addresses, URLs, phone numbers and @handles with placeholders.
+def scrub(text: str, names: tuple[str, ...] | list[str] = ()) -> str:
+    """Replace e-mail addresses, URLs, phone numbers, @handles and the given user ``names`` with placeholders.
 
     >>> scrub("mail me at a.b@example.org or see https://x.io/me, call +44 20 7946 0958")
     'mail me at [email] or see [url] call [phone]'
+    >>> scrub("Ada Lovelace wrote this", names=["Ada Lovelace"])
+    '[name] wrote this'
     """
     for pattern, repl in _SCRUB:
         text = pattern.sub(repl, text)
+    for name in sorted({n.strip() for n in names if n and len(n.strip()) >= 2}, key=len, reverse=True):
+        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", "[name]", text, flags=re.IGNORECASE)
     return re.sub(r"\s+", " ", text).strip()
 
 

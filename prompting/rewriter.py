@@ -1,8 +1,11 @@
-"""Rewrite prompts from each user's persona: one interface over every backend, and the stored stage."""
+"""Rewrite prompts from each user's persona: one interface over every backend, cached, and the stored stage."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from dataclasses import asdict
 from typing import Any
 
 from evalbench.store.personas import load_personas
@@ -13,50 +16,153 @@ from persona.records import PersonaCard, Rewrite
 from prompting.backends import BACKENDS
 from prompting.backends.base import RewriteRequest
 from prompting.guard import validate_rewrite
+from prompting.params import RewriteParams
+
+
+def persona_hash(card: PersonaCard) -> str:
+    """A digest of everything in a card a rewriter can see (not its embedding)."""
+    blob = json.dumps({"summary": card.summary, "traits": card.traits, "demographics": card.demographics,
+                       "evidence": [(e.item_id, e.weight, e.snippet) for e in card.evidence]}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def history_of(card: PersonaCard) -> list[str]:
+    """The user's own items for k-shot prompts: evidence titles, most telling first."""
+    return [e.snippet.split(": ")[0] for e in card.evidence if e.snippet]
 
 
 class Rewriter:
-    """``Rewriter(backend, **backend_kwargs).rewrite(persona, prompt)``.
+    """``Rewriter(backend, model=None, **backend_options).rewrite(personas, prompts, params=None)``.
 
     Args:
-        backend: A registered backend name (``template``; LLM backends land later).
-        **kwargs: Passed to the backend's constructor.
+        backend: A registered backend name: ``template``, ``embedded``, ``transformers``, ``vllm``, ``openai``.
+        model: The backend's model (GGUF path, model id or served name); ``None``: the backend's default.
+        workspace: A :class:`~evalbench.store.Workspace` whose cache answers repeated requests for free.
+        **backend_options: Passed to the backend's constructor (``base_url=...``, ``batch_size=...``).
 
     Example:
         >>> from persona.records import PersonaCard
         >>> card = PersonaCard("u1", "", traits=[{"name": "Film-Noir", "weight": 0.4}])
-        >>> Rewriter("template").rewrite(card, "a cat on a stairway").rewritten
+        >>> Rewriter("template").rewrite([card], ["a cat on a stairway"])[0].rewritten
         'a cat on a stairway, film-noir shadows in black and white'
     """
 
-    def __init__(self, backend: str = "template", **kwargs: Any):
+    def __init__(self, backend: str = "template", model: str | None = None, *, workspace: Workspace | None = None,
+                 **backend_options: Any):
         self.backend_name = backend
-        self.backend = BACKENDS.get(backend)(**kwargs)
+        cls = BACKENDS.get(backend)
+        if model is not None:
+            if backend == "template":
+                raise ValueError("model: the template backend has no model; drop --model or pick an LLM backend")
+            backend_options["model"] = model
+        self.backend = cls(**backend_options)
+        self.workspace = workspace
+        self.stats = {"requests": 0, "cached": 0, "fallbacks": 0}
 
     @property
     def model(self) -> str:
         return self.backend.model
 
-    def rewrite(self, persona: PersonaCard, prompt: str, history: list[str] | None = None) -> Rewrite:
-        return self.rewrite_many([(persona, prompt)], history=[history or []])[0]
+    def rewrite(self, personas: PersonaCard | list[PersonaCard], prompts: str | list[str],
+                params: RewriteParams | list[RewriteParams] | None = None, *,
+                history: list[list[str]] | None = None) -> list[Rewrite]:
+        """Rewrite pairs ``(personas[i], prompts[i])`` (a single persona or prompt is broadcast).
 
-    def rewrite_many(self, pairs: list[tuple[PersonaCard, str]], history: list[list[str]] | None = None) -> list[Rewrite]:
-        """Rewrite ``(persona, prompt)`` pairs in one backend batch; latency is the batch's, per item."""
-        if history is not None and len(history) != len(pairs):
-            raise ValueError(f"history must have one entry per pair ({len(pairs)}), got {len(history)}")
-        reqs = [RewriteRequest(p, q, (history or [[]] * len(pairs))[i]) for i, (p, q) in enumerate(pairs)]
-        t0 = time.perf_counter()
-        results = self.backend.rewrite_batch(reqs)
-        per = (time.perf_counter() - t0) / max(1, len(reqs))
-        return [Rewrite(r.persona.user_id, r.prompt, validate_rewrite(res.rewritten), res.negative, self.backend_name,
-                        self.model, len(r.history), per) for r, res in zip(reqs, results)]
+        ``params``: one :class:`RewriteParams` for all, or a list of equal length. ``history``: the
+        user's own items per pair for k-shot prompts (default: the persona's evidence titles).
+        """
+        personas = [personas] if isinstance(personas, PersonaCard) else list(personas)
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        n = max(len(personas), len(prompts))
+        if len(personas) == 1:
+            personas = personas * n
+        if len(prompts) == 1:
+            prompts = prompts * n
+        if len(personas) != len(prompts):
+            raise ValueError(f"personas and prompts must have equal lengths (or one of them length 1), "
+                             f"got {len(personas)} and {len(prompts)}")
+        if params is None or isinstance(params, RewriteParams):
+            plist = [params or RewriteParams()] * n
+        else:
+            plist = list(params)
+            if len(plist) != n:
+                raise ValueError(f"params must be one RewriteParams or a list of {n}, got a list of {len(plist)}")
+            bad = [i for i, p in enumerate(plist) if not isinstance(p, RewriteParams)]
+            if bad:
+                raise TypeError(f"params[{bad[0]}] must be a RewriteParams, got {type(plist[bad[0]]).__name__}")
+        if history is not None and len(history) != n:
+            raise ValueError(f"history must have one entry per pair ({n}), got {len(history)}")
+        hist = history or [history_of(p) for p in personas]
+        reqs = [RewriteRequest(p, q, h) for p, q, h in zip(personas, prompts, hist)]
+        keys = [self._key(r, pp) for r, pp in zip(reqs, plist)]
+        cached = self._cache_get(keys)
+        out: list[Rewrite | None] = [cached.get(k) for k in keys]
+        groups: dict[RewriteParams, list[int]] = {}
+        for i, r in enumerate(out):
+            if r is None:
+                groups.setdefault(plist[i], []).append(i)
+        fresh = []
+        for pp, idx in groups.items():
+            t0 = time.perf_counter()
+            results = self.backend.rewrite_batch([reqs[i] for i in idx], pp)
+            per = (time.perf_counter() - t0) / max(1, len(idx))
+            for i, res in zip(idx, results):
+                out[i] = Rewrite(reqs[i].persona.user_id, reqs[i].prompt, validate_rewrite(res.rewritten), res.negative,
+                                 self.backend_name, self.model, min(pp.shots, len(reqs[i].history)), per,
+                                 fallback=res.fallback)
+                fresh.append((keys[i], pp, reqs[i], out[i]))
+        self._cache_put(fresh)
+        self.stats["requests"] += n
+        self.stats["cached"] += n - len(fresh)
+        self.stats["fallbacks"] += sum(1 for *_, r in fresh if r.fallback)
+        return out  # type: ignore[return-value]
+
+    def rewrite_many(self, pairs: list[tuple[PersonaCard, str]], history: list[list[str]] | None = None,
+                     params: RewriteParams | None = None) -> list[Rewrite]:
+        """``rewrite`` over ``(persona, prompt)`` pairs."""
+        return self.rewrite([p for p, _ in pairs], [q for _, q in pairs], params, history=history)
+
+    # -- cache ---------------------------------------------------------------------------------------
+    def _key(self, req: RewriteRequest, params: RewriteParams) -> str:
+        blob = json.dumps([self.backend_name, self.model, asdict(params), persona_hash(req.persona), req.prompt,
+                           req.history[: params.shots]], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _cache_get(self, keys: list[str]) -> dict[str, Rewrite]:
+        if self.workspace is None or not keys:
+            return {}
+        rows = self.workspace.query("SELECT key, user_id, prompt, rewritten, negative, shots, fallback FROM rewrite_cache "
+                                    "WHERE list_contains(?, key)", [list(set(keys))])
+        return {k: Rewrite(u, p, r, neg or "", self.backend_name, self.model, s or 0, 0.0, fallback=fb or "")
+                for k, u, p, r, neg, s, fb in rows}
+
+    def _cache_put(self, fresh) -> None:
+        if self.workspace is None or not fresh:
+            return
+        uniq = {k: (pp, r) for k, pp, _, r in fresh}
+        with self.workspace.transaction() as con:
+            con.execute("DELETE FROM rewrite_cache WHERE list_contains(?, key)", [list(uniq)])
+            self.workspace.insert_columns("rewrite_cache", {
+                "key": list(uniq), "backend": [self.backend_name] * len(uniq), "model": [self.model] * len(uniq),
+                "params": [json.dumps(asdict(pp)) for pp, _ in uniq.values()],
+                "user_id": [r.user_id for _, r in uniq.values()], "prompt": [r.prompt for _, r in uniq.values()],
+                "rewritten": [r.rewritten for _, r in uniq.values()], "negative": [r.negative for _, r in uniq.values()],
+                "shots": [r.shots for _, r in uniq.values()], "fallback": [r.fallback for _, r in uniq.values()],
+            }, casts={"params": "JSON", "shots": "INTEGER"})
 
 
 def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tfidf", backend: str = "template",
                   prompts: str = "parti36", roles: tuple[str, ...] = ("heldout",), progress: bool = False,
+                  model: str | None = None, params: RewriteParams | None = None,
                   backend_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Rewrite every prompt of ``prompts`` for every user in ``roles``; stored per user, resumable."""
-    rw = Rewriter(backend, **(backend_kwargs or {}))
+    """Rewrite every prompt of ``prompts`` for every user in ``roles``; stored per user, resumable, cached.
+
+    The stored model label includes the shot count for k-shot runs (``<model>|k3``), so 0-shot and k-shot
+    rewrites of the same model sit side by side and the benchmark can compare them.
+    """
+    params = params or RewriteParams()
+    rw = Rewriter(backend, model, workspace=ws, **(backend_kwargs or {}))
+    label = rw.model + (f"|k{params.shots}" if params.shots else "")
     split_id = resolve_split(ws, split)
     prompt_set = register_prompt_set(ws, prompts)
     plist = load_prompts(ws, prompt_set)
@@ -68,25 +174,28 @@ def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tf
                              f"(e.g. {missing[0]!r}): run `pwb personas mine --split {split_id} --encoder {encoder}` first.")
     done = {r[0] for r in ws.query(
         "SELECT user_id FROM rewrites WHERE split_id = ? AND encoder = ? AND backend = ? AND model = ? AND prompt_set = ? "
-        "GROUP BY user_id HAVING count(*) = ?", [split_id, encoder, backend, rw.model, prompt_set, len(plist)])}
+        "GROUP BY user_id HAVING count(*) = ?", [split_id, encoder, backend, label, prompt_set, len(plist)])}
     todo = [u for u in users if u not in done]
     from tqdm.auto import tqdm
 
+    fallbacks = 0
     for u in tqdm(todo, desc=f"rewriting ({backend})", unit="user", disable=not progress):
-        out = rw.rewrite_many([(cards[u], p) for _, p in plist])
+        out = rw.rewrite(cards[u], [p for _, p in plist], params)
+        fallbacks += sum(1 for r in out if r.fallback)
         n = len(out)
         with ws.transaction() as con:
             con.execute("DELETE FROM rewrites WHERE split_id = ? AND encoder = ? AND backend = ? AND model = ? "
-                        "AND prompt_set = ? AND user_id = ?", [split_id, encoder, backend, rw.model, prompt_set, u])
+                        "AND prompt_set = ? AND user_id = ?", [split_id, encoder, backend, label, prompt_set, u])
             ws.insert_columns("rewrites", {
-                "split_id": [split_id] * n, "encoder": [encoder] * n, "backend": [backend] * n, "model": [rw.model] * n,
+                "split_id": [split_id] * n, "encoder": [encoder] * n, "backend": [backend] * n, "model": [label] * n,
                 "user_id": [u] * n, "prompt_set": [prompt_set] * n, "prompt_id": [pid for pid, _ in plist],
                 "prompt": [r.prompt for r in out], "rewritten": [r.rewritten for r in out],
                 "negative": [r.negative for r in out], "shots": [r.shots for r in out],
-                "latency_s": [r.latency_s for r in out],
-            }, casts={"shots": "INTEGER", "latency_s": "DOUBLE"})
-    return {"split": split_id, "encoder": encoder, "backend": backend, "model": rw.model, "prompts": prompt_set,
-            "users": len(users), "rewritten": len(todo), "already_stored": len(done)}
+                "latency_s": [r.latency_s for r in out], "fallback": [r.fallback or None for r in out],
+            }, casts={"shots": "INTEGER", "latency_s": "DOUBLE", "fallback": "VARCHAR"})
+    return {"split": split_id, "encoder": encoder, "backend": backend, "model": label, "prompts": prompt_set,
+            "users": len(users), "rewritten": len(todo), "already_stored": len(done), "fallbacks": fallbacks,
+            "cached": rw.stats["cached"]}
 
 
 def load_rewrites(ws: Workspace, split_id: str, encoder: str, backend: str, model: str, prompt_set: str) -> dict[tuple[str, str], str]:

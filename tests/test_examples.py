@@ -14,3 +14,13 @@ def test_quickstart_runs(tmp_path):
     assert "persona of u1: Drawn to" in out.stdout
     assert "rewrite: a lighthouse at dusk, inspired by" in out.stdout
     assert out.stdout.count("win rate") == 2 and "text_preference[minilm]" in out.stdout
+
+
+def test_personas_tour_runs(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "personas.py"), str(tmp_path / "p.duckdb")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for line in ("persona of u1: Drawn to", "top evidence:", "cohort 'heavy' (", "archetype:2 (",
+                 "planted personas recovered: NMI", "cold-start persona: Drawn to", "survey answer"):
+        assert line in out.stdout, line
+    assert (tmp_path / "models").is_dir()  # the trained model is kept next to the workspace

@@ -175,6 +175,49 @@ def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m002_cohorts(con: duckdb.DuckDBPyConnection) -> None:
+    """Cohort and archetype definitions; their personas live in ``personas`` as ``cohort:<name>``."""
+    con.execute(
+        """
+        CREATE TABLE cohorts (
+            split_id VARCHAR NOT NULL,
+            encoder VARCHAR NOT NULL,
+            cohort_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,  -- sql | archetype
+            definition VARCHAR,
+            members VARCHAR[],
+            n_members INTEGER,
+            created_at TIMESTAMP DEFAULT current_timestamp,
+            PRIMARY KEY (split_id, encoder, cohort_id)
+        );
+        """
+    )
+
+
+def m003_rewrite_cache(con: duckdb.DuckDBPyConnection) -> None:
+    """The rewrite cache (backend, model, params, persona hash, prompt -> rewrite) and fallback reasons."""
+    con.execute(
+        """
+        CREATE TABLE rewrite_cache (
+            key VARCHAR PRIMARY KEY,  -- sha256 of backend, model, params, persona hash, prompt, k-shot history
+            backend VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            params JSON,
+            user_id VARCHAR,
+            prompt VARCHAR,
+            rewritten VARCHAR,
+            negative VARCHAR,
+            shots INTEGER,
+            fallback VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        );
+        ALTER TABLE rewrites ADD COLUMN fallback VARCHAR;
+        """
+    )
+
+
 MIGRATIONS: list[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     (1, m001_initial),
+    (2, m002_cohorts),
+    (3, m003_rewrite_cache),
 ]

@@ -1,95 +1,158 @@
 """``gat``: the PersonaGAT miner, a two-layer edge-aware GATv2 over the user-item graph.
 
-Layer 1 lets every item attend over the users who engaged with it; layer 2 lets every user attend over
-their items. With item features :math:`x_i`, edge features :math:`e_{ui}` and user input
+Node inputs (no per-user ID embedding, so users are inductive; items are a shared catalogue and keep
+a learned embedding :math:`e_i` and bias :math:`b_i` next to their content features :math:`x_i`):
 
 .. math::
-    h_u^{(0)} = W_u\\,[\\,d_u \\,\\|\\, \\overline{x}_{u}^{+} \\,\\|\\, \\overline{x}_{u}^{-} \\,\\|\\, \\log(1+\\deg u)/5\\,]
+    i^{(0)} = \\mathrm{ReLU}(W_x x_i) + e_i, \\qquad
+    d_u = \\mathrm{ReLU}(W_d\\,[\\text{demographics}_u \\,\\|\\, \\log(1+\\deg u)/5]),
 
-(:math:`d_u` declared demographics, :math:`\\overline{x}_{u}^{\\pm}` mean features of liked / disliked
-visible items; no per-user ID embedding, so the model is inductive),
+    u^{(0)} = \\mathrm{ReLU}\\big(W_0\\,[\\,d_u \\,\\|\\, \\overline{i^{(0)}}_{u,+} \\,\\|\\, \\overline{i^{(0)}}_{u,-}\\,]\\big)
+
+(means over the user's liked / disliked visible items). Two layers, each a GATv2 per edge direction:
 
 .. math::
-    h_i^{(1)} = h_i^{(0)} + \\mathrm{GATv2}_1\\big((h^{(0)}_{\\mathcal U}, h^{(0)}_i), e\\big), \\qquad
-    h_u = W_s h_u^{(0)} + \\sum_{i \\in N(u)} \\alpha_{ui}\\, W h_i^{(1)}
+    i^{(1)} = i^{(0)} + \\mathrm{ReLU}\\,\\mathrm{GATv2}_{u\\to i}\\big((d, i^{(0)}), e\\big), \\qquad
+    u^{(1)} = W_1 u^{(0)} + \\mathrm{GATv2}^{(1)}_{i\\to u}\\big((i^{(0)}, u^{(0)}), e\\big),
 
-with GATv2 attention :math:`\\alpha_{ui} = \\mathrm{softmax}_i\\big(a^\\top \\mathrm{LeakyReLU}(W[h_u \\| h_i \\| e_{ui}])\\big)`
-(averaged over heads). Training is link prediction: each epoch a random 20% of the liked edges are
-removed from message passing and scored, :math:`s(u, i) = h_u^\\top W_o h_i^{(1)}`, against sampled
-items with binary cross-entropy. The layer-2 attention :math:`\\alpha_{ui}` ranks a user's evidence.
+    u^{(2)} = W_2 u^{(1)} + \\mathrm{GATv2}^{(2)}_{i\\to u}\\big((i^{(1)}, u^{(1)}), e\\big)
 
-Shapes:
-    x_user ``(U, F_u)``, x_item ``(I, F_i)``, edge_index ``(2, E)`` (row 0 users, row 1 items),
-    edge_attr ``(E, F_e)`` -> h_user ``(U, D)``, h_item ``(I, D)``, attention ``(E,)``.
+with GATv2 attention :math:`\\alpha_{ui} = \\mathrm{softmax}_{i \\in N(u)}\\big(a^\\top
+\\mathrm{LeakyReLU}(W_s h_i + W_t h_u + W_e e_{ui})\\big)` per head, edge features :math:`e_{ui}` =
+(centred rating, liked, disliked, recency, interaction kind). The link score is
+:math:`s(u, i) = (W_o u^{(2)})^\\top i^{(1)} + b_i`.
+
+Training: ``LinkNeighborLoader`` mini-batches over the liked edges (fan-out sampled by
+:class:`persona.sampling.FanoutSampler`, so a step's memory is bounded by the fan-outs, not the graph),
+each batch's target edges removed from its message passing, BPR loss against sampled items
+(``triplet`` negative sampling), plus, when items carry image features, the **ImageAlign** InfoNCE loss
+
+.. math::
+    \\mathcal L_{\\text{align}} = -\\frac1B \\sum_b \\log
+    \\frac{\\exp(\\langle \\hat z_{u_b}, \\hat g_{i_b}\\rangle/\\tau)}{\\sum_{b'} \\exp(\\langle \\hat z_{u_b}, \\hat g_{i_{b'}}\\rangle/\\tau)}
+
+between the projected user embedding and the projected image features of the image they engaged
+with (unit-normalised, in-batch negatives, :math:`\\tau = 0.1`), weighted by ``align_weight``.
+
+Evidence weight of a user's item: the two layers' :math:`\\alpha_{ui}` averaged over heads and layers
+(each sums to 1 over the user's items, so the average does too). ``conv="sage"`` swaps every GATv2
+for a mean-aggregating GraphSAGE layer (the ``sage`` baseline: same harness, no attention).
+
+Shapes: ``x_user (U, F_u)``, ``x_item (I, F_i)``, ``edge_index (2, E)`` (row 0 users, row 1 items),
+``edge_attr (E, F_e)`` -> ``h_user (U, D)``, ``h_item (I, D)``, ``bias (I,)``, ``attention (E,)``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from persona.models.base import PersonaEncoder
 
+REL = ("user", "engages", "item")
+REV = ("item", "rev_engages", "user")
+
 
 def _torch_module():
     import torch
     from torch import nn
-    from torch_geometric.nn import GATv2Conv
+    from torch_geometric.nn import GATv2Conv, SAGEConv
     from torch_geometric.utils import scatter
 
     class PersonaGAT(nn.Module):
         """Two-layer bipartite GATv2 (see the module docstring).
 
         Args:
-            user_dim: Demographic feature width.
-            item_dim: Item feature width.
-            edge_dim: Edge feature width.
-            hidden: Hidden width (default 64).
-            heads: Attention heads (default 4, averaged).
-            dropout: Attention dropout (default 0.1).
+            user_dim, item_dim, edge_dim: Input widths (``x_user``, ``x_item``, ``edge_attr``).
+            n_items: Catalogue size (item embeddings and biases).
+            hidden: Hidden width. heads: Attention heads (averaged). dropout: Attention dropout.
+            conv: ``"gatv2"`` or ``"sage"``. image_dim: Image feature width (0: no ImageAlign head).
         """
 
-        def __init__(self, user_dim: int, item_dim: int, edge_dim: int, hidden: int = 64, heads: int = 4,
-                     dropout: float = 0.1):
+        def __init__(self, user_dim: int, item_dim: int, edge_dim: int, n_items: int, hidden: int = 64,
+                     heads: int = 2, dropout: float = 0.0, conv: str = "gatv2", image_dim: int = 0):
             super().__init__()
-            self.dims = dict(user_dim=user_dim, item_dim=item_dim, edge_dim=edge_dim, hidden=hidden, heads=heads,
-                             dropout=dropout)
+            if conv not in ("gatv2", "sage"):
+                raise ValueError(f"conv must be 'gatv2' or 'sage', got {conv!r}")
+            self.config = dict(user_dim=user_dim, item_dim=item_dim, edge_dim=edge_dim, n_items=n_items,
+                               hidden=hidden, heads=heads, dropout=dropout, conv=conv, image_dim=image_dim)
+            self.attentive = conv == "gatv2"
+
+            def make():
+                if self.attentive:
+                    return GATv2Conv((hidden, hidden), hidden, heads=heads, edge_dim=edge_dim, concat=False,
+                                     add_self_loops=False, dropout=dropout)
+                return SAGEConv((hidden, hidden), hidden, aggr="mean")
+
             self.item_in = nn.Linear(item_dim, hidden)
-            self.user_in = nn.Linear(user_dim + 2 * item_dim + 1, hidden)
-            self.conv1 = GATv2Conv((hidden, hidden), hidden, heads=heads, edge_dim=edge_dim, concat=False,
-                                   add_self_loops=False, dropout=dropout)
-            self.conv2 = GATv2Conv((hidden, hidden), hidden, heads=heads, edge_dim=edge_dim, concat=False,
-                                   add_self_loops=False, dropout=dropout)
-            self.user_skip = nn.Linear(hidden, hidden)
+            self.item_emb = nn.Embedding(n_items, hidden)
+            self.item_bias = nn.Embedding(n_items, 1)
+            self.user_demo = nn.Linear(user_dim, hidden)
+            self.user_in = nn.Linear(3 * hidden, hidden)
+            self.conv_item = make()
+            self.conv_user1, self.conv_user2 = make(), make()
+            self.skip1, self.skip2 = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
             self.out = nn.Linear(hidden, hidden, bias=False)
+            if image_dim:
+                self.img_proj = nn.Linear(image_dim, hidden)
+                self.user_proj = nn.Linear(hidden, hidden)
             self.reset_parameters()
 
         def reset_parameters(self) -> None:
-            for m in (self.item_in, self.user_in, self.conv1, self.conv2, self.user_skip, self.out):
-                m.reset_parameters()
+            for m in self.children():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+            nn.init.normal_(self.item_emb.weight, std=0.1)
+            nn.init.zeros_(self.item_bias.weight)
 
         def __repr__(self) -> str:
-            d = self.dims
-            return f"PersonaGAT(user={d['user_dim']}, item={d['item_dim']}, edge={d['edge_dim']}, hidden={d['hidden']}, heads={d['heads']})"
+            c = self.config
+            return (f"PersonaGAT(conv={c['conv']}, user={c['user_dim']}, item={c['item_dim']}, edge={c['edge_dim']}, "
+                    f"items={c['n_items']}, hidden={c['hidden']}, heads={c['heads']}, image={c['image_dim']})")
 
-        def forward(self, x_user, x_item, edge_index, edge_attr, edge_liked, edge_disliked):
-            n_users = x_user.shape[0]
-            row, col = edge_index
-            liked_mean = scatter(x_item[col[edge_liked]], row[edge_liked], 0, dim_size=n_users, reduce="mean")
-            dis_mean = scatter(x_item[col[edge_disliked]], row[edge_disliked], 0, dim_size=n_users, reduce="mean")
-            deg = scatter(torch.ones_like(row, dtype=x_item.dtype), row, 0, dim_size=n_users, reduce="sum")
-            u0 = torch.relu(self.user_in(torch.cat([x_user, liked_mean, dis_mean, torch.log1p(deg)[:, None] / 5], 1)))
-            i0 = torch.relu(self.item_in(x_item))
-            i1 = i0 + torch.relu(self.conv1((u0, i0), edge_index, edge_attr))
-            rev = edge_index.flip(0)
-            msg, (_, alpha) = self.conv2((i1, u0), rev, edge_attr, return_attention_weights=True)
-            h_user = self.user_skip(u0) + msg
-            return h_user, self.out(i1), alpha.mean(dim=1)
+        def _conv(self, conv, x, edge_index, edge_attr, attention: bool):
+            if self.attentive:
+                if attention:
+                    out, (_, alpha) = conv(x, edge_index, edge_attr, return_attention_weights=True)
+                    return out, alpha.mean(dim=1)
+                return conv(x, edge_index, edge_attr), None
+            return conv(x, edge_index), None
+
+        def items(self, x_item, item_ids, x_user, ui_index, ui_attr):
+            """``(i0, i1)`` for items; ``ui_index`` holds user->item edges (local rows of ``x_user``)."""
+            i0 = torch.relu(self.item_in(x_item)) + self.item_emb(item_ids)
+            d = torch.relu(self.user_demo(x_user))
+            msg, _ = self._conv(self.conv_item, (d, i0), ui_index, ui_attr, False)
+            return i0, i0 + torch.relu(msg)
+
+        def users(self, x_user, i0, i1, iu_index, iu_attr, liked, disliked, attention: bool = False):
+            """``(h_user, attention)``; ``iu_index`` holds item->user edges (rows index ``i0``/``i1``)."""
+            n = x_user.shape[0]
+            src, dst = iu_index
+            d = torch.relu(self.user_demo(x_user))
+            pos = scatter(i0[src[liked]], dst[liked], 0, dim_size=n, reduce="mean")
+            neg = scatter(i0[src[disliked]], dst[disliked], 0, dim_size=n, reduce="mean")
+            u0 = torch.relu(self.user_in(torch.cat([d, pos, neg], 1)))
+            m1, a1 = self._conv(self.conv_user1, (i0, u0), iu_index, iu_attr, attention)
+            u1 = self.skip1(u0) + m1
+            m2, a2 = self._conv(self.conv_user2, (i1, torch.relu(u1)), iu_index, iu_attr, attention)
+            u2 = self.skip2(torch.relu(u1)) + m2
+            alpha = (a1 + a2) / 2 if a1 is not None else None
+            return self.out(u2), alpha
+
+        def forward(self, x_user, x_item, item_ids, edge_index, edge_attr, liked, disliked, attention: bool = False):
+            """Whole-(sub)graph pass: ``(h_user, h_item, bias, attention)``."""
+            i0, i1 = self.items(x_item, item_ids, x_user, edge_index, edge_attr)
+            h_user, alpha = self.users(x_user, i0, i1, edge_index.flip(0), edge_attr, liked, disliked, attention)
+            return h_user, i1, self.item_bias(item_ids).squeeze(-1), alpha
 
         @staticmethod
-        def score(h_user, h_item):
-            return (h_user * h_item).sum(-1)
+        def score(h_user, h_item, bias):
+            return (h_user * h_item).sum(-1) + bias
 
     return PersonaGAT
 
@@ -97,132 +160,364 @@ def _torch_module():
 @dataclass
 class TrainReport:
     epochs: int
+    steps: int
     final_loss: float
     seconds: float
+    peak_batch_edges: int
 
 
-def split_edge_masks(graph):
-    """``(liked, disliked)`` boolean masks over the graph's edges."""
-    return graph.edge_liked, graph.edge_attr[:, 2] > 0.5
+class _deterministic(contextlib.ContextDecorator):
+    """Deterministic torch kernels for the duration of a call (then the caller's setting again).
+
+    With more than one CPU thread, scatter-style reductions (the backward of indexing, message
+    aggregation) otherwise add in a thread-dependent order, so two runs with the same seed drift apart;
+    measured cost here: none.
+    """
+
+    def __enter__(self):
+        import torch
+
+        self.prev = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.use_deterministic_algorithms(self.prev[0], warn_only=self.prev[1])
 
 
-def train_gat(graph, *, epochs: int = 60, hidden: int = 64, heads: int = 4, lr: float = 5e-3,
-              holdout: float = 0.2, negatives: int = 2, seed: int = 0, progress: bool = False):
-    """Fit a PersonaGAT on ``graph`` by link prediction (full-graph steps). Returns ``(model, TrainReport)``."""
-    import time
+def build_model(graph, **kwargs):
+    """A fresh PersonaGAT sized for ``graph``."""
+    image_dim = 0 if getattr(graph, "x_image", None) is None else graph.x_image.shape[1]
+    return _torch_module()(graph.x_user.shape[1], graph.x_item.shape[1], graph.edge_attr.shape[1],
+                           graph.x_item.shape[0], image_dim=image_dim, **kwargs)
 
+
+def _hetero(graph):
+    from torch_geometric.data import HeteroData
+
+    data = HeteroData()
+    data["user"].num_nodes, data["item"].num_nodes = graph.x_user.shape[0], graph.x_item.shape[0]
+    data[REL].edge_index = graph.edge_index
+    data[REV].edge_index = graph.edge_index.flip(0)
+    return data
+
+
+@_deterministic()
+def train_gat(graph, *, epochs: int = 20, hidden: int = 64, heads: int = 2, conv: str = "gatv2", lr: float = 5e-3,
+              batch_size: int = 1024, negatives: int = 4, fanout_items: tuple[int, int] = (10, 3), fanout_users: int = 64,
+              align_weight: float = 0.1, max_steps: int | None = None, weight_decay: float = 1e-6, seed: int = 0,
+              progress: bool = False):
+    """Fit a PersonaGAT on ``graph`` by mini-batch link prediction. Returns ``(model, TrainReport)``.
+
+    Deterministic: the same graph and seed give the same model whatever the thread count.
+
+    Args:
+        epochs: Passes over the liked edges (each a supervision target once per epoch).
+        batch_size: Target edges per step; negatives: sampled items per target (BPR).
+        fanout_items: Users sampled per item: for the scored items, and for the items of the batch's users
+            (their layer-1 states feed the users' layer 2). fanout_users: items sampled per user.
+        align_weight: Weight of the ImageAlign loss (used only when ``graph.x_image`` is set).
+        max_steps: Stop after this many steps in total (a time budget for huge graphs).
+    """
     import torch
     import torch.nn.functional as F
-
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    cls = _torch_module()
-    model = cls(graph.x_user.shape[1], graph.x_item.shape[1], graph.edge_attr.shape[1], hidden, heads)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-5)
-    liked, disliked = split_edge_masks(graph)
-    pos_idx = torch.nonzero(liked).flatten()
-    n_items = graph.x_item.shape[0]
-    t0 = time.perf_counter()
+    from torch_geometric.loader import LinkNeighborLoader
+    from torch_geometric.sampler import NegativeSampling
     from tqdm.auto import tqdm
 
-    loss_val = float("nan")
-    for _ in tqdm(range(epochs), desc="training gat", unit="epoch", disable=not progress):
-        model.train()
-        perm = pos_idx[torch.randperm(pos_idx.numel(), generator=gen)]
-        sup = perm[: max(1, int(holdout * perm.numel()))]
-        keep = torch.ones(graph.edge_index.shape[1], dtype=torch.bool)
-        keep[sup] = False
-        h_u, h_i, _ = model(graph.x_user, graph.x_item, graph.edge_index[:, keep], graph.edge_attr[keep],
-                            liked[keep], disliked[keep])
-        users = graph.edge_index[0, sup]
-        pos = cls.score(h_u[users], h_i[graph.edge_index[1, sup]])
-        neg_items = torch.randint(0, n_items, (sup.numel() * negatives,), generator=gen)
-        neg = cls.score(h_u[users.repeat(negatives)], h_i[neg_items])
-        loss = F.binary_cross_entropy_with_logits(torch.cat([pos, neg]),
-                                                  torch.cat([torch.ones_like(pos), torch.zeros_like(neg)]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        loss_val = float(loss.detach())
-    return model, TrainReport(epochs, loss_val, time.perf_counter() - t0)
+    from persona.sampling import fanout_sampler
+
+    torch.manual_seed(seed)
+    model = build_model(graph, hidden=hidden, heads=heads, conv=conv)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    liked, disliked = graph.edge_liked, graph.edge_disliked
+    data = _hetero(graph)
+    num_neighbors = {REL: list(fanout_items), REV: [fanout_users, 0]}
+    sampler = fanout_sampler(data, num_neighbors, seed=seed)
+    targets = graph.edge_index[:, liked]
+    loader = LinkNeighborLoader(data, num_neighbors, edge_label_index=(REL, targets), batch_size=batch_size,
+                                shuffle=True, neg_sampling=NegativeSampling("triplet", negatives),
+                                neighbor_sampler=sampler, generator=torch.Generator().manual_seed(seed))
+    n_items = graph.x_item.shape[0]
+    align = align_weight > 0 and getattr(graph, "x_image", None) is not None
+    steps, loss_val, peak, t0 = 0, float("nan"), 0, time.perf_counter()
+    total = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
+    bar = tqdm(total=total, desc=f"training {conv}", unit="step", disable=not progress)
+    model.train()
+    for _ in range(epochs):
+        for batch in loader:
+            un, itn = batch["user"].n_id, batch["item"].n_id
+            src, pos = batch["user"].src_index, batch["item"].dst_pos_index
+            neg = batch["item"].dst_neg_index
+            # drop the batch's own target links from its message passing (no label leakage)
+            e_ui, e_iu = batch[REL], batch[REV]
+            keep_ui = _not_target(e_ui.edge_index[0], e_ui.edge_index[1], src, pos, un, itn, n_items)
+            keep_iu = _not_target(e_iu.edge_index[1], e_iu.edge_index[0], src, pos, un, itn, n_items)
+            ui_index, ui_eid = e_ui.edge_index[:, keep_ui], e_ui.e_id[keep_ui]
+            iu_index, iu_eid = e_iu.edge_index[:, keep_iu], e_iu.e_id[keep_iu]
+            peak = max(peak, ui_index.shape[1] + iu_index.shape[1])
+            x_user, x_item = graph.x_user[un], graph.x_item[itn]
+            i0, i1 = model.items(x_item, itn, x_user, ui_index, graph.edge_attr[ui_eid])
+            h_user, _ = model.users(x_user, i0, i1, iu_index, graph.edge_attr[iu_eid], liked[iu_eid],
+                                    disliked[iu_eid])
+            bias = model.item_bias(itn).squeeze(-1)
+            hu = h_user[src]
+            s_pos = model.score(hu, i1[pos], bias[pos])
+            s_neg = model.score(hu[:, None, :], i1[neg], bias[neg])
+            loss = -F.logsigmoid(s_pos[:, None] - s_neg).mean()
+            if align:
+                z = F.normalize(model.user_proj(hu), dim=-1)
+                g = F.normalize(model.img_proj(graph.x_image[itn[pos]]), dim=-1)
+                loss = loss + align_weight * F.cross_entropy(z @ g.T / 0.1, torch.arange(z.shape[0]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss_val = float(loss.detach())
+            steps += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_val:.4f}")
+            if max_steps is not None and steps >= max_steps:
+                break
+        if max_steps is not None and steps >= max_steps:
+            break
+    bar.close()
+    model.eval()
+    return model, TrainReport(epochs, steps, loss_val, time.perf_counter() - t0, peak)
+
+
+def _not_target(users, items, src, pos, un, itn, n_items: int):
+    """Mask of batch edges (local ``users``, ``items``) that are not one of the batch's target links."""
+    import torch
+
+    is_src = torch.zeros(un.numel(), dtype=torch.bool)
+    is_src[src] = True
+    keep = torch.ones(users.numel(), dtype=torch.bool)
+    cand = is_src[users]
+    keys = un[users[cand]] * n_items + itn[items[cand]]
+    keep[cand] = ~torch.isin(keys, un[src] * n_items + itn[pos])
+    return keep
+
+
+def _csr(index: Any, n: int):
+    import torch
+
+    order = torch.argsort(index, stable=True)
+    ptr = torch.zeros(n + 1, dtype=torch.long)
+    ptr[1:] = torch.cumsum(torch.bincount(index, minlength=n), 0)
+    return order, ptr
+
+
+@dataclass
+class Embeddings:
+    """Inference output: ``h_user (U, D)``, item states ``i0``/``i1 (I, D)`` (``i1`` is the scored item
+    embedding), item ``bias (I,)`` and per-edge evidence ``alpha (E,)`` (``None`` for ``sage``)."""
+
+    h_user: Any
+    i0: Any
+    i1: Any
+    bias: Any
+    alpha: Any
+
+
+@_deterministic()
+def infer(model, graph, *, chunk_edges: int = 1_000_000, item_fanout: int | None = None, attention: bool = True,
+          seed: int = 0, progress: bool = False) -> Embeddings:
+    """Full-graph inference in edge-bounded chunks.
+
+    Items are computed first (chunks of items with their users), then users (chunks of users with all
+    their items); each chunk's working memory is bounded by ``chunk_edges`` edges. ``item_fanout``
+    caps the users an item's layer reads (a seeded uniform sample, as in training) so that very
+    popular items do not dominate inference time on huge graphs; ``None`` reads all of them.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from persona.sampling import sample_segments
+
+    n_users, n_items = graph.x_user.shape[0], graph.x_item.shape[0]
+    ei, ea = graph.edge_index, graph.edge_attr
+    item_ids = torch.arange(n_items)
+    with torch.no_grad():
+        i0 = torch.relu(model.item_in(graph.x_item)) + model.item_emb(item_ids)
+        i1 = torch.empty_like(i0)
+        order, ptr = _csr(ei[1], n_items)
+        if item_fanout is not None:
+            owner, pos = sample_segments(ptr, item_ids, item_fanout, torch.Generator().manual_seed(seed))
+            order = order[pos]
+            ptr = torch.zeros(n_items + 1, dtype=torch.long)
+            ptr[1:] = torch.cumsum(torch.bincount(owner, minlength=n_items), 0)
+        for lo, hi in tqdm(_chunks(ptr, chunk_edges), desc="inferring items", unit="chunk", disable=not progress):
+            e = order[ptr[lo]:ptr[hi]]
+            users, local = torch.unique(ei[0, e], return_inverse=True)
+            sub = torch.stack([local, ei[1, e] - lo])
+            _, i1[lo:hi] = model.items(graph.x_item[lo:hi], item_ids[lo:hi], graph.x_user[users], sub, ea[e])
+        h_user = torch.empty(n_users, model.config["hidden"])
+        alpha = torch.empty(ei.shape[1]) if attention and model.attentive else None
+        order, ptr = _csr(ei[0], n_users)
+        for lo, hi in tqdm(_chunks(ptr, chunk_edges), desc="inferring users", unit="chunk", disable=not progress):
+            e = order[ptr[lo]:ptr[hi]]
+            iu = torch.stack([ei[1, e], ei[0, e] - lo])
+            h, a = model.users(graph.x_user[lo:hi], i0, i1, iu, ea[e], graph.edge_liked[e], graph.edge_disliked[e],
+                               attention=alpha is not None)
+            h_user[lo:hi] = h
+            if alpha is not None:
+                alpha[e] = a
+        bias = model.item_bias(item_ids).squeeze(-1)
+    return Embeddings(h_user, i0, i1, bias, alpha)
+
+
+def _chunks(ptr, chunk_edges: int):
+    """Node ranges ``[lo, hi)`` whose edges total about ``chunk_edges`` (at least one node each)."""
+    import torch
+
+    n = ptr.numel() - 1
+    lo = 0
+    while lo < n:
+        hi = int(torch.searchsorted(ptr, ptr[lo] + chunk_edges, right=True)) - 1
+        hi = min(max(hi, lo + 1), n)
+        yield lo, hi
+        lo = hi
+
+
+def save_checkpoint(model, path, meta: dict[str, Any] | None = None) -> None:
+    """Weights, model config and ``meta`` (e.g. the item ids) in one ``torch.save`` file."""
+    import os
+
+    import torch
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    torch.save({"config": model.config, "state": model.state_dict(), "meta": meta or {}}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path):
+    """``(model, meta)`` from :func:`save_checkpoint` (model in eval mode)."""
+    import torch
+
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model = _torch_module()(**blob["config"])
+    model.load_state_dict(blob["state"])
+    model.eval()
+    return model, blob["meta"]
 
 
 class GatPersonaEncoder(PersonaEncoder):
-    """Persona encoder backed by a trained PersonaGAT; evidence ranked by layer-2 attention.
+    """Persona encoder backed by a trained PersonaGAT; evidence ranked by learned attention.
 
     Args:
-        epochs: Link-prediction epochs (full-graph steps).
-        hidden, heads: Model width and attention heads.
-        n_traits, n_evidence: Traits and evidence items kept per card.
-        text_encoder: Item text encoder (``minilm`` embedded stand-in, or a sentence-transformers id).
+        epochs, hidden, heads, lr, batch_size, negatives: Training settings (see :func:`train_gat`).
+        align: Use the ImageAlign loss when items have images (``gat``); ``False`` is ``gat-noalign``.
+        n_traits: Interests kept per card; token_budget: evidence token budget per card.
+        text_encoder, image_encoder: Item feature encoders (embedded stand-ins by default; any
+            sentence-transformers id / CLIP id or path on a machine that has them).
+        item_fanout: Users an item's layer reads at inference (``None``: all; see :func:`infer`).
+        checkpoint: Path of a checkpoint to load instead of training (written by ``save``).
         seed: Training seed; the same seed gives the same model.
     """
 
     name = "gat"
-    version = "1"
+    version = "2"
+    conv = "gatv2"
 
-    def __init__(self, epochs: int = 60, hidden: int = 64, heads: int = 4, n_traits: int = 4, n_evidence: int = 5,
-                 text_encoder: str = "minilm", seed: int = 0, progress: bool = False):
+    def __init__(self, epochs: int = 20, hidden: int = 64, heads: int = 2, lr: float = 5e-3, batch_size: int = 1024,
+                 negatives: int = 4, align: bool = True, n_traits: int = 4,
+                 token_budget: int = 2048, text_encoder: str = "minilm", image_encoder: str = "effnet-lite0",
+                 item_fanout: int | None = None, checkpoint: str | None = None, seed: int = 0, progress: bool = False):
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
-        self.epochs, self.hidden, self.heads, self.seed = epochs, hidden, heads, seed
-        self.n_traits, self.n_evidence, self.text_encoder, self.progress = n_traits, n_evidence, text_encoder, progress
+        self.train_args = dict(epochs=epochs, hidden=hidden, heads=heads, lr=lr, batch_size=batch_size,
+                               negatives=negatives, conv=self.conv, align_weight=0.1 if align else 0.0, seed=seed)
+        self.n_traits, self.token_budget = n_traits, token_budget
+        self.text_encoder, self.image_encoder = text_encoder, image_encoder
+        self.checkpoint, self.progress, self.item_fanout = checkpoint, progress, item_fanout
 
     def fit(self, context):
-        import torch
-
         from persona.graph import build_graph
 
         self.context = context
-        self.graph = build_graph(context, text_encoder=self.text_encoder)
-        self.model, self.report = train_gat(self.graph, epochs=self.epochs, hidden=self.hidden, heads=self.heads,
-                                            seed=self.seed, progress=self.progress)
-        self.model.eval()
-        liked, disliked = split_edge_masks(self.graph)
-        with torch.no_grad():
-            self.h_user, self.h_item, self.alpha = self.model(self.graph.x_user, self.graph.x_item, self.graph.edge_index,
-                                                              self.graph.edge_attr, liked, disliked)
+        self.graph = build_graph(context, text_encoder=self.text_encoder, image_encoder=self.image_encoder)
+        if self.checkpoint:
+            self.model, meta = load_checkpoint(self.checkpoint)
+            if meta.get("item_ids") != self.graph.item_ids:
+                raise ValueError(f"checkpoint {self.checkpoint} was trained on a different item catalogue; "
+                                 "retrain (drop --checkpoint) or pass the matching dataset")
+            self.report = None
+        else:
+            self.model, self.report = train_gat(self.graph, progress=self.progress, **self.train_args)
+        self.emb = infer(self.model, self.graph, item_fanout=self.item_fanout, progress=self.progress)
+        self._ptr = None
         return self
+
+    @classmethod
+    def from_parts(cls, context, graph, model, emb=None, **kwargs):
+        """An encoder around an already trained model and its graph (no training; ``emb`` computed if missing)."""
+        enc = cls(**kwargs)
+        enc.context, enc.graph, enc.model, enc.report, enc._ptr = context, graph, model, None, None
+        enc.emb = emb if emb is not None else infer(model, graph)
+        return enc
+
+    def save(self, path) -> None:
+        """Checkpoint the trained model (with the item ids it was trained on)."""
+        save_checkpoint(self.model, path, {"item_ids": self.graph.item_ids, "encoder": self.name,
+                                           "split": self.context.split_id, "train_args": self.train_args})
 
     def score(self, user_ids: list[str], item_ids: list[str]) -> np.ndarray:
         """Link scores ``s(u, i)`` for aligned lists of users and items."""
         ui, ii = self.graph.user_index, self.graph.item_index
-        hu = self.h_user[[ui[u] for u in user_ids]]
-        hi = self.h_item[[ii[i] for i in item_ids]]
-        return (hu * hi).sum(-1).numpy()
+        hu = self.emb.h_user[[ui[u] for u in user_ids]]
+        items = [ii[i] for i in item_ids]
+        return (hu * self.emb.i1[items]).sum(-1).numpy() + self.emb.bias[items].numpy()
 
     def attention(self, user_id: str) -> list[tuple[str, float]]:
-        """``(item_id, weight)`` of the user's visible items, by layer-2 attention (sums to 1)."""
+        """``(item_id, weight)`` over the user's visible items, highest first; weights sum to 1.
+
+        Learned attention (mean over heads and layers) for ``gat``; for the attention-free ``sage``
+        baseline, the normalised centred rating (liked items first) instead.
+        """
+        import torch
+
+        if self._ptr is None:
+            self._order, self._ptr = _csr(self.graph.edge_index[0], len(self.graph.user_ids))
         u = self.graph.user_index[user_id]
-        mask = self.graph.edge_index[0] == u
-        items = self.graph.edge_index[1, mask].tolist()
-        weights = self.alpha[mask].tolist()
-        return sorted(((self.graph.item_ids[i], w) for i, w in zip(items, weights)), key=lambda t: (-t[1], t[0]))
+        e = self._order[self._ptr[u]:self._ptr[u + 1]]
+        items = self.graph.edge_index[1, e].tolist()
+        if self.emb.alpha is not None:
+            weights = self.emb.alpha[e]
+        else:
+            weights = torch.softmax(self.graph.edge_attr[e, 0] + 2 * self.graph.edge_liked[e].float(), 0)
+        return sorted(((self.graph.item_ids[i], float(w)) for i, w in zip(items, weights.tolist())),
+                      key=lambda t: (-t[1], t[0]))
+
+    def embedding(self, user_id: str) -> list[float]:
+        return [round(float(v), 5) for v in self.emb.h_user[self.graph.user_index[user_id]].tolist()]
 
     def encode(self, user_ids):
-        from collections import defaultdict
-
-        from persona.records import Evidence, PersonaCard
-        from persona.verbalize import scrub, verbalize
+        from persona.evidence import build_card
 
         ctx = self.context
-        noun = ctx.meta.get("item_noun", "items")
         cards = []
-        ui = self.graph.user_index
         for u in user_ids:
-            if u not in ui:
+            if u not in self.graph.user_index:
                 raise KeyError(f"user {u!r} has no visible interactions in split {ctx.split_id!r}")
-            liked_items = {x.item_id for x in ctx.visible[u] if ctx.is_liked(x)}
-            ranked = [(i, w) for i, w in self.attention(u) if i in liked_items] or self.attention(u)
-            tag_w: dict[str, float] = defaultdict(float)
-            for i, w in ranked:
-                for t in ctx.items[i].tags:
-                    tag_w[t] += w
-            traits = [{"name": t, "weight": round(w, 4)} for t, w in
-                      sorted(tag_w.items(), key=lambda kv: (-kv[1], kv[0]))[: self.n_traits]]
-            evidence = [Evidence(i, round(w, 5), scrub(ctx.items[i].title)) for i, w in ranked[: self.n_evidence]]
-            demo = ctx.demographics(u)
-            summary = verbalize(traits, [e.snippet for e in evidence[:3]], demo, noun)
-            cards.append(PersonaCard(u, summary, traits, evidence,
-                                     [round(float(v), 5) for v in self.h_user[ui[u]].tolist()], self.model_version, demo))
+            cards.append(build_card(ctx, u, self.attention(u), self.embedding(u), self.model_version,
+                                    n_traits=self.n_traits, token_budget=self.token_budget))
         return cards
+
+
+class GatNoAlignEncoder(GatPersonaEncoder):
+    """``gat-noalign``: the same PersonaGAT trained without the ImageAlign loss (ablation)."""
+
+    name = "gat-noalign"
+
+    def __init__(self, **kwargs: Any):
+        kwargs["align"] = False
+        super().__init__(**kwargs)
+
+
+class SagePersonaEncoder(GatPersonaEncoder):
+    """``sage``: the same harness with mean-aggregating GraphSAGE layers (no attention)."""
+
+    name = "sage"
+    conv = "sage"

@@ -27,9 +27,20 @@ class RewriteRequest:
 
 
 @dataclass
+class PersonaRequest:
+    """A structured persona card to turn into persona text (``summary`` is ignored)."""
+
+    card: PersonaCard
+    item_noun: str = "items"
+
+
+@dataclass
 class RewriteResult:
+    """A backend's answer; ``fallback`` says why the template baseline replaced the model's output."""
+
     rewritten: str
     negative: str = ""
+    fallback: str = ""
 
 
 class RewriterBackend:
@@ -41,5 +52,10 @@ class RewriterBackend:
     def model(self) -> str:
         return self.name
 
-    def rewrite_batch(self, requests: list[RewriteRequest]) -> list[RewriteResult]:
+    def rewrite_batch(self, requests: list[RewriteRequest], params=None) -> list[RewriteResult]:
+        """Rewrite each request; ``params`` is a :class:`prompting.params.RewriteParams` (or ``None``)."""
         raise NotImplementedError
+
+    def verbalize_batch(self, requests: list[PersonaRequest]) -> list[str]:
+        """Persona text for each card. Language-model backends send :func:`prompting.guard.persona_messages`."""
+        raise NotImplementedError(f"the {self.name} backend cannot verbalise personas")

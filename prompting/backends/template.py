@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
-from prompting.backends.base import RewriteRequest, RewriteResult, RewriterBackend
-from prompting.guard import sanitize
+from prompting.backends.base import PersonaRequest, RewriteRequest, RewriteResult, RewriterBackend
+from prompting.guard import sanitize, tag_like
 
 
 @lru_cache(maxsize=1)
@@ -48,12 +48,25 @@ class TemplateBackend(RewriterBackend):
         clean = sanitize(trait, 60)
         return self.cues.get(clean.lower(), f"inspired by {clean}")
 
-    def rewrite_batch(self, requests: list[RewriteRequest]) -> list[RewriteResult]:
+    def rewrite_batch(self, requests: list[RewriteRequest], params=None) -> list[RewriteResult]:
         out = []
         for req in requests:
-            likes = [t["name"] for t in req.persona.traits if t["weight"] > 0][: self.max_cues]
-            dislikes = [t["name"] for t in req.persona.traits if t["weight"] < 0][: self.max_negative]
+            traits = [t for t in req.persona.traits if t.get("kind", "interest") == "interest" and tag_like(t["name"])]
+            likes = [t["name"] for t in traits if t["weight"] > 0][: self.max_cues]
+            dislikes = [t["name"] for t in traits if t["weight"] < 0][: self.max_negative]
             prompt = req.prompt.strip().rstrip(".")
             parts = [prompt] + [self.cue(t) for t in likes if sanitize(t, 60)]
             out.append(RewriteResult(", ".join(parts), ", ".join(self.cue(t) for t in dislikes if sanitize(t, 60))))
+        return out
+
+    def verbalize_batch(self, requests: list[PersonaRequest]) -> list[str]:
+        """The template persona text of :func:`persona.verbalize.verbalize` (top three evidence titles)."""
+        from persona.verbalize import verbalize
+
+        out = []
+        for req in requests:
+            card = req.card
+            traits = [t for t in card.traits if t.get("kind", "interest") == "interest" and tag_like(t["name"])]
+            titles = [sanitize(e.snippet.split(": ")[0], 80) for e in card.evidence[:3]]
+            out.append(verbalize(traits, [t for t in titles if t], card.demographics, req.item_noun))
         return out

