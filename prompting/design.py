@@ -1,9 +1,11 @@
 """Prompt design for LLM rewriters: versioned templates (``prompting/templates/rewrite_*.yaml``) turned
 into chat messages.
 
-The conversation is: a system message with the first-person roleplay instruction and the rules, the
-persona (and, k-shot, the user's own history) inside data fences; one worked example as a
-user/assistant exchange (small models need it); then the request. Persona text is written in the first
+The conversation is: a system message with the roleplay instruction and the rules; one worked example
+as a user/assistant exchange (small models need it); then the request. The persona (and, k-shot, the
+user's own history) goes inside data fences, in the system message (``rewrite_v1``) or at the head of
+the request (``rewrite_v2``, ``persona_in: request``: the prefix before it is then identical for every
+request, so servers reuse its KV cache). Persona text is written in the first
 person from the card's interests, dislikes and known demographics, then evidence snippets until
 ``RewriteParams.persona_tokens`` is spent.
 """
@@ -33,7 +35,7 @@ def load_template(name: str = "rewrite_v1") -> dict[str, Any]:
         try:
             data = yaml.safe_load(resources.files("prompting.templates").joinpath(f"{name}.yaml").read_text("utf-8"))
         except FileNotFoundError:
-            raise ValueError(f"no rewrite template {name!r}; shipped: rewrite_v1, or pass a YAML path") from None
+            raise ValueError(f"no rewrite template {name!r}; shipped: rewrite_v1, rewrite_v2, or pass a YAML path") from None
     missing = [k for k in ("version", "system", "persona", "example", "shots", "request") if k not in (data or {})]
     if missing:
         raise ValueError(f"rewrite template {name!r} lacks {', '.join(missing)}")
@@ -76,15 +78,20 @@ def first_person(card: PersonaCard, token_budget: int = 256) -> str:
 
 
 def rewrite_messages(card: PersonaCard, prompt: str, history: list[str] | None = None,
-                     params: RewriteParams | None = None, template: str = "rewrite_v1") -> list[dict[str, str]]:
+                     params: RewriteParams | None = None, template: str = "rewrite_v2") -> list[dict[str, str]]:
     """Chat messages asking for ``prompt`` rewritten from ``card``'s perspective."""
     params = params or RewriteParams()
     t = load_template(template)
     system = t["system"].format(max_words=params.max_words).strip()
-    system += "\n\n" + t["persona"].format(persona=fence(first_person(card, params.persona_tokens), 4000)).strip()
+    about = t["persona"].format(persona=fence(first_person(card, params.persona_tokens), 4000)).strip()
     shots = [sanitize(h, 120) for h in (history or [])[: params.shots] if sanitize(h, 120)]
     if shots:
-        system += "\n\n" + t["shots"].format(history=fence("\n".join(f"- {h}" for h in shots), 4000)).strip()
+        about += "\n\n" + t["shots"].format(history=fence("\n".join(f"- {h}" for h in shots), 4000)).strip()
+    request = t["request"].format(prompt=sanitize(prompt, 500)).strip()
+    if t.get("persona_in", "system") == "request":  # a prefix shared by every request (KV-cache reuse)
+        request = about + "\n\n" + request
+    else:
+        system += "\n\n" + about
     ex = t["example"]
     example_user = (f"Example for a different person ({ex['persona']}).\n"
                     + t["request"].format(prompt=ex["prompt"]).strip())
@@ -92,11 +99,11 @@ def rewrite_messages(card: PersonaCard, prompt: str, history: list[str] | None =
         {"role": "system", "content": system},
         {"role": "user", "content": example_user},
         {"role": "assistant", "content": ex["rewrite"]},
-        {"role": "user", "content": t["request"].format(prompt=sanitize(prompt, 500)).strip()},
+        {"role": "user", "content": request},
     ]
 
 
-def negative_messages(conversation: list[dict[str, str]], rewrite: str, template: str = "rewrite_v1") -> list[dict[str, str]]:
+def negative_messages(conversation: list[dict[str, str]], rewrite: str, template: str = "rewrite_v2") -> list[dict[str, str]]:
     """The conversation continued with the rewrite and a request for a negative prompt."""
     t = load_template(template)
     return conversation + [{"role": "assistant", "content": rewrite},

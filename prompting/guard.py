@@ -103,24 +103,40 @@ def check_rewrite(prompt: str, output: str, persona: str = "", *, max_words: int
     prompt at least ``min_subject``) and the output is not a restatement of the persona (closer to the
     persona text than to the prompt by more than ``restatement_margin``).
     """
+    return check_rewrites([prompt], [output], [persona], max_words=max_words, encoder=encoder,
+                          min_subject=min_subject, restatement_margin=restatement_margin)[0]
+
+
+def check_rewrites(prompts: list[str], outputs: list[str], personas: list[str], *, max_words: int = 40, encoder=None,
+                   min_subject: float = SUBJECT_MIN_SIMILARITY, restatement_margin: float = 0.15) -> list[list[str]]:
+    """:func:`check_rewrite` for a batch, with one call to the encoder for all texts."""
     from persona.verbalize import scrub
 
-    problems = []
-    words = output.split()
-    if not output.strip():
-        return ["empty"]
-    if len(words) < 3:
-        problems.append(f"too short ({len(words)} words)")
-    if len(words) > 2 * max_words:
-        problems.append(f"too long ({len(words)} words > {2 * max_words})")
-    if scrub(output) != " ".join(words):
-        problems.append("contains a personal identifier")
-    if encoder is not None:
-        texts = [prompt, output] + ([persona] if persona else [])
+    out: list[list[str]] = []
+    embed = []  # (row, prompt, output, persona) to check with the encoder
+    for k, (prompt, output, persona) in enumerate(zip(prompts, outputs, personas)):
+        words = output.split()
+        if not output.strip():
+            out.append(["empty"])
+            continue
+        problems = []
+        if len(words) < 3:
+            problems.append(f"too short ({len(words)} words)")
+        if len(words) > 2 * max_words:
+            problems.append(f"too long ({len(words)} words > {2 * max_words})")
+        if scrub(output) != " ".join(words):
+            problems.append("contains a personal identifier")
+        out.append(problems)
+        if encoder is not None:
+            embed.append((k, prompt, output, persona))
+    if embed:
+        texts = [t for _, p, o, q in embed for t in (p, o, q or p)]
         e = encoder.encode(texts)
-        subject = float(e[0] @ e[1])
-        if subject < min_subject:
-            problems.append(f"subject lost (similarity {subject:.2f} < {min_subject})")
-        if persona and float(e[2] @ e[1]) > subject + restatement_margin:
-            problems.append("restates the persona instead of the prompt")
-    return problems
+        for j, (k, _, _, persona) in enumerate(embed):
+            ep, eo, eq = e[3 * j], e[3 * j + 1], e[3 * j + 2]
+            subject = float(ep @ eo)
+            if subject < min_subject:
+                out[k].append(f"subject lost (similarity {subject:.2f} < {min_subject})")
+            if persona and float(eq @ eo) > subject + restatement_margin:
+                out[k].append("restates the persona instead of the prompt")
+    return out

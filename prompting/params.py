@@ -12,7 +12,8 @@ class RewriteParams:
 
     Args:
         temperature: Sampling temperature, 0 (greedy) to 2.
-        max_tokens: Most new tokens per rewrite, 8 to 1024.
+        max_tokens: Most new tokens per rewrite, 8 to 1024 (default 48: about 36 words; the
+            rules ask for at most ``max_words``, and small models ramble to the cap).
         shots: How many of the user's own history items go into the prompt as examples (k-shot), 0 to 20.
         repeat_penalty: Repetition penalty, 1.0 (off) to 2.0.
         seed: Sampling seed (same seed, same rewrite on backends that support it).
@@ -22,7 +23,7 @@ class RewriteParams:
     """
 
     temperature: float = 0.0
-    max_tokens: int = 80
+    max_tokens: int = 48
     shots: int = 0
     repeat_penalty: float = 1.15
     seed: int = 0
@@ -56,3 +57,22 @@ class RewriteParams:
 
     def with_seed(self, seed: int) -> RewriteParams:
         return RewriteParams(**{**asdict(self), "seed": seed})
+
+    def label(self) -> str:
+        """The settings that differ from the defaults, as a suffix of the stored model label
+        (``|k3|t0.7|s9``), so rewrites made with other settings are stored beside, not instead of,
+        the default ones. Empty for the defaults."""
+        short = {"shots": "k", "temperature": "t", "seed": "s", "max_tokens": "mt", "repeat_penalty": "rp",
+                 "persona_tokens": "pt", "max_words": "mw", "negative": "neg"}
+        default = RewriteParams()
+        parts = []
+        for name, tag in short.items():
+            value = getattr(self, name)
+            if value != getattr(default, name):
+                parts.append(tag if isinstance(value, bool) else f"{tag}{value:g}")
+        return "".join(f"|{p}" for p in parts)
+
+    def for_retry(self) -> RewriteParams:
+        """Settings for the one retry after a failed check: the next seed, and sampling (temperature at
+        least 0.7), since greedy decoding would repeat the rejected reply word for word."""
+        return RewriteParams(**{**asdict(self), "seed": self.seed + 1, "temperature": max(self.temperature, 0.7)})

@@ -154,15 +154,19 @@ class Rewriter:
 def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tfidf", backend: str = "template",
                   prompts: str = "parti36", roles: tuple[str, ...] = ("heldout",), progress: bool = False,
                   model: str | None = None, params: RewriteParams | None = None,
-                  backend_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+                  backend_kwargs: dict[str, Any] | None = None, batch_requests: int = 64) -> dict[str, Any]:
     """Rewrite every prompt of ``prompts`` for every user in ``roles``; stored per user, resumable, cached.
 
-    The stored model label includes the shot count for k-shot runs (``<model>|k3``), so 0-shot and k-shot
-    rewrites of the same model sit side by side and the benchmark can compare them.
+    ``batch_requests``: about how many (user, prompt) requests go to the backend in one call.
+
+    The stored model label carries every setting that differs from the defaults
+    (:meth:`RewriteParams.label`, e.g. ``<model>|k3`` for 3-shot), so 0-shot and k-shot rewrites of the
+    same model sit side by side, the benchmark can compare them, and a re-run with other settings is
+    not mistaken for one already done.
     """
     params = params or RewriteParams()
     rw = Rewriter(backend, model, workspace=ws, **(backend_kwargs or {}))
-    label = rw.model + (f"|k{params.shots}" if params.shots else "")
+    label = rw.model + params.label()
     split_id = resolve_split(ws, split)
     prompt_set = register_prompt_set(ws, prompts)
     plist = load_prompts(ws, prompt_set)
@@ -179,20 +183,29 @@ def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tf
     from tqdm.auto import tqdm
 
     fallbacks = 0
-    for u in tqdm(todo, desc=f"rewriting ({backend})", unit="user", disable=not progress):
-        out = rw.rewrite(cards[u], [p for _, p in plist], params)
-        fallbacks += sum(1 for r in out if r.fallback)
-        n = len(out)
-        with ws.transaction() as con:
-            con.execute("DELETE FROM rewrites WHERE split_id = ? AND encoder = ? AND backend = ? AND model = ? "
-                        "AND prompt_set = ? AND user_id = ?", [split_id, encoder, backend, label, prompt_set, u])
-            ws.insert_columns("rewrites", {
-                "split_id": [split_id] * n, "encoder": [encoder] * n, "backend": [backend] * n, "model": [label] * n,
-                "user_id": [u] * n, "prompt_set": [prompt_set] * n, "prompt_id": [pid for pid, _ in plist],
-                "prompt": [r.prompt for r in out], "rewritten": [r.rewritten for r in out],
-                "negative": [r.negative for r in out], "shots": [r.shots for r in out],
-                "latency_s": [r.latency_s for r in out], "fallback": [r.fallback or None for r in out],
-            }, casts={"shots": "INTEGER", "latency_s": "DOUBLE", "fallback": "VARCHAR"})
+    # Several users per call, so batching backends (vLLM, llama.cpp slots) see at least ~64 requests at once;
+    # each user's rows are still written in their own transaction, so an interrupted run resumes per user.
+    per_call = max(1, batch_requests // max(1, len(plist)))
+    bar = tqdm(total=len(todo), desc=f"rewriting ({backend})", unit="user", disable=not progress)
+    for start in range(0, len(todo), per_call):
+        chunk = todo[start:start + per_call]
+        outs = rw.rewrite([cards[u] for u in chunk for _ in plist], [p for _ in chunk for _, p in plist], params)
+        for j, u in enumerate(chunk):
+            out = outs[j * len(plist):(j + 1) * len(plist)]
+            fallbacks += sum(1 for r in out if r.fallback)
+            n = len(out)
+            with ws.transaction() as con:
+                con.execute("DELETE FROM rewrites WHERE split_id = ? AND encoder = ? AND backend = ? AND model = ? "
+                            "AND prompt_set = ? AND user_id = ?", [split_id, encoder, backend, label, prompt_set, u])
+                ws.insert_columns("rewrites", {
+                    "split_id": [split_id] * n, "encoder": [encoder] * n, "backend": [backend] * n, "model": [label] * n,
+                    "user_id": [u] * n, "prompt_set": [prompt_set] * n, "prompt_id": [pid for pid, _ in plist],
+                    "prompt": [r.prompt for r in out], "rewritten": [r.rewritten for r in out],
+                    "negative": [r.negative for r in out], "shots": [r.shots for r in out],
+                    "latency_s": [r.latency_s for r in out], "fallback": [r.fallback or None for r in out],
+                }, casts={"shots": "INTEGER", "latency_s": "DOUBLE", "fallback": "VARCHAR"})
+        bar.update(len(chunk))
+    bar.close()
     return {"split": split_id, "encoder": encoder, "backend": backend, "model": label, "prompts": prompt_set,
             "users": len(users), "rewritten": len(todo), "already_stored": len(done), "fallbacks": fallbacks,
             "cached": rw.stats["cached"]}

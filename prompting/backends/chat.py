@@ -3,8 +3,9 @@
 A backend implements :meth:`ChatBackend.complete` (a batch of chat conversations -> reply texts).
 This class builds the conversations from the versioned template (:mod:`prompting.design`), parses the
 replies, checks them (:func:`prompting.guard.check_rewrite`), retries the failures once with the next
-seed, and falls back to the ``template`` rewrite for whatever still fails, saying why
-(``RewriteResult.fallback``), so every fallback is counted where the rewrite is stored.
+seed and sampling on (:meth:`RewriteParams.for_retry`), and falls back to the ``template`` rewrite for
+whatever still fails, saying why (``RewriteResult.fallback``), so every fallback is counted where the
+rewrite is stored.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ class ChatBackend(RewriterBackend):
     """Base class of chat-model backends.
 
     Args:
-        template: Rewrite template name or YAML path (``rewrite_v1``).
+        template: Rewrite template name or YAML path (``rewrite_v2``).
         check_subject: Check subject preservation and persona restatement with the embedded MiniLM
             text encoder (about 4 s to load once); ``False`` keeps only the cheap checks.
     """
 
     name = "chat"
+    #: Replies are one line (the rules say so and :func:`~prompting.design.parse_reply` keeps the first
+    #: non-empty line), so generation stops at a newline instead of spending tokens that are dropped.
+    stop: tuple[str, ...] = ("\n",)
 
-    def __init__(self, template: str = "rewrite_v1", check_subject: bool = True):
+    def __init__(self, template: str = "rewrite_v2", check_subject: bool = True):
         from prompting.design import load_template
 
         self.template = template
@@ -52,12 +56,13 @@ class ChatBackend(RewriterBackend):
             self._encoder = load_text_encoder("minilm")
         return self._encoder
 
-    def _check(self, req: RewriteRequest, text: str, params: RewriteParams) -> list[str]:
+    def _check(self, reqs: list[RewriteRequest], texts: list[str], params: RewriteParams) -> list[list[str]]:
         from prompting.design import first_person
-        from prompting.guard import check_rewrite
+        from prompting.guard import check_rewrites
 
-        return check_rewrite(req.prompt, text, first_person(req.persona, params.persona_tokens),
-                             max_words=params.max_words, encoder=self._text_encoder())
+        personas = [first_person(r.persona, params.persona_tokens) for r in reqs]
+        return check_rewrites([r.prompt for r in reqs], texts, personas, max_words=params.max_words,
+                              encoder=self._text_encoder())
 
     def rewrite_batch(self, requests: list[RewriteRequest], params: RewriteParams | None = None) -> list[RewriteResult]:
         from prompting.design import negative_messages, parse_reply, rewrite_messages
@@ -65,13 +70,11 @@ class ChatBackend(RewriterBackend):
         params = params or RewriteParams()
         convs = [rewrite_messages(r.persona, r.prompt, r.history, params, self.template) for r in requests]
         texts = [parse_reply(t) for t in self.complete(convs, params)]
-        problems = [self._check(r, t, params) for r, t in zip(requests, texts)]
+        problems = self._check(requests, texts, params)
         retry = [k for k, p in enumerate(problems) if p]
         if retry:
-            again = self.complete([convs[k] for k in retry], params.with_seed(params.seed + 1))
-            for k, t in zip(retry, again):
-                t = parse_reply(t)
-                p = self._check(requests[k], t, params)
+            again = [parse_reply(t) for t in self.complete([convs[k] for k in retry], params.for_retry())]
+            for k, t, p in zip(retry, again, self._check([requests[k] for k in retry], again, params)):
                 if not p:
                     texts[k], problems[k] = t, []
                 else:

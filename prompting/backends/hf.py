@@ -51,6 +51,12 @@ class TransformersBackend(ChatBackend):
             tok.padding_side = "left"
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token
+            # generate(stop_strings=...) needs the stop strings in the vocabulary (tiny test vocabularies lack "\n")
+            def round_trips(s):
+                ids = tok.encode(s, add_special_tokens=False)
+                return bool(ids) and tok.unk_token_id not in ids and tok.decode(ids) == s
+
+            self._stop = [s for s in self.stop if round_trips(s)]
             self._lm, self._tok, self._device = lm, tok, device
         return self._lm, self._tok
 
@@ -69,7 +75,8 @@ class TransformersBackend(ChatBackend):
             with torch.no_grad():
                 gen = lm.generate(**enc, max_new_tokens=params.max_tokens, do_sample=sample,
                                   temperature=params.temperature if sample else None, top_p=None, top_k=None,
-                                  repetition_penalty=params.repeat_penalty, pad_token_id=tok.pad_token_id)
+                                  repetition_penalty=params.repeat_penalty, pad_token_id=tok.pad_token_id,
+                                  stop_strings=self._stop or None, tokenizer=tok)
             new = gen[:, enc["input_ids"].shape[1]:]
             out.extend(tok.batch_decode(new, skip_special_tokens=True))
         return out

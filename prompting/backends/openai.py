@@ -16,10 +16,11 @@ from prompting.backends.chat import ChatBackend
 from prompting.params import RewriteParams
 
 
-def chat_request(model: str, conversation: list[dict[str, str]], params: RewriteParams) -> dict:
+def chat_request(model: str, conversation: list[dict[str, str]], params: RewriteParams,
+                 stop: tuple[str, ...] = ()) -> dict:
     """The JSON body of one chat-completions request."""
     return {"model": model, "messages": conversation, "max_tokens": params.max_tokens,
-            "temperature": params.temperature, "seed": params.seed,
+            "temperature": params.temperature, "seed": params.seed, **({"stop": list(stop)} if stop else {}),
             # not in OpenAI's own API; vLLM and llama.cpp servers honour it, others ignore it
             "repetition_penalty": params.repeat_penalty, "repeat_penalty": params.repeat_penalty}
 
@@ -71,7 +72,7 @@ class OpenAIBackend(ChatBackend):
     def complete(self, conversations, params: RewriteParams) -> list[str]:
         from concurrent.futures import ThreadPoolExecutor
 
-        bodies = [chat_request(self._model, c, params) for c in conversations]
+        bodies = [chat_request(self._model, c, params, self.stop) for c in conversations]
         if self.concurrency == 1 or len(bodies) == 1:
             return [self._post(b) for b in bodies]
         with ThreadPoolExecutor(self.concurrency) as pool:

@@ -9,10 +9,10 @@ from prompting.backends.chat import ChatBackend
 from prompting.params import RewriteParams
 
 
-def sampling_kwargs(params: RewriteParams) -> dict:
+def sampling_kwargs(params: RewriteParams, stop: tuple[str, ...] = ()) -> dict:
     """Keyword arguments of ``vllm.SamplingParams`` for ``params``."""
     return {"temperature": params.temperature, "max_tokens": params.max_tokens, "seed": params.seed,
-            "repetition_penalty": params.repeat_penalty}
+            "repetition_penalty": params.repeat_penalty, **({"stop": list(stop)} if stop else {})}
 
 
 class VllmBackend(ChatBackend):
@@ -25,7 +25,7 @@ class VllmBackend(ChatBackend):
 
     name = "vllm"
 
-    def __init__(self, model: str | None = None, template: str = "rewrite_v1", check_subject: bool = True,
+    def __init__(self, model: str | None = None, template: str = "rewrite_v2", check_subject: bool = True,
                  **llm_options):
         super().__init__(template=template, check_subject=check_subject)
         if not model:
@@ -47,5 +47,5 @@ class VllmBackend(ChatBackend):
 
         if self._llm is None:
             self._llm = LLM(model=self._model_name, **self.llm_options)
-        outputs = self._llm.chat(conversations, SamplingParams(**sampling_kwargs(params)), use_tqdm=False)
+        outputs = self._llm.chat(conversations, SamplingParams(**sampling_kwargs(params, self.stop)), use_tqdm=False)
         return [o.outputs[0].text for o in outputs]
