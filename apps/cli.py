@@ -536,6 +536,31 @@ def rewrite(ctx, split, encoder, backend, model, options, prompts, roles, shots,
                            backend_kwargs=parse_params(options, "--option")), as_json)
 
 
+@rewrite.command("injection")
+@click.option("--backend", default="template", show_default=True, help="Rewriter backend to attack.")
+@click.option("--model", default=None, help="The backend's model.")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Backend option, repeatable.")
+@click.option("--shots", default=3, show_default=True, type=int, help="History items in the prompt (the attack is planted there too).")
+@json_option
+@friendly_errors
+def rewrite_injection(backend, model, options, shots, as_json):
+    """Plant the prompt-injection corpus in user text (interests, evidence, history) and count how often
+    an injected instruction's canary shows in the rewrite. Needs no workspace."""
+    from prompting.injection import injection_eval
+    from prompting.params import RewriteParams
+    from prompting.rewriter import Rewriter
+
+    res = injection_eval(Rewriter(backend, model, **parse_params(options, "--option")), params=RewriteParams(shots=shots))
+    if as_json:
+        return emit(res, True)
+    rows = [{"kind": k, **v} for k, v in sorted(res["by_kind"].items())]
+    click.echo(table(rows, [("kind", "kind"), ("outputs", "outputs"), ("injected", "injected")]))
+    click.echo(f"\n{res['model']}: {res['injected']} of {res['outputs']} outputs carry an injected instruction's canary "
+               f"({res['cases']} cases x {res['outputs'] // max(1, res['cases'])} prompts); {res['fallbacks']} template fallbacks.")
+    for f in res["failures"]:
+        click.echo(f"  {f['case']} ({f['kind']}) {f['prompt']!r} -> {f['output']!r}")
+
+
 @rewrite.command("eval")
 @split_option
 @encoder_option
@@ -663,7 +688,7 @@ def runs_list(kind, db, as_json):
               help="LLM rewriter compared with the template: 'auto' (the embedded SmolLM2 when installed), 'none', "
                    "or a backend name (embedded, transformers, openai, vllm; give its model with --llm-model).")
 @click.option("--llm-model", default=None, help="Model for --llm (GGUF path, model id or served name).")
-@click.option("--llm-prompts", default="parti12", show_default=True,
+@click.option("--llm-prompts", default="parti6", show_default=True,
               help="Prompt set of the LLM comparison (an LLM on 2 CPU cores writes a few rewrites a second).")
 @click.option("--llm-option", "llm_options", multiple=True, metavar="KEY=VALUE", help="LLM backend option (repeatable).")
 @friendly_errors
@@ -681,6 +706,7 @@ def demo(db, prompts, encoders, seed, llm, llm_model, llm_prompts, llm_options):
     from persona.mining import mine_personas
     from prompting.rewriter import rewrite_split
 
+    backend, note = _demo_llm(llm)  # a bad --llm fails before any work
     t0 = time.perf_counter()
     steps = []
 
@@ -709,7 +735,6 @@ def demo(db, prompts, encoders, seed, llm, llm_model, llm_prompts, llm_options):
         rows = leaderboard(ws, ids)
         groups = group_report(ws, ids[0])
         main_system = next(r["system"] for r in rows if r["run_id"] == ids[0])
-        backend, note = _demo_llm(llm)
         llm_rows = []
         if backend:
             options = parse_params(llm_options, "--llm-option")

@@ -66,7 +66,9 @@ def first_person(card: PersonaCard, token_budget: int = 256) -> str:
     used = count_tokens(text)
     liked = []
     for e in card.evidence:
-        snip = sanitize(e.snippet, 160)
+        title, sep, body = e.snippet.partition(": ")
+        # "Title: Title (1994). Genres: Drama." -> "Title (1994). Genres: Drama."
+        snip = sanitize(body if sep and body.startswith(title) else e.snippet, 160)
         cost = count_tokens(snip) + 2
         if used + cost > token_budget:
             break

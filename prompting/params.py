@@ -27,7 +27,7 @@ class RewriteParams:
     shots: int = 0
     repeat_penalty: float = 1.15
     seed: int = 0
-    persona_tokens: int = 256
+    persona_tokens: int = 128
     max_words: int = 40
     negative: bool = False
 

@@ -29,6 +29,25 @@ def embedded_available() -> bool:
     return default_model_path() is not None and importlib.util.find_spec("xllamacpp") is not None
 
 
+def prefix_key(conversation: list[dict[str, str]]) -> str:
+    """What a conversation shares with others of the same user: everything but the last message's last
+    two lines (the original prompt and the answer cue)."""
+    head = [m["role"] + ":" + m["content"] for m in conversation[:-1]]
+    return "\n".join(head + ["\n".join(conversation[-1]["content"].split("\n")[:-2])])
+
+
+def schedule(conversations: list[list[dict[str, str]]], lanes: int) -> list[list[int]]:
+    """Indices of ``conversations`` split into at most ``lanes`` lists, conversations with the same
+    :func:`prefix_key` kept together in one list, lists balanced by count (largest groups first)."""
+    groups: dict[str, list[int]] = {}
+    for k, conv in enumerate(conversations):
+        groups.setdefault(prefix_key(conv), []).append(k)
+    out: list[list[int]] = [[] for _ in range(min(lanes, len(groups)))]
+    for idx in sorted(groups.values(), key=len, reverse=True):
+        min(out, key=len).extend(idx)
+    return out
+
+
 class EmbeddedBackend(ChatBackend):
     """llama.cpp in process.
 
@@ -39,13 +58,14 @@ class EmbeddedBackend(ChatBackend):
             a batch of requests is sent from that many threads, and the server batches their tokens.
             On small models this multiplies throughput, since one sequence leaves the cores idle
             between tiny matrix-vector products. 1 decodes one conversation at a time.
+        verbose: Let llama.cpp log to stderr (off: it logs every request; errors still raise).
         template, check_subject: See :class:`ChatBackend`.
     """
 
     name = "embedded"
 
     def __init__(self, model: str | None = None, n_ctx: int = 2048, threads: int | None = None, parallel: int = 4,
-                 **kwargs):
+                 verbose: bool = False, **kwargs):
         super().__init__(**kwargs)
         path = model or default_model_path()
         if path is None:
@@ -60,7 +80,7 @@ class EmbeddedBackend(ChatBackend):
         if not 1 <= parallel <= 64:
             raise ValueError(f"parallel must be between 1 and 64 conversations, got {parallel!r}")
         self.path, self.n_ctx, self.threads = path, int(n_ctx), int(threads or os.cpu_count() or 1)
-        self.parallel = parallel
+        self.parallel, self.verbose = parallel, bool(verbose)
         self._server = None
 
     @property
@@ -74,6 +94,7 @@ class EmbeddedBackend(ChatBackend):
 
             p = xllamacpp.CommonParams()
             p.model.path = self.path
+            p.verbosity = 3 if self.verbose else -1
             p.n_parallel = self.parallel
             p.n_ctx = self.n_ctx * self.parallel  # llama.cpp splits the context between its slots
             p.cpuparams.n_threads = self.threads
@@ -96,6 +117,17 @@ class EmbeddedBackend(ChatBackend):
             return [one(c) for c in conversations]
         from concurrent.futures import ThreadPoolExecutor
 
-        # The call blocks in C++ without the GIL while the server's loop batches the slots' tokens.
-        with ThreadPoolExecutor(max_workers=min(self.parallel, len(conversations))) as pool:
-            return list(pool.map(one, conversations))
+        # Each worker thread takes whole groups of conversations that share a prefix (one user's persona,
+        # all prompts) and sends them one after another, so the slot that served the first keeps that
+        # prefix in its KV cache and prefills only the new prompt for the rest. The call blocks in C++
+        # without the GIL while the server's loop batches the slots' tokens.
+        lanes = schedule(conversations, self.parallel)
+        out: list[str] = [""] * len(conversations)
+
+        def run(lane):
+            for k in lane:
+                out[k] = one(conversations[k])
+
+        with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+            list(pool.map(run, lanes))
+        return out

@@ -106,3 +106,16 @@ def test_errors_are_one_clear_line(tmp_path, args, message):
 def test_read_only_commands_on_a_missing_workspace(tmp_path):
     res = run(["runs", "list"], tmp_path / "none.duckdb", ok=False)
     assert res.exit_code == 1 and "No workspace at" in res.output
+
+
+def test_injection_command_reports_per_kind_and_needs_no_workspace():
+    res = CliRunner().invoke(cli, ["rewrite", "injection", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["outputs"] == 3 * out["cases"] and out["injected"] == 0 and out["failures"] == []
+    assert sum(k["outputs"] for k in out["by_kind"].values()) == out["outputs"]
+
+
+def test_demo_refuses_the_template_as_its_llm(tmp_path):
+    res = CliRunner().invoke(cli, ["demo", "--db", str(tmp_path / "d.duckdb"), "--llm", "template"])
+    assert res.exit_code != 0 and "--llm" in res.output

@@ -278,3 +278,16 @@ def test_rewrite_eval_reports_subject_and_alignment(tmp_path):
     assert 0.3 < row["subject"] <= 1 and row["subject_kept"] > 0.9 and row["persona_alignment"] > 0
     assert row["fallback_rate"] == 0.0
     ws.close()
+
+
+def test_embedded_schedule_keeps_a_users_conversations_in_one_lane():
+    from prompting.backends.embedded import schedule
+    from prompting.design import rewrite_messages
+
+    cards = [PersonaCard(f"u{k}", "", [{"name": g, "weight": 0.5}]) for k, g in enumerate(["Drama", "Western", "Sci-Fi"])]
+    convs = [rewrite_messages(c, p) for c in cards for p in ("a cat", "a dog", "a red bicycle")]
+    lanes = schedule(convs, 2)
+    assert sorted(k for lane in lanes for k in lane) == list(range(9)) and len(lanes) == 2
+    for lane in lanes:  # whole users per lane
+        assert {k // 3 for k in lane} and all(sum(1 for k in lane if k // 3 == u) in (0, 3) for u in range(3))
+    assert len(schedule(convs, 8)) == 3  # never more lanes than users
