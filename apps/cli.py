@@ -748,8 +748,8 @@ def demo(db, prompts, encoders, seed, llm, llm_model, llm_prompts, llm_options):
                                       control=control, seed=seed)
                     llm_ids.append(step(f"bench {cfg.system} ({llm_prompts})", lambda: run_bench(ws, cfg, progress=True))["run_id"])
                 if b != "template":
-                    note = (f"{out['fallbacks']} of {out['rewritten']} new {b} rewrites fell back to the template "
-                            "(failed the guard twice)") if out["rewritten"] else ""
+                    note = (f"{out['fallbacks']} of {out['requests']} new {b} rewrites fell back to the template "
+                            "(failed the guard twice)") if out["requests"] else ""
             llm_rows = leaderboard(ws, llm_ids)
     click.echo(f"\nPersona Workbench demo: MovieLens-100k, split {split}, prompt set {prompts}\n")
     _print_leaderboard(rows)

@@ -207,7 +207,8 @@ def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tf
         bar.update(len(chunk))
     bar.close()
     return {"split": split_id, "encoder": encoder, "backend": backend, "model": label, "prompts": prompt_set,
-            "users": len(users), "rewritten": len(todo), "already_stored": len(done), "fallbacks": fallbacks,
+            "users": len(users), "rewritten": len(todo), "already_stored": len(done),
+            "requests": len(todo) * len(plist), "fallbacks": fallbacks,
             "cached": rw.stats["cached"]}
 
 
