@@ -47,7 +47,11 @@ class ChatBackend(RewriterBackend):
     # -- shared ------------------------------------------------------------------------------------
     @property
     def model(self) -> str:
-        return f"{self.model_id}|{self.template_version}"
+        """``<model>|<template version>|<guard version>``: what decides the stored text, so a change to the
+        template or the output checks is not answered from the cache or counted as already done."""
+        from prompting.guard import GUARD_VERSION
+
+        return f"{self.model_id}|{self.template_version}|{GUARD_VERSION}"
 
     def _text_encoder(self):
         if self.check_subject and self._encoder is None:
@@ -61,8 +65,9 @@ class ChatBackend(RewriterBackend):
         from prompting.guard import check_rewrites
 
         personas = [first_person(r.persona, params.persona_tokens) for r in reqs]
+        data = [p + "\n" + "\n".join(r.history[: params.shots]) for p, r in zip(personas, reqs)]
         return check_rewrites([r.prompt for r in reqs], texts, personas, max_words=params.max_words,
-                              encoder=self._text_encoder())
+                              encoder=self._text_encoder(), data=data)
 
     def rewrite_batch(self, requests: list[RewriteRequest], params: RewriteParams | None = None) -> list[RewriteResult]:
         from prompting.design import negative_messages, parse_reply, rewrite_messages
