@@ -56,7 +56,13 @@ class BenchConfig:
 
     @property
     def system(self) -> str:
-        return f"{self.encoder}+{self.backend}" + ("" if self.control == "none" else f" ({self.control} control)")
+        return self.system_for(self.model)
+
+    def system_for(self, model: str | None) -> str:
+        """``gat+embedded``, with the shot count of a k-shot model label (``gat+embedded k=3``) and the control."""
+        shots = next((p[1:] for p in (model or "").split("|") if p[:1] == "k" and p[1:].isdigit()), None)
+        return (f"{self.encoder}+{self.backend}" + (f" k={shots}" if shots else "")
+                + ("" if self.control == "none" else f" ({self.control} control)"))
 
 
 def _stored_model(ws: Workspace, cfg: BenchConfig, split_id: str, prompt_set: str) -> str:
@@ -98,12 +104,12 @@ def run_bench(ws: Workspace, config: BenchConfig, *, progress: bool = False) -> 
         donor = {users[perm[i]]: users[perm[(i + 1) % len(users)]] for i in range(len(users))}
 
     # 2. Start or resume the run.
-    full = {**asdict(config), "split": split_id, "model": model, "prompts": prompt_set, "system": config.system}
+    full = {**asdict(config), "split": split_id, "model": model, "prompts": prompt_set, "system": config.system_for(model)}
     units_total = len(users) * len(prompts)
     run_id, before = start_run(ws, "bench", full, units_total)
     done = done_units(ws, run_id)
     todo = [u for u in users if any(f"{u}|{p}" not in done for p, _ in prompts)]
-    result = {"run_id": run_id, "system": config.system, "resumed": before not in ("new",), "units": units_total,
+    result = {"run_id": run_id, "system": full["system"], "resumed": before not in ("new",), "units": units_total,
               "units_done_before": len(done)}
     if not todo:
         if before != "completed":
@@ -126,7 +132,7 @@ def run_bench(ws: Workspace, config: BenchConfig, *, progress: bool = False) -> 
         # 4. Score user by user; each user's units are one transaction.
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=units_total, initial=len(done), desc=f"bench {config.system}", unit="unit",
+        bar = tqdm(total=units_total, initial=len(done), desc=f"bench {full['system']}", unit="unit",
                    disable=not progress, mininterval=0.2)
         for u in todo:
             pending = [(pid, p) for pid, p in prompts if f"{u}|{pid}" not in done]

@@ -139,3 +139,11 @@ def test_killed_bench_run_resumes_to_the_same_scores(tmp_path):
     with Workspace(killed, read_only=True) as ws:
         assert ws.scalar("SELECT status FROM runs") == "completed"
         assert ws.scalar("SELECT count(*) FROM run_units") == total
+
+
+def test_system_name_carries_the_shot_count_and_the_control():
+    from evalbench.runner import BenchConfig
+
+    cfg = BenchConfig(encoder="gat", backend="embedded", control="shuffled")
+    assert cfg.system_for("SmolLM2|rewrite_v2|guard2|k3") == "gat+embedded k=3 (shuffled control)"
+    assert cfg.system_for("SmolLM2|rewrite_v2|guard2") == cfg.system == "gat+embedded (shuffled control)"
