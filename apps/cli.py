@@ -495,12 +495,15 @@ def rewrite_params(shots, temperature, max_tokens, seed, max_words, negative):
 
 
 def generation_options(fn):
+    from prompting.params import RewriteParams  # a plain dataclass: the CLI's defaults are the library's
+
+    d = RewriteParams()
     for opt in reversed([
-        click.option("--shots", default=0, show_default=True, type=int, help="k-shot: the user's own items shown as examples."),
-        click.option("--temperature", default=0.0, show_default=True, type=float),
-        click.option("--max-tokens", default=80, show_default=True, type=int),
-        click.option("--seed", default=0, show_default=True, type=int),
-        click.option("--max-words", default=40, show_default=True, type=int, help="Word limit asked of the model."),
+        click.option("--shots", default=d.shots, show_default=True, type=int, help="k-shot: the user's own items shown as examples."),
+        click.option("--temperature", default=d.temperature, show_default=True, type=float),
+        click.option("--max-tokens", default=d.max_tokens, show_default=True, type=int),
+        click.option("--seed", default=d.seed, show_default=True, type=int),
+        click.option("--max-words", default=d.max_words, show_default=True, type=int, help="Word limit asked of the model."),
         click.option("--negative", is_flag=True, help="Also ask for a negative prompt."),
     ]):
         fn = opt(fn)

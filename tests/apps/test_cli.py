@@ -119,3 +119,13 @@ def test_injection_command_reports_per_kind_and_needs_no_workspace():
 def test_demo_refuses_the_template_as_its_llm(tmp_path):
     res = CliRunner().invoke(cli, ["demo", "--db", str(tmp_path / "d.duckdb"), "--llm", "template"])
     assert res.exit_code != 0 and "--llm" in res.output
+
+
+def test_rewrite_cli_defaults_are_the_library_defaults(tmp_path):
+    from prompting.params import RewriteParams
+
+    cmd = cli.commands["rewrite"]
+    defaults = {p.name: p.default for p in cmd.params}
+    d = RewriteParams()
+    assert (defaults["max_tokens"], defaults["temperature"], defaults["shots"], defaults["max_words"]) == (
+        d.max_tokens, d.temperature, d.shots, d.max_words)
