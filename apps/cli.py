@@ -581,8 +581,8 @@ def rewrite_eval(split, encoder, backend, prompts, db, as_json):
     if as_json:
         return emit(rows, True)
     click.echo(table(rows, [("backend", "backend"), ("model", "model"), ("rewrites", "rewrites"),
-                            ("subject", "subject sim"), ("subject_kept", "subject kept"),
-                            ("persona_alignment", "persona gain"), ("fallback_rate", "fallbacks"),
+                            ("subject", "subject sim [minilm]"), ("subject_kept", "subject kept"),
+                            ("persona_alignment", "persona gain [minilm]"), ("fallback_rate", "fallbacks"),
                             ("mean_words", "words")]))
 
 
