@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -224,13 +223,11 @@ def main(argv=None) -> int:
             continue
         print(" | ".join(f"{r[k]:.3f}" if isinstance(r[k], float) and r[k] < 10 else
                          (f"{r[k]:.1f}" if isinstance(r[k], float) else str(r[k])) for k, _ in COLUMNS))
-    result = {"benchmark": "persona_scale", "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                                        "python": platform.python_version()},
-              "params": {"items": args.items, "per_user": args.per_user, "steps": args.steps, "batch_size": 1024,
-                         "model": "PersonaGAT hidden=64 heads=2"}, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    from _results import write_result
+
+    write_result(args.out, "persona_scale", rows,
+                 params={"items": args.items, "per_user": args.per_user, "steps": args.steps, "batch_size": 1024,
+                         "model": "PersonaGAT hidden=64 heads=2"})
     return 0
 
 

@@ -18,9 +18,6 @@ Prints a table and writes ``benchmarks/results/rewrite_throughput.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -91,11 +88,9 @@ def main(argv=None) -> int:
         ratio = f"{r['rewrites_per_s'] / base:.2g}x" if base else "-"
         print(f"{r['backend']} | {r['model']} | {r['batch']} | {r['rewrites_per_s']:.2f} | {r['tokens_per_s']:.1f} | {ratio} | "
               f"{r['fallbacks']}/{r['rewrites']}")
-    out = {"benchmark": "rewrite_throughput", "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-           "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
-    print(f"wrote {args.out}")
+    from _results import write_result
+
+    write_result(args.out, "rewrite_throughput", rows)
     return 0
 
 

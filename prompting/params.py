@@ -34,7 +34,7 @@ class RewriteParams:
     def __post_init__(self):
         checks = [
             ("temperature", self.temperature, 0.0, 2.0, "use 0 for greedy decoding"),
-            ("max_tokens", self.max_tokens, 8, 1024, "a rewrite needs about 60"),
+            ("max_tokens", self.max_tokens, 8, 1024, "a 40-word rewrite is about 55 tokens"),
             ("shots", self.shots, 0, 20, "k-shot uses up to 20 history items"),
             ("repeat_penalty", self.repeat_penalty, 1.0, 2.0, "1.0 turns it off"),
             ("persona_tokens", self.persona_tokens, 32, 8192, "personas saturate near 2,048 evidence tokens"),
