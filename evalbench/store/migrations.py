@@ -216,8 +216,25 @@ def m003_rewrite_cache(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m004_generation_records(con: duckdb.DuckDBPyConnection) -> None:
+    """Generation rows carry who, what it cost (UNet evaluations) and the image's content hash."""
+    con.execute(
+        """
+        ALTER TABLE generations ADD COLUMN user_id VARCHAR;
+        ALTER TABLE generations ADD COLUMN unet_evals INTEGER;
+        ALTER TABLE generations ADD COLUMN image_sha256 VARCHAR;
+        ALTER TABLE generations ADD COLUMN identity_similarity DOUBLE;
+        ALTER TABLE conditions ADD COLUMN persona_id VARCHAR;
+        ALTER TABLE conditions ADD COLUMN prompt_id VARCHAR;
+        ALTER TABLE conditions ADD COLUMN reference_scale JSON;
+        ALTER TABLE conditions ADD COLUMN identity_consent JSON;
+        """
+    )
+
+
 MIGRATIONS: list[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     (1, m001_initial),
     (2, m002_cohorts),
     (3, m003_rewrite_cache),
+    (4, m004_generation_records),
 ]

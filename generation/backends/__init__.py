@@ -1,0 +1,1 @@
+"""Generation backends: our diffusers loop (diffusers_sd) and the stock-pipeline pass-through (stock)."""

@@ -1,0 +1,142 @@
+"""Entry point: ``generate(conditions, backend=..., model=...) -> list[Generation]``.
+
+Images are saved content-addressed (``<images dir>/<sha[:2]>/<sha>.png``) with provenance in the PNG's
+text chunks (prompt, user, persona id, model, seed, guidance, condition id), and, with a workspace, one
+``conditions`` row per condition and one ``generations`` row per image (latency, peak memory, UNet
+evaluations, image hash).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .conditions import Generation, UserCondition
+from .io import save_content_addressed
+
+if TYPE_CHECKING:
+    from evalbench.store.workspace import Workspace
+
+BACKENDS = {
+    "diffusers": "generation.backends.diffusers_sd:DiffusersBackend",
+    "diffusers-pipeline": "generation.backends.stock:StockPipelineBackend",
+}
+
+
+def get_backend(name: str, **kwargs: Any):
+    """Build a generation backend by name (``diffusers``, ``diffusers-pipeline``)."""
+    if name not in BACKENDS:
+        close = difflib.get_close_matches(name, BACKENDS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"unknown generation backend {name!r}; {hint}available: {', '.join(BACKENDS)}")
+    import importlib
+
+    module, attr = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), attr)(**kwargs)
+
+
+def images_dir(ws: Workspace | None, out_dir: str | Path | None) -> Path:
+    """``out_dir`` if given, else ``<workspace dir>/images`` (``.pwb/images`` for an in-memory one)."""
+    if out_dir is not None:
+        return Path(out_dir)
+    if ws is not None and str(ws.path) != ":memory:":
+        return Path(str(ws.path)).parent / "images"
+    return Path(".pwb") / "images"
+
+
+def generate(conditions: list[UserCondition], *, backend: Any = "diffusers", model: Any = None,
+             workspace: Workspace | None = None, out_dir: str | Path | None = None, save: bool = True,
+             steps: int = 30, height: int | None = None, width: int | None = None, batch_size: int = 4,
+             progress: bool = True, **backend_kwargs: Any) -> list[Generation]:
+    """Draw one image per condition.
+
+    Args:
+        conditions: one :class:`UserCondition` per image (different users, prompts, references,
+            guidance rules and seeds may share a batch).
+        backend: a backend name (``diffusers``: our loop; ``diffusers-pipeline``: diffusers' stock
+            pipeline, one condition at a time) or a backend object from :func:`get_backend`.
+        model: diffusers model id or folder, or ``random:<sd15|sdxl>-<tiny|full>``; required with a name.
+        workspace: where ``conditions`` and ``generations`` rows go (optional).
+        out_dir: image folder (default ``<workspace dir>/images``).
+        save: write PNGs (content-addressed, with provenance) and rows.
+        steps, height, width, batch_size, progress: sampling settings.
+        **backend_kwargs: ``ip_adapter``, ``identity_adapter``, ``face_provider``, ``scheduler``,
+            ``device``, ``torch_dtype`` for a backend built by name.
+
+    Returns:
+        One :class:`Generation` per condition, in order.
+    """
+    # 1. Check inputs
+    conditions = list(conditions)
+    if not conditions:
+        raise ValueError("no conditions to generate: pass at least one UserCondition")
+    for i, c in enumerate(conditions):
+        if not isinstance(c, UserCondition):
+            raise TypeError(f"conditions[{i}] must be a UserCondition, got {type(c).__name__}")
+        c.check_consent()
+    if isinstance(backend, str):
+        if model is None:
+            raise ValueError("generate() needs model= (a diffusers id or folder, or random:sdxl-tiny) with a backend name")
+        backend = get_backend(backend, model=model, **backend_kwargs)
+    elif backend_kwargs:
+        raise ValueError(f"backend options {sorted(backend_kwargs)} only apply when the backend is given by name")
+    # 2. Draw
+    outputs = backend.generate(conditions, steps=steps, height=height, width=width, batch_size=batch_size,
+                               progress=progress)
+    # 3. Identity similarity where an identity reference was given
+    sims: list[float | None] = [None] * len(conditions)
+    idx = [i for i, c in enumerate(conditions) if c.identity is not None]
+    if idx:
+        from .adapters.identity import identity_similarity
+
+        for i in idx:
+            sims[i] = identity_similarity([outputs[i].image], conditions[i].identity.image, backend.face_embedder)[0]
+    # 4. Records
+    desc = backend.describe()
+    gens = []
+    root = images_dir(workspace, out_dir)
+    for c, o, sim in zip(conditions, outputs, sims):
+        params = {"steps": steps, "height": o.image.height, "width": o.image.width, **desc, **o.params}
+        g = Generation(condition_id=c.condition_id, user_id=c.user_id, image=o.image, backend=backend.name,
+                       model=backend.model, params=params, latency_s=o.latency_s, peak_mem=o.peak_mem,
+                       unet_evals=o.unet_evals, identity_similarity=sim)
+        if save:
+            meta = {"condition_id": g.condition_id, "user_id": c.user_id, "persona_id": c.persona_id,
+                    "prompt_id": c.prompt_id, "prompt": c.prompt, "negative_prompt": c.negative_prompt,
+                    "seed": c.seed, "model": g.model, "backend": g.backend, "guidance": params.get("guidance"),
+                    "params": params, "references": c.reference_labels(), "software": "persona-workbench"}
+            path, sha = save_content_addressed(o.image, root, meta)
+            g.image_path = str(path)
+            g.generation_id = "g-" + hashlib.sha256(f"{g.condition_id}|{g.backend}|{g.model}|{sha}".encode()).hexdigest()[:16]
+            g.params["image_sha256"] = sha
+        gens.append(g)
+    if save and workspace is not None:
+        record(workspace, conditions, gens)
+    return gens
+
+
+def record(ws: Workspace, conditions: list[UserCondition], gens: list[Generation]) -> None:
+    """Upsert ``conditions`` rows and insert ``generations`` rows in one transaction."""
+    from evalbench.store.workspace import dumps
+
+    with ws.transaction() as con:
+        for c, g in zip(conditions, gens):
+            d = c.describe()
+            con.execute("DELETE FROM conditions WHERE condition_id = ?", [g.condition_id])
+            con.execute(
+                "INSERT INTO conditions (condition_id, user_id, prompt, negative_prompt, reference_images, identity, "
+                "guidance, seed, persona_id, prompt_id, reference_scale, identity_consent) "
+                "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+                [g.condition_id, c.user_id, c.prompt, c.negative_prompt, c.reference_labels(), dumps(d["guidance"]),
+                 c.seed, c.persona_id, c.prompt_id, dumps(c.reference_scale),
+                 dumps(d["identity"]["consent"]) if d["identity"] else None],
+            )
+            con.execute("DELETE FROM generations WHERE generation_id = ?", [g.generation_id])
+            con.execute(
+                "INSERT INTO generations (generation_id, condition_id, image_path, backend, model, params, latency_s, "
+                "peak_mem, user_id, unet_evals, image_sha256, identity_similarity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [g.generation_id, g.condition_id, g.image_path, g.backend, g.model, dumps(g.params), g.latency_s,
+                 g.peak_mem, g.user_id, g.unet_evals, g.params.get("image_sha256"), g.identity_similarity],
+            )
