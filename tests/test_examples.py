@@ -24,3 +24,12 @@ def test_personas_tour_runs(tmp_path):
                  "planted personas recovered: NMI", "cold-start persona: Drawn to", "survey answer"):
         assert line in out.stdout, line
     assert (tmp_path / "models").is_dir()  # the trained model is kept next to the workspace
+
+
+def test_generation_example_runs(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "generate_users.py"), str(tmp_path / "g")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "u1: apg       20 UNet evaluations" in out.stdout
+    assert "u2: interval  15 UNet evaluations" in out.stdout
+    assert len(list((tmp_path / "g" / "images").rglob("*.png"))) == 3

@@ -82,11 +82,48 @@ def test_session_on_synthetic_data(tmp_path):
     prompts.write_text("prompt_id\tprompt\np1\ta red bicycle\np2\ta lighthouse at dusk\n")
     rw = json.loads(run_json(["rewrite", "--prompts", str(prompts), "--json"], db).output)
     assert rw["users"] == 15 and rw["prompts"] == "p"
+    _generate_from_rewrites(tmp_path, db)
     b = json.loads(run_json(["bench", "run", "--prompts", str(prompts), "--json"], db).output)
     assert b["status"] == "completed" and b["units"] == 30
     report = run(["bench", "report", "--groups"], db).output
     assert "tfidf+template" in report and "text_preference[minilm]" in report and "gender" in report
     assert b["run_id"] in run(["runs", "list"], db).output
+
+
+def _generate_from_rewrites(tmp_path, db):
+    """`pwb generate` over the stored rewrites: SDXL-family random weights with an IP-Adapter file."""
+    pytest.importorskip("diffusers")
+    import numpy as np
+    from PIL import Image
+
+    from generation.io import read_provenance
+    from generation.random_weights import build_random_pipeline, random_ip_adapter_state_dict, save_ip_adapter
+
+    probe = build_random_pipeline("sdxl")
+    adapter = tmp_path / "ip-adapter_sdxl_tiny.safetensors"
+    save_ip_adapter(random_ip_adapter_state_dict(probe.unet, image_embed_dim=probe.image_encoder.config.projection_dim), adapter)
+    ref = tmp_path / "liked.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(ref)
+    args = ["generate", "--model", "random:sdxl-tiny", "--ip-adapter", str(adapter), "--reference", str(ref),
+            "--prompts", str(tmp_path / "p.tsv"), "--max-users", "2", "--max-prompts", "1", "--steps", "4",
+            "--height", "32", "--width", "32", "--guidance", "interval", "-g", "start=0.5", "-g", "stop=1.0", "--json"]
+    rows = json.loads(run_json(args, db).output)
+    assert len(rows) == 2 and all(r["unet_evals"] == 4 + 2 for r in rows)
+    meta = read_provenance(rows[0]["image"])
+    assert meta["user_id"] == rows[0]["user"] and meta["model"] == "random:sdxl-tiny"
+    assert meta["guidance"]["rule"] == "interval" and meta["persona_id"].endswith(f"/tfidf/{rows[0]['user']}")
+    again = json.loads(run_json(args, db).output)
+    assert [r["image"] for r in again] == [r["image"] for r in rows]  # content-addressed, deterministic
+    from evalbench.store import Workspace
+
+    with Workspace(db) as ws:
+        n, evals = ws.query("SELECT count(*), min(unet_evals) FROM generations")[0]
+        assert n == 2 and evals == 6
+        assert ws.scalar("SELECT count(*) FROM conditions") == 2
+    face = tmp_path / "face.png"
+    Image.new("RGB", (32, 32)).save(face)
+    res = run(["generate", "--model", "random:sd15-tiny", "--identity", str(face), "--prompts", str(tmp_path / "p.tsv")], db, ok=False)
+    assert res.exit_code != 0 and "no recorded consent" in res.output
 
 
 @pytest.mark.parametrize("args, message", [
