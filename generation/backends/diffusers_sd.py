@@ -196,7 +196,7 @@ class DiffusersBackend:
     def check_inputs(self, conditions: list[UserCondition], steps: int, height: int, width: int) -> None:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
-        factor = self.pipe.vae_scale_factor * 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
+        factor = self.pipe.vae_scale_factor  # diffusers' own rule; the UNet copes with odd latent sizes
         for name, v in (("height", height), ("width", width)):
             if v < factor or v % factor:
                 raise ValueError(f"{name} must be a positive multiple of {factor} for this model, got {v}")
@@ -395,9 +395,8 @@ class DiffusersBackend:
                 for i, (x0, eps_r) in renoise.items():  # CFG++: denoise guided, renoise unconditional (DDIM)
                     new[i:i + 1] = (math.sqrt(ab_prev) * x0 + math.sqrt(1.0 - ab_prev) * eps_r).to(new.dtype)
                 latents = new
-        # 7. Decode
-        with torch.no_grad():
-            decoded = pipe.vae.decode(latents.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor, return_dict=False)[0]
+        # 7. Decode (the SDXL VAE overflows in fp16: upcast it as diffusers' pipelines do)
+        decoded = self._decode(latents)
         images = pipe.image_processor.postprocess(decoded.float(), output_type="pil")
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -411,6 +410,29 @@ class DiffusersBackend:
                          params={"guidance": rules[i].config(), "switched_at_step": getattr(rules[i], "switched_at_step", None)})
             for i, img in enumerate(images)
         ]
+
+    def _decode(self, latents):
+        import torch
+
+        vae = self.pipe.vae
+        upcast = vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+        if upcast:
+            vae.to(torch.float32)
+        try:
+            z = latents.to(vae.dtype)
+            mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+            if mean is not None and std is not None:
+                shape = (1, -1, 1, 1)
+                mean = torch.tensor(mean, device=z.device, dtype=z.dtype).view(shape)
+                std = torch.tensor(std, device=z.device, dtype=z.dtype).view(shape)
+                z = z * std / vae.config.scaling_factor + mean
+            else:
+                z = z / vae.config.scaling_factor
+            with torch.no_grad():
+                return vae.decode(z, return_dict=False)[0]
+        finally:
+            if upcast:
+                vae.to(torch.float16)
 
     def _unet(self, scaled, t, group, text, embeds, scales, block_rows, time_ids):
         import torch

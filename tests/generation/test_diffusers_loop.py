@@ -195,11 +195,16 @@ def test_identity_needs_consent_and_injects_with_a_faceid_adapter(tmp_path):
     assert not torch.allclose(with_id.latents, without.latents, atol=1e-4)
 
 
+def test_any_multiple_of_the_vae_factor_works(sd15):
+    out = sd15.generate([UserCondition("u", "a wide harbour")], steps=2, height=40, width=56, progress=False)[0]
+    assert out.image.size == (56, 40)
+
+
 def test_unknown_names_and_bad_sizes_are_clear(sd15):
     with pytest.raises(ValueError, match="did you mean 'cfg'"):
         _run(sd15, [UserCondition("u", "a cat", guidance="cgf")])
     with pytest.raises(ValueError, match="multiple of"):
-        sd15.generate([UserCondition("u", "a cat")], steps=2, height=30, width=32, progress=False)
+        sd15.generate([UserCondition("u", "a cat")], steps=2, height=31, width=32, progress=False)
     with pytest.raises(ValueError, match="no IP-Adapter is loaded"):
         _run(sd15, [UserCondition("u", "a cat", references=[_ref(1)])])
     with pytest.raises(ValueError, match="unknown scheduler"):
