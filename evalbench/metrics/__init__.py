@@ -4,4 +4,7 @@ from persona.registry import Registry
 
 METRICS = Registry("metric", {
     "text_preference": "evalbench.metrics.preference:TextPreference",
+    "diversity": "evalbench.metrics.single_image:Diversity",
+    "single_image_fd": "evalbench.metrics.single_image:SingleImageFD",
+    "copy_rate": "evalbench.metrics.single_image:CopyRate",
 })
