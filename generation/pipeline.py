@@ -22,11 +22,12 @@ if TYPE_CHECKING:
 BACKENDS = {
     "diffusers": "generation.backends.diffusers_sd:DiffusersBackend",
     "diffusers-pipeline": "generation.backends.stock:StockPipelineBackend",
+    "patch": "generation.backends.patch:PatchBackend",
 }
 
 
 def get_backend(name: str, **kwargs: Any):
-    """Build a generation backend by name (``diffusers``, ``diffusers-pipeline``)."""
+    """Build a generation backend by name (``diffusers``, ``diffusers-pipeline``, ``patch``)."""
     if name not in BACKENDS:
         close = difflib.get_close_matches(name, BACKENDS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
@@ -48,7 +49,7 @@ def images_dir(ws: Workspace | None, out_dir: str | Path | None) -> Path:
 
 def generate(conditions: list[UserCondition], *, backend: Any = "diffusers", model: Any = None,
              workspace: Workspace | None = None, out_dir: str | Path | None = None, save: bool = True,
-             steps: int = 30, height: int | None = None, width: int | None = None, batch_size: int = 4,
+             steps: int | None = None, height: int | None = None, width: int | None = None, batch_size: int = 4,
              progress: bool = True, **backend_kwargs: Any) -> list[Generation]:
     """Draw one image per condition.
 
@@ -57,11 +58,13 @@ def generate(conditions: list[UserCondition], *, backend: Any = "diffusers", mod
             guidance rules and seeds may share a batch).
         backend: a backend name (``diffusers``: our loop; ``diffusers-pipeline``: diffusers' stock
             pipeline, one condition at a time) or a backend object from :func:`get_backend`.
-        model: diffusers model id or folder, or ``random:<sd15|sdxl>-<tiny|full>``; required with a name.
+        model: diffusers model id or folder, or ``random:<sd15|sdxl>-<tiny|full>`` (required with the
+            diffusers backends); ``patch:fast`` / ``patch:paper`` for the patch generator (optional).
         workspace: where ``conditions`` and ``generations`` rows go (optional).
         out_dir: image folder (default ``<workspace dir>/images``).
         save: write PNGs (content-addressed, with provenance) and rows.
-        steps, height, width, batch_size, progress: sampling settings.
+        steps, height, width, batch_size, progress: sampling settings (``steps`` default: 30 for diffusers,
+            the patch generator's 10 per scale).
         **backend_kwargs: ``ip_adapter``, ``identity_adapter``, ``face_provider``, ``scheduler``,
             ``device``, ``torch_dtype`` for a backend built by name.
 
@@ -77,7 +80,7 @@ def generate(conditions: list[UserCondition], *, backend: Any = "diffusers", mod
             raise TypeError(f"conditions[{i}] must be a UserCondition, got {type(c).__name__}")
         c.check_consent()
     if isinstance(backend, str):
-        if model is None:
+        if model is None and backend != "patch":
             raise ValueError("generate() needs model= (a diffusers id or folder, or random:sdxl-tiny) with a backend name")
         backend = get_backend(backend, model=model, **backend_kwargs)
     elif backend_kwargs:
@@ -98,7 +101,7 @@ def generate(conditions: list[UserCondition], *, backend: Any = "diffusers", mod
     gens = []
     root = images_dir(workspace, out_dir)
     for c, o, sim in zip(conditions, outputs, sims):
-        params = {"steps": steps, "height": o.image.height, "width": o.image.width, **desc, **o.params}
+        params = {"steps": steps or o.params.get("steps"), "height": o.image.height, "width": o.image.width, **desc, **o.params}
         g = Generation(condition_id=c.condition_id, user_id=c.user_id, image=o.image, backend=backend.name,
                        model=backend.model, params=params, latency_s=o.latency_s, peak_mem=o.peak_mem,
                        unet_evals=o.unet_evals, identity_similarity=sim)

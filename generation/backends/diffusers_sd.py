@@ -282,9 +282,10 @@ class DiffusersBackend:
         return e, torch.zeros_like(e)
 
     # -- the loop --------------------------------------------------------------------------------------
-    def generate(self, conditions: list[UserCondition], *, steps: int = 30, height: int | None = None,
+    def generate(self, conditions: list[UserCondition], *, steps: int | None = 30, height: int | None = None,
                  width: int | None = None, batch_size: int = 4, progress: bool = True) -> list[SampleOutput]:
         """Draw one image per condition, ``batch_size`` conditions per UNet batch."""
+        steps = 30 if steps is None else steps
         default = self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
         height, width = height or default, width or default
         self.check_inputs(conditions, steps, height, width)

@@ -48,10 +48,11 @@ class StockPipelineBackend:
                 "scheduler": self.scheduler_name, "device": self.device,
                 "ip_adapter": self.ip_adapter.label() if self.ip_adapter else None}
 
-    def generate(self, conditions: list[UserCondition], *, steps: int = 30, height: int | None = None,
+    def generate(self, conditions: list[UserCondition], *, steps: int | None = 30, height: int | None = None,
                  width: int | None = None, batch_size: int = 1, progress: bool = True) -> list[SampleOutput]:
         import torch
 
+        steps = 30 if steps is None else steps
         from ..io import load_image
 
         outs = []
