@@ -596,10 +596,15 @@ def rewrite_eval(split, encoder, backend, prompts, db, as_json):
 @click.option("--user", "user_ids", multiple=True, help="Draw for this user id (repeatable) instead of --roles.")
 @click.option("--max-users", default=4, show_default=True, type=int, help="At most this many users (0: all).")
 @click.option("--max-prompts", default=2, show_default=True, type=int, help="At most this many prompts per user (0: all).")
-@click.option("--backend", default="diffusers", show_default=True, type=click.Choice(["diffusers", "diffusers-pipeline"]),
-              help="diffusers: our per-sample loop; diffusers-pipeline: diffusers' stock pipeline (cfg only).")
-@click.option("--model", required=True, help="Diffusers model id or folder (e.g. stabilityai/stable-diffusion-xl-base-1.0), "
-              "or random:sd15-tiny / random:sdxl-tiny / random:sdxl-full for random weights.")
+@click.option("--backend", default="diffusers", show_default=True,
+              type=click.Choice(["diffusers", "diffusers-pipeline", "patch"]),
+              help="diffusers: our per-sample loop; diffusers-pipeline: diffusers' stock pipeline (cfg only); "
+              "patch: the training-free patch generator (draws from --reference images or a --pool; no weights).")
+@click.option("--model", default=None, help="Diffusers model id or folder (e.g. stabilityai/stable-diffusion-xl-base-1.0), "
+              "or random:sd15-tiny / random:sdxl-tiny / random:sdxl-full for random weights [required for diffusers]; "
+              "patch:fast or patch:paper for --backend patch.")
+@click.option("--pool", default=None, help="Patch backend: image folder (or 'samples') to pick each user's reference "
+              "from by similarity to their rewritten prompt, when no --reference is given.")
 @click.option("--guidance", default="cfg", show_default=True,
               help="Guidance rule: cfg, interval, apg, cfgpp, cfg_zero_star, beta_cfg, adaptive, pag.")
 @click.option("--guidance-scale", default=None, type=float, help="The rule's scale [default: the rule's own].")
@@ -619,7 +624,7 @@ def rewrite_eval(split, encoder, backend, prompts, db, as_json):
 @click.option("--identity-adapter", default=None, help="FaceID-style adapter weights, same forms as --ip-adapter.")
 @click.option("--face-provider", default="dlib", show_default=True, help="Face embedder: dlib (here), arcface (insightface).")
 @click.option("--scheduler", default="ddim", show_default=True, help="ddim, default (the model's), euler, dpm++, unipc, ...")
-@click.option("--steps", default=30, show_default=True, type=int)
+@click.option("--steps", default=None, type=int, help="[default: 30 for diffusers, 10 per scale for patch]")
 @click.option("--height", default=None, type=int, help="[default: the model's native size]")
 @click.option("--width", default=None, type=int)
 @click.option("--batch-size", default=4, show_default=True, type=int, help="Conditions per UNet batch.")
@@ -631,7 +636,7 @@ def rewrite_eval(split, encoder, backend, prompts, db, as_json):
 @json_option
 @friendly_errors
 def generate(split, encoder, rewriter, rewriter_model, prompts, roles, user_ids, max_users, max_prompts, backend, model,
-             guidance, guidance_scale, schedule, guidance_options, negative_prompt, ip_adapter, references, reference_scale,
+             pool, guidance, guidance_scale, schedule, guidance_options, negative_prompt, ip_adapter, references, reference_scale,
              identity, identity_consent, identity_adapter, face_provider, scheduler, steps, height, width, batch_size, seed,
              device, dtype, out_dir, db, as_json):
     """Draw images for users from their stored persona rewrites (diffusers, per-sample guidance and adapters)."""
@@ -656,6 +661,13 @@ def generate(split, encoder, rewriter, rewriter_model, prompts, roles, user_ids,
         import torch
 
         torch_dtype = getattr(torch, dtype)
+    if backend != "patch" and not model:
+        raise click.UsageError("--model is required with --backend diffusers / diffusers-pipeline "
+                               "(a diffusers id or folder, or random:sdxl-tiny)")
+    extra = {"pool": pool} if backend == "patch" else {"ip_adapter": ip_adapter, "identity_adapter": identity_adapter,
+                                                       "scheduler": scheduler, "torch_dtype": torch_dtype}
+    if backend == "patch" and (ip_adapter or identity_adapter or identity):
+        raise click.UsageError("--ip-adapter / --identity apply to the diffusers backends, not to --backend patch")
     with workspace(db) as ws:
         conds = conditions_from_rewrites(
             ws, split=split, encoder=encoder, rewriter=rewriter, rewriter_model=rewriter_model, prompts=prompts,
@@ -666,8 +678,7 @@ def generate(split, encoder, rewriter, rewriter_model, prompts, roles, user_ids,
             guidance_options=parse_params(guidance_options, "--guidance-option"),
         )
         gens = run_generate(conds, backend=backend, model=model, workspace=ws, out_dir=out_dir, steps=steps,
-                            height=height, width=width, batch_size=batch_size, progress=True, ip_adapter=ip_adapter,
-                            identity_adapter=identity_adapter, scheduler=scheduler, device=device, torch_dtype=torch_dtype,
+                            height=height, width=width, batch_size=batch_size, progress=True, device=device, **extra,
                             **({"face_provider": face_provider} if identity_adapter else {}))
     rows = [{"user": g.user_id, "prompt": c.prompt_id.split("/", 1)[-1], "unet_evals": g.unet_evals,
              "seconds": round(g.latency_s, 3), "identity_sim": g.identity_similarity, "image": g.image_path}
@@ -681,8 +692,80 @@ def generate(split, encoder, rewriter, rewriter_model, prompts, roles, user_ids,
         r["image"] = rel if not rel.startswith("..") else r["image"]
     click.echo(table(rows, [("user", "user"), ("prompt", "prompt"), ("unet_evals", "UNet evals"), ("seconds", "s/image"),
                             ("image", "image")]))
-    click.echo(f"\n{len(gens)} image(s) by {model} ({backend}, {guidance}); provenance is in each PNG "
+    click.echo(f"\n{len(gens)} image(s) by {gens[0].model} ({backend}{'' if backend == 'patch' else ', ' + guidance}); "
+               "provenance is in each PNG "
                "(`pwb` keys) and the workspace's generations table.")
+
+
+@cli.command()
+@click.argument("references", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--prompt", default=None, help="Pick the reference from --pool by similarity to this prompt instead.")
+@click.option("--pool", default="samples", show_default=True, help="Image folder (or 'samples': scikit-image's) for --prompt.")
+@click.option("-n", "--num", default=4, show_default=True, type=int, help="How many variations.")
+@click.option("--size", default=None, metavar="HxW", help="Output size, e.g. 256x384 (retargeting) [default: the first reference's].")
+@click.option("--preset", default=None, type=click.Choice(["fast", "paper"]),
+              help="fast: strided patches, top-8 search (CPU); paper: every patch, exact [default: fast on CPU, paper on GPU].")
+@click.option("--tileable", is_flag=True, help="Seamlessly tileable output (a texture).")
+@click.option("--patch-size", default=15, show_default=True, type=int)
+@click.option("--steps", default=10, show_default=True, type=int, help="Denoising steps per scale.")
+@click.option("--seed", default=0, show_default=True, type=int, help="First seed; variation i uses seed + i.")
+@click.option("--out", "out_dir", default="variations", show_default=True, type=click.Path(file_okay=False))
+@json_option
+@friendly_errors
+def variations(references, prompt, pool, num, size, preset, tileable, patch_size, steps, seed, out_dir, as_json):
+    """New images from one or more reference images with the training-free patch generator (no weights, any machine)."""
+    from pathlib import Path
+
+    import torch
+
+    from evalbench.metrics.single_image import copy_rate
+    from generation.backends.patch import PatchConfig, PatchDiffusion
+
+    if num < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--num")
+    if prompt:
+        from generation.retrieval import ReferenceRetriever, sample_pool
+
+        (best, sim), = ReferenceRetriever(sample_pool() if pool == "samples" else pool).rank(prompt, 1)
+        refs, picked = [best.image], f"{best.caption} (similarity {sim:.2f}, caption-minilm)"
+    elif references:
+        refs, picked = list(references), None
+    else:
+        raise click.UsageError("give reference images, or --prompt to pick one from --pool")
+    shape = None
+    if size:
+        try:
+            h, w = (int(v) for v in size.lower().split("x"))
+            shape = (h, w)
+        except ValueError:
+            raise click.BadParameter(f"expected HxW such as 256x384, got {size!r}", param_hint="--size") from None
+    preset = preset or ("paper" if torch.cuda.is_available() else "fast")
+    kw = dict(patch_size=patch_size, steps=steps, tileable=tileable)
+    cfg = PatchConfig.fast(**kw) if preset == "fast" else PatchConfig(**kw)
+    from generation.backends.patch import fit_reference
+
+    fitted = [fit_reference(r, shape) for r in refs]
+    gen = PatchDiffusion(fitted, cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    from tqdm.auto import tqdm
+
+    for i in tqdm(range(num), desc="variations", leave=False):
+        s = gen.sample(shape, seed=seed + i)
+        path = out / f"variation-s{seed + i}.png"
+        s.image.save(path)
+        cr = copy_rate(s.image, fitted[0], patch=32, stride=16) if min(s.image.size) >= 32 else None
+        rows.append({"image": str(path), "seed": seed + i, "seconds": round(s.seconds, 2),
+                     "size": f"{s.image.height}x{s.image.width}", "scales": len(s.scales), "copy_rate": cr})
+    if as_json:
+        return emit({"reference": picked or [str(r) for r in refs], "preset": preset, "variations": rows}, True)
+    if picked:
+        click.echo(f"reference from the pool: {picked}")
+    click.echo(table(rows, [("image", "image"), ("seed", "seed"), ("size", "size"), ("scales", "scales"),
+                            ("seconds", "seconds"), ("copy_rate", "copy_rate[32px]")]))
+    click.echo(f"\n{num} variation(s), preset {preset}; copy_rate[32px] is the share of 32-px windows copied verbatim "
+               "from the reference (a shifted copy scores about 0.75).")
 
 
 @cli.group()
@@ -793,8 +876,12 @@ def runs_list(kind, db, as_json):
 @click.option("--llm-prompts", default="parti6", show_default=True,
               help="Prompt set of the LLM comparison (an LLM on 2 CPU cores writes a few rewrites a second).")
 @click.option("--llm-option", "llm_options", multiple=True, metavar="KEY=VALUE", help="LLM backend option (repeatable).")
+@click.option("--gallery/--no-gallery", default=True, show_default=True,
+              help="End with a patch-generator gallery: variations of the pool image best matching each of 3 users' rewrites.")
+@click.option("--gallery-data", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Image folder for the gallery pool (face-rating or DreamBench images) [default: scikit-image samples].")
 @friendly_errors
-def demo(db, prompts, encoders, seed, llm, llm_model, llm_prompts, llm_options):
+def demo(db, prompts, encoders, seed, llm, llm_model, llm_prompts, llm_options, gallery, gallery_data):
     """The whole loop on MovieLens-100k: import, split, mine, rewrite, bench, leaderboard.
 
     Then the LLM comparison: the first encoder's personas rewritten by the LLM and by the template on
@@ -853,6 +940,13 @@ def demo(db, prompts, encoders, seed, llm, llm_model, llm_prompts, llm_options):
                     note = (f"{out['fallbacks']} of {out['requests']} new {b} rewrites fell back to the template "
                             "(failed the guard twice)") if out["requests"] else ""
             llm_rows = leaderboard(ws, llm_ids)
+        shown_gallery = None
+        if gallery:
+            from generation.gallery import user_gallery
+
+            shown_gallery = step("gallery (patch generator)",
+                                 lambda: user_gallery(ws, split, encoder=names[0], prompts=prompts,
+                                                      pool=gallery_data or "samples", seed=seed, progress=True))
     click.echo(f"\nPersona Workbench demo: MovieLens-100k, split {split}, prompt set {prompts}\n")
     _print_leaderboard(rows)
     if llm_rows:
@@ -864,10 +958,15 @@ def demo(db, prompts, encoders, seed, llm, llm_model, llm_prompts, llm_options):
     shown = [g for g in groups if g["attribute"] in ("gender", "age")]
     click.echo(table(shown, [("attribute", "attribute"), ("group", "group"), ("win_rate", "win rate"),
                              ("ci_low", "ci low"), ("ci_high", "ci high"), ("n_users", "users")]))
+    if shown_gallery:
+        click.echo(f"\nGallery ({names[0]} personas, training-free patch generator, no weights): {shown_gallery['path']}")
+        click.echo(table(shown_gallery["rows"], [("user", "user"), ("reference", "best pool match [caption-minilm]"),
+                                                 ("copy_rate", "copy_rate[32px]"), ("prompt", "rewritten prompt")]))
     click.echo(f"\nworkspace: {db}   total {time.perf_counter() - t0:.1f} s "
                f"({', '.join(f'{l} {s:.1f}s' for l, s in steps)})")
     click.echo("MovieLens-100k: GroupLens research terms, non-commercial, not redistributed. "
-               "Prompts: PartiPrompts (Apache-2.0).")
+               "Prompts: PartiPrompts (Apache-2.0)." + (" Gallery images: scikit-image samples (public domain / CC0)."
+                                                       if shown_gallery and not gallery_data else ""))
 
 
 def _demo_llm(llm: str) -> tuple[str | None, str]:

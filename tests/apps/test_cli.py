@@ -120,10 +120,39 @@ def _generate_from_rewrites(tmp_path, db):
         n, evals = ws.query("SELECT count(*), min(unet_evals) FROM generations")[0]
         assert n == 2 and evals == 6
         assert ws.scalar("SELECT count(*) FROM conditions") == 2
+    patch = json.loads(run_json(["generate", "--backend", "patch", "--pool", "samples", "--prompts", str(tmp_path / "p.tsv"),
+                                 "--max-users", "1", "--max-prompts", "2", "--steps", "3", "--height", "48", "--width", "64",
+                                 "--json"], db).output)
+    assert len(patch) == 2 and all(r["unet_evals"] == 0 for r in patch)
+    from generation.gallery import user_gallery
+
+    with Workspace(db) as ws:
+        gal = user_gallery(ws, None, encoder="tfidf", prompts=str(tmp_path / "p.tsv"), users=2, variations=2, size=48)
+    assert Path(gal["path"]).exists() and len(gal["rows"]) == 2 and all(len(r["images"]) == 2 for r in gal["rows"])
+    assert all(0 <= r["copy_rate"] <= 1 for r in gal["rows"])
     face = tmp_path / "face.png"
     Image.new("RGB", (32, 32)).save(face)
     res = run(["generate", "--model", "random:sd15-tiny", "--identity", str(face), "--prompts", str(tmp_path / "p.tsv")], db, ok=False)
     assert res.exit_code != 0 and "no recorded consent" in res.output
+
+
+def test_variations_from_a_reference_and_from_a_prompt(tmp_path):
+    pytest.importorskip("skimage")
+    import numpy as np
+    from PIL import Image
+
+    ref = tmp_path / "ref.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(ref)
+    out = json.loads(CliRunner().invoke(cli, ["variations", str(ref), "-n", "2", "--steps", "3", "--out",
+                                              str(tmp_path / "v"), "--json"], catch_exceptions=False).stdout)
+    assert [Image.open(v["image"]).size for v in out["variations"]] == [(56, 40), (56, 40)]
+    assert all(0 <= v["copy_rate"] <= 1 for v in out["variations"])
+    picked = json.loads(CliRunner().invoke(cli, ["variations", "--prompt", "a cup of coffee", "-n", "1", "--steps", "2",
+                                                 "--size", "48x72", "--tileable", "--out", str(tmp_path / "w"), "--json"],
+                                           catch_exceptions=False).stdout)
+    assert "coffee" in picked["reference"] and picked["variations"][0]["size"] == "48x72"
+    res = CliRunner().invoke(cli, ["variations"])
+    assert res.exit_code != 0 and "give reference images" in res.output
 
 
 @pytest.mark.parametrize("args, message", [
