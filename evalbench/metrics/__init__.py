@@ -7,4 +7,6 @@ METRICS = Registry("metric", {
     "diversity": "evalbench.metrics.single_image:Diversity",
     "single_image_fd": "evalbench.metrics.single_image:SingleImageFD",
     "copy_rate": "evalbench.metrics.single_image:CopyRate",
+    "cmmd": "evalbench.metrics.distribution:CMMD",
+    "image_preference": "evalbench.metrics.distribution:ImagePreference",
 })
