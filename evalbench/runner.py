@@ -65,6 +65,38 @@ class BenchConfig:
                 + ("" if self.control == "none" else f" ({self.control} control)"))
 
 
+def score_chunk(payload: dict[str, Any]) -> tuple[list[tuple[str, str, str | None]], list[tuple]]:
+    """Score one chunk of users (runs in any executor): ``(unit rows, score rows)``.
+
+    For each user and prompt: ``pref`` of the generic prompt and of the rewrite (hidden liked minus hidden
+    negatives), their difference (lift) and the win; a user without hidden liked items or negatives is
+    skipped with the reason.
+    """
+    from evalbench.metrics.encoders import load_text_encoder
+    from evalbench.metrics.preference import TextPreference, preference_margin, win
+
+    enc = load_text_encoder(payload["text_encoder"])
+    metric = TextPreference(enc.label).name
+    run_id = payload["run_id"]
+    units, scores = [], []
+    for u in payload["users"]:
+        ids = [f"{u['user']}|{pid}" for pid in u["prompt_ids"]]
+        if not u["liked"] or not u["negatives"]:
+            detail = "no hidden liked items" if not u["liked"] else "no hidden negatives"
+            units.extend((i, "skipped", detail) for i in ids)
+            continue
+        le, ne = enc.encode(u["liked"]), enc.encode(u["negatives"])
+        g = preference_margin(enc.encode(u["generic"]), le, ne)
+        r = preference_margin(enc.encode(u["rewritten"]), le, ne)
+        lift = r - g
+        w = win(lift)
+        for k, unit in enumerate(ids):
+            for name, value in (("generic", g[k]), ("rewritten", r[k]), ("lift", lift[k]), ("win", w[k])):
+                scores.append((run_id, unit, f"{metric}.{name}", float(value), enc.model_id))
+            units.append((unit, "scored", None))
+    return units, scores
+
+
 def _stored_model(ws: Workspace, cfg: BenchConfig, split_id: str, prompt_set: str) -> str:
     models = [r[0] for r in ws.query("SELECT DISTINCT model FROM rewrites WHERE split_id = ? AND encoder = ? AND backend = ? "
                                      "AND prompt_set = ? ORDER BY 1", [split_id, cfg.encoder, cfg.backend, prompt_set])]
@@ -81,8 +113,16 @@ def _stored_model(ws: Workspace, cfg: BenchConfig, split_id: str, prompt_set: st
     return models[0]
 
 
-def run_bench(ws: Workspace, config: BenchConfig, *, progress: bool = False) -> dict[str, Any]:
-    """Score ``config``'s system on the split's held-out users; resumes an unfinished run of the same config."""
+def run_bench(ws: Workspace, config: BenchConfig, *, progress: bool = False, executor: str = "local",
+              workers: int | None = None, chunk_users: int = 8) -> dict[str, Any]:
+    """Score ``config``'s system on the split's held-out users; resumes an unfinished run of the same config.
+
+    Args:
+        executor: ``local`` (in process), ``process`` (a local worker pool) or ``ray``; the scores are the
+            same on every executor (see :mod:`evalbench.executors`).
+        workers: pool size for ``process`` / CPUs for a local Ray cluster.
+        chunk_users: users per work unit (each unit is written in one transaction).
+    """
     # 1. Resolve inputs.
     split_id = resolve_split(ws, config.split)
     prompt_set = register_prompt_set(ws, config.prompts)
@@ -116,48 +156,38 @@ def run_bench(ws: Workspace, config: BenchConfig, *, progress: bool = False) -> 
             finish_run(ws, run_id)
         return {**result, "status": "completed"}
 
-    # 3. Embed the fixed texts once: generic prompts and the hidden items of the users left to score.
-    from evalbench.metrics.encoders import load_text_encoder
-    from evalbench.metrics.preference import TextPreference, preference_margin, win
+    # 3. Work units: chunks of users, each a self-contained payload (texts in, score rows out), so any
+    #    executor can run them; the driver alone writes, one transaction per chunk.
+    from tqdm.auto import tqdm
+
+    from evalbench.executors import chunked, get_executor
 
     try:
-        enc = load_text_encoder(config.text_encoder)
-        metric = TextPreference(enc.label).name
         targets = hidden_targets(ws, split_id, todo)
         items = load_items(ws, split_dataset(ws, split_id))
-        generic = enc.encode([p for _, p in prompts])
-        needed = sorted({i for t in targets.values() for ids in t.values() for i in ids})
-        enc.encode([items[i].text or items[i].title for i in needed])
-
-        # 4. Score user by user; each user's units are one transaction.
-        from tqdm.auto import tqdm
-
+        text = {i: items[i].text or items[i].title for t in targets.values() for ids in t.values() for i in ids}
+        payloads = []
+        for users_chunk in chunked(todo, chunk_users):
+            per_user = []
+            for u in users_chunk:
+                pending = [(pid, p) for pid, p in prompts if f"{u}|{pid}" not in done]
+                t = targets.get(u, {})
+                per_user.append({
+                    "user": u, "prompt_ids": [pid for pid, _ in pending], "generic": [p for _, p in pending],
+                    "rewritten": [rewrites[(donor[u], pid)] for pid, _ in pending],
+                    "liked": [text[i] for i in t.get("liked", [])],
+                    "negatives": [text[i] for i in t.get("disliked", []) + t.get("unseen", [])],
+                })
+            payloads.append({"run_id": run_id, "text_encoder": config.text_encoder, "users": per_user})
         bar = tqdm(total=units_total, initial=len(done), desc=f"bench {full['system']}", unit="unit",
                    disable=not progress, mininterval=0.2)
-        for u in todo:
-            pending = [(pid, p) for pid, p in prompts if f"{u}|{pid}" not in done]
-            t = targets.get(u, {})
-            liked = t.get("liked", [])
-            negs = t.get("disliked", []) + t.get("unseen", [])
-            if not liked or not negs:
-                detail = "no hidden liked items" if not liked else "no hidden negatives"
-                write_units(ws, run_id, [(f"{u}|{pid}", "skipped", detail) for pid, _ in pending], [])
-                bar.update(len(pending))
-                continue
-            le = enc.encode([items[i].text or items[i].title for i in liked])
-            ne = enc.encode([items[i].text or items[i].title for i in negs])
-            idx = [k for k, (pid, _) in enumerate(prompts) if f"{u}|{pid}" not in done]
-            g = preference_margin(generic[idx], le, ne)
-            r = preference_margin(enc.encode([rewrites[(donor[u], pid)] for pid, _ in pending]), le, ne)
-            lift = r - g
-            w = win(lift)
-            scores = []
-            for k, (pid, _) in enumerate(pending):
-                unit = f"{u}|{pid}"
-                for name, value in (("generic", g[k]), ("rewritten", r[k]), ("lift", lift[k]), ("win", w[k])):
-                    scores.append(Score(run_id, unit, f"{metric}.{name}", float(value), enc.model_id))
-            write_units(ws, run_id, [(f"{u}|{pid}", "scored", None) for pid, _ in pending], scores)
-            bar.update(len(pending))
+        pool = get_executor(executor, workers=workers)
+        try:
+            for _, (units, scores) in pool.imap(score_chunk, payloads):
+                write_units(ws, run_id, units, [Score(*s) for s in scores])
+                bar.update(len(units))
+        finally:
+            pool.close()
         bar.close()
     except BaseException as exc:
         finish_run(ws, run_id, "failed", f"{type(exc).__name__}: {exc}")

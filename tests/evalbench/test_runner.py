@@ -147,3 +147,22 @@ def test_system_name_carries_the_shot_count_and_the_control():
     cfg = BenchConfig(encoder="gat", backend="embedded", control="shuffled")
     assert cfg.system_for("SmolLM2|rewrite_v2|guard2|k3") == "gat+embedded k=3 (shuffled control)"
     assert cfg.system_for("SmolLM2|rewrite_v2|guard2") == cfg.system == "gat+embedded (shuffled control)"
+
+
+@pytest.mark.parametrize("executor", ["process", "ray"])
+def test_executors_give_the_local_scores(tmp_path, executor):
+    """A local worker pool and a local Ray cluster produce exactly the in-process scores."""
+    if executor == "ray":
+        pytest.importorskip("ray")
+    local, other = tmp_path / "local.duckdb", tmp_path / "other.duckdb"
+    prepare(local, n_users=80, prompts="parti6")
+    shutil.copy(local, other)
+    with Workspace(local) as ws:
+        run_bench(ws, BenchConfig(prompts="parti6"))
+    with Workspace(other) as ws:
+        out = run_bench(ws, BenchConfig(prompts="parti6"), executor=executor, workers=2, chunk_users=3)
+    assert out["status"] == "completed"
+    a, b = scores(local), scores(other)
+    assert len(a) == len(b) > 0
+    assert [r[:3] for r in a] == [r[:3] for r in b]
+    np.testing.assert_allclose([r[3] for r in a], [r[3] for r in b], rtol=0, atol=1e-6)
