@@ -774,6 +774,7 @@ def bench():
 
 
 @bench.command("run")
+@click.argument("task", required=False)
 @split_option
 @encoder_option
 @click.option("--backend", default="template", show_default=True)
@@ -784,16 +785,37 @@ def bench():
 @click.option("--control", type=click.Choice(["none", "shuffled"]), default="none", show_default=True,
               help="shuffled: score each user with another user's rewrites.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--data", "data_path", default=None, type=click.Path(), help="Data folder for tasks that read one (faces, ...).")
+@click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "process", "ray"]),
+              help="Where work units run: in process, a local worker pool, or a Ray cluster (same scores).")
+@click.option("--workers", default=None, type=int, help="Pool size / CPUs for a local Ray cluster.")
 @db_option
 @json_option
 @friendly_errors
-def bench_run(split, encoder, backend, model, prompts, text_encoder, control, seed, db, as_json):
-    """Score one system; an interrupted run of the same config resumes."""
+def bench_run(task, split, encoder, backend, model, prompts, text_encoder, control, seed, data_path, executor, workers,
+              db, as_json):
+    """Score one system, or with TASK (movielens_text, synthetic_recovery, or a YAML file) every system of a
+    task against its baseline; an interrupted run of the same config resumes."""
+    if task:
+        from evalbench.taskreport import leaderboard_rows, task_report
+        from evalbench.taskspec import load_task, run_task
+
+        spec = load_task(task, data_path=data_path)
+        with workspace(db) as ws:
+            res = run_task(ws, spec, progress=True, executor=executor, workers=workers)
+            rep = task_report(ws, res["run_id"])
+        if as_json:
+            return emit(rep, True)
+        click.echo(f"\n{rep['task']}: split {rep['split']}, prompts {rep['prompts']}, run {rep['run_id']}\n")
+        rows = leaderboard_rows(rep)
+        click.echo(table(rows, [(c, c) for c in rows[0]]))
+        click.echo(f"\nFull report: pwb bench report {rep['run_id']} --format html --out report.html")
+        return
     from evalbench.runner import BenchConfig, run_bench
 
     cfg = BenchConfig(split, encoder, backend, model, prompts, "text_preference", text_encoder, control, seed)
     with workspace(db) as ws:
-        emit(run_bench(ws, cfg, progress=True), as_json)
+        emit(run_bench(ws, cfg, progress=True, executor=executor, workers=workers), as_json)
 
 
 def _print_leaderboard(rows: list[dict], legend: bool = True) -> None:
@@ -816,17 +838,49 @@ def _print_leaderboard(rows: list[dict], legend: bool = True) -> None:
 @bench.command("report")
 @click.argument("run_ids", nargs=-1)
 @click.option("--groups", is_flag=True, help="Also break each run down by demographic group.")
+@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "md", "html", "json"]),
+              help="For a task run: md (with PNG plots beside --out), html (one file, plots inlined) or json.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the report here [default: stdout].")
 @db_option
 @json_option
 @friendly_errors
-def bench_report(run_ids, groups, db, as_json):
-    """Leaderboard of bench runs (default: all completed), optionally per demographic group."""
+def bench_report(run_ids, groups, fmt, out, db, as_json):
+    """Leaderboard of bench runs (default: all completed), or a task run's full report (--format md/html/json)."""
     from evalbench.report import group_report, leaderboard
 
     with workspace(db, read_only=True) as ws:
+        kinds = {r: ws.scalar("SELECT kind FROM runs WHERE run_id = ?", [r]) for r in run_ids}
+        tasks = [r for r, k in kinds.items() if k == "task"]
+        if tasks:
+            if len(run_ids) != 1:
+                raise click.UsageError("give one task run at a time")
+            from evalbench.taskreport import leaderboard_rows, render_html, render_markdown, task_report
+
+            rep = task_report(ws, tasks[0])
+            if as_json or fmt == "json":
+                text = json.dumps(rep, indent=2, default=str)
+            elif fmt == "html":
+                text = render_html(rep)
+            elif fmt == "md":
+                from pathlib import Path
+
+                text = render_markdown(rep, Path(out).with_suffix("") if out else None)
+                if out:
+                    text = text.replace(f"]({Path(out).with_suffix('').name}/", f"]({Path(out).with_suffix('').name}/")
+            else:
+                rows = leaderboard_rows(rep)
+                text = table(rows, [(c, c) for c in rows[0]])
+            if out:
+                from pathlib import Path
+
+                Path(out).write_text(text, encoding="utf-8")
+                click.echo(f"wrote {out}")
+            else:
+                click.echo(text)
+            return
         rows = leaderboard(ws, list(run_ids) or None)
         by_group = {r["run_id"]: group_report(ws, r["run_id"]) for r in rows} if groups else {}
-    if as_json:
+    if as_json or fmt == "json":
         return emit({"leaderboard": rows, "groups": by_group}, True)
     if not rows:
         click.echo("No completed bench runs yet: `pwb bench run`.")
@@ -836,6 +890,30 @@ def bench_report(run_ids, groups, db, as_json):
         click.echo(f"\n{run_id} by group:")
         click.echo(table(grows, [("attribute", "attribute"), ("group", "group"), ("win_rate", "win rate"),
                                  ("ci_low", "ci low"), ("ci_high", "ci high"), ("n_users", "users")]))
+
+
+@bench.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@db_option
+@json_option
+@friendly_errors
+def bench_compare(run_a, run_b, db, as_json):
+    """Paired comparison of two bench runs on their shared units: A's win rate over B with a bootstrap CI and
+    Wilcoxon / sign tests over users."""
+    from evalbench.taskreport import compare_runs
+
+    with workspace(db, read_only=True) as ws:
+        res = compare_runs(ws, run_a, run_b)
+    if as_json:
+        return emit(res, True)
+    click.echo(f"A = {res['a']['system']} ({run_a})\nB = {res['b']['system']} ({run_b})\n{res['units']} shared units, "
+               f"{res['n_clusters']} users\n")
+    click.echo(f"A beats B on {_fmt(res['win_rate'])} of units [{_fmt(res['win_rate_ci_low'])}, {_fmt(res['win_rate_ci_high'])}]; "
+               f"mean difference {_fmt(res['mean_difference'])} [{_fmt(res['mean_difference_ci_low'])}, "
+               f"{_fmt(res['mean_difference_ci_high'])}]")
+    click.echo(f"users better/worse/tied: {res['n_better']}/{res['n_worse']}/{res['n_tied']}; Wilcoxon p = "
+               f"{res['wilcoxon_p']:.4g}, sign test p = {res['sign_test_p']:.4g}")
 
 
 @cli.group()

@@ -77,36 +77,19 @@ class ReferenceRetriever:
             raise ValueError(f"unknown retrieval encoder {encoder!r}: use caption-minilm or clip:<model id or path>")
 
     def _load_clip(self, name: str) -> None:
-        from transformers import AutoTokenizer, CLIPModel
+        from evalbench.metrics.encoders import ClipEncoder
 
-        from evalbench.metrics.image_encoders import _clip_processor_class
-
-        self._model = CLIPModel.from_pretrained(name).eval()
-        self._tok = AutoTokenizer.from_pretrained(name)
-        self._proc = _clip_processor_class().from_pretrained(name)
+        self._clip = ClipEncoder(name)
 
     def _clip_images(self, images: Sequence[Any]) -> np.ndarray:
-        import torch
-
         from .io import load_image
 
-        pix = self._proc(images=[load_image(i) for i in images], return_tensors="pt")["pixel_values"]
-        with torch.no_grad():
-            f = self._model.get_image_features(pixel_values=pix)
-        f = f if isinstance(f, torch.Tensor) else f.pooler_output
-        f = f.float().numpy()
-        return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+        return self._clip.encode_image([load_image(i) for i in images])
 
     def _query(self, prompt: str) -> np.ndarray:
         if self.encoder == "caption-minilm":
             return self._text.encode([prompt])[0]
-        import torch
-
-        ids = self._tok([prompt], padding=True, truncation=True, return_tensors="pt")
-        with torch.no_grad():
-            f = self._model.get_text_features(**ids)
-        f = (f if isinstance(f, torch.Tensor) else f.pooler_output)[0].float().numpy()
-        return f / max(float(np.linalg.norm(f)), 1e-12)
+        return self._clip.encode_text([prompt])[0]
 
     def rank(self, prompt: str, k: int = 1) -> list[tuple[PoolImage, float]]:
         """The ``k`` pool images most similar to ``prompt``, with their cosine similarities."""

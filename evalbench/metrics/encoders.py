@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -61,3 +62,94 @@ def _cuda() -> bool:
 @lru_cache(maxsize=4)
 def load_text_encoder(name: str = "minilm") -> TextEncoder:
     return TextEncoder(name)
+
+
+# -- every encoder by name -----------------------------------------------------------------------------
+
+ENCODER_NAMES = ("minilm", "effnet_lite0", "dlib_face", "clip:<model id or path>")
+
+
+class ClipEncoder:
+    """CLIP's text and image towers through transformers, unit-normalised; ``clip:<model id or path>``.
+
+    On users' machines any Hugging Face CLIP id works (``clip:openai/clip-vit-large-patch14``); here the
+    tests load a tiny random CLIP saved to a folder.
+    """
+
+    kind = "text+image"
+
+    def __init__(self, name: str):
+        from transformers import AutoTokenizer, CLIPModel
+
+        from evalbench.metrics.image_encoders import _clip_processor_class
+
+        self.model_id = name
+        self.label = "clip-" + name.rstrip("/").split("/")[-1] if not name.rstrip("/").split("/")[-1].startswith("clip") \
+            else name.rstrip("/").split("/")[-1]
+        self._model = CLIPModel.from_pretrained(name).eval()
+        self._tok = AutoTokenizer.from_pretrained(name)
+        self._proc = _clip_processor_class().from_pretrained(name)
+
+    @staticmethod
+    def _norm(f) -> np.ndarray:
+        import torch
+
+        f = (f if isinstance(f, torch.Tensor) else f.pooler_output).float().numpy()
+        return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        ids = self._tok(list(texts), padding=True, truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            return self._norm(self._model.get_text_features(**ids))
+
+    def encode_image(self, images: list) -> np.ndarray:
+        import torch
+
+        from evalbench.metrics.image_encoders import _to_rgb
+
+        pix = self._proc(images=[_to_rgb(i) for i in images], return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            return self._norm(self._model.get_image_features(pixel_values=pix))
+
+
+class _Adapter:
+    """Gives the single-modality encoders the ``encode_text`` / ``encode_image`` / ``encode_face`` surface."""
+
+    def __init__(self, kind: str, inner: Any, label: str):
+        self.kind, self.inner, self.label = kind, inner, label
+
+    def encode_text(self, texts):
+        if self.kind != "text":
+            raise ValueError(f"encoder {self.label!r} encodes {self.kind}s, not text")
+        return self.inner.encode(list(texts))
+
+    def encode_image(self, images):
+        if self.kind == "face":
+            return np.stack([self.inner.embed(i) for i in images])
+        if self.kind != "image":
+            raise ValueError(f"encoder {self.label!r} encodes {self.kind}, not images")
+        return self.inner.encode(list(images))
+
+
+def load_encoder(name: str):
+    """An encoder by name: ``minilm`` (text, embedded stand-in), ``effnet_lite0`` (image, stand-in),
+    ``dlib_face`` (face identity, 128-d), ``clip:<model id or path>`` (text and image)."""
+    if name.startswith("clip:"):
+        return ClipEncoder(name.split(":", 1)[1])
+    if name == "minilm":
+        return _Adapter("text", load_text_encoder("minilm"), "minilm")
+    if name in ("effnet_lite0", "effnet-lite0"):
+        from evalbench.metrics.image_encoders import load_image_encoder
+
+        return _Adapter("image", load_image_encoder("effnet-lite0"), "effnet-lite0")
+    if name == "dlib_face":
+        from generation.adapters.identity import get_face_embedder
+
+        return _Adapter("face", get_face_embedder("dlib"), "dlib_face")
+    import difflib
+
+    close = difflib.get_close_matches(name, ["minilm", "effnet_lite0", "dlib_face", "clip:"], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(f"unknown encoder {name!r}; {hint}available: {', '.join(ENCODER_NAMES)}")

@@ -1,0 +1,189 @@
+"""Benchmark tasks as YAML: dataset, split, prompts, the systems to compare, metrics, bias targets, seed.
+
+A task file (``evalbench/tasks/<name>.yaml``, or any path)::
+
+    task: movielens_text
+    version: 1
+    dataset: {source: movielens}            # movielens | synthetic | faces | stackexchange (+ options)
+    split: {seed: 0, heldout_frac: 0.1}
+    prompts: parti12
+    text_encoder: minilm
+    baseline: no persona                    # the generic prompt: every system's win rate is against it
+    systems:
+      - {name: tfidf+template, encoder: tfidf, backend: template}
+      - {name: gat+template, encoder: gat, backend: template}
+      - {name: gat+template (shuffled control), encoder: gat, backend: template, control: shuffled}
+    bias: {attributes: [gender, age], targets: us_census_2020}
+    seed: 0
+
+``run_task`` imports the dataset when absent, makes the split, mines each encoder's personas, rewrites
+the prompts and scores every system as a resumable bench run (the same config resumes the same run), then
+records one ``task`` run naming them. Each piece skips what is already stored, so a killed task resumes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+BUNDLED = ("movielens_text", "synthetic_recovery", "face_ratings_image", "dreambench_reference")
+SOURCES = ("movielens", "synthetic", "faces", "stackexchange", "dreambench")
+
+
+@dataclass
+class SystemSpec:
+    """One system: a persona encoder and a rewriter (with its model and options), or the control."""
+
+    name: str
+    encoder: str
+    backend: str = "template"
+    model: str | None = None
+    control: str = "none"
+    encoder_params: dict[str, Any] = field(default_factory=dict)
+    rewrite: dict[str, Any] = field(default_factory=dict)  # RewriteParams fields (shots, max_tokens, ...)
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Task:
+    task: str
+    version: int
+    dataset: dict[str, Any]
+    systems: list[SystemSpec]
+    prompts: str = "parti12"
+    split: dict[str, Any] = field(default_factory=dict)
+    text_encoder: str = "minilm"
+    baseline: str = "no persona"
+    bias: dict[str, Any] = field(default_factory=dict)
+    metrics: list[str] = field(default_factory=lambda: ["text_preference"])
+    seed: int = 0
+    description: str = ""
+    data_path: str | None = None
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_task(name_or_path: str, **overrides: Any) -> Task:
+    """A bundled task by name (``movielens_text``, ...) or a YAML file; ``overrides`` replace top-level keys."""
+    import yaml
+
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"task file {name_or_path!r} does not exist")
+        text = path.read_text("utf-8")
+    else:
+        ref = resources.files("evalbench.tasks").joinpath(f"{name_or_path}.yaml")
+        if not ref.is_file():
+            close = difflib.get_close_matches(name_or_path, BUNDLED, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown task {name_or_path!r}; {hint}bundled: {', '.join(BUNDLED)}, or give a YAML path")
+        text = ref.read_text("utf-8")
+    raw = yaml.safe_load(text) or {}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_task(raw, source=str(name_or_path))
+
+
+def parse_task(raw: dict[str, Any], source: str = "<dict>") -> Task:
+    def need(key):
+        if key not in raw:
+            raise ValueError(f"task {source}: missing required key {key!r}")
+        return raw[key]
+
+    known = set(Task.__dataclass_fields__)
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"task {source}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(known))}")
+    ds = need("dataset")
+    if not isinstance(ds, dict) or ds.get("source") not in SOURCES:
+        raise ValueError(f"task {source}: dataset.source must be one of {', '.join(SOURCES)}, got {ds!r}")
+    systems = []
+    for i, s in enumerate(need("systems") or []):
+        if not isinstance(s, dict) or "name" not in s or "encoder" not in s:
+            raise ValueError(f"task {source}: systems[{i}] needs at least name and encoder, got {s!r}")
+        bad = set(s) - set(SystemSpec.__dataclass_fields__)
+        if bad:
+            raise ValueError(f"task {source}: systems[{i}] has unknown key(s) {', '.join(sorted(bad))}")
+        systems.append(SystemSpec(**s))
+    if not systems:
+        raise ValueError(f"task {source}: list at least one system")
+    names = [s.name for s in systems]
+    if len(set(names)) != len(names) or raw.get("baseline", "no persona") in names:
+        raise ValueError(f"task {source}: system names must be unique and differ from the baseline's")
+    return Task(**{**raw, "systems": systems, "version": int(need("version")), "task": str(need("task"))})
+
+
+def _ensure_dataset(ws, task: Task) -> str:
+    from evalbench.store.datasets import write_dataset
+
+    ds = dict(task.dataset)
+    source = ds.pop("source")
+    if source == "movielens":
+        if not ws.scalar("SELECT count(*) FROM datasets WHERE dataset_id = 'ml-100k'"):
+            from persona.data.movielens import load_movielens
+
+            write_dataset(ws, load_movielens(**ds))
+        return "ml-100k"
+    if source == "synthetic":
+        from persona.data.synthetic import generate_community
+
+        params = {"n_users": 500, "n_items": 400, "seed": task.seed, **ds}
+        bundle = generate_community(**params)
+        did = bundle.name
+        if not ws.scalar("SELECT count(*) FROM datasets WHERE dataset_id = ?", [did]):
+            write_dataset(ws, bundle)
+        return did
+    path = task.data_path or ds.pop("path", None)
+    if not path:
+        raise ValueError(f"task {task.task} reads {source} data from a folder: pass --data PATH "
+                         f"(see ../shared/data/README.md for where it comes from and its licence)")
+    if source == "faces":
+        from persona.data.faces import load_faces as load
+    elif source == "stackexchange":
+        from persona.data.stackexchange import load_stackexchange as load
+    else:
+        raise ValueError(f"dataset source {source!r} has no importer yet; supported: movielens, synthetic, faces, stackexchange")
+    bundle = load(path, **ds)
+    did = bundle.name
+    if not ws.scalar("SELECT count(*) FROM datasets WHERE dataset_id = ?", [did]):
+        write_dataset(ws, bundle)
+    return did
+
+
+def run_task(ws, task: Task, *, progress: bool = False, executor: str = "local", workers: int | None = None) -> dict[str, Any]:
+    """Run every system of ``task`` (resumable); returns the task run id and the systems' bench run ids."""
+    from evalbench.runner import BenchConfig, run_bench
+    from evalbench.store.runs import finish_run, start_run
+    from persona.data.splits import SplitParams, make_split
+    from persona.mining import mine_personas
+    from prompting.params import RewriteParams
+    from prompting.rewriter import rewrite_split
+
+    dataset_id = _ensure_dataset(ws, task)
+    split = make_split(ws, dataset_id, SplitParams(**{"seed": task.seed, **task.split}))["split"]
+    mined: set[tuple] = set()
+    members = []
+    for s in task.systems:
+        key = (s.encoder, tuple(sorted(s.encoder_params.items())))
+        if key not in mined:
+            mine_personas(ws, split, s.encoder, progress=progress, encoder_kwargs=s.encoder_params or None)
+            mined.add(key)
+        params = RewriteParams(**s.rewrite) if s.rewrite else None
+        out = rewrite_split(ws, split, encoder=s.encoder, backend=s.backend, prompts=task.prompts, model=s.model,
+                            params=params, progress=progress, backend_kwargs=s.backend_options or None)
+        cfg = BenchConfig(split, encoder=s.encoder, backend=s.backend, model=out["model"], prompts=task.prompts,
+                          text_encoder=task.text_encoder, control=s.control, seed=task.seed)
+        res = run_bench(ws, cfg, progress=progress, executor=executor, workers=workers)
+        twin = next((m for m in members if m["run_id"] == res["run_id"]), None)
+        if twin:
+            raise ValueError(f"task {task.task}: systems {twin['name']!r} and {s.name!r} are the same run (same encoder, "
+                             "rewriter, model and control); make them differ or drop one")
+        members.append({"name": s.name, "run_id": res["run_id"], "system": res["system"]})
+    config = {"task": task.config(), "split": split, "members": members}
+    run_id, _ = start_run(ws, "task", config, len(members))
+    finish_run(ws, run_id)
+    return {"run_id": run_id, "task": task.task, "split": split, "systems": members, "status": "completed"}

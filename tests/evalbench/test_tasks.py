@@ -1,0 +1,164 @@
+"""Benchmark tasks: YAML specs, the multi-system runner, reports, reproducibility and resuming after kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evalbench.store import Workspace
+from evalbench.taskreport import compare_runs, render_html, render_markdown, task_report
+from evalbench.taskspec import load_task, parse_task, run_task
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def scores_only(rep: dict) -> str:
+    """The report without what is measured rather than scored (wall-clock cost, code version)."""
+    rep = {**rep, "code_version": None, "systems": [{k: v for k, v in s.items() if k != "cost"} for s in rep["systems"]]}
+    return json.dumps(rep, sort_keys=True, default=str)
+
+
+def test_task_specs_are_checked():
+    t = load_task("movielens_text")
+    assert len(t.systems) >= 4 and t.baseline == "no persona" and t.bias["targets"] == "us_census_2020"
+    with pytest.raises(ValueError, match="did you mean 'movielens_text'"):
+        load_task("movielens_txt")
+    base = {"task": "t", "version": 1, "dataset": {"source": "synthetic"}, "systems": [{"name": "a", "encoder": "tfidf"}]}
+    with pytest.raises(ValueError, match="missing required key 'version'"):
+        parse_task({k: v for k, v in base.items() if k != "version"})
+    with pytest.raises(ValueError, match="unknown key"):
+        parse_task({**base, "sytems": []})
+    with pytest.raises(ValueError, match=r"systems\[0\] has unknown key"):
+        parse_task({**base, "systems": [{"name": "a", "encoder": "tfidf", "shots": 3}]})
+    with pytest.raises(ValueError, match="unique"):
+        parse_task({**base, "systems": [{"name": "a", "encoder": "tfidf"}, {"name": "a", "encoder": "sage"}]})
+    with pytest.raises(ValueError, match="dataset.source"):
+        parse_task({**base, "dataset": {"source": "imagenet"}})
+
+
+def _targets(tmp_path):
+    path = tmp_path / "targets.yaml"
+    path.write_text(
+        "source: {title: 'illustrative test population', publisher: tests, table: none, url: 'file://tests', year: 2026}\n"
+        "marginals:\n  gender: {female: 0.7, male: 0.3}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def task_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("task")
+    spec = load_task("synthetic_recovery")
+    spec.bias = {"attributes": ["gender", "age_group"], "targets": str(_targets(tmp))}
+    with Workspace(tmp / "w.duckdb") as ws:
+        res = run_task(ws, spec)
+        rep = task_report(ws, res["run_id"])
+    return tmp, spec, res, rep
+
+
+def test_task_compares_systems_with_cis_groups_and_ipf(task_run):
+    tmp, spec, res, rep = task_run
+    names = {s["name"]: s for s in rep["systems"]}
+    assert set(names) == {s.name for s in spec.systems} and rep["baseline"]["name"] == "no persona"
+    for s in rep["systems"]:
+        lo, hi = s["win_rate_ci"]
+        assert lo <= s["win_rate"] <= hi and 0 <= s["wilcoxon_p"] <= 1
+        o = s["bias"]["overall"]
+        assert o["raw_mean"] == pytest.approx(s["win_rate"])  # per-user means, users equal
+        assert o["reweighted_mean"] == o["reweighted_mean"] and o["delta_pct"] == o["delta_pct"]  # not nan
+    # planted personas carry signal: the persona beats its shuffled control, which sits near 0.5
+    assert names["tfidf+template"]["win_rate"] > names["tfidf+template (shuffled control)"]["win_rate"] + 0.2
+    assert names["tfidf+template"]["wilcoxon_p"] < 0.01
+    g = rep["groups"]["tfidf+template"]["gender"]
+    assert set(g["groups"]) == {"female", "male"} and g["raked"] and g["gap"] >= 0
+
+
+def test_same_seed_reproduces_the_report_exactly(task_run, tmp_path):
+    _, spec, _, rep = task_run
+    with Workspace(tmp_path / "again.duckdb") as ws:
+        again = task_report(ws, run_task(ws, spec)["run_id"])
+    assert scores_only(again) == scores_only(rep)
+
+
+def test_reports_render_and_runs_compare(task_run, tmp_path):
+    tmp, _, res, rep = task_run
+    html = render_html(rep)
+    assert html.count("data:image/png;base64,") >= 3 and "tfidf+template" in html
+    md = render_markdown(rep, tmp_path / "plots")
+    assert "| no persona (baseline) |" in md and (tmp_path / "plots" / "groups_gender.png").exists()
+    with Workspace(tmp / "w.duckdb", read_only=True) as ws:
+        ids = {s["name"]: s["run_id"] for s in rep["systems"]}
+        cmp = compare_runs(ws, ids["tfidf+template"], ids["tfidf+template (shuffled control)"])
+    assert cmp["win_rate"] > 0.5 and cmp["units"] == rep["systems"][0]["n_units"]
+
+
+def _task_cmd(db):
+    return [sys.executable, "-m", "apps.cli", "bench", "run", "synthetic_recovery", "--db", str(db), "--json"]
+
+
+@pytest.mark.slow
+def test_task_killed_five_times_resumes_to_a_clean_runs_report(tmp_path):
+    """SIGKILL the task at random points (mining, rewriting, scoring) at least five times, then let it
+    finish: the report equals an uninterrupted run's."""
+    killed, clean = tmp_path / "killed.duckdb", tmp_path / "clean.duckdb"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    rng = random.Random(7)
+    kills = 0
+    for attempt in range(12):
+        proc = subprocess.Popen(_task_cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+        time.sleep(rng.uniform(2.0, 9.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        if kills >= 5:
+            break
+    assert kills >= 5, "the task finished before it could be killed five times"
+    a = subprocess.run(_task_cmd(killed), capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    b = subprocess.run(_task_cmd(clean), capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert a.returncode == 0 and b.returncode == 0, (a.stderr[-1500:], b.stderr[-1500:])
+    ra, rb = json.loads(a.stdout), json.loads(b.stdout)
+    assert scores_only(ra) == scores_only(rb)
+    with Workspace(killed, read_only=True) as ws:
+        # nothing doubled: one row per (run, unit, metric)
+        assert ws.scalar("SELECT count(*) FROM (SELECT run_id, unit_id, metric, count(*) c FROM scores "
+                         "GROUP BY ALL HAVING c > 1)") == 0
+
+
+def test_encoders_by_name(tmp_path):
+    """clip:<path> (a tiny random CLIP saved here), and the embedded stand-ins by name."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from transformers import CLIPConfig, CLIPModel
+
+    from evalbench.metrics.encoders import load_encoder
+    from evalbench.metrics.image_encoders import _clip_processor_class
+    from generation.random_weights import byte_level_clip_tokenizer
+
+    torch.manual_seed(0)
+    cfg = CLIPConfig(text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                                      vocab_size=514, bos_token_id=512, eos_token_id=513, pad_token_id=513),
+                     vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                                        image_size=32, patch_size=8), projection_dim=16)
+    CLIPModel(cfg).save_pretrained(tmp_path / "tiny-clip")
+    byte_level_clip_tokenizer().save_pretrained(tmp_path / "tiny-clip")
+    _clip_processor_class()(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path / "tiny-clip")
+    clip = load_encoder(f"clip:{tmp_path / 'tiny-clip'}")
+    t = clip.encode_text(["a red bicycle", "a lighthouse"])
+    im = clip.encode_image([Image.new("RGB", (40, 40), "red"), np.zeros((20, 30, 3), np.uint8)])
+    assert t.shape == (2, 16) and im.shape == (2, 16) and clip.label == "clip-tiny-clip"
+    assert np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-5)
+    text = load_encoder("minilm")
+    assert text.encode_text(["a cat"]).shape == (1, 384)
+    with pytest.raises(ValueError, match="not images"):
+        text.encode_image([Image.new("RGB", (8, 8))])
+    with pytest.raises(ValueError, match="did you mean 'minilm'"):
+        load_encoder("minilim")
