@@ -73,6 +73,8 @@ def task_report(ws: Workspace, run_id: str) -> dict[str, Any]:
                           source=targets.source, notes=getattr(targets, "notes", None))
     systems, groups_out = [], {}
     baseline = None
+    if task.get("kind", "text") == "image":
+        return _image_task_report(ws, run_id, cfg, code, chash, status, attributes, targets)
     for m in cfg["members"]:
         u = _units(ws, m["run_id"])
         bench_cfg = loads(ws.scalar("SELECT config FROM runs WHERE run_id = ?", [m["run_id"]]))
@@ -103,6 +105,56 @@ def task_report(ws: Workspace, run_id: str) -> dict[str, Any]:
     systems.sort(key=lambda r: -r["win_rate"])
     return {"task": task["task"], "version": task["version"], "run_id": run_id, "status": status, "split": split,
             "seed": seed, "code_version": code, "config_hash": chash, "prompts": task["prompts"],
+            "text_encoder": task["text_encoder"], "baseline": baseline, "systems": systems, "groups": groups_out,
+            "attributes": attributes, "targets_source": getattr(targets, "source", None) if targets else None}
+
+
+def _image_task_report(ws, run_id, cfg, code, chash, status, attributes, targets) -> dict[str, Any]:
+    """Image tasks: each system's image preference against the baseline system's, paired on shared units."""
+    from evalbench.imagebench import image_units
+    from evalbench.metrics.bias import bias_summary
+    from evalbench.metrics.paired import paired_comparison
+    from evalbench.metrics.preference import cluster_mean_ci
+
+    task, split, seed = cfg["task"], cfg["split"], cfg["task"]["seed"]
+    units = {m["name"]: image_units(ws, m["run_id"]) for m in cfg["members"]}
+    base_name = task["baseline"]
+    b = units[base_name]
+    bs, blo, bhi = cluster_mean_ci(b["score"], b["user"], seed=seed) if b["unit"].size else (float("nan"),) * 3
+    baseline = {"name": base_name, "score": bs, "score_ci": [blo, bhi], "n_users": int(np.unique(b["user"]).size),
+                "n_units": int(b["unit"].size), "metric": b["metric"]}
+    bidx = {u: i for i, u in enumerate(b["unit"])}
+    systems, groups_out = [], {}
+    for m in cfg["members"]:
+        if m["name"] == base_name:
+            continue
+        u = units[m["name"]]
+        keep = [i for i, unit in enumerate(u["unit"]) if unit in bidx]
+        if not keep:
+            continue
+        x = u["score"][keep]
+        y = np.array([b["score"][bidx[u["unit"][i]]] for i in keep])
+        users = u["user"][keep]
+        pc = paired_comparison(x, y, users, seed=seed)
+        score, slo, shi = cluster_mean_ci(x, users, seed=seed)
+        entry = {"name": m["name"], "run_id": m["run_id"], "system": m["system"], "metric": u["metric"],
+                 "win_rate": pc.win_rate, "win_rate_ci": [pc.win_rate_ci_low, pc.win_rate_ci_high],
+                 "lift_x100": 100 * pc.mean_difference,
+                 "lift_x100_ci": [100 * pc.mean_difference_ci_low, 100 * pc.mean_difference_ci_high],
+                 "wilcoxon_p": pc.wilcoxon_p, "sign_test_p": pc.sign_test_p, "score": score, "score_ci": [slo, shi],
+                 "n_users": pc.n_clusters, "n_units": pc.n_units,
+                 "copy_rate_32px": float(np.nanmean(u["copy"][keep])), "diversity": float(np.nanmean(u["diversity"][keep])),
+                 "cost": {"rewrite_latency_s": float("nan"), "rewrites": 0, "fallbacks": 0}}
+        if attributes:
+            wins = np.where(np.abs(x - y) <= 1e-9, 0.5, (x > y).astype(float))
+            g = _user_groups(ws, split, users, attributes)
+            rep = bias_summary(wins, g, targets, cluster_ids=users, seed=seed, min_n=MIN_GROUP)
+            entry["bias"] = {"overall": rep.overall, "ipf": None}
+            groups_out[m["name"]] = {a: dict(r) for a, r in rep.attributes.items()}
+        systems.append(entry)
+    systems.sort(key=lambda r: -r["win_rate"])
+    return {"task": task["task"], "version": task["version"], "run_id": run_id, "status": status, "split": split,
+            "seed": seed, "code_version": code, "config_hash": chash, "prompts": "-", "kind": "image",
             "text_encoder": task["text_encoder"], "baseline": baseline, "systems": systems, "groups": groups_out,
             "attributes": attributes, "targets_source": getattr(targets, "source", None) if targets else None}
 

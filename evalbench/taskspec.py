@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-BUNDLED = ("movielens_text", "synthetic_recovery", "face_ratings_image", "dreambench_reference")
+BUNDLED = ("movielens_text", "synthetic_recovery", "face_ratings_image")
 SOURCES = ("movielens", "synthetic", "faces", "stackexchange", "dreambench")
 
 
@@ -38,13 +38,14 @@ class SystemSpec:
     """One system: a persona encoder and a rewriter (with its model and options), or the control."""
 
     name: str
-    encoder: str
+    encoder: str = "none"
     backend: str = "template"
     model: str | None = None
     control: str = "none"
     encoder_params: dict[str, Any] = field(default_factory=dict)
     rewrite: dict[str, Any] = field(default_factory=dict)  # RewriteParams fields (shots, max_tokens, ...)
     backend_options: dict[str, Any] = field(default_factory=dict)
+    references: str | None = None  # image tasks: liked | popular | shuffled (see evalbench.imagebench)
 
 
 @dataclass
@@ -62,6 +63,8 @@ class Task:
     seed: int = 0
     description: str = ""
     data_path: str | None = None
+    kind: str = "text"  # text: rewritten prompts scored as text; image: generated images scored as images
+    image: dict[str, Any] = field(default_factory=dict)  # image tasks: max_users, variations, size, n_refs, encoder
 
     def config(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,8 +106,10 @@ def parse_task(raw: dict[str, Any], source: str = "<dict>") -> Task:
         raise ValueError(f"task {source}: dataset.source must be one of {', '.join(SOURCES)}, got {ds!r}")
     systems = []
     for i, s in enumerate(need("systems") or []):
-        if not isinstance(s, dict) or "name" not in s or "encoder" not in s:
-            raise ValueError(f"task {source}: systems[{i}] needs at least name and encoder, got {s!r}")
+        kind = raw.get("kind", "text")
+        needed = ("name", "encoder") if kind == "text" else ("name", "references")
+        if not isinstance(s, dict) or any(k not in s for k in needed):
+            raise ValueError(f"task {source}: systems[{i}] needs at least {' and '.join(needed)}, got {s!r}")
         bad = set(s) - set(SystemSpec.__dataclass_fields__)
         if bad:
             raise ValueError(f"task {source}: systems[{i}] has unknown key(s) {', '.join(sorted(bad))}")
@@ -112,8 +117,14 @@ def parse_task(raw: dict[str, Any], source: str = "<dict>") -> Task:
     if not systems:
         raise ValueError(f"task {source}: list at least one system")
     names = [s.name for s in systems]
-    if len(set(names)) != len(names) or raw.get("baseline", "no persona") in names:
-        raise ValueError(f"task {source}: system names must be unique and differ from the baseline's")
+    if raw.get("kind", "text") not in ("text", "image"):
+        raise ValueError(f"task {source}: kind must be text or image, got {raw.get('kind')!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"task {source}: system names must be unique")
+    if raw.get("kind", "text") == "text" and raw.get("baseline", "no persona") in names:
+        raise ValueError(f"task {source}: the baseline (the generic prompt) is not one of the systems; rename the system")
+    if raw.get("kind") == "image" and raw.get("baseline") not in names:
+        raise ValueError(f"task {source}: an image task's baseline must name one of its systems ({', '.join(names)})")
     return Task(**{**raw, "systems": systems, "version": int(need("version")), "task": str(need("task"))})
 
 
@@ -165,6 +176,18 @@ def run_task(ws, task: Task, *, progress: bool = False, executor: str = "local",
 
     dataset_id = _ensure_dataset(ws, task)
     split = make_split(ws, dataset_id, SplitParams(**{"seed": task.seed, **task.split}))["split"]
+    if task.kind == "image":
+        from evalbench.imagebench import run_image_bench
+
+        members = []
+        for s in task.systems:
+            res = run_image_bench(ws, split, {"name": s.name, "references": s.references}, seed=task.seed,
+                                  progress=progress, **task.image)
+            members.append({"name": s.name, "run_id": res["run_id"], "system": s.name, "kind": "image"})
+        config = {"task": task.config(), "split": split, "members": members}
+        run_id, _ = start_run(ws, "task", config, len(members))
+        finish_run(ws, run_id)
+        return {"run_id": run_id, "task": task.task, "split": split, "systems": members, "status": "completed"}
     mined: set[tuple] = set()
     members = []
     for s in task.systems:

@@ -162,3 +162,26 @@ def test_encoders_by_name(tmp_path):
         text.encode_image([Image.new("RGB", (8, 8))])
     with pytest.raises(ValueError, match="did you mean 'minilm'"):
         load_encoder("minilim")
+
+
+FACES = ROOT.parent / "shared" / "data" / "london-faces"
+
+
+@pytest.mark.skipif(not FACES.is_dir(), reason=f"real data folder {FACES} is absent (tests read it from ../shared/data)")
+def test_face_ratings_image_task_on_real_ratings(tmp_path):
+    """The image task end to end on the London faces: patch generations per held-out rater, scored against
+    their hidden liked and disliked faces, each system paired with the popular-faces baseline."""
+    spec = load_task("face_ratings_image", data_path=str(FACES))
+    spec.image = {"max_users": 4, "variations": 2, "size": 64, "n_refs": 2}
+    with Workspace(tmp_path / "f.duckdb") as ws:
+        res = run_task(ws, spec)
+        rep = task_report(ws, res["run_id"])
+        again = run_task(ws, spec)  # resumes: nothing left to do, the same runs
+    assert again["run_id"] == res["run_id"]
+    assert rep["baseline"]["name"] == "popular faces" and rep["baseline"]["metric"] == "image_preference[effnet-lite0]"
+    names = {s["name"] for s in rep["systems"]}
+    assert names == {"own liked faces", "own liked faces (shuffled control)"}
+    for s in rep["systems"]:
+        assert s["win_rate_ci"][0] <= s["win_rate"] <= s["win_rate_ci"][1] and 0 <= s["copy_rate_32px"] <= 1
+        assert set(rep["groups"][s["name"]]) == {"sex", "age"}
+    assert "own liked faces" in render_html(rep)

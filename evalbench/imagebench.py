@@ -1,0 +1,133 @@
+"""Image benchmark runs: a generator draws for each held-out user from references picked by a rule, and
+the images are scored against the user's hidden liked and disliked images.
+
+Systems (``references``):
+
+- ``liked``: the user's own visible liked images (the persona in pixels, the IP-Adapter analogue);
+- ``popular``: the images most liked by the training users (the no-persona baseline);
+- ``shuffled``: another held-out user's liked images (the control: personal or just "liked images"?).
+
+Per unit (user, variation): ``image_preference[<encoder>]`` (mean cosine to the user's hidden liked images
+minus to hidden negatives, :class:`evalbench.metrics.distribution.ImagePreference`'s formula) and
+``copy_rate[32px]`` against the references; per user, ``diversity[<encoder>]`` of the variations. Users
+are written one per transaction, so a killed run resumes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+REFERENCE_RULES = ("liked", "popular", "shuffled")
+
+
+def run_image_bench(ws, split_id: str, system: dict[str, Any], *, seed: int = 0, max_users: int | None = None,
+                    variations: int = 2, size: int = 96, n_refs: int = 3, encoder: str = "effnet-lite0",
+                    progress: bool = False) -> dict[str, Any]:
+    """Score one image system on the split's held-out users (resumable)."""
+    from tqdm.auto import tqdm
+
+    from evalbench.metrics.image_encoders import load_image_encoder
+    from evalbench.metrics.preference import preference_margin
+    from evalbench.metrics.single_image import copy_rate, pairwise_diversity
+    from evalbench.store.datasets import dataset_meta, load_items
+    from evalbench.store.runs import done_units, finish_run, start_run, write_units
+    from generation.backends.patch import PatchConfig, PatchDiffusion
+    from generation.io import load_image
+    from persona.data.splits import hidden_targets, split_dataset, split_users, visible_interactions
+    from persona.records import Score
+
+    rule = system.get("references", "liked")
+    if rule not in REFERENCE_RULES:
+        raise ValueError(f"image system {system['name']!r}: references must be one of {', '.join(REFERENCE_RULES)}")
+    dataset_id = split_dataset(ws, split_id)
+    items = load_items(ws, dataset_id)
+    like = dataset_meta(ws, dataset_id).get("like_threshold")
+    users = sorted(split_users(ws, split_id, ("heldout",)))
+    if max_users:
+        users = users[:max_users]
+    if not users:
+        raise ValueError(f"split {split_id!r} has no held-out users")
+    vis = visible_interactions(ws, split_id, None)
+    liked: dict[str, list[tuple[float, str]]] = {}
+    counts: dict[str, int] = {}
+    train = set(split_users(ws, split_id, ("train",)))
+    for x in vis:
+        if like is not None and x.value is not None and x.value >= like and items.get(x.item_id) and items[x.item_id].image_uri:
+            liked.setdefault(x.user_id, []).append((-x.value, x.item_id))
+            if x.user_id in train:
+                counts[x.item_id] = counts.get(x.item_id, 0) + 1
+    popular = [i for i, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:n_refs]
+    perm = np.random.default_rng(seed).permutation(len(users))
+    donor = {users[perm[i]]: users[perm[(i + 1) % len(users)]] for i in range(len(users))}
+
+    def refs_for(u: str) -> list[str]:
+        if rule == "popular":
+            return popular
+        src = donor[u] if rule == "shuffled" else u
+        return [i for _, i in sorted(liked.get(src, []))[:n_refs]]
+
+    enc = load_image_encoder(encoder)
+    config = {"kind": "image", "system": system["name"], "references": rule, "split": split_id, "seed": seed,
+              "users": users, "variations": variations, "size": size, "n_refs": n_refs, "encoder": encoder,
+              "generator": "patch:fast"}
+    run_id, _ = start_run(ws, "imagebench", config, len(users) * variations)
+    done = done_units(ws, run_id)
+    targets = hidden_targets(ws, split_id, users)
+    metric = f"image_preference[{enc.label}]"
+    bar = tqdm(total=len(users) * variations, initial=len(done), desc=f"image bench {system['name']}", unit="image",
+               disable=not progress)
+    try:
+        for u in users:
+            ids = [f"{u}|v{k}" for k in range(variations)]
+            if all(i in done for i in ids):
+                continue
+            t = targets.get(u, {})
+            hl = [items[i].image_uri for i in t.get("liked", []) if items.get(i) and items[i].image_uri]
+            hn = [items[i].image_uri for i in t.get("disliked", []) + t.get("unseen", []) if items.get(i) and items[i].image_uri]
+            refs = [items[i].image_uri for i in refs_for(u)]
+            if not hl or not hn or not refs:
+                why = "no hidden liked images" if not hl else "no hidden negatives" if not hn else "no reference images"
+                write_units(ws, run_id, [(i, "skipped", why) for i in ids], [])
+                bar.update(len(ids))
+                continue
+            ref_images = [load_image(r).resize((size, size)) for r in refs]
+            gen = PatchDiffusion(ref_images, PatchConfig.fast())
+            imgs = [gen.sample((size, size), seed=seed + k).image for k in range(variations)]
+            e = enc.encode(imgs)
+            pref = preference_margin(e, enc.encode(hl), enc.encode(hn))
+            div = pairwise_diversity(e) if len(imgs) > 1 else float("nan")
+            scores = []
+            for k, unit in enumerate(ids):
+                cr = max(copy_rate(imgs[k], r, patch=32, stride=16) for r in ref_images)
+                scores += [Score(run_id, unit, metric, float(pref[k]), enc.model_id),
+                           Score(run_id, unit, "copy_rate[32px]", cr, "pixels"),
+                           Score(run_id, unit, f"diversity[{enc.label}]", float(div), enc.model_id)]
+            write_units(ws, run_id, [(i, "scored", None) for i in ids], scores)
+            bar.update(len(ids))
+        bar.close()
+    except BaseException as exc:
+        finish_run(ws, run_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    finish_run(ws, run_id)
+    return {"run_id": run_id, "system": system["name"], "status": "completed", "metric": metric}
+
+
+def image_units(ws, run_id: str) -> dict[str, np.ndarray]:
+    """Per-unit primary score (image preference), copy rate and diversity of an image bench run."""
+    rows = ws.query(
+        """
+        SELECT split_part(unit_id, '|', 1), unit_id,
+               max(value) FILTER (WHERE metric LIKE 'image_preference%'),
+               max(value) FILTER (WHERE metric LIKE 'copy_rate%'),
+               max(value) FILTER (WHERE metric LIKE 'diversity%'),
+               any_value(metric) FILTER (WHERE metric LIKE 'image_preference%')
+        FROM scores WHERE run_id = ? GROUP BY unit_id ORDER BY unit_id
+        """, [run_id])
+    if not rows:
+        return {"user": np.array([]), "unit": np.array([]), "score": np.array([]), "copy": np.array([]),
+                "diversity": np.array([]), "metric": ""}
+    c = list(zip(*rows))
+    return {"user": np.array(c[0]), "unit": np.array(c[1]), "score": np.array(c[2], float), "copy": np.array(c[3], float),
+            "diversity": np.array(c[4], float), "metric": c[5][0]}
