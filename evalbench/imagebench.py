@@ -29,14 +29,10 @@ def run_image_bench(ws, split_id: str, system: dict[str, Any], *, seed: int = 0,
     from tqdm.auto import tqdm
 
     from evalbench.metrics.image_encoders import load_image_encoder
-    from evalbench.metrics.preference import preference_margin
-    from evalbench.metrics.single_image import copy_rate, pairwise_diversity
     from evalbench.store.datasets import dataset_meta, load_items
     from evalbench.store.runs import done_units, finish_run, start_run, write_units
-    from generation.backends.patch import PatchConfig, PatchDiffusion
     from generation.io import load_image
     from persona.data.splits import hidden_targets, split_dataset, split_users, visible_interactions
-    from persona.records import Score
 
     rule = system.get("references", "liked")
     if rule not in REFERENCE_RULES:
@@ -93,17 +89,7 @@ def run_image_bench(ws, split_id: str, system: dict[str, Any], *, seed: int = 0,
                 bar.update(len(ids))
                 continue
             ref_images = [load_image(r).resize((size, size)) for r in refs]
-            gen = PatchDiffusion(ref_images, PatchConfig.fast())
-            imgs = [gen.sample((size, size), seed=seed + k).image for k in range(variations)]
-            e = enc.encode(imgs)
-            pref = preference_margin(e, enc.encode(hl), enc.encode(hn))
-            div = pairwise_diversity(e) if len(imgs) > 1 else float("nan")
-            scores = []
-            for k, unit in enumerate(ids):
-                cr = max(copy_rate(imgs[k], r, patch=32, stride=16) for r in ref_images)
-                scores += [Score(run_id, unit, metric, float(pref[k]), enc.model_id),
-                           Score(run_id, unit, "copy_rate[32px]", cr, "pixels"),
-                           Score(run_id, unit, f"diversity[{enc.label}]", float(div), enc.model_id)]
+            scores = _draw_and_score(run_id, ids, ref_images, hl, hn, enc, metric, seed=seed, size=size)
             write_units(ws, run_id, [(i, "scored", None) for i in ids], scores)
             bar.update(len(ids))
         bar.close()
@@ -114,15 +100,38 @@ def run_image_bench(ws, split_id: str, system: dict[str, Any], *, seed: int = 0,
     return {"run_id": run_id, "system": system["name"], "status": "completed", "metric": metric}
 
 
+def _draw_and_score(run_id: str, ids: list[str], refs: list, positives: list, negatives: list, enc, metric: str, *,
+                    seed: int, size: int) -> list:
+    """One variation per unit id from ``refs`` with the CPU patch preset, scored: ``metric`` = mean cosine
+    to ``positives`` minus to ``negatives``, copy rate against the references, diversity of the set."""
+    from evalbench.metrics.preference import preference_margin
+    from evalbench.metrics.single_image import copy_rate, pairwise_diversity
+    from generation.backends.patch import PatchConfig, PatchDiffusion
+    from persona.records import Score
+
+    gen = PatchDiffusion(refs, PatchConfig.fast())
+    imgs = [gen.sample((size, size), seed=seed + k).image for k in range(len(ids))]
+    e = enc.encode(imgs)
+    margin = preference_margin(e, enc.encode(positives), enc.encode(negatives))
+    div = pairwise_diversity(e) if len(imgs) > 1 else float("nan")
+    scores = []
+    for k, unit in enumerate(ids):
+        cr = max(copy_rate(imgs[k], r, patch=32, stride=16) for r in refs)
+        scores += [Score(run_id, unit, metric, float(margin[k]), enc.model_id),
+                   Score(run_id, unit, "copy_rate[32px]", cr, "pixels"),
+                   Score(run_id, unit, f"diversity[{enc.label}]", float(div), enc.model_id)]
+    return scores
+
+
 def image_units(ws, run_id: str) -> dict[str, np.ndarray]:
     """Per-unit primary score (image preference), copy rate and diversity of an image bench run."""
     rows = ws.query(
         """
         SELECT split_part(unit_id, '|', 1), unit_id,
-               max(value) FILTER (WHERE metric LIKE 'image_preference%'),
+               max(value) FILTER (WHERE metric LIKE 'image_preference%' OR metric LIKE 'reference_alignment%'),
                max(value) FILTER (WHERE metric LIKE 'copy_rate%'),
                max(value) FILTER (WHERE metric LIKE 'diversity%'),
-               any_value(metric) FILTER (WHERE metric LIKE 'image_preference%')
+               any_value(metric) FILTER (WHERE metric LIKE 'image_preference%' OR metric LIKE 'reference_alignment%')
         FROM scores WHERE run_id = ? GROUP BY unit_id ORDER BY unit_id
         """, [run_id])
     if not rows:
@@ -131,3 +140,79 @@ def image_units(ws, run_id: str) -> dict[str, np.ndarray]:
     c = list(zip(*rows))
     return {"user": np.array(c[0]), "unit": np.array(c[1]), "score": np.array(c[2], float), "copy": np.array(c[3], float),
             "diversity": np.array(c[4], float), "metric": c[5][0]}
+
+
+def load_dreambench(path) -> dict[str, dict[str, Any]]:
+    """``{subject: {"class": ..., "photos": [paths]}}`` from a DreamBench folder (30 subject folders and
+    ``prompts_and_classes.txt``)."""
+    from pathlib import Path
+
+    root = Path(path)
+    spec = root / "prompts_and_classes.txt"
+    if not spec.is_file():
+        raise FileNotFoundError(f"{root} is not a DreamBench folder: prompts_and_classes.txt is missing")
+    classes: dict[str, str] = {}
+    for line in spec.read_text("utf-8").splitlines():
+        name, sep, cls = line.partition(",")
+        if sep and name.strip() and name.strip() != "subject_name" and (root / name.strip()).is_dir():
+            classes[name.strip()] = cls.strip()
+    out = {}
+    for name, cls in sorted(classes.items()):
+        photos = sorted(str(p) for p in (root / name).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if len(photos) >= 2:
+            out[name] = {"class": cls, "photos": photos}
+    if not out:
+        raise ValueError(f"no DreamBench subjects with at least two photos under {root}")
+    return out
+
+
+def run_reference_bench(ws, data_path, system: dict[str, Any], *, seed: int = 0, variations: int = 2, size: int = 96,
+                        encoder: str = "effnet-lite0", max_subjects: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Reference fidelity on DreamBench: draw from a subject's first ``n_refs`` photos (or, for the
+    ``shuffled`` control, another subject's), score against the subject's *other* photos.
+
+    ``reference_alignment[<encoder>]``: mean cosine of a generation to the subject's held-out photos minus
+    to other subjects' photos (subject fidelity beyond the copied pixels); plus ``copy_rate[32px]``
+    against the references and ``diversity[<encoder>]`` between the variations. Units: ``subject|v<k>``.
+    """
+    from tqdm.auto import tqdm
+
+    from evalbench.metrics.image_encoders import load_image_encoder
+    from evalbench.store.runs import done_units, finish_run, start_run, write_units
+    from generation.io import load_image
+
+    subjects = load_dreambench(data_path)
+    names = list(subjects)[:max_subjects] if max_subjects else list(subjects)
+    n_refs = int(system.get("n_refs", 1))
+    rule = system.get("references", "own")
+    if rule not in ("own", "shuffled"):
+        raise ValueError(f"reference system {system['name']!r}: references must be own or shuffled")
+    donor = {n: names[(i + 1) % len(names)] for i, n in enumerate(names)}
+    enc = load_image_encoder(encoder)
+    metric = f"reference_alignment[{enc.label}]"
+    config = {"kind": "reference", "system": system["name"], "references": rule, "n_refs": n_refs, "subjects": names,
+              "seed": seed, "variations": variations, "size": size, "encoder": encoder, "generator": "patch:fast"}
+    run_id, _ = start_run(ws, "refbench", config, len(names) * variations)
+    done = done_units(ws, run_id)
+    bar = tqdm(total=len(names) * variations, initial=len(done), desc=f"reference bench {system['name']}",
+               disable=not progress)
+    try:
+        for n in names:
+            ids = [f"{n}|v{k}" for k in range(variations)]
+            if all(i in done for i in ids):
+                continue
+            own = subjects[n]["photos"]
+            held = own[n_refs:] or own[-1:]
+            src = subjects[donor[n]]["photos"] if rule == "shuffled" else own
+            refs = [load_image(p).resize((size, size)) for p in src[:n_refs]]
+            others = [p for m in names if m != n for p in subjects[m]["photos"][:1]]
+            scores = _draw_and_score(run_id, ids, refs, held, others, enc, metric, seed=seed, size=size)
+            write_units(ws, run_id, [(i, "scored", None) for i in ids], scores)
+            bar.update(len(ids))
+        bar.close()
+    except BaseException as exc:
+        finish_run(ws, run_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    finish_run(ws, run_id)
+    return {"run_id": run_id, "system": system["name"], "status": "completed", "metric": metric,
+            "classes": {n: subjects[n]["class"] for n in names}}

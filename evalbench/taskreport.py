@@ -73,7 +73,7 @@ def task_report(ws: Workspace, run_id: str) -> dict[str, Any]:
                           source=targets.source, notes=getattr(targets, "notes", None))
     systems, groups_out = [], {}
     baseline = None
-    if task.get("kind", "text") == "image":
+    if task.get("kind", "text") in ("image", "reference"):
         return _image_task_report(ws, run_id, cfg, code, chash, status, attributes, targets)
     for m in cfg["members"]:
         u = _units(ws, m["run_id"])
@@ -147,14 +147,18 @@ def _image_task_report(ws, run_id, cfg, code, chash, status, attributes, targets
                  "cost": {"rewrite_latency_s": float("nan"), "rewrites": 0, "fallbacks": 0}}
         if attributes:
             wins = np.where(np.abs(x - y) <= 1e-9, 0.5, (x > y).astype(float))
-            g = _user_groups(ws, split, users, attributes)
+            if task.get("kind") == "reference":  # subjects grouped by their DreamBench class
+                classes = m.get("classes", {})
+                g = {a: np.array([classes.get(s, "unknown") for s in users]) for a in attributes}
+            else:
+                g = _user_groups(ws, split, users, attributes)
             rep = bias_summary(wins, g, targets, cluster_ids=users, seed=seed, min_n=MIN_GROUP)
             entry["bias"] = {"overall": rep.overall, "ipf": None}
             groups_out[m["name"]] = {a: dict(r) for a, r in rep.attributes.items()}
         systems.append(entry)
     systems.sort(key=lambda r: -r["win_rate"])
     return {"task": task["task"], "version": task["version"], "run_id": run_id, "status": status, "split": split,
-            "seed": seed, "code_version": code, "config_hash": chash, "prompts": "-", "kind": "image",
+            "seed": seed, "code_version": code, "config_hash": chash, "prompts": "-", "kind": task.get("kind"),
             "text_encoder": task["text_encoder"], "baseline": baseline, "systems": systems, "groups": groups_out,
             "attributes": attributes, "targets_source": getattr(targets, "source", None) if targets else None}
 

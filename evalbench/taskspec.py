@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-BUNDLED = ("movielens_text", "synthetic_recovery", "face_ratings_image")
+BUNDLED = ("movielens_text", "synthetic_recovery", "face_ratings_image", "dreambench_reference")
 SOURCES = ("movielens", "synthetic", "faces", "stackexchange", "dreambench")
 
 
@@ -45,7 +45,8 @@ class SystemSpec:
     encoder_params: dict[str, Any] = field(default_factory=dict)
     rewrite: dict[str, Any] = field(default_factory=dict)  # RewriteParams fields (shots, max_tokens, ...)
     backend_options: dict[str, Any] = field(default_factory=dict)
-    references: str | None = None  # image tasks: liked | popular | shuffled (see evalbench.imagebench)
+    references: str | None = None  # image: liked | popular | shuffled; reference: own | shuffled
+    n_refs: int | None = None  # reference tasks: how many of the subject's photos the generator draws from
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Task:
     seed: int = 0
     description: str = ""
     data_path: str | None = None
-    kind: str = "text"  # text: rewritten prompts scored as text; image: generated images scored as images
+    kind: str = "text"  # text: rewrites scored as text; image: generations per user; reference: per subject
     image: dict[str, Any] = field(default_factory=dict)  # image tasks: max_users, variations, size, n_refs, encoder
 
     def config(self) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def parse_task(raw: dict[str, Any], source: str = "<dict>") -> Task:
     systems = []
     for i, s in enumerate(need("systems") or []):
         kind = raw.get("kind", "text")
-        needed = ("name", "encoder") if kind == "text" else ("name", "references")
+        needed = ("name", "encoder") if kind == "text" else ("name",)
         if not isinstance(s, dict) or any(k not in s for k in needed):
             raise ValueError(f"task {source}: systems[{i}] needs at least {' and '.join(needed)}, got {s!r}")
         bad = set(s) - set(SystemSpec.__dataclass_fields__)
@@ -117,13 +118,13 @@ def parse_task(raw: dict[str, Any], source: str = "<dict>") -> Task:
     if not systems:
         raise ValueError(f"task {source}: list at least one system")
     names = [s.name for s in systems]
-    if raw.get("kind", "text") not in ("text", "image"):
-        raise ValueError(f"task {source}: kind must be text or image, got {raw.get('kind')!r}")
+    if raw.get("kind", "text") not in ("text", "image", "reference"):
+        raise ValueError(f"task {source}: kind must be text, image or reference, got {raw.get('kind')!r}")
     if len(set(names)) != len(names):
         raise ValueError(f"task {source}: system names must be unique")
     if raw.get("kind", "text") == "text" and raw.get("baseline", "no persona") in names:
         raise ValueError(f"task {source}: the baseline (the generic prompt) is not one of the systems; rename the system")
-    if raw.get("kind") == "image" and raw.get("baseline") not in names:
+    if raw.get("kind") in ("image", "reference") and raw.get("baseline") not in names:
         raise ValueError(f"task {source}: an image task's baseline must name one of its systems ({', '.join(names)})")
     return Task(**{**raw, "systems": systems, "version": int(need("version")), "task": str(need("task"))})
 
@@ -174,6 +175,22 @@ def run_task(ws, task: Task, *, progress: bool = False, executor: str = "local",
     from prompting.params import RewriteParams
     from prompting.rewriter import rewrite_split
 
+    if task.kind == "reference":
+        from evalbench.imagebench import run_reference_bench
+
+        path = task.data_path or task.dataset.get("path")
+        if not path:
+            raise ValueError(f"task {task.task} reads a DreamBench folder: pass --data PATH")
+        members = []
+        for s in task.systems:
+            res = run_reference_bench(ws, path, {"name": s.name, "references": s.references or "own",
+                                                 "n_refs": s.n_refs or 1}, seed=task.seed, progress=progress, **task.image)
+            members.append({"name": s.name, "run_id": res["run_id"], "system": s.name, "kind": "reference",
+                            "classes": res["classes"]})
+        config = {"task": task.config(), "split": "-", "members": members}
+        run_id, _ = start_run(ws, "task", config, len(members))
+        finish_run(ws, run_id)
+        return {"run_id": run_id, "task": task.task, "split": "-", "systems": members, "status": "completed"}
     dataset_id = _ensure_dataset(ws, task)
     split = make_split(ws, dataset_id, SplitParams(**{"seed": task.seed, **task.split}))["split"]
     if task.kind == "image":

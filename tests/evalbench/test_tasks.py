@@ -185,3 +185,19 @@ def test_face_ratings_image_task_on_real_ratings(tmp_path):
         assert s["win_rate_ci"][0] <= s["win_rate"] <= s["win_rate_ci"][1] and 0 <= s["copy_rate_32px"] <= 1
         assert set(rep["groups"][s["name"]]) == {"sex", "age"}
     assert "own liked faces" in render_html(rep)
+
+
+DREAMBENCH = ROOT.parent / "shared" / "data" / "dreambench"
+
+
+@pytest.mark.skipif(not DREAMBENCH.is_dir(), reason=f"real data folder {DREAMBENCH} is absent (tests read it from ../shared/data)")
+def test_dreambench_reference_task_separates_subjects(tmp_path):
+    spec = load_task("dreambench_reference", data_path=str(DREAMBENCH))
+    spec.image = {"variations": 2, "size": 64, "max_subjects": 6}
+    with Workspace(tmp_path / "d.duckdb") as ws:
+        rep = task_report(ws, run_task(ws, spec)["run_id"])
+    assert rep["baseline"]["metric"] == "reference_alignment[effnet-lite0]" and rep["baseline"]["n_users"] == 6
+    shuffled = next(s for s in rep["systems"] if "shuffled" in s["name"])
+    # drawing from another subject's photo is less like the subject than drawing from its own photo
+    assert shuffled["score"] < rep["baseline"]["score"] and shuffled["win_rate"] < 0.5
+    assert set(rep["groups"][shuffled["name"]]) == {"class"}
