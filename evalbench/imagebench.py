@@ -110,7 +110,8 @@ def _draw_and_score(run_id: str, ids: list[str], refs: list, positives: list, ne
     from persona.records import Score
 
     gen = PatchDiffusion(refs, PatchConfig.fast())
-    imgs = [gen.sample((size, size), seed=seed + k).image for k in range(len(ids))]
+    samples = [gen.sample((size, size), seed=seed + k) for k in range(len(ids))]
+    imgs = [smp.image for smp in samples]
     e = enc.encode(imgs)
     margin = preference_margin(e, enc.encode(positives), enc.encode(negatives))
     div = pairwise_diversity(e) if len(imgs) > 1 else float("nan")
@@ -119,7 +120,8 @@ def _draw_and_score(run_id: str, ids: list[str], refs: list, positives: list, ne
         cr = max(copy_rate(imgs[k], r, patch=32, stride=16) for r in refs)
         scores += [Score(run_id, unit, metric, float(margin[k]), enc.model_id),
                    Score(run_id, unit, "copy_rate[32px]", cr, "pixels"),
-                   Score(run_id, unit, f"diversity[{enc.label}]", float(div), enc.model_id)]
+                   Score(run_id, unit, f"diversity[{enc.label}]", float(div), enc.model_id),
+                   Score(run_id, unit, "cost.seconds_per_image", float(samples[k].seconds), "wall clock")]
     return scores
 
 
@@ -131,15 +133,17 @@ def image_units(ws, run_id: str) -> dict[str, np.ndarray]:
                max(value) FILTER (WHERE metric LIKE 'image_preference%' OR metric LIKE 'reference_alignment%'),
                max(value) FILTER (WHERE metric LIKE 'copy_rate%'),
                max(value) FILTER (WHERE metric LIKE 'diversity%'),
+               max(value) FILTER (WHERE metric = 'cost.seconds_per_image'),
                any_value(metric) FILTER (WHERE metric LIKE 'image_preference%' OR metric LIKE 'reference_alignment%')
         FROM scores WHERE run_id = ? GROUP BY unit_id ORDER BY unit_id
         """, [run_id])
     if not rows:
         return {"user": np.array([]), "unit": np.array([]), "score": np.array([]), "copy": np.array([]),
-                "diversity": np.array([]), "metric": ""}
+                "diversity": np.array([]), "latency": np.array([]), "metric": ""}
     c = list(zip(*rows))
     return {"user": np.array(c[0]), "unit": np.array(c[1]), "score": np.array(c[2], float), "copy": np.array(c[3], float),
-            "diversity": np.array(c[4], float), "metric": c[5][0]}
+            "diversity": np.array(c[4], float), "latency": np.array([np.nan if v is None else v for v in c[5]], float),
+            "metric": c[6][0]}
 
 
 def load_dreambench(path) -> dict[str, dict[str, Any]]:

@@ -44,12 +44,19 @@ def _user_groups(ws: Workspace, split: str, users: np.ndarray, attributes: list[
 
 
 def _cost(ws: Workspace, bench_cfg: dict[str, Any]) -> dict[str, Any]:
-    row = ws.query("SELECT avg(latency_s), count(*), sum(CASE WHEN fallback IS NOT NULL THEN 1 ELSE 0 END) FROM rewrites "
-                   "WHERE split_id = ? AND encoder = ? AND backend = ? AND model = ? AND prompt_set = ?",
-                   [bench_cfg["split"], bench_cfg["encoder"], bench_cfg["backend"], bench_cfg["model"], bench_cfg["prompts"]])
+    """Rewrite latency, output tokens (approximate: words and punctuation, the same count for every
+    backend) and template fallbacks of the system's stored rewrites."""
+    from persona.evidence import count_tokens
+
+    params = [bench_cfg["split"], bench_cfg["encoder"], bench_cfg["backend"], bench_cfg["model"], bench_cfg["prompts"]]
+    where = "WHERE split_id = ? AND encoder = ? AND backend = ? AND model = ? AND prompt_set = ?"
+    row = ws.query(f"SELECT avg(latency_s), count(*), sum(CASE WHEN fallback IS NOT NULL THEN 1 ELSE 0 END) FROM rewrites {where}",
+                   params)
     lat, n, fb = row[0] if row else (None, 0, 0)
+    texts = [r[0] or "" for r in ws.query(f"SELECT rewritten FROM rewrites {where}", params)]
     return {"rewrite_latency_s": float(lat) if lat is not None else float("nan"), "rewrites": int(n or 0),
-            "fallbacks": int(fb or 0)}
+            "fallbacks": int(fb or 0),
+            "output_tokens_per_rewrite": float(np.mean([count_tokens(t) for t in texts])) if texts else float("nan")}
 
 
 def task_report(ws: Workspace, run_id: str) -> dict[str, Any]:
@@ -144,7 +151,8 @@ def _image_task_report(ws, run_id, cfg, code, chash, status, attributes, targets
                  "wilcoxon_p": pc.wilcoxon_p, "sign_test_p": pc.sign_test_p, "score": score, "score_ci": [slo, shi],
                  "n_users": pc.n_clusters, "n_units": pc.n_units,
                  "copy_rate_32px": float(np.nanmean(u["copy"][keep])), "diversity": float(np.nanmean(u["diversity"][keep])),
-                 "cost": {"rewrite_latency_s": float("nan"), "rewrites": 0, "fallbacks": 0}}
+                 "cost": {"rewrite_latency_s": float("nan"), "rewrites": 0, "fallbacks": 0,
+                          "seconds_per_image": float(np.nanmean(u["latency"][keep])) if u["latency"].size else float("nan")}}
         if attributes:
             wins = np.where(np.abs(x - y) <= 1e-9, 0.5, (x > y).astype(float))
             if task.get("kind") == "reference":  # subjects grouped by their DreamBench class
@@ -182,7 +190,7 @@ def leaderboard_rows(rep: dict[str, Any]) -> list[dict[str, str]]:
     b = rep["baseline"]
     rows = [{"system": f"{b['name']} (baseline)", "score": _f(b["score"]), "score CI": _ci(b["score_ci"]), "win rate": "-",
              "win CI": "-", "lift x100": "-", "Wilcoxon p": "-", "raw": "-", "IPF": "-", "delta %": "-",
-             "IPF eff. users": "-", "worst gap": "-",
+             "IPF eff. users": "-", "worst gap": "-", "cost": "-",
              "users": str(b["n_users"])}]
     for s in rep["systems"]:
         o = (s.get("bias") or {}).get("overall", {})
@@ -193,8 +201,19 @@ def leaderboard_rows(rep: dict[str, Any]) -> list[dict[str, str]]:
                      "delta %": _f(o.get("delta_pct"), 2),
                      "IPF eff. users": _f(((s.get("bias") or {}).get("ipf") or {}).get("effective_users"), 1),
                      "worst gap": _f(max((g for g in gaps if g is not None), default=None)),
+                     "cost": _cost_label(s.get("cost", {})),
                      "users": str(s["n_users"])})
     return rows
+
+
+def _cost_label(c: dict[str, Any]) -> str:
+    if c.get("seconds_per_image") == c.get("seconds_per_image") and c.get("seconds_per_image") is not None:
+        return f"{c['seconds_per_image']:.2f} s/image"
+    lat = c.get("rewrite_latency_s")
+    if lat is None or lat != lat:
+        return "-"
+    tok = c.get("output_tokens_per_rewrite")
+    return f"{1000 * lat:.1f} ms/rewrite" + (f", {tok:.0f} tok" if tok == tok and tok is not None else "")
 
 
 def group_rows(rep: dict[str, Any]) -> list[dict[str, str]]:
@@ -264,6 +283,27 @@ def _plots(rep: dict[str, Any]) -> dict[str, bytes]:
         ax.set_title("raw vs IPF-reweighted to the population targets")
         ax.legend(fontsize=7)
         save(fig, "raw_vs_ipf")
+    import re
+
+    series: dict[str, list[tuple[int, float, float, float]]] = {}
+    for s in rep["systems"]:
+        m = re.search(r" k=(\d+)", s["name"])
+        if m:
+            base = s["name"].replace(m.group(0), "")
+            series.setdefault(base, []).append((int(m.group(1)), s["lift_x100"], *s["lift_x100_ci"]))
+    if any(len(v) >= 2 for v in series.values()):
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for base, pts in series.items():
+            pts.sort()
+            ks = [p[0] for p in pts]
+            ax.errorbar(ks, [p[1] for p in pts], yerr=[[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]],
+                        marker="o", capsize=3, label=base)
+        ax.axhline(0, color="gray", lw=0.8, ls="--")
+        ax.set_xlabel("k (the user's own items shown as examples)")
+        ax.set_ylabel("lift x100 vs baseline")
+        ax.set_title("lift vs k")
+        ax.legend(fontsize=7)
+        save(fig, "lift_vs_k")
     lat = [s["cost"]["rewrite_latency_s"] * 1000 for s in rep["systems"]]
     if names:
         fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(names)), 3))

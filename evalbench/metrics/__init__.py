@@ -9,4 +9,5 @@ METRICS = Registry("metric", {
     "copy_rate": "evalbench.metrics.single_image:CopyRate",
     "cmmd": "evalbench.metrics.distribution:CMMD",
     "image_preference": "evalbench.metrics.distribution:ImagePreference",
+    "prompt_alignment": "evalbench.metrics.fidelity:PromptAlignment",
 })
