@@ -217,32 +217,8 @@ def cmmd(reference_embeddings: np.ndarray, generated_embeddings: np.ndarray, sig
 # -- encoders -------------------------------------------------------------------------------------
 
 
-def _resolve_encoder(encoder, encoder_name: str | None) -> tuple[EncodeFn, str]:
-    """``(images -> (n, d) embeddings, label)`` for ``None``/a name (loaded on first use), an object with
-    ``encode`` (and perhaps ``label``), or a function."""
-    if encoder is None:
-        encoder = "effnet-lite0"
-    if isinstance(encoder, str):
-        name, state = encoder, {}
-
-        def encode(images):
-            if "enc" not in state:
-                from evalbench.metrics.image_encoders import load_image_encoder
-
-                state["enc"] = load_image_encoder(name)
-            return state["enc"].encode(images)
-
-        if encoder_name is None:
-            from evalbench.metrics.image_encoders import EMBEDDED
-
-            encoder_name = name if name in EMBEDDED else name.rstrip("/").split("/")[-1]
-        return encode, encoder_name
-    if hasattr(encoder, "encode"):
-        return encoder.encode, encoder_name or getattr(encoder, "label", None) or type(encoder).__name__
-    if callable(encoder):
-        return encoder, encoder_name or getattr(encoder, "__name__", type(encoder).__name__)
-    raise TypeError(f"encoder must be None, a name, an object with .encode or a function images -> (n, d) "
-                    f"embeddings; got {type(encoder).__name__}")
+# the same name / object / function resolution as the single-image metrics (one implementation)
+from evalbench.metrics.single_image import _resolve_encoder  # noqa: E402
 
 
 def _embed(encode: EncodeFn, images: Images, what: str) -> np.ndarray:
