@@ -26,11 +26,9 @@ def run_image_bench(ws, split_id: str, system: dict[str, Any], *, seed: int = 0,
                     variations: int = 2, size: int = 96, n_refs: int = 3, encoder: str = "effnet-lite0",
                     progress: bool = False) -> dict[str, Any]:
     """Score one image system on the split's held-out users (resumable)."""
-    from tqdm.auto import tqdm
 
     from evalbench.metrics.image_encoders import load_image_encoder
     from evalbench.store.datasets import dataset_meta, load_items
-    from evalbench.store.runs import done_units, finish_run, start_run, write_units
     from generation.io import load_image
     from persona.data.splits import hidden_targets, split_dataset, split_users, visible_interactions
 
@@ -68,36 +66,51 @@ def run_image_bench(ws, split_id: str, system: dict[str, Any], *, seed: int = 0,
     config = {"kind": "image", "system": system["name"], "references": rule, "split": split_id, "seed": seed,
               "users": users, "variations": variations, "size": size, "n_refs": n_refs, "encoder": encoder,
               "generator": "patch:fast"}
-    run_id, _ = start_run(ws, "imagebench", config, len(users) * variations)
-    done = done_units(ws, run_id)
     targets = hidden_targets(ws, split_id, users)
     metric = f"image_preference[{enc.label}]"
-    bar = tqdm(total=len(users) * variations, initial=len(done), desc=f"image bench {system['name']}", unit="image",
-               disable=not progress)
+
+    def score(run_id: str, u: str, ids: list[str]):
+        t = targets.get(u, {})
+        hl = [items[i].image_uri for i in t.get("liked", []) if items.get(i) and items[i].image_uri]
+        hn = [items[i].image_uri for i in t.get("disliked", []) + t.get("unseen", []) if items.get(i) and items[i].image_uri]
+        refs = [items[i].image_uri for i in refs_for(u)]
+        if not hl or not hn or not refs:
+            return "no hidden liked images" if not hl else "no hidden negatives" if not hn else "no reference images"
+        ref_images = [load_image(r).resize((size, size)) for r in refs]
+        return _draw_and_score(run_id, ids, ref_images, hl, hn, enc, metric, seed=seed, size=size)
+
+    run_id = _run_groups(ws, "imagebench", config, users, variations, score, f"image bench {system['name']}", progress)
+    return {"run_id": run_id, "system": system["name"], "status": "completed", "metric": metric}
+
+
+def _run_groups(ws, kind: str, config: dict[str, Any], keys: list[str], variations: int, score, desc: str,
+                progress: bool) -> str:
+    """The resumable run both image benches share: one run per config, units ``<key>|v<k>``, each key's
+    units written in one transaction; ``score(run_id, key, ids)`` returns score rows or a skip reason."""
+    from tqdm.auto import tqdm
+
+    from evalbench.store.runs import done_units, finish_run, start_run, write_units
+
+    run_id, _ = start_run(ws, kind, config, len(keys) * variations)
+    done = done_units(ws, run_id)
+    bar = tqdm(total=len(keys) * variations, initial=len(done), desc=desc, unit="image", disable=not progress)
     try:
-        for u in users:
-            ids = [f"{u}|v{k}" for k in range(variations)]
+        for key in keys:
+            ids = [f"{key}|v{k}" for k in range(variations)]
             if all(i in done for i in ids):
                 continue
-            t = targets.get(u, {})
-            hl = [items[i].image_uri for i in t.get("liked", []) if items.get(i) and items[i].image_uri]
-            hn = [items[i].image_uri for i in t.get("disliked", []) + t.get("unseen", []) if items.get(i) and items[i].image_uri]
-            refs = [items[i].image_uri for i in refs_for(u)]
-            if not hl or not hn or not refs:
-                why = "no hidden liked images" if not hl else "no hidden negatives" if not hn else "no reference images"
-                write_units(ws, run_id, [(i, "skipped", why) for i in ids], [])
-                bar.update(len(ids))
-                continue
-            ref_images = [load_image(r).resize((size, size)) for r in refs]
-            scores = _draw_and_score(run_id, ids, ref_images, hl, hn, enc, metric, seed=seed, size=size)
-            write_units(ws, run_id, [(i, "scored", None) for i in ids], scores)
+            out = score(run_id, key, ids)
+            if isinstance(out, str):
+                write_units(ws, run_id, [(i, "skipped", out) for i in ids], [])
+            else:
+                write_units(ws, run_id, [(i, "scored", None) for i in ids], out)
             bar.update(len(ids))
         bar.close()
     except BaseException as exc:
         finish_run(ws, run_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
     finish_run(ws, run_id)
-    return {"run_id": run_id, "system": system["name"], "status": "completed", "metric": metric}
+    return run_id
 
 
 def _draw_and_score(run_id: str, ids: list[str], refs: list, positives: list, negatives: list, enc, metric: str, *,
@@ -179,10 +192,8 @@ def run_reference_bench(ws, data_path, system: dict[str, Any], *, seed: int = 0,
     to other subjects' photos (subject fidelity beyond the copied pixels); plus ``copy_rate[32px]``
     against the references and ``diversity[<encoder>]`` between the variations. Units: ``subject|v<k>``.
     """
-    from tqdm.auto import tqdm
 
     from evalbench.metrics.image_encoders import load_image_encoder
-    from evalbench.store.runs import done_units, finish_run, start_run, write_units
     from generation.io import load_image
 
     subjects = load_dreambench(data_path)
@@ -196,27 +207,15 @@ def run_reference_bench(ws, data_path, system: dict[str, Any], *, seed: int = 0,
     metric = f"reference_alignment[{enc.label}]"
     config = {"kind": "reference", "system": system["name"], "references": rule, "n_refs": n_refs, "subjects": names,
               "seed": seed, "variations": variations, "size": size, "encoder": encoder, "generator": "patch:fast"}
-    run_id, _ = start_run(ws, "refbench", config, len(names) * variations)
-    done = done_units(ws, run_id)
-    bar = tqdm(total=len(names) * variations, initial=len(done), desc=f"reference bench {system['name']}",
-               disable=not progress)
-    try:
-        for n in names:
-            ids = [f"{n}|v{k}" for k in range(variations)]
-            if all(i in done for i in ids):
-                continue
-            own = subjects[n]["photos"]
-            held = own[n_refs:] or own[-1:]
-            src = subjects[donor[n]]["photos"] if rule == "shuffled" else own
-            refs = [load_image(p).resize((size, size)) for p in src[:n_refs]]
-            others = [p for m in names if m != n for p in subjects[m]["photos"][:1]]
-            scores = _draw_and_score(run_id, ids, refs, held, others, enc, metric, seed=seed, size=size)
-            write_units(ws, run_id, [(i, "scored", None) for i in ids], scores)
-            bar.update(len(ids))
-        bar.close()
-    except BaseException as exc:
-        finish_run(ws, run_id, "failed", f"{type(exc).__name__}: {exc}")
-        raise
-    finish_run(ws, run_id)
+
+    def score(run_id: str, n: str, ids: list[str]):
+        own = subjects[n]["photos"]
+        held = own[n_refs:] or own[-1:]
+        src = subjects[donor[n]]["photos"] if rule == "shuffled" else own
+        refs = [load_image(p).resize((size, size)) for p in src[:n_refs]]
+        others = [p for m in names if m != n for p in subjects[m]["photos"][:1]]
+        return _draw_and_score(run_id, ids, refs, held, others, enc, metric, seed=seed, size=size)
+
+    run_id = _run_groups(ws, "refbench", config, names, variations, score, f"reference bench {system['name']}", progress)
     return {"run_id": run_id, "system": system["name"], "status": "completed", "metric": metric,
             "classes": {n: subjects[n]["class"] for n in names}}

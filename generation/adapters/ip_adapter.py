@@ -187,6 +187,30 @@ def clear_batch_scales(unet) -> None:
         proc.sample_scale = None
 
 
+def to_tokens(attn, hidden_states, temb=None):
+    """An attention processor's input as ``(batch, tokens, channels)`` (spatial and group norm applied),
+    with the 4-D shape to restore, or ``None`` (diffusers' ``AttnProcessor2_0`` preamble)."""
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    shape4 = None
+    if hidden_states.ndim == 4:
+        shape4 = hidden_states.shape
+        b, c, h, w = shape4
+        hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    return hidden_states, shape4
+
+
+def from_tokens(attn, hidden_states, shape4, residual):
+    """The processor's output back in the input's shape, with the residual and output rescale."""
+    if shape4 is not None:
+        hidden_states = hidden_states.transpose(-1, -2).reshape(*shape4)
+    if attn.residual_connection:
+        hidden_states = hidden_states + residual
+    return hidden_states / attn.rescale_output_factor
+
+
 def _processor_base():
     from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 
@@ -229,19 +253,12 @@ def _build_processor_class():
             ip_hidden_states: list[torch.Tensor] = []
             if isinstance(encoder_hidden_states, tuple):
                 encoder_hidden_states, ip_hidden_states = encoder_hidden_states
-            if attn.spatial_norm is not None:
-                hidden_states = attn.spatial_norm(hidden_states, temb)
-            input_ndim = hidden_states.ndim
-            if input_ndim == 4:
-                batch_size, channel, height, width = hidden_states.shape
-                hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
+            hidden_states, shape4 = to_tokens(attn, hidden_states, temb)
             batch_size = (hidden_states if encoder_hidden_states is None else encoder_hidden_states).shape[0]
             sequence_length = (hidden_states if encoder_hidden_states is None else encoder_hidden_states).shape[1]
             if attention_mask is not None:
                 attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
                 attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
-            if attn.group_norm is not None:
-                hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
             query = attn.to_q(hidden_states)
             if encoder_hidden_states is None:
                 encoder_hidden_states = hidden_states
@@ -279,14 +296,8 @@ def _build_processor_class():
                     w = (rows * block).to(device=ip_out.device, dtype=ip_out.dtype).view(-1, 1, 1)
                     hidden_states = hidden_states + w * ip_out
 
-            hidden_states = attn.to_out[0](hidden_states)
-            hidden_states = attn.to_out[1](hidden_states)
-            if input_ndim == 4:
-                hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
-            if attn.residual_connection:
-                hidden_states = hidden_states + residual
-            hidden_states = hidden_states / attn.rescale_output_factor
-            return hidden_states
+            hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+            return from_tokens(attn, hidden_states, shape4, residual)
 
     return PerSampleIPAdapterAttnProcessor
 

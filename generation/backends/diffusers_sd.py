@@ -114,21 +114,9 @@ class _PerturbableSelfAttn:
         if not self.active:
             return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            b, c, h, w = hidden_states.shape
-            hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        hidden_states = attn.to_v(hidden_states)
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(b, c, h, w)
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
+        hidden_states, shape4 = ipa.to_tokens(attn, hidden_states, temb)
+        hidden_states = attn.to_out[1](attn.to_out[0](attn.to_v(hidden_states)))
+        return ipa.from_tokens(attn, hidden_states, shape4, residual)
 
 
 class DiffusersBackend:
