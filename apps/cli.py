@@ -628,6 +628,8 @@ def rewrite_eval(split, encoder, backend, prompts, db, as_json):
 @click.option("--height", default=None, type=int, help="[default: the model's native size]")
 @click.option("--width", default=None, type=int)
 @click.option("--batch-size", default=4, show_default=True, type=int, help="Conditions per UNet batch.")
+@click.option("--baseline", is_flag=True, help="Also draw each user's original (no-persona) prompt with the same seed: "
+              "the side-by-side pairs the dashboard shows and collects human labels on.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default=None, help="cuda, cpu, ... [default: CUDA when available].")
 @click.option("--dtype", default=None, type=click.Choice(["float32", "float16", "bfloat16"]), help="[default: float32]")
@@ -637,13 +639,13 @@ def rewrite_eval(split, encoder, backend, prompts, db, as_json):
 @friendly_errors
 def generate(split, encoder, rewriter, rewriter_model, prompts, roles, user_ids, max_users, max_prompts, backend, model,
              pool, guidance, guidance_scale, schedule, guidance_options, negative_prompt, ip_adapter, references, reference_scale,
-             identity, identity_consent, identity_adapter, face_provider, scheduler, steps, height, width, batch_size, seed,
-             device, dtype, out_dir, db, as_json):
+             identity, identity_consent, identity_adapter, face_provider, scheduler, steps, height, width, batch_size,
+             baseline, seed, device, dtype, out_dir, db, as_json):
     """Draw images for users from their stored persona rewrites (diffusers, per-sample guidance and adapters)."""
     import datetime
 
     from generation.adapters.identity import Consent, IdentityReference
-    from generation.from_workspace import conditions_from_rewrites
+    from generation.from_workspace import baseline_conditions, conditions_from_rewrites
     from generation.pipeline import generate as run_generate
 
     try:
@@ -677,10 +679,13 @@ def generate(split, encoder, rewriter, rewriter_model, prompts, roles, user_ids,
             guidance=guidance, guidance_scale=guidance_scale, schedule=schedule,
             guidance_options=parse_params(guidance_options, "--guidance-option"),
         )
+        if baseline:
+            conds = conds + baseline_conditions(ws, conds, negative_prompt=negative_prompt)
         gens = run_generate(conds, backend=backend, model=model, workspace=ws, out_dir=out_dir, steps=steps,
                             height=height, width=width, batch_size=batch_size, progress=True, device=device, **extra,
                             **({"face_provider": face_provider} if identity_adapter else {}))
-    rows = [{"user": g.user_id, "prompt": c.prompt_id.split("/", 1)[-1], "unet_evals": g.unet_evals,
+    rows = [{"user": g.user_id, "prompt": c.prompt_id.split("/", 1)[-1], "persona": c.persona_id is not None,
+             "unet_evals": g.unet_evals,
              "seconds": round(g.latency_s, 3), "identity_sim": g.identity_similarity, "image": g.image_path}
             for g, c in zip(gens, conds)]
     if as_json:
@@ -690,7 +695,7 @@ def generate(split, encoder, rewriter, rewriter_model, prompts, roles, user_ids,
     for r in rows:  # shorter paths on screen when under the working directory
         rel = os.path.relpath(r["image"])
         r["image"] = rel if not rel.startswith("..") else r["image"]
-    click.echo(table(rows, [("user", "user"), ("prompt", "prompt"), ("unet_evals", "UNet evals"), ("seconds", "s/image"),
+    click.echo(table(rows, [("user", "user"), ("prompt", "prompt"), ("persona", "persona"), ("unet_evals", "UNet evals"), ("seconds", "s/image"),
                             ("image", "image")]))
     click.echo(f"\n{len(gens)} image(s) by {gens[0].model} ({backend}{'' if backend == 'patch' else ', ' + guidance}); "
                "provenance is in each PNG "
@@ -1025,6 +1030,8 @@ def demo(db, prompts, encoders, seed, llm, llm_model, llm_prompts, llm_options, 
             shown_gallery = step("gallery (patch generator)",
                                  lambda: user_gallery(ws, split, encoder=names[0], prompts=prompts,
                                                       pool=gallery_data or "samples", seed=seed, progress=True))
+            step("review pairs for the dashboard (persona vs baseline)",
+                 lambda: _demo_pairs(ws, split, names[0], prompts, gallery_data or "samples", seed))
     click.echo(f"\nPersona Workbench demo: MovieLens-100k, split {split}, prompt set {prompts}\n")
     _print_leaderboard(rows)
     if llm_rows:
@@ -1040,11 +1047,26 @@ def demo(db, prompts, encoders, seed, llm, llm_model, llm_prompts, llm_options, 
         click.echo(f"\nGallery ({names[0]} personas, training-free patch generator, no weights): {shown_gallery['path']}")
         click.echo(table(shown_gallery["rows"], [("user", "user"), ("reference", "best pool match [caption-minilm]"),
                                                  ("copy_rate", "copy_rate[32px]"), ("prompt", "rewritten prompt")]))
+    if gallery:
+        click.echo(f"\nReview and label the images: pwb dashboard --db {db}\n"
+                   f"Serve cold-start personas:    pwb keys create my-app --db {db} && pwb serve --db {db}")
     click.echo(f"\nworkspace: {db}   total {time.perf_counter() - t0:.1f} s "
                f"({', '.join(f'{l} {s:.1f}s' for l, s in steps)})")
     click.echo("MovieLens-100k: GroupLens research terms, non-commercial, not redistributed. "
                "Prompts: PartiPrompts (Apache-2.0)." + (" Gallery images: scikit-image samples (public domain / CC0)."
                                                        if shown_gallery and not gallery_data else ""))
+
+
+def _demo_pairs(ws, split: str, encoder: str, prompts: str, pool: str, seed: int, users: int = 3, n_prompts: int = 2):
+    """Persona images and their no-persona baselines (patch generator) for a few held-out users: the
+    pairs the dashboard's Generations page shows for human labels."""
+    from generation.from_workspace import baseline_conditions, conditions_from_rewrites
+    from generation.pipeline import generate as run_generate
+
+    conds = conditions_from_rewrites(ws, split=split, encoder=encoder, prompts=prompts, max_users=users,
+                                     max_prompts=n_prompts, seed=seed)
+    conds += baseline_conditions(ws, conds)
+    return run_generate(conds, backend="patch", pool=pool, workspace=ws, height=128, width=128, progress=True)
 
 
 def _demo_llm(llm: str) -> tuple[str | None, str]:
@@ -1061,6 +1083,190 @@ def _demo_llm(llm: str) -> tuple[str | None, str]:
     if llm == "template":
         raise click.BadParameter("the template is always run; name an LLM backend, or 'none'", param_hint="--llm")
     return llm, ""
+
+
+@cli.group()
+def labels():
+    """Human labels collected in the dashboard (persona image vs its no-persona baseline)."""
+
+
+@labels.command("report")
+@db_option
+@json_option
+@friendly_errors
+def labels_report(db, as_json):
+    """Human preference per system: share of labels preferring the persona image, CI, sign test."""
+    from evalbench.labels import human_preference
+
+    with workspace(db, read_only=True) as ws:
+        rows = human_preference(ws)
+    if as_json:
+        return emit(rows, True)
+    if not rows:
+        return click.echo("no labels yet: label pairs on the dashboard's Generations page (`pwb dashboard`)")
+    for r in rows:
+        r["ci"] = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+    click.echo(table(rows, [("system", "system"), ("win_rate", "prefer persona"), ("ci", "95% CI (users)"),
+                            ("sign_test_p", "sign test p"), ("judged", "judged"), ("flags", "flags"), ("users", "users")]))
+
+
+# -- serving: API keys and the HTTP API -------------------------------------------------------------------
+def _serving_workspace(db):
+    """The workspace for a write that may meet a running `pwb serve` / `pwb dashboard`: they hold the file
+    for milliseconds at a time, so wait for a turn (up to 10 s) instead of failing on the lock."""
+    from evalbench.store.gate import WorkspaceGate
+
+    return WorkspaceGate(db, wait_s=10.0).writing()
+
+@cli.group()
+def keys():
+    """API keys for `pwb serve` (stored hashed in the workspace)."""
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option("--rate", default=600, show_default=True, type=click.IntRange(min=1), help="Requests a minute allowed.")
+@db_option
+@json_option
+@friendly_errors
+def keys_create(name, rate, db, as_json):
+    """Create a key NAME; its token is printed once (only a hash is stored)."""
+    from apps.api.keys import create_key
+
+    with _serving_workspace(db) as ws:
+        try:
+            out = create_key(ws, name, rate_per_minute=rate)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if as_json:
+        return emit(out, True)
+    click.echo(out["token"])
+    click.echo(f"key {out['key_id']} ({name}, {rate}/min). The token above is shown once: store it now. "
+               "Send it as `Authorization: Bearer <token>`.", err=True)
+
+
+@keys.command("list")
+@db_option
+@json_option
+@friendly_errors
+def keys_list(db, as_json):
+    """Keys with their names, rates and revocation dates (never the secrets)."""
+    from apps.api.keys import list_keys
+
+    with workspace(db, read_only=True) as ws:
+        rows = list_keys(ws)
+    if as_json:
+        return emit(rows, True)
+    click.echo(table(rows, [("key_id", "key id"), ("name", "name"), ("rate_per_minute", "per min"),
+                            ("created_at", "created"), ("revoked_at", "revoked")]) if rows else "no API keys yet")
+
+
+@keys.command("revoke")
+@click.argument("key")
+@db_option
+@json_option
+@friendly_errors
+def keys_revoke(key, db, as_json):
+    """Revoke a key by id or name (a running server notices within 5 s)."""
+    from apps.api.keys import revoke_key
+
+    with _serving_workspace(db) as ws:
+        try:
+            out = revoke_key(ws, key)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+    emit(out, as_json, f"revoked {out['key_id']} ({out['name']})")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", default=8000, show_default=True, type=int)
+@split_option
+@click.option("--encoder", default="gat", show_default=True,
+              help="Trained graph encoder for cold start (gat, gat-noalign, sage).")
+@param_option
+@click.option("--rewriter", "rewriters", multiple=True, help="Rewriter backends to enable beside the template "
+              "(embedded, transformers, vllm, openai), repeatable.")
+@click.option("--rewriter-model", "rewriter_models", multiple=True, metavar="BACKEND=MODEL",
+              help="Model of an enabled rewriter, repeatable.")
+@click.option("--generate-backend", default="patch", show_default=True, type=click.Choice(["patch", "diffusers"]),
+              help="What POST /v1/generate draws with.")
+@click.option("--generate-model", default=None, help="Diffusers id or folder for --generate-backend diffusers "
+              "(e.g. stabilityai/stable-diffusion-xl-base-1.0); patch:fast|patch:paper for patch.")
+@click.option("--pool", default="samples", show_default=True, help="Patch backend: image folder references are retrieved from.")
+@click.option("--max-side", default=1024, show_default=True, type=click.IntRange(min=16), help="Largest image side a job may ask for.")
+@click.option("--max-steps", default=50, show_default=True, type=click.IntRange(min=1), help="Most sampling steps a job may ask for.")
+@click.option("--max-body-bytes", default=65536, show_default=True, type=click.IntRange(min=1024))
+@click.option("--public-docs", is_flag=True, help="Serve /docs and /openapi.json without a key.")
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+@db_option
+@friendly_errors
+def serve(host, port, split, encoder, params, rewriters, rewriter_models, generate_backend, generate_model, pool,
+          max_side, max_steps, max_body_bytes, public_docs, log_level, db):
+    """The cold-start personalisation HTTP API (FastAPI on uvicorn); keys from `pwb keys create`."""
+    _need("fastapi", "api")
+    _need("uvicorn", "api")
+    import uvicorn
+
+    from apps.api.app import configure_logging, create_app
+    from apps.api.service import ServiceConfig
+    from evalbench.store.workspace import resolve_db_path
+
+    path = resolve_db_path(db)
+    if not path.exists():
+        raise click.ClickException(f"No workspace at {path}: run `pwb demo` or point --db / PWB_DB at one.")
+    if generate_backend == "diffusers" and not generate_model:
+        raise click.UsageError("--generate-model is required with --generate-backend diffusers")
+    cfg = ServiceConfig(db=str(path), split=split, encoder=encoder, encoder_params=parse_params(params),
+                        rewriters=tuple(dict.fromkeys(("template", *rewriters))),
+                        rewriter_models=parse_params(rewriter_models, "--rewriter-model"),
+                        generate_backend=generate_backend, generate_model=generate_model, pool=pool,
+                        max_side=max_side, max_steps=max_steps, freeze_gc=True)
+    configure_logging(log_level)
+    app = create_app(cfg, max_body_bytes=max_body_bytes, public_docs=public_docs)
+    click.echo(f"Persona Workbench API on http://{host}:{port} for {path} (models load in the background: "
+               f"GET /readyz; Ctrl+C stops it)", err=True)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level=log_level)
+
+
+# -- serving: dashboard ---------------------------------------------------------------------------------
+def _need(module: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise click.ClickException(f"{module} is not installed: pip install 'persona-workbench[{extra}]'")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", default=8501, show_default=True, type=int)
+@click.option("--annotator", default=None, help="Name stored with each human label [default: $USER].")
+@db_option
+@friendly_errors
+def dashboard(host, port, annotator, db):
+    """Review runs, cohorts, personas and generations in the browser, and collect human labels."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _need("streamlit", "dashboard")
+    from evalbench.store.workspace import resolve_db_path
+
+    path = resolve_db_path(db)
+    if not path.exists():
+        raise click.ClickException(f"No workspace at {path}: run `pwb demo` or point --db / PWB_DB at one.")
+    app = Path(__file__).resolve().parent / "dashboard" / "app.py"
+    env = {**os.environ, "PWB_DB": str(path.resolve()),
+           "PWB_ANNOTATOR": annotator or os.environ.get("USER", "") or "anonymous"}
+    click.echo(f"Dashboard on http://{host}:{port} for {path} (Ctrl+C stops it)", err=True)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true", "--server.address", host,
+           "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+           "--global.developmentMode", "false", "--client.toolbarMode", "viewer"]
+    try:
+        raise SystemExit(subprocess.call(cmd, env=env))
+    except KeyboardInterrupt:
+        raise SystemExit(0)
 
 
 def main() -> None:

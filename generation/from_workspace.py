@@ -74,3 +74,23 @@ def conditions_from_rewrites(ws: Workspace, *, split: str | None = None, encoder
                       persona_id=f"{split_id}/{encoder}/{u}", prompt_id=f"{prompt_set}/{p}", **condition)
         for u, p, text, neg in rows
     ]
+
+
+def baseline_conditions(ws: Workspace, conditions: list[UserCondition], *,
+                        negative_prompt: str | None = None) -> list[UserCondition]:
+    """The no-persona twin of each condition: the prompt set's original prompt, same user, seed, references
+    and guidance, ``persona_id`` empty. Drawn beside the persona images, they are what the dashboard shows
+    as "baseline" and what human labels compare against."""
+    from dataclasses import replace
+
+    from evalbench.store.prompts import load_prompts
+
+    text: dict[str, str] = {}
+    for c in conditions:
+        if not c.prompt_id or "/" not in c.prompt_id:
+            raise ValueError(f"condition for user {c.user_id!r} has no prompt_id (prompt_set/prompt_id): "
+                             "baselines need to know the original prompt")
+        pset = c.prompt_id.rsplit("/", 1)[0]
+        if pset not in {k.rsplit("/", 1)[0] for k in text}:
+            text.update({f"{pset}/{pid}": p for pid, p in load_prompts(ws, pset)})
+    return [replace(c, prompt=text[c.prompt_id], negative_prompt=negative_prompt, persona_id=None) for c in conditions]

@@ -232,9 +232,49 @@ def m004_generation_records(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m005_apps(con: duckdb.DuckDBPyConnection) -> None:
+    """API keys (hashed), API generation jobs, and human labels collected in the dashboard."""
+    con.execute(
+        """
+        CREATE TABLE api_keys (
+            key_id VARCHAR PRIMARY KEY,      -- public part of the key: pwb_<key_id>_<secret>
+            name VARCHAR NOT NULL,
+            secret_sha256 VARCHAR NOT NULL,  -- the secret itself is shown once and never stored
+            rate_per_minute INTEGER NOT NULL,
+            created_at TIMESTAMP DEFAULT current_timestamp,
+            revoked_at TIMESTAMP
+        );
+        CREATE TABLE api_jobs (
+            job_id VARCHAR PRIMARY KEY,
+            key_id VARCHAR,
+            kind VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,  -- queued | running | completed | failed
+            request JSON,
+            result JSON,
+            error VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp,
+            finished_at TIMESTAMP
+        );
+        CREATE TABLE labels (
+            label_id VARCHAR PRIMARY KEY,
+            user_id VARCHAR,
+            prompt_id VARCHAR,
+            system_generation_id VARCHAR NOT NULL,
+            baseline_generation_id VARCHAR NOT NULL,
+            system_side VARCHAR NOT NULL,  -- a | b: where the system image was shown
+            choice VARCHAR NOT NULL,       -- a | b | flag
+            annotator VARCHAR,
+            note VARCHAR,
+            created_at TIMESTAMP DEFAULT current_timestamp
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     (1, m001_initial),
     (2, m002_cohorts),
     (3, m003_rewrite_cache),
     (4, m004_generation_records),
+    (5, m005_apps),
 ]

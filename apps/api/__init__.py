@@ -1,0 +1,1 @@
+"""The cold-start personalisation HTTP API: :func:`apps.api.app.create_app`, served by ``pwb serve``."""

@@ -1,0 +1,113 @@
+"""Streamlit plumbing shared by the dashboard's views: the workspace gate, cached reads, the label writer.
+
+The workspace is opened per read through :meth:`WorkspaceGate.reading` (read-only) and per label through
+:meth:`WorkspaceGate.writing` (the one writer), so ``pwb`` commands can still write to the file while the
+dashboard runs. Reads are cached for :data:`TTL_S` seconds per workspace path; label-dependent reads
+live in a separate cache that is cleared after every label, so a label shows up right after the click.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, NoReturn
+
+import streamlit as st
+
+from apps.dashboard import data
+from evalbench.store.gate import WorkspaceBusy, WorkspaceGate
+from evalbench.store.workspace import WorkspaceError, resolve_db_path
+
+#: seconds a cached read stays fresh (the sidebar's "Reload data" clears it at once)
+TTL_S = 60
+
+
+def db_path() -> Path:
+    """The workspace this dashboard shows: ``$PWB_DB`` (set by ``pwb dashboard``) or ``./.pwb/workbench.duckdb``."""
+    return resolve_db_path(None).absolute()
+
+
+def annotator() -> str:
+    """Who the labels are stored as: ``$PWB_ANNOTATOR`` (``pwb dashboard --annotator``), else ``anonymous``."""
+    return os.environ.get("PWB_ANNOTATOR") or "anonymous"
+
+
+@st.cache_resource(show_spinner=False)
+def _gate(path: str) -> WorkspaceGate:
+    return WorkspaceGate(path, wait_s=10, migrate=True)
+
+
+def gate() -> WorkspaceGate:
+    """The process's one gate for this workspace (stops the page with a clear message if it cannot open)."""
+    path = require_workspace()
+    try:
+        return _gate(str(path))
+    except WorkspaceBusy as exc:
+        st.warning(f"{exc} Reload this page when it has finished.")
+        st.stop()
+    except WorkspaceError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+def require_workspace() -> Path:
+    """The workspace path; stops the page with an error naming it when there is no file there."""
+    path = db_path()
+    if not path.is_file():
+        st.error(f"No workspace at `{path}`. Make one with `pwb demo --db {path}` (or `pwb data import ...`), "
+                 "or point `pwb dashboard --db` / `PWB_DB` at an existing workspace file.")
+        st.stop()
+    return path
+
+
+def _read(path: str, name: str, args: tuple) -> Any:
+    with _gate(path).reading() as ws:
+        return getattr(data, name)(ws, *args)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=512)
+def _cached(path: str, name: str, *args: Any) -> Any:
+    return _read(path, name, args)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=512)
+def _cached_labels(path: str, name: str, *args: Any) -> Any:
+    return _read(path, name, args)
+
+
+def load(name: str, *args: Any, labels: bool = False) -> Any:
+    """``data.<name>(ws, *args)`` on a read-only connection, cached; ``None`` (after showing why) on errors.
+
+    ``labels=True`` puts the result in the cache that every label write clears.
+    """
+    path = str(gate().path)
+    try:
+        return (_cached_labels if labels else _cached)(path, name, *args)
+    except WorkspaceBusy as exc:
+        st.warning(f"{exc} Reload this page when it has finished.")
+    except (WorkspaceError, ValueError) as exc:
+        st.error(str(exc))
+    return None
+
+
+def write_label(pair_id: str, choice: str) -> dict[str, Any]:
+    """Store a label through the gate's writer and clear the label-dependent caches.
+
+    Raises :class:`WorkspaceError` (e.g. :class:`WorkspaceBusy`) for the caller to show; safe in callbacks.
+    """
+    with _gate(str(db_path())).writing() as ws:
+        result = data.store_label(ws, pair_id, choice, annotator=annotator())
+    _cached_labels.clear()
+    return result
+
+
+def clear_caches() -> None:
+    """Forget every cached read (the sidebar's "Reload data")."""
+    _cached.clear()
+    _cached_labels.clear()
+
+
+def empty(message: str) -> NoReturn:
+    """A page has nothing to show: say so, and what would fill it, then stop."""
+    st.info(message)
+    st.stop()

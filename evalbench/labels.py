@@ -1,0 +1,142 @@
+"""Human labels: a person compares a persona image with its no-persona baseline and says which fits.
+
+Pairs come from the workspace's generations: a *system* image (its condition has a ``persona_id``) and
+its *baseline* (same user, prompt, seed, references, guidance, backend and model, drawn from the original
+prompt; ``pwb generate --baseline``). Which side shows the system is fixed per pair by a hash, so half the pairs show it on the
+left; the label stores the side, so position bias cannot pass for preference.
+
+:func:`human_preference` reports the share of non-flagged labels that prefer the system, per system, with
+a user-bootstrap CI and a two-sided sign test against 0.5 (``scipy.stats.binomtest``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+CHOICES = ("a", "b", "flag")
+
+
+@dataclass(frozen=True)
+class LabelPair:
+    """One side-by-side: ``a_*`` left, ``b_*`` right; ``system_side`` says which is the persona image."""
+
+    user_id: str
+    prompt_id: str
+    system: str
+    system_generation_id: str
+    baseline_generation_id: str
+    system_side: str
+    a_image: str
+    b_image: str
+    system_prompt: str
+    baseline_prompt: str
+
+    @property
+    def pair_id(self) -> str:
+        return f"{self.system_generation_id}:{self.baseline_generation_id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "pair_id": self.pair_id}
+
+
+def _side(system_gen: str, baseline_gen: str) -> str:
+    return "a" if hashlib.sha256(f"{system_gen}|{baseline_gen}".encode()).digest()[0] % 2 == 0 else "b"
+
+
+def system_name(persona_id: str | None, backend: str, model: str) -> str:
+    """``<encoder> -> <backend>:<model>`` from a persona id ``split/encoder/user``."""
+    parts = (persona_id or "").split("/")
+    encoder = parts[-2] if len(parts) >= 3 else "?"
+    return f"{encoder} -> {model if model.startswith(backend + ':') else f'{backend}:{model}'}"
+
+
+def label_pairs(ws, *, user_id: str | None = None, prompt_id: str | None = None) -> list[LabelPair]:
+    """Every (system image, baseline image) pair stored, optionally for one user or prompt."""
+    sql = """
+        SELECT cs.user_id, cs.prompt_id, cs.persona_id, gs.backend, gs.model, gs.generation_id, gb.generation_id,
+               gs.image_path, gb.image_path, cs.prompt, cb.prompt
+        FROM generations gs JOIN conditions cs ON cs.condition_id = gs.condition_id
+        JOIN conditions cb ON cb.user_id = cs.user_id AND cb.prompt_id = cs.prompt_id AND cb.seed = cs.seed
+                          AND cb.persona_id IS NULL
+                          AND cb.reference_images IS NOT DISTINCT FROM cs.reference_images
+                          AND CAST(cb.guidance AS VARCHAR) IS NOT DISTINCT FROM CAST(cs.guidance AS VARCHAR)
+        JOIN generations gb ON gb.condition_id = cb.condition_id AND gb.backend = gs.backend AND gb.model = gs.model
+        WHERE cs.persona_id IS NOT NULL AND cs.prompt_id IS NOT NULL
+    """
+    params: list[Any] = []
+    if user_id is not None:
+        sql += " AND cs.user_id = ?"
+        params.append(user_id)
+    if prompt_id is not None:
+        sql += " AND cs.prompt_id = ?"
+        params.append(prompt_id)
+    sql += " ORDER BY cs.user_id, cs.prompt_id, gs.generation_id, gb.generation_id"
+    out, seen = [], set()
+    for u, p, pid, backend, model, gs, gb, ps, pb, txt_s, txt_b in ws.query(sql, params):
+        if gs in seen:  # one baseline per system image (the newest condition wins on re-draws)
+            continue
+        seen.add(gs)
+        side = _side(gs, gb)
+        a, b = (ps, pb) if side == "a" else (pb, ps)
+        out.append(LabelPair(u, p, system_name(pid, backend, model), gs, gb, side, a, b, txt_s, txt_b))
+    return out
+
+
+def add_label(ws, pair: LabelPair, choice: str, *, annotator: str | None = None, note: str | None = None) -> str:
+    """Store one label (``choice``: ``a`` = left, ``b`` = right, ``flag`` = something wrong); returns its id."""
+    if choice not in CHOICES:
+        raise ValueError(f"label choice must be one of {', '.join(CHOICES)}, got {choice!r}")
+    label_id = uuid.uuid4().hex[:16]
+    with ws.transaction() as con:
+        con.execute(
+            "INSERT INTO labels (label_id, user_id, prompt_id, system_generation_id, baseline_generation_id, "
+            "system_side, choice, annotator, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [label_id, pair.user_id, pair.prompt_id, pair.system_generation_id, pair.baseline_generation_id,
+             pair.system_side, choice, annotator, note],
+        )
+    return label_id
+
+
+def list_labels(ws, limit: int | None = None) -> list[dict[str, Any]]:
+    sql = ("SELECT label_id, user_id, prompt_id, system_generation_id, baseline_generation_id, system_side, choice, "
+           "annotator, note, created_at FROM labels ORDER BY created_at DESC, label_id")
+    cols = ["label_id", "user_id", "prompt_id", "system_generation_id", "baseline_generation_id", "system_side",
+            "choice", "annotator", "note", "created_at"]
+    rows = ws.query(sql + (f" LIMIT {int(limit)}" if limit else ""))
+    return [dict(zip(cols, r)) for r in rows]
+
+
+def human_preference(ws, *, seed: int = 0) -> list[dict[str, Any]]:
+    """Per system: labels, flags, share preferring the system [95% user-bootstrap CI], sign-test p."""
+    from scipy.stats import binomtest
+
+    from evalbench.metrics.preference import cluster_mean_ci
+
+    rows = ws.query("""
+        SELECT l.user_id, l.system_side, l.choice, cs.persona_id, g.backend, g.model
+        FROM labels l JOIN generations g ON g.generation_id = l.system_generation_id
+        JOIN conditions cs ON cs.condition_id = g.condition_id
+        ORDER BY l.created_at, l.label_id
+    """)
+    by: dict[str, list[tuple[str, str, str]]] = {}
+    for u, side, choice, pid, backend, model in rows:
+        by.setdefault(system_name(pid, backend, model), []).append((u, side, choice))
+    out = []
+    for system, labs in sorted(by.items()):
+        judged = [(u, float(c == side)) for u, side, c in labs if c != "flag"]
+        wins = int(sum(v for _, v in judged))
+        row: dict[str, Any] = {"system": system, "labels": len(labs), "flags": len(labs) - len(judged),
+                               "judged": len(judged), "prefer_system": wins}
+        if judged:
+            m, lo, hi = cluster_mean_ci(np.array([v for _, v in judged]), np.array([u for u, _ in judged]), seed=seed)
+            row.update(win_rate=m, ci_low=lo, ci_high=hi, users=len({u for u, _ in judged}),
+                       sign_test_p=float(binomtest(wins, len(judged), 0.5).pvalue))
+        else:
+            row.update(win_rate=float("nan"), ci_low=float("nan"), ci_high=float("nan"), users=0, sign_test_p=float("nan"))
+        out.append(row)
+    return out
