@@ -71,3 +71,18 @@ def read_provenance(path: str | Path) -> dict[str, Any]:
         except (json.JSONDecodeError, TypeError):
             out[key[4:]] = value
     return out
+
+
+def resolve_image_path(path: str | None, db_path: str | Path | None = None) -> str | None:
+    """A stored image path made usable: absolute as is; relative against the workspace file's folder,
+    then the current directory (``pwb generate`` stores paths as given). ``None`` when the file is gone."""
+    if not path:
+        return None
+    p = Path(path)
+    if p.is_absolute():
+        return str(p) if p.is_file() else None
+    candidates = []
+    if db_path is not None and str(db_path) != ":memory:":
+        candidates.append(Path(db_path).resolve().parent / p)
+    candidates.append(Path.cwd() / p)
+    return next((str(c) for c in candidates if c.is_file()), None)

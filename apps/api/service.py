@@ -363,8 +363,7 @@ class Service:
 
         with self.gate.reading() as ws:
             rows = list_runs(ws)
-            hashes = dict(ws.query("SELECT run_id, config_hash FROM runs"))
-        return [_run_out(r, hashes.get(r["run_id"])) for r in rows]
+        return [_run_out(r) for r in rows]
 
     def scores(self, run_id: str) -> dict[str, Any]:
         from evalbench.report import group_report, leaderboard
@@ -388,20 +387,19 @@ class Service:
                           for a, g in per.items()]
             elif run["kind"] == "bench":
                 board, groups = leaderboard(ws, [run_id]), group_report(ws, run_id)
-            chash = ws.scalar("SELECT config_hash FROM runs WHERE run_id = ?", [run_id])
-        return {"run": _run_out(run, chash), "metrics": metrics, "leaderboard": _clean(board), "groups": _clean(groups)}
+        return {"run": _run_out(run), "metrics": metrics, "leaderboard": _clean(board), "groups": _clean(groups)}
 
     def image_path(self, sha: str) -> Path:
         with self.gate.reading() as ws:
             rows = ws.query("SELECT image_path FROM generations WHERE image_sha256 = ? LIMIT 1", [sha])
         if not rows or not rows[0][0]:
             raise NotFound(f"no image {sha!r}")
-        p = Path(rows[0][0])
-        if not p.is_absolute():
-            p = Path(str(self.gate.path)).parent / p if (Path(str(self.gate.path)).parent / p).exists() else p
-        if not p.exists():
-            raise NotFound(f"image {sha!r} is recorded but its file {p} is gone")
-        return p
+        from generation.io import resolve_image_path
+
+        p = resolve_image_path(rows[0][0], self.gate.path)
+        if p is None:
+            raise NotFound(f"image {sha!r} is recorded but its file {rows[0][0]} is gone")
+        return Path(p)
 
 
 def _num(v: Any) -> float | None:
@@ -433,8 +431,8 @@ def _bias_cols(bias: dict[str, Any] | None) -> dict[str, Any]:
     return {"bias_overall": bias.get("overall"), "ipf": bias.get("ipf")}
 
 
-def _run_out(r: dict[str, Any], chash: str | None) -> dict[str, Any]:
+def _run_out(r: dict[str, Any]) -> dict[str, Any]:
     return {"run_id": r["run_id"], "kind": r["kind"], "status": r["status"],
             "started_at": str(r["started_at"]) if r.get("started_at") else None,
             "ended_at": str(r["ended_at"]) if r.get("ended_at") else None, "n_units": r.get("n_units"),
-            "units_done": r.get("units_done"), "config_hash": chash, "code_version": r.get("code_version")}
+            "units_done": r.get("units_done"), "config_hash": r.get("config_hash"), "code_version": r.get("code_version")}

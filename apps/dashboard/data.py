@@ -47,17 +47,10 @@ def fci(lo: Any, hi: Any, nd: int = 3) -> str:
 
 
 def resolve_image(path: str | None, db_path: str | Path | None = None) -> str | None:
-    """An image path as stored, made usable: absolute as is; relative against the workspace's folder,
-    then the current directory. ``None`` when the file is not there."""
-    if not path:
-        return None
-    p = Path(path)
-    candidates = [p] if p.is_absolute() else []
-    if not p.is_absolute():
-        if db_path is not None and str(db_path) != ":memory:":
-            candidates.append(Path(db_path).resolve().parent / p)
-        candidates.append(Path.cwd() / p)
-    return next((str(c) for c in candidates if c.is_file()), None)
+    """See :func:`generation.io.resolve_image_path`."""
+    from generation.io import resolve_image_path
+
+    return resolve_image_path(path, db_path)
 
 
 # -- overview ------------------------------------------------------------------------------------------------

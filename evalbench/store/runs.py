@@ -75,7 +75,7 @@ def write_units(ws: Workspace, run_id: str, units: list[tuple[str, str, str]], s
 
 
 def list_runs(ws: Workspace, kind: str | None = None) -> list[dict[str, Any]]:
-    sql = ("SELECT r.run_id, r.kind, r.status, r.started_at, r.ended_at, r.n_units, r.code_version, r.config,"
+    sql = ("SELECT r.run_id, r.kind, r.status, r.started_at, r.ended_at, r.n_units, r.code_version, r.config_hash, r.config,"
            " (SELECT count(*) FROM run_units u WHERE u.run_id = r.run_id) AS units_done FROM runs r")
     params: list = []
     if kind:

@@ -236,6 +236,7 @@ def test_runs_and_scores_match_the_store(client, api_db):
     runs = client.get("/v1/runs").json()["runs"]
     with client.app.state.gate.reading() as ws:
         assert [r["run_id"] for r in runs] == [r["run_id"] for r in list_runs(ws)]
+        assert {r["run_id"]: r["config_hash"] for r in runs} == dict(ws.query("SELECT run_id, config_hash FROM runs"))
         bench = next(r["run_id"] for r in runs if r["kind"] == "bench")
         want = dict(ws.query("SELECT metric, avg(value) FROM scores WHERE run_id = ? GROUP BY 1", [bench]))
     got = client.get(f"/v1/runs/{bench}/scores").json()
