@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import time
 
 import click
 
@@ -242,21 +241,27 @@ def data_list(db, as_json):
 @data.command("split")
 @click.option("--dataset", default=None, help="Dataset id [default: the only dataset].")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--heldout", default=0.1, show_default=True, type=float, help="Share of users held out for scoring.")
+@click.option("--heldout", default=0.2, show_default=True, type=float, help="Share of users held out for scoring.")
 @click.option("--coldstart", default=0.05, show_default=True, type=float, help="Share of cold-start users.")
 @click.option("--k", default=5, show_default=True, type=int, help="Visible interactions of a cold-start user.")
-@click.option("--hidden", default=0.2, show_default=True, type=float, help="Share of a held-out user's interactions hidden.")
+@click.option("--hidden", default=0.5, show_default=True, type=float, help="Share of a held-out user's interactions hidden.")
 @click.option("--min-interactions", default=10, show_default=True, type=int, help="Fewer: train-only user.")
-@click.option("--negatives", default=1, show_default=True, type=int, help="Unseen negatives per hidden like.")
+@click.option("--negatives", default=3, show_default=True, type=int, help="Unseen negatives per hidden like.")
+@click.option("--negative-sampling", default="popularity", show_default=True, type=click.Choice(["popularity", "popularity+time", "uniform"]),
+              help="popularity: each like's negatives are unseen items of about its popularity, so popular cues win nothing "
+                   "by themselves; popularity+time: also of about its age (growing sites); uniform: any unseen item.")
 @click.option("--name", default=None, help="Split id [default <dataset>/s<seed>].")
 @db_option
 @json_option
 @friendly_errors
-def data_split(dataset, seed, heldout, coldstart, k, hidden, min_interactions, negatives, name, db, as_json):
+def data_split(dataset, seed, heldout, coldstart, k, hidden, min_interactions, negatives, negative_sampling, name, db,
+               as_json):
     """Split users into train, held-out and cold-start users."""
     from persona.data.splits import SplitParams, make_split
 
-    params = SplitParams(seed, heldout, coldstart, k, hidden, min_interactions, negatives)
+    params = SplitParams(seed=seed, heldout_frac=heldout, coldstart_frac=coldstart, k=k, hidden_frac=hidden,
+                         min_interactions=min_interactions, negatives_per_like=negatives,
+                         negative_sampling=negative_sampling)
     with workspace(db) as ws:
         emit(make_split(ws, dataset, params, name=name), as_json)
 
@@ -306,8 +311,9 @@ def _show_card(card, n_evidence: int = 10) -> None:
     click.echo(f"{card.user_id} ({card.model_version})\n{card.summary}\n")
     if card.demographics:
         click.echo("known: " + ", ".join(f"{k}={v}" for k, v in card.demographics.items()) + "\n")
-    click.echo(table([{"kind": t.get("kind", "interest"), **t} for t in card.traits],
-                     [("name", "trait"), ("kind", "kind"), ("weight", "weight")]))
+    rows = [{"kind": t.get("kind", "interest"), "share": "", "distinctiveness": "", **t} for t in card.traits]
+    click.echo(table(rows, [("name", "trait"), ("kind", "kind"), ("weight", "weight"), ("share", "share"),
+                            ("distinctiveness", "distinctiveness")]))
     more = len(card.evidence) - n_evidence
     click.echo("\nevidence:\n" + table([e.__dict__ for e in card.evidence[:n_evidence]],
                                        [("item_id", "item"), ("weight", "weight"), ("snippet", "snippet")]))
@@ -487,11 +493,11 @@ def personas_coldstart_curve(split, encoder, params, ks, prompts, seed, db, as_j
                             ("lift", "lift"), ("lift_ci", "95% CI"), ("win_rate", "win rate"), ("win_rate_ci", "95% CI")]))
 
 
-def rewrite_params(shots, temperature, max_tokens, seed, max_words, negative):
+def rewrite_params(shots, temperature, max_tokens, seed, max_words, negative, candidates=1):
     from prompting.params import RewriteParams
 
     return RewriteParams(temperature=temperature, max_tokens=max_tokens, shots=shots, seed=seed, max_words=max_words,
-                         negative=negative)
+                         negative=negative, candidates=candidates)
 
 
 def generation_options(fn):
@@ -520,22 +526,27 @@ def generation_options(fn):
               help="Backend option, repeatable (e.g. -o base_url=http://localhost:8000/v1).")
 @click.option("--prompts", default="parti36", show_default=True, help="Prompt set name or TSV file.")
 @click.option("--roles", default="heldout", show_default=True, help="Comma-separated user roles to rewrite for.")
+@click.option("--candidates", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Rewrites per (user, prompt); the one that best fits the user's visible history is kept "
+                   "(TF-IDF selector, never the benchmark's encoder).")
+@click.option("--max-users", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Only the first this many users by id (0: all), e.g. for a slow LLM.")
 @generation_options
 @db_option
 @json_option
 @click.pass_context
 @friendly_errors
-def rewrite(ctx, split, encoder, backend, model, options, prompts, roles, shots, temperature, max_tokens, seed,
-            max_words, negative, db, as_json):
+def rewrite(ctx, split, encoder, backend, model, options, prompts, roles, candidates, max_users, shots, temperature,
+            max_tokens, seed, max_words, negative, db, as_json):
     """Rewrite each prompt from each user's persona (stored, resumable, cached). `pwb rewrite eval` checks them."""
     if ctx.invoked_subcommand is not None:
         return
     from prompting.rewriter import rewrite_split
 
-    params = rewrite_params(shots, temperature, max_tokens, seed, max_words, negative)
+    params = rewrite_params(shots, temperature, max_tokens, seed, max_words, negative, candidates)
     with workspace(db) as ws:
         emit(rewrite_split(ws, split, encoder=encoder, backend=backend, prompts=prompts, model=model, params=params,
-                           roles=tuple(r.strip() for r in roles.split(",")), progress=True,
+                           roles=tuple(r.strip() for r in roles.split(",")), progress=True, max_users=max_users or None,
                            backend_kwargs=parse_params(options, "--option")), as_json)
 
 
@@ -789,6 +800,13 @@ def bench():
               help="Metric text encoder: minilm (embedded stand-in) or a sentence-transformers id/path.")
 @click.option("--control", type=click.Choice(["none", "shuffled"]), default="none", show_default=True,
               help="shuffled: score each user with another user's rewrites.")
+@click.option("--reference", type=click.Choice(["history", "popularity"]), default=None,
+              help="A reference row instead of a system: the history ceiling (own visible likes, no prompt) or the "
+                   "popularity control (the same popular titles for everyone).")
+@click.option("--partners", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Personal win rate: compare with every other held-out user (0) or with this many.")
+@click.option("--max-users", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Only the first this many held-out users (0: all); rewrite them with `pwb rewrite --max-users`.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--data", "data_path", default=None, type=click.Path(), help="Data folder for tasks that read one (faces, ...).")
 @click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "process", "ray"]),
@@ -797,12 +815,12 @@ def bench():
 @db_option
 @json_option
 @friendly_errors
-def bench_run(task, split, encoder, backend, model, prompts, text_encoder, control, seed, data_path, executor, workers,
-              db, as_json):
+def bench_run(task, split, encoder, backend, model, prompts, text_encoder, control, reference, partners, max_users, seed,
+              data_path, executor, workers, db, as_json):
     """Score one system, or with TASK (movielens_text, synthetic_recovery, or a YAML file) every system of a
     task against its baseline; an interrupted run of the same config resumes."""
     if task:
-        from evalbench.taskreport import leaderboard_rows, task_report
+        from evalbench.taskreport import task_report
         from evalbench.taskspec import load_task, run_task
 
         spec = load_task(task, data_path=data_path)
@@ -811,33 +829,75 @@ def bench_run(task, split, encoder, backend, model, prompts, text_encoder, contr
             rep = task_report(ws, res["run_id"])
         if as_json:
             return emit(rep, True)
-        click.echo(f"\n{rep['task']}: split {rep['split']}, prompts {rep['prompts']}, run {rep['run_id']}\n")
-        rows = leaderboard_rows(rep)
-        click.echo(table(rows, [(c, c) for c in rows[0]]))
+        click.echo(f"\n{rep['task']}: split {rep['split']}, prompts {rep['prompts']}, run {rep['run_id']}")
+        click.echo(_task_tables(rep))
         click.echo(f"\nFull report: pwb bench report {rep['run_id']} --format html --out report.html")
         return
     from evalbench.runner import BenchConfig, run_bench
 
-    cfg = BenchConfig(split, encoder, backend, model, prompts, "text_preference", text_encoder, control, seed)
+    cfg = BenchConfig(split=split, encoder=encoder, backend=backend, model=model, prompts=prompts,
+                      text_encoder=text_encoder, control=control, seed=seed, partners=partners,
+                      reference=reference or "", max_users=max_users)
     with workspace(db) as ws:
         emit(run_bench(ws, cfg, progress=True, executor=executor, workers=workers), as_json)
 
 
-def _print_leaderboard(rows: list[dict], legend: bool = True) -> None:
+#: the task table's columns in the terminal (the md/html/json reports carry every column)
+TASK_COLUMNS = ("system", "personal", "personal CI", "vs dislikes", "of ceiling", "personal p", "vs generic",
+                "generic CI", "lift x100", "worst gap", "cost", "users")
+
+
+def _task_tables(rep: dict) -> str:
+    """A task report's leaderboards for the terminal: one per text encoder, personal win rate first."""
+    from evalbench.taskreport import leaderboard_rows
+
+    out = []
+    for te in rep.get("text_encoders") or [None]:
+        rows = leaderboard_rows(rep, te)
+        if not rows:
+            continue
+        metric = next((s["metric"] for s in rep["systems"] if s.get("text_encoder") == te), "") if te else ""
+        cols = [c for c in (TASK_COLUMNS if te else rows[0]) if c in rows[0]]
+        out.append((f"\n{metric}\n" if metric else "\n") + table(rows, [(c, c) for c in cols]))
+    if out and rep.get("text_encoders"):
+        from evalbench.taskreport import PERSONAL_LEGEND
+
+        out.append("\n" + PERSONAL_LEGEND)
+    return "\n".join(out)
+
+
+def leaderboard_table(rows: list[dict]) -> str:
+    """The personal leaderboard: the personal win rate first (own persona's rewrite against other users'
+    for the same user), its share of the history ceiling, then the win rate against the generic prompt."""
+    out = []
     for r in rows:
-        r["ci"] = f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
-        r["lift_x100"] = r["lift"] * 100
-    columns = [("system", "system"), ("win_rate", "win rate"), ("ci", "95% CI"), ("lift_x100", "lift x100"),
+        ref = bool(r.get("reference"))
+        out.append({**r, "personal": r["personal_win_rate"], "personal_ci_s": f"[{_fmt(r['personal_ci'][0])}, {_fmt(r['personal_ci'][1])}]",
+                    "dislikes": r["personal_dislikes"], "share": "-" if ref or r["ceiling_share"] != r["ceiling_share"]
+                    else f"{100 * r['ceiling_share']:.0f}%",
+                    "ci": f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", "lift_x100": r["lift"] * 100})
+    columns = [("system", "system"), ("personal", "personal"), ("personal_ci_s", "95% CI"), ("dislikes", "vs dislikes"),
+               ("share", "of ceiling"), ("win_rate", "vs generic"), ("ci", "95% CI"), ("lift_x100", "lift x100"),
                ("n_users", "users"), ("n_units", "units"), ("run_id", "run")]
     if len({r["split"] for r in rows}) > 1:
         columns.insert(1, ("split", "split"))
-    click.echo(table(rows, columns))
+    return table(out, columns)
+
+
+LEADERBOARD_LEGEND = (
+    "personal: how often a user's own rewrite beats the rewrites the same system made for every other held-out "
+    "user (same prompt), all scored on that user's hidden likes against hidden negatives (0.5 = nothing personal); "
+    "vs dislikes: the same with hidden dislikes as the only negatives; of ceiling: (personal - 0.5) / (history "
+    "ceiling - 0.5); vs generic: win rate over the generic prompt. CIs: 95% bootstrap over users.")
+
+
+def _print_leaderboard(rows: list[dict], legend: bool = True) -> None:
+    click.echo(leaderboard_table(rows))
     if not legend:
         return
     metrics = sorted({r["metric"] for r in rows})
-    click.echo(f"\nmetric: {', '.join(metrics)} — win rate of the rewritten prompt over the generic one at sitting "
-               "closer to each held-out user's hidden liked items than to their negatives (0.5 = no effect); "
-               "CI: bootstrap over users. [minilm] = embedded MiniLM text encoder (a stand-in, not CLIP).")
+    click.echo(f"\nmetric: {', '.join(metrics)}. {LEADERBOARD_LEGEND} [minilm] = embedded MiniLM text encoder, "
+               "[mpnet] = all-mpnet-base-v2 (stand-ins, not CLIP).")
 
 
 @bench.command("report")
@@ -859,7 +919,7 @@ def bench_report(run_ids, groups, fmt, out, db, as_json):
         if tasks:
             if len(run_ids) != 1:
                 raise click.UsageError("give one task run at a time")
-            from evalbench.taskreport import leaderboard_rows, render_html, render_markdown, task_report
+            from evalbench.taskreport import render_html, render_markdown, task_report
 
             rep = task_report(ws, tasks[0])
             if as_json or fmt == "json":
@@ -873,8 +933,7 @@ def bench_report(run_ids, groups, fmt, out, db, as_json):
                 if out:
                     text = text.replace(f"]({Path(out).with_suffix('').name}/", f"]({Path(out).with_suffix('').name}/")
             else:
-                rows = leaderboard_rows(rep)
-                text = table(rows, [(c, c) for c in rows[0]])
+                text = _task_tables(rep).lstrip("\n")
             if out:
                 from pathlib import Path
 
@@ -891,6 +950,9 @@ def bench_report(run_ids, groups, fmt, out, db, as_json):
         click.echo("No completed bench runs yet: `pwb bench run`.")
         return
     _print_leaderboard(rows)
+    if not any(r.get("reference") == "history" for r in rows):
+        click.echo("\nNo history ceiling yet, so no 'of ceiling' share: `pwb bench run --reference history` (and "
+                   "`--reference popularity` for the popularity control).")
     for run_id, grows in by_group.items():
         click.echo(f"\n{run_id} by group:")
         click.echo(table(grows, [("attribute", "attribute"), ("group", "group"), ("win_rate", "win rate"),
@@ -921,6 +983,34 @@ def bench_compare(run_a, run_b, db, as_json):
                f"{res['wilcoxon_p']:.4g}, sign test p = {res['sign_test_p']:.4g}")
 
 
+@bench.command("power")
+@split_option
+@click.option("--text-encoder", default="minilm", show_default=True, help="Metric text encoder (minilm, mpnet, or an id/path).")
+@click.option("--partners", default=0, show_default=True, type=int, help="0: every other held-out user.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@db_option
+@json_option
+@friendly_errors
+def bench_power(split, text_encoder, partners, seed, db, as_json):
+    """Can this split show a personal effect? The history ceiling (own visible likes against the other
+    held-out users', no prompt, no system) with its CI, the smallest personal win rate it can detect and the
+    users a system at half the ceiling's margin needs. Run it before scoring any system."""
+    from evalbench.power import split_power
+
+    with workspace(db) as ws:
+        out = split_power(ws, split, text_encoder=text_encoder, partners=partners, seed=seed, progress=True)
+    if as_json:
+        return emit(out, True)
+    lo, hi = out["ceiling_ci"]
+    click.echo(f"split {out['split']}: {out['scored_users']} of {out['heldout_users']} held-out users scored, "
+               f"median {out['median_hidden_likes']:g} hidden likes, {out['median_hidden_negatives']:g} unseen negatives and "
+               f"{out['median_hidden_dislikes']:g} dislikes each\n"
+               f"history ceiling ({out['metric']}): {out['ceiling']:.3f} [{lo:.3f}, {hi:.3f}], per-user sd {out['ceiling_sd']:.3f}\n"
+               f"smallest detectable personal win rate: {out['min_detectable']:.3f}\n"
+               f"half the ceiling's margin: {out['target_half_ceiling']:.3f}, needs {out['users_needed_for_target']:.0f} "
+               "users for 80% power")
+
+
 @cli.group()
 def runs():
     """Inspect recorded runs."""
@@ -948,7 +1038,7 @@ def runs_list(kind, db, as_json):
 
 @cli.command()
 @click.option("--db", envvar="PWB_DEMO_DB", default=DEMO_DB, show_default=True, help="Workspace for the demo.")
-@click.option("--prompts", default="parti36", show_default=True)
+@click.option("--prompts", default="parti12", show_default=True)
 @click.option("--encoders", default="gat,tfidf", show_default=True,
               help="Comma-separated persona encoders to compare (the first also gets the shuffled control).")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -957,116 +1047,59 @@ def runs_list(kind, db, as_json):
                    "or a backend name (embedded, transformers, openai, vllm; give its model with --llm-model).")
 @click.option("--llm-model", default=None, help="Model for --llm (GGUF path, model id or served name).")
 @click.option("--llm-prompts", default="parti6", show_default=True,
-              help="Prompt set of the LLM comparison (an LLM on 2 CPU cores writes a few rewrites a second).")
+              help="Prompt set of the LLM comparison (an LLM on 2 CPU cores writes about a rewrite a second).")
+@click.option("--llm-users", default=40, show_default=True, type=click.IntRange(min=2),
+              help="The LLM comparison's held-out users (the first ones by id; partners among them).")
 @click.option("--llm-option", "llm_options", multiple=True, metavar="KEY=VALUE", help="LLM backend option (repeatable).")
 @click.option("--gallery/--no-gallery", default=True, show_default=True,
               help="End with a patch-generator gallery: variations of the pool image best matching each of 3 users' rewrites.")
 @click.option("--gallery-data", default=None, type=click.Path(exists=True, file_okay=False),
               help="Image folder for the gallery pool (face-rating or DreamBench images) [default: scikit-image samples].")
 @friendly_errors
-def demo(db, prompts, encoders, seed, llm, llm_model, llm_prompts, llm_options, gallery, gallery_data):
-    """The whole loop on MovieLens-100k: import, split, mine, rewrite, bench, leaderboard.
+def demo(db, prompts, encoders, seed, llm, llm_model, llm_prompts, llm_users, llm_options, gallery, gallery_data):
+    """The whole loop on MovieLens-100k: import, split, mine, rewrite, bench, the personal leaderboard.
 
     Then the LLM comparison: the first encoder's personas rewritten by the LLM and by the template on
-    --llm-prompts, each benchmarked (the LLM also against its shuffled control).
+    --llm-prompts for --llm-users held-out users, each benchmarked (the LLM also against its shuffled control).
     """
-    from evalbench.report import group_report, leaderboard
-    from evalbench.runner import BenchConfig, run_bench
-    from evalbench.store.datasets import write_dataset
-    from persona.data.movielens import load_movielens
-    from persona.data.splits import SplitParams, make_split
-    from persona.mining import mine_personas
-    from prompting.rewriter import rewrite_split
+    from evalbench.flows.demo import run_demo
 
     backend, note = _demo_llm(llm)  # a bad --llm fails before any work
-    t0 = time.perf_counter()
-    steps = []
-
-    def step(label, fn):
-        t = time.perf_counter()
-        click.echo(f"==> {label}", err=True)
-        out = fn()
-        steps.append((label, time.perf_counter() - t))
-        return out
-
+    names = tuple(e.strip() for e in encoders.split(",") if e.strip())
+    if not names:
+        raise click.BadParameter("name at least one encoder", param_hint="--encoders")
     with workspace(db) as ws:
-        if not ws.scalar("SELECT count(*) FROM datasets WHERE dataset_id = 'ml-100k'"):
-            step("import MovieLens-100k", lambda: write_dataset(ws, load_movielens()))
-        split = step("split users", lambda: make_split(ws, "ml-100k", SplitParams(seed=seed)))["split"]
-        names = [e.strip() for e in encoders.split(",") if e.strip()]
-        if not names:
-            raise click.BadParameter("name at least one encoder", param_hint="--encoders")
-        ids = []
-        for k, enc in enumerate(names):
-            step(f"mine personas ({enc})", lambda: mine_personas(ws, split, enc, progress=True))
-            step(f"rewrite prompts ({enc}+template)",
-                 lambda: rewrite_split(ws, split, encoder=enc, prompts=prompts, progress=True))
-            for control in ("none", "shuffled") if k == 0 else ("none",):
-                cfg = BenchConfig(split, encoder=enc, prompts=prompts, control=control, seed=seed)
-                ids.append(step(f"bench {cfg.system}", lambda: run_bench(ws, cfg, progress=True))["run_id"])
-        rows = leaderboard(ws, ids)
-        groups = group_report(ws, ids[0])
-        main_system = next(r["system"] for r in rows if r["run_id"] == ids[0])
-        llm_rows = []
-        if backend:
-            options = parse_params(llm_options, "--llm-option")
-            llm_ids = []
-            for b, model in (("template", None), (backend, llm_model)):
-                out = step(f"rewrite prompts ({names[0]}+{b}, {llm_prompts})",
-                           lambda: rewrite_split(ws, split, encoder=names[0], backend=b, prompts=llm_prompts, model=model,
-                                                 progress=True, backend_kwargs=options if b != "template" else None))
-                for control in ("none", "shuffled") if b != "template" else ("none",):
-                    cfg = BenchConfig(split, encoder=names[0], backend=b, model=out["model"], prompts=llm_prompts,
-                                      control=control, seed=seed)
-                    llm_ids.append(step(f"bench {cfg.system} ({llm_prompts})", lambda: run_bench(ws, cfg, progress=True))["run_id"])
-                if b != "template":
-                    note = (f"{out['fallbacks']} of {out['requests']} new {b} rewrites fell back to the template "
-                            "(failed the guard twice)") if out["requests"] else ""
-            llm_rows = leaderboard(ws, llm_ids)
-        shown_gallery = None
-        if gallery:
-            from generation.gallery import user_gallery
-
-            shown_gallery = step("gallery (patch generator)",
-                                 lambda: user_gallery(ws, split, encoder=names[0], prompts=prompts,
-                                                      pool=gallery_data or "samples", seed=seed, progress=True))
-            step("review pairs for the dashboard (persona vs baseline)",
-                 lambda: _demo_pairs(ws, split, names[0], prompts, gallery_data or "samples", seed))
-    click.echo(f"\nPersona Workbench demo: MovieLens-100k, split {split}, prompt set {prompts}\n")
-    _print_leaderboard(rows)
-    if llm_rows:
-        click.echo(f"\nLLM rewriter beside the template: {names[0]} personas, prompt set {llm_prompts}\n")
-        _print_leaderboard(llm_rows, legend=False)
+        out = run_demo(ws, prompts=prompts, encoders=names, seed=seed, llm_backend=backend, llm_model=llm_model,
+                       llm_prompts=llm_prompts, llm_users=llm_users, llm_options=parse_params(llm_options, "--llm-option"),
+                       gallery=gallery, gallery_data=gallery_data, on_step=lambda label: click.echo(f"==> {label}", err=True))
+    note = out["note"] or note
+    n_users = max((r["n_users"] for r in out["rows"]), default=0)
+    click.echo(f"\nPersona Workbench demo: MovieLens-100k, split {out['split']}, prompt set {prompts}, "
+               f"{n_users} held-out users\n")
+    _print_leaderboard(out["rows"])
+    if out["llm_rows"]:
+        click.echo(f"\nLLM rewriter beside the template: {names[0]} personas, prompt set {llm_prompts}, the first "
+                   f"{out['llm_users']} held-out users (partners among them)\n")
+        _print_leaderboard(out["llm_rows"], legend=False)
     if note:
         click.echo(f"\nnote: {note}")
-    click.echo(f"\n{main_system} by gender and age:")
-    shown = [g for g in groups if g["attribute"] in ("gender", "age")]
-    click.echo(table(shown, [("attribute", "attribute"), ("group", "group"), ("win_rate", "win rate"),
-                             ("ci_low", "ci low"), ("ci_high", "ci high"), ("n_users", "users")]))
-    if shown_gallery:
-        click.echo(f"\nGallery ({names[0]} personas, training-free patch generator, no weights): {shown_gallery['path']}")
-        click.echo(table(shown_gallery["rows"], [("user", "user"), ("reference", "best pool match [caption-minilm]"),
-                                                 ("copy_rate", "copy_rate[32px]"), ("prompt", "rewritten prompt")]))
-    if gallery:
+    click.echo(f"\n{out['main_system']} by gender and age:")
+    shown = [dict(g, personal_ci_s=f"[{_fmt(g['personal_ci'][0])}, {_fmt(g['personal_ci'][1])}]")
+             for g in out["groups"] if g["attribute"] in ("gender", "age")]
+    click.echo(table(shown, [("attribute", "attribute"), ("group", "group"), ("personal_win_rate", "personal"),
+                             ("personal_ci_s", "95% CI"), ("win_rate", "vs generic"), ("n_users", "users")]))
+    g = out["gallery"]
+    if g:
+        click.echo(f"\nGallery ({names[0]} personas, training-free patch generator, no weights): {g['path']}")
+        click.echo(table(g["rows"], [("user", "user"), ("reference", "best pool match [caption-minilm]"),
+                                     ("copy_rate", "copy_rate[32px]"), ("prompt", "rewritten prompt")]))
         click.echo(f"\nReview and label the images: pwb dashboard --db {db}\n"
                    f"Serve cold-start personas:    pwb keys create my-app --db {db} && pwb serve --db {db}")
-    click.echo(f"\nworkspace: {db}   total {time.perf_counter() - t0:.1f} s "
-               f"({', '.join(f'{l} {s:.1f}s' for l, s in steps)})")
+    click.echo(f"\nworkspace: {db}   total {out['seconds']:.1f} s "
+               f"({', '.join(f'{label} {sec:.1f}s' for label, sec in out['steps'])})")
     click.echo("MovieLens-100k: GroupLens research terms, non-commercial, not redistributed. "
                "Prompts: PartiPrompts (Apache-2.0)." + (" Gallery images: scikit-image samples (public domain / CC0)."
-                                                       if shown_gallery and not gallery_data else ""))
-
-
-def _demo_pairs(ws, split: str, encoder: str, prompts: str, pool: str, seed: int, users: int = 3, n_prompts: int = 2):
-    """Persona images and their no-persona baselines (patch generator) for a few held-out users: the
-    pairs the dashboard's Generations page shows for human labels."""
-    from generation.from_workspace import baseline_conditions, conditions_from_rewrites
-    from generation.pipeline import generate as run_generate
-
-    conds = conditions_from_rewrites(ws, split=split, encoder=encoder, prompts=prompts, max_users=users,
-                                     max_prompts=n_prompts, seed=seed)
-    conds += baseline_conditions(ws, conds)
-    return run_generate(conds, backend="patch", pool=pool, workspace=ws, height=128, width=128, progress=True)
+                                                       if g and not gallery_data else ""))
 
 
 def _demo_llm(llm: str) -> tuple[str | None, str]:

@@ -10,7 +10,13 @@ Systems (``references``):
 Per unit (user, variation): ``image_preference[<encoder>]`` (mean cosine to the user's hidden liked images
 minus to hidden negatives, :class:`evalbench.metrics.distribution.ImagePreference`'s formula) and
 ``copy_rate[32px]`` against the references; per user, ``diversity[<encoder>]`` of the variations. Users
-are written one per transaction, so a killed run resumes.
+are written one per transaction (with each image's embedding), so a killed run resumes.
+
+Then the **personal win rate** (``image_preference[<encoder>].personal``): each user's image against the
+images the same system drew for every other held-out user (same variation), all scored on the user's own
+hidden faces, as :func:`evalbench.metrics.preference.personal_win` does for text. For ``liked`` that is
+"images from my references against images from another user's"; ``popular`` draws the same images for
+everyone, so it scores exactly 0.5.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from typing import Any
 import numpy as np
 
 REFERENCE_RULES = ("liked", "popular", "shuffled")
+#: preference differences this small are ties: one image's embedding moves by ~1e-7 between batches
+IMAGE_TIE_EPS = 1e-6
 
 
 def run_image_bench(ws, split_id: str, system: dict[str, Any], *, seed: int = 0, max_users: int | None = None,
@@ -69,10 +77,14 @@ def run_image_bench(ws, split_id: str, system: dict[str, Any], *, seed: int = 0,
     targets = hidden_targets(ws, split_id, users)
     metric = f"image_preference[{enc.label}]"
 
-    def score(run_id: str, u: str, ids: list[str]):
+    def hidden(u: str) -> tuple[list[str], list[str]]:
         t = targets.get(u, {})
         hl = [items[i].image_uri for i in t.get("liked", []) if items.get(i) and items[i].image_uri]
         hn = [items[i].image_uri for i in t.get("disliked", []) + t.get("unseen", []) if items.get(i) and items[i].image_uri]
+        return hl, hn
+
+    def score(run_id: str, u: str, ids: list[str]):
+        hl, hn = hidden(u)
         refs = [items[i].image_uri for i in refs_for(u)]
         if not hl or not hn or not refs:
             return "no hidden liked images" if not hl else "no hidden negatives" if not hn else "no reference images"
@@ -80,7 +92,36 @@ def run_image_bench(ws, split_id: str, system: dict[str, Any], *, seed: int = 0,
         return _draw_and_score(run_id, ids, ref_images, hl, hn, enc, metric, seed=seed, size=size)
 
     run_id = _run_groups(ws, "imagebench", config, users, variations, score, f"image bench {system['name']}", progress)
+    _personal_pass(ws, run_id, users, variations, hidden, enc, metric, seed)
     return {"run_id": run_id, "system": system["name"], "status": "completed", "metric": metric}
+
+
+def _personal_pass(ws, run_id: str, users: list[str], variations: int, hidden, enc, metric: str, seed: int) -> None:
+    """The personal win rate of a finished image run, from the stored image embeddings: each unit's image
+    against the other users' images of the same variation, on the unit's user's hidden images. Written once
+    (a resumed run that has them skips this)."""
+    from evalbench.metrics.preference import personal_win, preference_margin
+    from evalbench.store.runs import unit_embeddings, write_scores
+    from persona.records import Score
+
+    if ws.scalar("SELECT count(*) FROM scores WHERE run_id = ? AND metric = ?", [run_id, f"{metric}.personal"]):
+        return
+    emb = unit_embeddings(ws, run_id, enc.model_id)
+    scores = []
+    for k in range(variations):
+        have = [u for u in users if f"{u}|v{k}" in emb]
+        if len(have) < 2:
+            continue
+        e = np.asarray([emb[f"{u}|v{k}"] for u in have], dtype=np.float32)
+        for j, u in enumerate(have):
+            hl, hn = hidden(u)
+            pref = preference_margin(e, enc.encode(hl), enc.encode(hn))
+            others = np.delete(pref, j)
+            unit = f"{u}|v{k}"
+            scores += [Score(run_id, unit, f"{metric}.personal",
+                             float(personal_win(pref[j:j + 1], others[None, :], tie_eps=IMAGE_TIE_EPS)[0]), enc.model_id),
+                       Score(run_id, unit, f"{metric}.personal_margin", float(pref[j] - others.mean()), enc.model_id)]
+    write_scores(ws, scores)
 
 
 def _run_groups(ws, kind: str, config: dict[str, Any], keys: list[str], variations: int, score, desc: str,
@@ -103,7 +144,8 @@ def _run_groups(ws, kind: str, config: dict[str, Any], keys: list[str], variatio
             if isinstance(out, str):
                 write_units(ws, run_id, [(i, "skipped", out) for i in ids], [])
             else:
-                write_units(ws, run_id, [(i, "scored", None) for i in ids], out)
+                scores, embeddings = out
+                write_units(ws, run_id, [(i, "scored", None) for i in ids], scores, embeddings)
             bar.update(len(ids))
         bar.close()
     except BaseException as exc:
@@ -116,7 +158,8 @@ def _run_groups(ws, kind: str, config: dict[str, Any], keys: list[str], variatio
 def _draw_and_score(run_id: str, ids: list[str], refs: list, positives: list, negatives: list, enc, metric: str, *,
                     seed: int, size: int) -> list:
     """One variation per unit id from ``refs`` with the CPU patch preset, scored: ``metric`` = mean cosine
-    to ``positives`` minus to ``negatives``, copy rate against the references, diversity of the set."""
+    to ``positives`` minus to ``negatives``, copy rate against the references, diversity of the set.
+    Returns ``(score rows, [(unit id, encoder model, image embedding)])``."""
     from evalbench.metrics.preference import preference_margin
     from evalbench.metrics.single_image import copy_rate, pairwise_diversity
     from generation.backends.patch import PatchConfig, PatchDiffusion
@@ -135,7 +178,7 @@ def _draw_and_score(run_id: str, ids: list[str], refs: list, positives: list, ne
                    Score(run_id, unit, "copy_rate[32px]", cr, "pixels"),
                    Score(run_id, unit, f"diversity[{enc.label}]", float(div), enc.model_id),
                    Score(run_id, unit, "cost.seconds_per_image", float(samples[k].seconds), "wall clock")]
-    return scores
+    return scores, [(unit, enc.model_id, e[k].tolist()) for k, unit in enumerate(ids)]
 
 
 def image_units(ws, run_id: str) -> dict[str, np.ndarray]:
@@ -143,20 +186,29 @@ def image_units(ws, run_id: str) -> dict[str, np.ndarray]:
     rows = ws.query(
         """
         SELECT split_part(unit_id, '|', 1), unit_id,
-               max(value) FILTER (WHERE metric LIKE 'image_preference%' OR metric LIKE 'reference_alignment%'),
+               max(value) FILTER (WHERE (metric LIKE 'image_preference%' OR metric LIKE 'reference_alignment%')
+                                  AND metric NOT LIKE '%.personal%'),
                max(value) FILTER (WHERE metric LIKE 'copy_rate%'),
                max(value) FILTER (WHERE metric LIKE 'diversity%'),
                max(value) FILTER (WHERE metric = 'cost.seconds_per_image'),
-               any_value(metric) FILTER (WHERE metric LIKE 'image_preference%' OR metric LIKE 'reference_alignment%')
+               any_value(metric) FILTER (WHERE (metric LIKE 'image_preference%' OR metric LIKE 'reference_alignment%')
+                                         AND metric NOT LIKE '%.personal%'),
+               max(value) FILTER (WHERE metric LIKE '%.personal'),
+               max(value) FILTER (WHERE metric LIKE '%.personal_margin')
         FROM scores WHERE run_id = ? GROUP BY unit_id ORDER BY unit_id
         """, [run_id])
     if not rows:
         return {"user": np.array([]), "unit": np.array([]), "score": np.array([]), "copy": np.array([]),
-                "diversity": np.array([]), "latency": np.array([]), "metric": ""}
+                "diversity": np.array([]), "latency": np.array([]), "metric": "", "personal": np.array([]),
+                "personal_margin": np.array([])}
+
+    def col(vals):
+        return np.array([np.nan if v is None else v for v in vals], float)
+
     c = list(zip(*rows))
-    return {"user": np.array(c[0]), "unit": np.array(c[1]), "score": np.array(c[2], float), "copy": np.array(c[3], float),
-            "diversity": np.array(c[4], float), "latency": np.array([np.nan if v is None else v for v in c[5]], float),
-            "metric": c[6][0]}
+    return {"user": np.array(c[0]), "unit": np.array(c[1]), "score": col(c[2]), "copy": col(c[3]),
+            "diversity": col(c[4]), "latency": col(c[5]), "metric": c[6][0], "personal": col(c[7]),
+            "personal_margin": col(c[8])}
 
 
 def load_dreambench(path) -> dict[str, dict[str, Any]]:

@@ -17,22 +17,14 @@ MIN_GROUP = 5
 
 
 def _units(ws: Workspace, run_id: str) -> dict[str, np.ndarray]:
-    rows = ws.query(
-        """
-        SELECT split_part(unit_id, '|', 1) AS user_id, unit_id,
-               max(value) FILTER (WHERE metric LIKE '%.generic') AS generic,
-               max(value) FILTER (WHERE metric LIKE '%.rewritten') AS rewritten,
-               max(value) FILTER (WHERE metric LIKE '%.lift') AS lift,
-               max(value) FILTER (WHERE metric LIKE '%.win') AS win,
-               any_value(regexp_replace(metric, '\\.[a-z]+$', '')) AS base
-        FROM scores WHERE run_id = ? GROUP BY unit_id ORDER BY unit_id
-        """, [run_id])
-    if not rows:
+    """A bench run's per-unit scores (:func:`evalbench.report.unit_table`); an error if it has none."""
+    from evalbench.report import run_metric, unit_table
+
+    cfg = loads(ws.scalar("SELECT config FROM runs WHERE run_id = ?", [run_id]) or "{}") or {}
+    t = unit_table(ws, run_id, run_metric(ws, run_id, cfg))
+    if not t["unit"].size:
         raise WorkspaceError(f"run {run_id!r} has no scores")
-    cols = list(zip(*rows))
-    return {"user": np.array(cols[0]), "unit": np.array(cols[1]), "generic": np.array(cols[2], float),
-            "rewritten": np.array(cols[3], float), "lift": np.array(cols[4], float), "win": np.array(cols[5], float),
-            "metric": cols[6][0]}
+    return t
 
 
 def _user_groups(ws: Workspace, split: str, users: np.ndarray, attributes: list[str]) -> dict[str, np.ndarray]:
@@ -82,38 +74,96 @@ def task_report(ws: Workspace, run_id: str) -> dict[str, Any]:
     baseline = None
     if task.get("kind", "text") in ("image", "reference"):
         return _image_task_report(ws, run_id, cfg, code, chash, status, attributes, targets)
+    from evalbench.report import ceiling_share, run_metric, summarise_units, unit_table
+
+    members = []
     for m in cfg["members"]:
-        u = _units(ws, m["run_id"])
         bench_cfg = loads(ws.scalar("SELECT config FROM runs WHERE run_id = ?", [m["run_id"]]))
-        if baseline is None:
-            b, blo, bhi = cluster_mean_ci(u["generic"], u["user"], seed=seed)
-            baseline = {"name": task["baseline"], "score": b, "score_ci": [blo, bhi], "n_users": int(np.unique(u["user"]).size),
-                        "n_units": int(u["unit"].size)}
-        pc = paired_comparison(u["rewritten"], u["generic"], u["user"], seed=seed)
-        score, slo, shi = cluster_mean_ci(u["rewritten"], u["user"], seed=seed)
-        entry = {"name": m["name"], "run_id": m["run_id"], "system": m["system"], "metric": u["metric"],
-                 "win_rate": pc.win_rate, "win_rate_ci": [pc.win_rate_ci_low, pc.win_rate_ci_high],
-                 "lift_x100": 100 * pc.mean_difference,
-                 "lift_x100_ci": [100 * pc.mean_difference_ci_low, 100 * pc.mean_difference_ci_high],
-                 "wilcoxon_p": pc.wilcoxon_p, "sign_test_p": pc.sign_test_p, "score": score, "score_ci": [slo, shi],
-                 "n_users": pc.n_clusters, "n_units": pc.n_units, "cost": _cost(ws, bench_cfg)}
+        metric = run_metric(ws, m["run_id"], bench_cfg)
+        t = unit_table(ws, m["run_id"], metric)
+        if not t["unit"].size:
+            continue
+        members.append((m, bench_cfg, metric, t))
+    encoders = list(dict.fromkeys(m.get("text_encoder") or bench_cfg.get("text_encoder", "minilm")
+                                  for m, bench_cfg, _, _ in members))
+    ceilings = {}
+    for m, bench_cfg, metric, t in members:
+        te = m.get("text_encoder") or bench_cfg.get("text_encoder", "minilm")
+        reference = m.get("reference") or bench_cfg.get("reference", "")
+        summary = summarise_units(t, seed)
+        entry = {"name": m["name"], "run_id": m["run_id"], "system": m["system"], "metric": metric, "text_encoder": te,
+                 "reference": reference, "prompts": bench_cfg.get("prompts"), "partners": bench_cfg.get("partners", 0),
+                 "max_users": bench_cfg.get("max_users", 0),
+                 **{k: summary[k] for k in ("personal_win_rate", "personal_ci", "personal_wilcoxon_p", "personal_dislikes",
+                                            "personal_dislikes_ci", "personal_dislikes_users")},
+                 "n_users": summary["n_users"], "n_units": summary["n_units"]}
+        if reference == "history":
+            ceilings[(te, bench_cfg.get("max_users", 0))] = summary["personal_win_rate"]
+            entry.update({"win_rate": float("nan"), "win_rate_ci": [float("nan")] * 2, "lift_x100": float("nan"),
+                          "lift_x100_ci": [float("nan")] * 2, "wilcoxon_p": float("nan"), "sign_test_p": float("nan"),
+                          "score": float("nan"), "score_ci": [float("nan")] * 2, "cost": {}})
+            systems.append(entry)
+            continue
+        if baseline is None or (baseline.get("text_encoder") != encoders[0] and te == encoders[0]):
+            b, blo, bhi = cluster_mean_ci(t["generic"], t["user"], seed=seed)
+            baseline = {"name": task["baseline"], "score": b, "score_ci": [blo, bhi], "n_users": int(np.unique(t["user"]).size),
+                        "n_units": int(t["unit"].size), "text_encoder": te, "metric": metric}
+        pc = paired_comparison(t["rewritten"], t["generic"], t["user"], seed=seed)
+        score, slo, shi = cluster_mean_ci(t["rewritten"], t["user"], seed=seed)
+        entry.update({"win_rate": pc.win_rate, "win_rate_ci": [pc.win_rate_ci_low, pc.win_rate_ci_high],
+                      "lift_x100": 100 * pc.mean_difference,
+                      "lift_x100_ci": [100 * pc.mean_difference_ci_low, 100 * pc.mean_difference_ci_high],
+                      "wilcoxon_p": pc.wilcoxon_p, "sign_test_p": pc.sign_test_p, "score": score, "score_ci": [slo, shi],
+                      "cost": _cost(ws, bench_cfg) if not reference else {}})
         if attributes:
-            g = _user_groups(ws, split, u["user"], attributes)
-            # groups under MIN_GROUP users are reported but left out of the worst-group gap and the ratio
-            rep = bias_summary(u["win"], g, targets, cluster_ids=u["user"], seed=seed, min_n=MIN_GROUP)
+            g = _user_groups(ws, split, t["user"], attributes)
+            # per-group personal win rates; groups under MIN_GROUP users are reported but left out of the
+            # worst-group gap and the ratio
+            ipf_error = None
+            try:
+                rep = bias_summary(t["personal"], g, targets, cluster_ids=t["user"], seed=seed, min_n=MIN_GROUP)
+            except ValueError as e:  # a user subset (max_users) can miss a target category: raw groups only
+                ipf_error = str(e)
+                rep = bias_summary(t["personal"], g, None, cluster_ids=t["user"], seed=seed, min_n=MIN_GROUP)
             ipf = None
             if rep.ipf is not None:
                 w = np.asarray(rep.ipf.weights, dtype=float)
                 ipf = {"iterations": rep.ipf.iterations, "max_error": rep.ipf.max_error, "converged": rep.ipf.converged,
                        "max_weight": float(w.max()), "effective_users": float(w.sum() ** 2 / (w ** 2).sum())}
-            entry["bias"] = {"overall": rep.overall, "ipf": ipf}
-            groups_out[m["name"]] = {a: {k: v for k, v in r.items()} for a, r in rep.attributes.items()}
+            entry["bias"] = {"overall": rep.overall, "ipf": ipf, **({"ipf_error": ipf_error} if ipf_error else {})}
+            groups_out[_group_key(entry)] = {a: {k: v for k, v in r.items()} for a, r in rep.attributes.items()}
         systems.append(entry)
-    systems.sort(key=lambda r: -r["win_rate"])
+    for e in systems:
+        e["ceiling"] = ceilings.get((e["text_encoder"], e.get("max_users", 0)), float("nan"))
+        e["ceiling_share"] = float("nan") if e["reference"] else ceiling_share(e["personal_win_rate"], e["ceiling"])
+    systems.sort(key=lambda r: (encoders.index(r["text_encoder"]) if r["text_encoder"] in encoders else 99,
+                                {"history": 0, "": 1, "popularity": 2}.get(r["reference"], 1),
+                                -(r["personal_win_rate"] if r["personal_win_rate"] == r["personal_win_rate"] else -1.0)))
     return {"task": task["task"], "version": task["version"], "run_id": run_id, "status": status, "split": split,
             "seed": seed, "code_version": code, "config_hash": chash, "prompts": task["prompts"],
-            "text_encoder": task["text_encoder"], "baseline": baseline, "systems": systems, "groups": groups_out,
+            "text_encoder": task["text_encoder"], "text_encoders": encoders, "partners": task.get("partners", 0),
+            "power": task.get("power") or {}, "baseline": baseline, "systems": systems, "groups": groups_out,
             "attributes": attributes, "targets_source": getattr(targets, "source", None) if targets else None}
+
+
+def _personal_of(u: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
+    """An image run's personal win rate (own images against the other users' images on the user's own
+    hidden images) with its CI and Wilcoxon p; NaN where the run has none (reference tasks)."""
+    from evalbench.metrics.preference import cluster_mean_ci, cluster_wilcoxon
+
+    p = u.get("personal", np.array([]))
+    keep = ~np.isnan(p) if p.size else np.array([], dtype=bool)
+    if not keep.any():
+        return {"personal_win_rate": float("nan"), "personal_ci": [float("nan"), float("nan")],
+                "personal_wilcoxon_p": float("nan")}
+    m, lo, hi = cluster_mean_ci(p[keep], u["user"][keep], seed=seed)
+    return {"personal_win_rate": m, "personal_ci": [lo, hi],
+            "personal_wilcoxon_p": cluster_wilcoxon(u["personal_margin"][keep], u["user"][keep])}
+
+
+def _group_key(entry: dict[str, Any]) -> str:
+    """Where a system's per-group results are filed: its name, with the encoder when not the first."""
+    return f"{entry['name']} [{entry['text_encoder']}]"
 
 
 def _image_task_report(ws, run_id, cfg, code, chash, status, attributes, targets) -> dict[str, Any]:
@@ -145,6 +195,7 @@ def _image_task_report(ws, run_id, cfg, code, chash, status, attributes, targets
         pc = paired_comparison(x, y, users, seed=seed)
         score, slo, shi = cluster_mean_ci(x, users, seed=seed)
         entry = {"name": m["name"], "run_id": m["run_id"], "system": m["system"], "metric": u["metric"],
+                 **_personal_of(u, seed),
                  "win_rate": pc.win_rate, "win_rate_ci": [pc.win_rate_ci_low, pc.win_rate_ci_high],
                  "lift_x100": 100 * pc.mean_difference,
                  "lift_x100_ci": [100 * pc.mean_difference_ci_low, 100 * pc.mean_difference_ci_high],
@@ -164,7 +215,9 @@ def _image_task_report(ws, run_id, cfg, code, chash, status, attributes, targets
             entry["bias"] = {"overall": rep.overall, "ipf": None}
             groups_out[m["name"]] = {a: dict(r) for a, r in rep.attributes.items()}
         systems.append(entry)
-    systems.sort(key=lambda r: -r["win_rate"])
+    baseline.update(_personal_of(b, seed))
+    systems.sort(key=lambda r: (-(r["personal_win_rate"] if r["personal_win_rate"] == r["personal_win_rate"] else -1.0),
+                                -r["win_rate"]))
     return {"task": task["task"], "version": task["version"], "run_id": run_id, "status": status, "split": split,
             "seed": seed, "code_version": code, "config_hash": chash, "prompts": "-", "kind": task.get("kind"),
             "text_encoder": task["text_encoder"], "baseline": baseline, "systems": systems, "groups": groups_out,
@@ -186,23 +239,39 @@ def _ci(pair) -> str:
     return f"[{_f(pair[0])}, {_f(pair[1])}]"
 
 
-def leaderboard_rows(rep: dict[str, Any]) -> list[dict[str, str]]:
-    b = rep["baseline"]
-    rows = [{"system": f"{b['name']} (baseline)", "score": _f(b["score"]), "score CI": _ci(b["score_ci"]), "win rate": "-",
-             "win CI": "-", "lift x100": "-", "Wilcoxon p": "-", "raw": "-", "IPF": "-", "delta %": "-",
-             "IPF eff. users": "-", "worst gap": "-", "cost": "-",
-             "users": str(b["n_users"])}]
-    for s in rep["systems"]:
+def _pct(x: Any) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.0f}%"
+
+
+def leaderboard_rows(rep: dict[str, Any], text_encoder: str | None = None) -> list[dict[str, str]]:
+    """One table (per text encoder; default the first): the personal win rate first, then the history
+    ceiling's share, the win rate against the generic prompt, bias and cost."""
+    te = text_encoder or (rep.get("text_encoders") or [None])[0]
+    entries = [s for s in rep["systems"] if te is None or s.get("text_encoder", te) == te]
+    rows = []
+    for s in entries:
         o = (s.get("bias") or {}).get("overall", {})
-        gaps = [a.get("gap") for a in rep["groups"].get(s["name"], {}).values()]
-        rows.append({"system": s["name"], "score": _f(s["score"]), "score CI": _ci(s["score_ci"]),
-                     "win rate": _f(s["win_rate"]), "win CI": _ci(s["win_rate_ci"]), "lift x100": _f(s["lift_x100"]),
-                     "Wilcoxon p": _f(s["wilcoxon_p"], 4), "raw": _f(o.get("raw_mean")), "IPF": _f(o.get("reweighted_mean")),
-                     "delta %": _f(o.get("delta_pct"), 2),
+        gaps = [a.get("gap") for a in rep["groups"].get(_group_key(s) if "text_encoder" in s else s["name"], {}).values()]
+        name = s["name"] + (" (no prompt)" if s.get("reference") == "history" else "")
+        tag = f"[{s.get('prompts')}]"
+        if s.get("prompts") and rep.get("prompts") and s["prompts"] not in ("-", rep["prompts"]) and tag not in name:
+            base, paren, rest = name.partition(" (")  # before any "(shuffled control)" / "(40 users)"
+            name = f"{base} {tag}" + (paren + rest if paren else "")
+        rows.append({"system": name, "personal": _f(s.get("personal_win_rate")),
+                     "personal CI": _ci(s.get("personal_ci", [None, None])),
+                     "vs dislikes": _f(s.get("personal_dislikes")), "of ceiling": _pct(s.get("ceiling_share")),
+                     "personal p": _f(s.get("personal_wilcoxon_p"), 4),
+                     "vs generic" if te else "vs baseline": _f(s["win_rate"]),
+                     "generic CI" if te else "baseline CI": _ci(s["win_rate_ci"]), "lift x100": _f(s["lift_x100"]),
+                     "score": _f(s.get("score")), "raw": _f(o.get("raw_mean")), "IPF": _f(o.get("reweighted_mean")),
                      "IPF eff. users": _f(((s.get("bias") or {}).get("ipf") or {}).get("effective_users"), 1),
                      "worst gap": _f(max((g for g in gaps if g is not None), default=None)),
-                     "cost": _cost_label(s.get("cost", {})),
-                     "users": str(s["n_users"])})
+                     "cost": _cost_label(s.get("cost", {})), "users": str(s["n_users"])})
+    b = rep.get("baseline")
+    if b and (te is None or b.get("text_encoder", te) == te):
+        rows.append({**({k: "-" for k in rows[0]} if rows else {}), "system": f"{b['name']} (baseline)",
+                     "personal": _f(b.get("personal_win_rate", 0.5)), "score": _f(b.get("score")),
+                     "users": str(b["n_users"])})
     return rows
 
 
@@ -252,27 +321,45 @@ def _plots(rep: dict[str, Any]) -> dict[str, bytes]:
         plt.close(fig)
         out[name] = buf.getvalue()
 
-    names = [s["name"] for s in rep["systems"]]
+    first = (rep.get("text_encoders") or [None])[0]
+    entries = [e for e in rep["systems"] if not e.get("reference") and (first is None or e.get("text_encoder") == first)]
+    names = [e["name"] for e in entries]
+    keys = [_group_key(e) if "text_encoder" in e else e["name"] for e in entries]
+    for te in rep.get("text_encoders") or []:
+        rows = [e for e in rep["systems"] if e.get("text_encoder") == te]
+        if not rows:
+            continue
+        fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(rows)), 3.4))
+        vals = [e["personal_win_rate"] for e in rows]
+        lo = [v - e["personal_ci"][0] if e["personal_ci"][0] == e["personal_ci"][0] else 0 for v, e in zip(vals, rows)]
+        hi = [e["personal_ci"][1] - v if e["personal_ci"][1] == e["personal_ci"][1] else 0 for v, e in zip(vals, rows)]
+        colors = ["#999999" if e.get("reference") else "#3b6ea8" for e in rows]
+        ax.bar(np.arange(len(rows)), vals, yerr=[lo, hi], capsize=3, color=colors)
+        ax.axhline(0.5, color="gray", lw=0.8, ls="--")
+        ax.set_xticks(np.arange(len(rows)), [e["name"] for e in rows], rotation=25, ha="right", fontsize=7)
+        ax.set_ylabel("personal win rate")
+        ax.set_title(f"own persona vs other users' ({rows[0]['metric']}, 95% CI)")
+        save(fig, f"personal_{te.replace('/', '_')}")
     for a in rep["attributes"]:
-        cats = sorted({c for n in names for c in rep["groups"].get(n, {}).get(a, {}).get("groups", {})})
+        cats = sorted({c for k in keys for c in rep["groups"].get(k, {}).get(a, {}).get("groups", {})})
         if not cats:
             continue
         fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(cats) * max(1, len(names)) / 2), 3.2))
         width = 0.8 / max(1, len(names))
-        for k, n in enumerate(names):
-            gr = rep["groups"][n][a]["groups"]
+        for k, (n, key) in enumerate(zip(names, keys)):
+            gr = rep["groups"].get(key, {}).get(a, {}).get("groups", {})
             vals = [gr.get(c, {}).get("mean", np.nan) for c in cats]
             lo = [v - gr.get(c, {}).get("ci_low", v) if c in gr else 0 for c, v in zip(cats, vals)]
             hi = [gr.get(c, {}).get("ci_high", v) - v if c in gr else 0 for c, v in zip(cats, vals)]
             ax.bar(np.arange(len(cats)) + k * width, vals, width, yerr=[lo, hi], capsize=2, label=n)
         ax.axhline(0.5, color="gray", lw=0.8, ls="--")
         ax.set_xticks(np.arange(len(cats)) + width * (len(names) - 1) / 2, cats)
-        ax.set_ylabel("win rate vs baseline")
+        ax.set_ylabel("personal win rate" if first else "win rate vs baseline")
         ax.set_title(f"per {a} group (95% CI over users)")
         ax.legend(fontsize=7)
         save(fig, f"groups_{a}")
-    raw = [(s.get("bias") or {}).get("overall", {}).get("raw_mean", np.nan) for s in rep["systems"]]
-    rw = [(s.get("bias") or {}).get("overall", {}).get("reweighted_mean", np.nan) for s in rep["systems"]]
+    raw = [(s.get("bias") or {}).get("overall", {}).get("raw_mean", np.nan) for s in entries]
+    rw = [(s.get("bias") or {}).get("overall", {}).get("reweighted_mean", np.nan) for s in entries]
     if names and not all(np.isnan(rw)):
         fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(names)), 3.2))
         x = np.arange(len(names))
@@ -286,7 +373,7 @@ def _plots(rep: dict[str, Any]) -> dict[str, bytes]:
     import re
 
     series: dict[str, list[tuple[int, float, float, float]]] = {}
-    for s in rep["systems"]:
+    for s in entries:
         m = re.search(r" k=(\d+)", s["name"])
         if m:
             base = s["name"].replace(m.group(0), "")
@@ -304,7 +391,7 @@ def _plots(rep: dict[str, Any]) -> dict[str, bytes]:
         ax.set_title("lift vs k")
         ax.legend(fontsize=7)
         save(fig, "lift_vs_k")
-    lat = [s["cost"]["rewrite_latency_s"] * 1000 for s in rep["systems"]]
+    lat = [(s.get("cost") or {}).get("rewrite_latency_s", np.nan) * 1000 for s in entries]
     if names:
         fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(names)), 3))
         ax.bar(np.arange(len(names)), lat)
@@ -315,6 +402,18 @@ def _plots(rep: dict[str, Any]) -> dict[str, bytes]:
     return out
 
 
+PERSONAL_LEGEND = (
+    "personal: how often a user's own rewrite beats the rewrites the same system made for the other held-out users "
+    "(same prompt), all scored on that user's hidden likes against hidden negatives (popularity-matched unseen "
+    "items); 0.5 = nothing personal. vs dislikes: the same with the hidden dislikes as the "
+    "only negatives. of ceiling: (personal - 0.5) / (history ceiling - 0.5), the history ceiling being the user's "
+    "own visible-liked centroid against the others' (no prompt). personal p: Wilcoxon signed-rank test of the "
+    "per-user margins over the others' mean. vs generic: win rate over the generic prompt (the popularity control, "
+    "the same popular titles for everyone, shows what a cue that helps anyone gets). raw / IPF: personal win rate "
+    "with users weighted equally / raked to the population targets; worst gap: largest difference between groups "
+    f"of at least {MIN_GROUP} users. CIs: 95% percentile bootstrap over users.")
+
+
 def render_markdown(rep: dict[str, Any], plot_dir=None) -> str:
     """Markdown; with ``plot_dir`` the plots are written there as PNGs and linked."""
     from pathlib import Path
@@ -322,12 +421,14 @@ def render_markdown(rep: dict[str, Any], plot_dir=None) -> str:
     parts = [f"# {rep['task']} (v{rep['version']}) — run {rep['run_id']}\n",
              f"split `{rep['split']}`, prompts `{rep['prompts']}`, seed {rep['seed']}, code `{rep['code_version']}`, "
              f"config hash `{rep['config_hash'][:12]}`\n",
-             "## Systems against the baseline\n",
-             f"score: mean `{rep['systems'][0]['metric'] if rep['systems'] else ''}` of the (rewritten) prompt; win rate "
-             "and lift: the system's rewrite against the baseline's generic prompt, per user then averaged, 95% "
-             "percentile-bootstrap CIs over users; Wilcoxon: signed-rank test on per-user mean differences. raw / IPF: "
-             f"win rate with users weighted equally / raked to the population targets; delta % = (IPF - raw) / raw; worst gap: largest difference between groups of at least {MIN_GROUP} users.\n",
-             _md_table(leaderboard_rows(rep))]
+             "## Personal win rate\n",
+             PERSONAL_LEGEND + "\n"]
+    for te in rep.get("text_encoders") or [None]:
+        metric = next((s["metric"] for s in rep["systems"] if s.get("text_encoder") == te), "")
+        parts += [f"### `{metric}`\n" if te else "", _md_table(leaderboard_rows(rep, te))]
+    if rep.get("power"):
+        parts += ["\n## Power (chosen before any system was scored)\n",
+                  "\n".join(f"- {k}: {v}" for k, v in rep["power"].items()) + "\n"]
     if rep["groups"]:
         parts += ["\n## Per group\n", _md_table(group_rows(rep))]
     if rep.get("targets_source"):
@@ -365,8 +466,11 @@ def render_html(rep: dict[str, Any]) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(rep['task'])} {rep['run_id']}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(rep['task'])} (v{rep['version']})</h1>"
             f"<p>run {rep['run_id']} · split {html.escape(rep['split'])} · prompts {html.escape(rep['prompts'])} · seed "
-            f"{rep['seed']} · code {html.escape(str(rep['code_version']))}</p><h2>Systems against the baseline</h2>"
-            f"{table(leaderboard_rows(rep))}<h2>Per group</h2>{table(group_rows(rep))}"
+            f"{rep['seed']} · code {html.escape(str(rep['code_version']))}</p><h2>Personal win rate</h2>"
+            f"<p>{html.escape(PERSONAL_LEGEND)}</p>"
+            + "".join(f"<h3>{html.escape(next((s['metric'] for s in rep['systems'] if s.get('text_encoder') == te), ''))}</h3>"
+                      f"{table(leaderboard_rows(rep, te))}" for te in (rep.get("text_encoders") or [None]))
+            + f"<h2>Per group</h2>{table(group_rows(rep))}"
             + (f"<p>Population targets: {html.escape(str(src.get('title', '')))} ({src.get('year', '')})</p>" if src else "")
             + f"<h2>Plots</h2>{imgs}</body></html>")
 
@@ -376,11 +480,13 @@ def compare_runs(ws: Workspace, run_a: str, run_b: str) -> dict[str, Any]:
     from evalbench.metrics.paired import paired_comparison
 
     a, b = _units(ws, run_a), _units(ws, run_b)
-    common = sorted(set(a["unit"]) & set(b["unit"]))
-    if not common:
-        raise WorkspaceError(f"runs {run_a} and {run_b} share no units (different splits or prompt sets?)")
     ia = {u: i for i, u in enumerate(a["unit"])}
     ib = {u: i for i, u in enumerate(b["unit"])}
+    # units both scored a rewrite on (the history ceiling has none: one unit per user, no prompt)
+    common = sorted(u for u in set(ia) & set(ib) if np.isfinite(a["rewritten"][ia[u]]) and np.isfinite(b["rewritten"][ib[u]]))
+    if not common:
+        raise WorkspaceError(f"runs {run_a} and {run_b} share no units with rewrites (different splits or prompt sets, "
+                             "or a history ceiling?)")
     xa = np.array([a["rewritten"][ia[u]] for u in common])
     xb = np.array([b["rewritten"][ib[u]] for u in common])
     users = np.array([u.split("|", 1)[0] for u in common])

@@ -22,15 +22,16 @@ with Workspace(db) as ws:
         write_dataset(ws, generate_community(n_users=300, n_items=200, seed=0))
     split = make_split(ws, "synthetic-s0")["split"]
     mined = mine_personas(ws, split, encoder="gat", encoder_kwargs=settings)
-    card = get_persona(ws, "u1", split, encoder="gat")
+    personas = mined["encoder"]  # the persona set: the encoder and its options, "gat[epochs=8,hidden=32]"
+    card = get_persona(ws, "u1", split, encoder=personas)
     print("persona of u1:", card.summary)
     print("top evidence:", ", ".join(f"{e.snippet} ({e.weight:.2f})" for e in card.evidence[:3]))
 
-    group = cohort_persona(ws, "heavy", "n_visible >= 40", encoder="gat")
+    group = cohort_persona(ws, "heavy", "n_visible >= 40", encoder=personas)
     print(f"cohort 'heavy' ({group['members']} users):", group["card"].summary)
-    for a in archetypes(ws, 3, encoder="gat"):
+    for a in archetypes(ws, 3, encoder=personas):
         print(f"{a['cohort']} ({a['members']} users):", a["card"].summary)
-    rec = planted_recovery(ws, encoder="gat")
+    rec = planted_recovery(ws, encoder=personas)
     print(f"planted personas recovered: NMI {rec['nmi']:.2f}, ARI {rec['ari']:.2f}")
 
     # A new user: one forward pass of the trained model over their first three likes, no retraining.

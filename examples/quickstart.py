@@ -26,8 +26,11 @@ with Workspace(db) as ws:
     print("rewrite:", Rewriter("template").rewrite(card, "a lighthouse at dusk")[0].rewritten)
 
     rewrite_split(ws, split, prompts="parti36")
-    for control in ("none", "shuffled"):
-        run_bench(ws, BenchConfig(split=split, control=control))
-    for row in leaderboard(ws):
-        print(f"{row['system']:<36} win rate {row['win_rate']:.3f} "
-              f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  ({row['metric']})")
+    # the system, its shuffled control, and the two reference rows: the history ceiling and popular titles
+    for cfg in (BenchConfig(split=split), BenchConfig(split=split, control="shuffled"),
+                BenchConfig(split=split, reference="history"), BenchConfig(split=split, reference="popularity")):
+        run_bench(ws, cfg)
+    for row in leaderboard(ws):  # highest personal win rate first
+        lo, hi = row["personal_ci"]
+        print(f"{row['system']:<34} personal {row['personal_win_rate']:.3f} [{lo:.3f}, {hi:.3f}]  "
+              f"vs generic {row['win_rate']:.3f}  ({row['metric']})")

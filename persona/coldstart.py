@@ -146,8 +146,12 @@ class ColdStart:
         local = PersonaContext(ctx.split_id, ctx.dataset_id, {user_id: user}, ctx.items,
                                {user_id: [x for x in interactions if x.item_id in self.item_pos]}, ctx.meta)
         h, ranked = self.embed(interactions, attributes)
+        from persona.traits import population_of
+
         card = build_card(local, user_id, ranked, [round(float(v), 5) for v in h], f"{self.enc.model_version}+coldstart",
-                          n_traits=self.enc.n_traits, token_budget=self.enc.token_budget, backend=backend)
+                          traits=getattr(self.enc, "traits", "distinctive"), n_traits=self.enc.n_traits,
+                          token_budget=self.enc.token_budget, population=population_of(ctx),
+                          recency_half_life=getattr(self.enc, "recency_half_life", None), backend=backend)
         if extra_traits:
             extra = list(dict.fromkeys(extra_traits))
             card.traits = [{"name": t, "weight": 1.0, "kind": "interest", "from": "survey"} for t in extra] + [

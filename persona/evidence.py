@@ -5,9 +5,11 @@ averaged over heads and layers); the top ones fill a **token budget** (default 2
 saturate near 2K evidence tokens and hallucinations grow above 8K) with each item's title and a
 snippet of its text. Every snippet is scrubbed of personal identifiers before it is stored.
 
-The card then holds known demographics only, weighted interests (item tags weighted by the evidence
-weights; disliked items count negatively) and style / mood cues drawn from the top interests
-(``kind: "cue"``), and its summary is written by a prompting backend (:func:`verbalize_cards`).
+The card then holds known demographics only, interests ranked by what sets the user apart from the
+population (:mod:`persona.traits`: weighted log-odds; ``traits="share"`` ranks by raw share instead),
+style / mood cues of the top interests (``kind: "cue"``), distinctive keyphrases of the liked evidence
+(``kind: "keyphrase"``) and the titles of its most telling items (``kind: "title"``), and its summary is
+written by a prompting backend (:func:`verbalize_cards`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from persona.records import Evidence, PersonaCard
 from persona.verbalize import scrub
 
 DEFAULT_TOKEN_BUDGET = 2048
+#: the recency prior's half-life, in interactions (how it was chosen, and its effect on other splits and on
+#: Stack Exchange: the README's "Personal signal" section)
+DEFAULT_HALF_LIFE = 4.0
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
@@ -85,28 +90,61 @@ def interests(ranked: list[tuple[str, float]], context: PersonaContext, user_id:
     return dict(w)
 
 
+def card_traits(context: PersonaContext, user_id: str, ranked: list[tuple[str, float]], *, traits: str = "distinctive",
+                n_traits: int = 4, n_dislikes: int = 2, n_cues: int = 3, n_keyphrases: int = 4, n_titles: int = 5,
+                population=None, names: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """A card's traits: interests (ranked by ``traits``, each with ``share`` and ``distinctiveness``), the
+    visual cue of each of the top ``n_cues`` liked interests that has one (``kind: "cue"``), the
+    distinctive keyphrases of the liked evidence (``kind: "keyphrase"``) and the titles of its most
+    telling items (``kind: "title"``); see :mod:`persona.traits`."""
+    from persona.traits import interest_traits, keyphrases, load_cues, population_of, telling_items
+
+    pop = population or population_of(context)
+    out = interest_traits(ranked, context, user_id, mode=traits, n_traits=n_traits, n_dislikes=n_dislikes, population=pop)
+    likes = [t for t in out if t["weight"] > 0]
+    cues = load_cues()
+    for t in likes[:n_cues]:
+        if t["name"].lower() in cues:
+            out.append({"name": cues[t["name"].lower()], "weight": t["weight"], "kind": "cue", "from": t["name"]})
+    titles = []
+    for item_id, score in telling_items(ranked, context, user_id, k=n_titles, population=pop):
+        title = scrub(context.items[item_id].title, names)
+        if title:
+            titles.append({"name": title, "weight": round(score, 4), "kind": "title", "item_id": item_id})
+    named = " ".join(t["name"].lower() for t in titles)
+    for phrase, score in keyphrases(ranked, context, user_id, k=n_keyphrases, population=pop,
+                                    exclude=tuple(t["name"] for t in out if t["kind"] == "interest")):
+        clean = scrub(phrase, names)
+        if clean and "[" not in clean and clean.lower() not in named:  # a title already says it
+            out.append({"name": clean, "weight": round(score, 4), "kind": "keyphrase"})
+    return out + titles
+
+
 def build_card(context: PersonaContext, user_id: str, ranked: list[tuple[str, float]], embedding: list[float] | None,
-               model_version: str, *, n_traits: int = 4, n_dislikes: int = 2, n_cues: int = 3,
-               token_budget: int = DEFAULT_TOKEN_BUDGET, backend=None) -> PersonaCard:
+               model_version: str, *, traits: str = "distinctive", n_traits: int = 4, n_dislikes: int = 2,
+               n_cues: int = 3, n_keyphrases: int = 4, n_titles: int = 5, token_budget: int = DEFAULT_TOKEN_BUDGET,
+               n_evidence: int | None = None, recency_half_life: float | None = DEFAULT_HALF_LIFE, population=None,
+               backend=None) -> PersonaCard:
     """A structured card whose summary is written by ``backend`` (default ``template``).
 
-    ``ranked`` is ``(item_id, weight)`` over the user's visible items, best first; the card's evidence
-    is everything that fits ``token_budget``.
+    ``ranked`` is ``(item_id, weight)`` over the user's visible items, best first (the encoder's weights:
+    attention for ``gat``); they are multiplied by a recency prior with ``recency_half_life``
+    interactions (:func:`persona.traits.recency_prior`; ``None``: the encoder's weights alone). The card's
+    evidence is everything that fits ``token_budget`` (at most ``n_evidence`` items). Traits: :func:`card_traits`.
+    ``population``: the split's :class:`persona.traits.Population` (default: computed from ``context``;
+    pass the training context's for a cold-start user, whose own context holds only them).
     """
-    from prompting.backends.template import load_cues
+    from persona.traits import recency_prior
 
-    w = interests(ranked, context, user_id)
-    likes = sorted(((t, v) for t, v in w.items() if v > 0), key=lambda kv: (-kv[1], kv[0]))[:n_traits]
-    dislikes = sorted(((t, v) for t, v in w.items() if v < 0), key=lambda kv: (kv[1], kv[0]))[:n_dislikes]
-    traits: list[dict[str, Any]] = [{"name": t, "weight": round(v, 4), "kind": "interest"} for t, v in likes + dislikes]
-    cues = load_cues()
-    for t, v in likes[:n_cues]:
-        if t.lower() in cues:
-            traits.append({"name": cues[t.lower()], "weight": round(v, 4), "kind": "cue", "from": t})
+    ranked = recency_prior(ranked, context.visible.get(user_id, []), recency_half_life)
     user = context.users.get(user_id)
     names = tuple(str(user.attributes[k]) for k in NAME_ATTRIBUTES if user and user.attributes.get(k))
-    card = PersonaCard(user_id, "", traits, fill_budget(ranked, context, token_budget, names=names), embedding,
-                       model_version, context.demographics(user_id))
+    tr = card_traits(context, user_id, ranked, traits=traits, n_traits=n_traits, n_dislikes=n_dislikes, n_cues=n_cues,
+                     n_keyphrases=n_keyphrases, n_titles=n_titles, population=population, names=names)
+    evidence = fill_budget(ranked, context, token_budget, names=names)
+    if n_evidence is not None:
+        evidence = evidence[:n_evidence]
+    card = PersonaCard(user_id, "", tr, evidence, embedding, model_version, context.demographics(user_id))
     return verbalize_cards([card], backend, item_noun=context.meta.get("item_noun", "items"))[0]
 
 

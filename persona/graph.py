@@ -114,7 +114,6 @@ def user_features(demo: dict[str, Any], demo_values: dict[str, list[str]], degre
             row[off + values.index(v)] = 1.0
         off += len(values)
     return row
-    return out
 
 
 def build_graph(context: PersonaContext, *, text_encoder: str = "minilm", image_encoder: str | None = "effnet-lite0",

@@ -26,20 +26,39 @@ def load_context(ws: Workspace, split_id: str) -> PersonaContext:
                           dict(visible), dataset_meta(ws, dataset_id))
 
 
+def persona_set(encoder: str, encoder_kwargs: dict[str, Any] | None = None) -> str:
+    """The name a split's personas are stored under: the encoder, plus the options it was given
+    (``gat``, ``gat[traits=share]``, ``sage[epochs=3]``), so personas of one encoder made with other
+    options sit beside each other instead of answering for each other. Rewrites and benchmark runs
+    name their personas by it (``pwb rewrite --encoder 'gat[traits=share]'``).
+
+    >>> persona_set("gat"), persona_set("gat", {"traits": "share", "progress": True})
+    ('gat', 'gat[traits=share]')
+    """
+    extra = {k: v for k, v in sorted((encoder_kwargs or {}).items()) if k not in ("progress", "checkpoint")}
+    if not extra:
+        return encoder
+    return f"{encoder}[{','.join(f'{k}={v}' for k, v in extra.items())}]"
+
+
 def mine_personas(ws: Workspace, split: str | None = None, encoder: str = "tfidf", *,
                   roles: tuple[str, ...] = ROLES, force: bool = False, progress: bool = False,
                   encoder_kwargs: dict[str, Any] | None = None, batch_size: int = 256) -> dict[str, Any]:
     """Fit ``encoder`` on the split's visible interactions and store a persona for each user in ``roles``.
 
-    Users who already have a persona from this encoder are skipped unless ``force``.
+    The personas are stored under :func:`persona_set` (the encoder and its options; the result's
+    ``encoder``). Users who already have a persona there are skipped unless ``force``. Options that only
+    change how cards are written (the encoder's ``card_options``, e.g. ``traits``) reuse the trained
+    checkpoint of the same split and training options.
     """
     cls = ENCODERS.get(encoder)
+    label = persona_set(encoder, encoder_kwargs)
     bad = [r for r in roles if r not in ROLES]
     if bad:
         raise ValueError(f"roles must be among {', '.join(ROLES)}, got {', '.join(bad)}")
     split_id = resolve_split(ws, split)
     users = split_users(ws, split_id, roles)
-    done = set() if force else set(load_personas(ws, split_id, encoder, users))
+    done = set() if force else set(load_personas(ws, split_id, label, users))
     todo = [u for u in users if u not in done]
     ckpt = None
     if todo:
@@ -56,26 +75,35 @@ def mine_personas(ws: Workspace, split: str | None = None, encoder: str = "tfidf
         todo = [u for u in todo if u in context.visible]
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(todo), desc=f"mining personas ({encoder})", unit="user", disable=not progress)
+        bar = tqdm(total=len(todo), desc=f"mining personas ({label})", unit="user", disable=not progress)
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            save_personas(ws, split_id, encoder, model.encode(batch))
+            save_personas(ws, split_id, label, model.encode(batch))
             bar.update(len(batch))
         bar.close()
-    out = {"split": split_id, "encoder": encoder, "mined": len(todo), "already_stored": len(done), "users": len(users)}
+    out = {"split": split_id, "encoder": label, "mined": len(todo), "already_stored": len(done), "users": len(users)}
     if ckpt is not None:
         out["checkpoint"] = str(ckpt)
     return out
 
 
 def checkpoint_path(ws: Workspace, split_id: str, encoder: str, kwargs: dict[str, Any]):
-    """Where a trained encoder of this split and configuration is kept: ``<workspace dir>/models/``."""
+    """Where a trained encoder of this split and configuration is kept: ``<workspace dir>/models/``.
+
+    Options that only change how cards are written (the encoder class's ``card_options``) are not part of
+    the key, so ``gat`` and ``gat[traits=share]`` share one trained model; the split's dataset and settings
+    are, so a model is never reused for another split of the same name."""
     from pathlib import Path
 
     from evalbench.store.runs import config_hash
 
+    card_options = getattr(ENCODERS.get(encoder), "card_options", ()) if encoder in ENCODERS else ()
     base = Path(str(ws.path)).parent if str(ws.path) != ":memory:" else Path(".pwb")
-    cfg = {k: v for k, v in sorted(kwargs.items()) if k not in ("progress", "checkpoint")}
+    cfg = {k: v for k, v in sorted(kwargs.items()) if k not in ("progress", "checkpoint") and k not in card_options}
+    # the split's own settings too: two workspaces in one folder may hold different splits of one name
+    row = ws.query("SELECT dataset_id, params FROM splits WHERE split_id = ?", [split_id])
+    if row:
+        cfg["_split"] = [row[0][0], row[0][1]]
     return base / "models" / f"{split_id.replace('/', '_')}-{encoder}-{config_hash(cfg)[:12]}.pt"
 
 

@@ -116,6 +116,7 @@ class Rewrite:
     latency_s: float = 0.0
     prompt_id: str = ""
     fallback: str = ""  # why the template baseline replaced the model's output ("" = it did not)
+    selector_score: float | None = None  # how well the kept candidate fits the visible history (prompting.select)
 
 
 @dataclass

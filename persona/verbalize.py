@@ -50,8 +50,9 @@ def describe_demographics(demographics: dict[str, Any]) -> str:
 
 
 def verbalize(traits: list[dict[str, Any]], evidence_titles: list[str], demographics: dict[str, Any],
-              item_noun: str = "items") -> str:
-    """A template persona: likes, examples, dislikes and known demographics.
+              item_noun: str = "items", themes: list[str] | None = None) -> str:
+    """A template persona: likes (in the order given: distinctive first on distinctive cards), examples,
+    recurring themes, dislikes and known demographics.
 
     >>> verbalize([{"name": "Film-Noir", "weight": .5}, {"name": "Thriller", "weight": .3},
     ...            {"name": "Children's", "weight": -.2}], ["Vertigo"], {"age": 24}, "movies")
@@ -69,6 +70,8 @@ def verbalize(traits: list[dict[str, Any]], evidence_titles: list[str], demograp
         sentences.append(f"Recently engaged with {_join([repr(t) for t in evidence_titles])}.")
     else:
         sentences.append("No behaviour known yet.")
+    if themes:
+        sentences.append(f"Recurring themes: {_join(list(themes))}.")
     if dislikes:
         sentences.append(f"Tends to avoid {_join(dislikes)}.")
     demo = describe_demographics(demographics)

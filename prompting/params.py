@@ -20,6 +20,10 @@ class RewriteParams:
         persona_tokens: Token budget for the persona and its evidence inside the prompt, 32 to 8192.
         max_words: Word limit the model is asked to keep, 5 to 200.
         negative: Also ask for a negative prompt (what this user would not want to see).
+        candidates: Rewrites made per (user, prompt), 1 to 64; the one that best fits the user's visible
+            history is kept (:mod:`prompting.select`). Candidate 0 uses these settings as given; LLM
+            backends sample the others with seeds ``seed + 1, ...`` at temperature ``max(temperature, 0.7)``,
+            the template varies which cues it uses.
     """
 
     temperature: float = 0.0
@@ -30,6 +34,7 @@ class RewriteParams:
     persona_tokens: int = 128
     max_words: int = 40
     negative: bool = False
+    candidates: int = 1
 
     def __post_init__(self):
         checks = [
@@ -39,11 +44,12 @@ class RewriteParams:
             ("repeat_penalty", self.repeat_penalty, 1.0, 2.0, "1.0 turns it off"),
             ("persona_tokens", self.persona_tokens, 32, 8192, "personas saturate near 2,048 evidence tokens"),
             ("max_words", self.max_words, 5, 200, "image prompts work best under about 60 words"),
+            ("candidates", self.candidates, 1, 64, "8 candidates are plenty for a selector"),
         ]
         for name, value, lo, hi, hint in checks:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"RewriteParams.{name} must be a number, got {value!r}")
-            if name in ("max_tokens", "shots", "persona_tokens", "max_words") and int(value) != value:
+            if name in ("max_tokens", "shots", "persona_tokens", "max_words", "candidates") and int(value) != value:
                 raise ValueError(f"RewriteParams.{name} must be a whole number, got {value!r}")
             if not lo <= value <= hi:
                 raise ValueError(f"RewriteParams.{name} must be between {lo} and {hi} ({hint}), got {value!r}")
@@ -63,7 +69,7 @@ class RewriteParams:
         (``|k3|t0.7|s9``), so rewrites made with other settings are stored beside, not instead of,
         the default ones. Empty for the defaults."""
         short = {"shots": "k", "temperature": "t", "seed": "s", "max_tokens": "mt", "repeat_penalty": "rp",
-                 "persona_tokens": "pt", "max_words": "mw", "negative": "neg"}
+                 "persona_tokens": "pt", "max_words": "mw", "negative": "neg", "candidates": "n"}
         default = RewriteParams()
         parts = []
         for name, tag in short.items():
@@ -71,6 +77,13 @@ class RewriteParams:
             if value != getattr(default, name):
                 parts.append(tag if isinstance(value, bool) else f"{tag}{value:g}")
         return "".join(f"|{p}" for p in parts)
+
+    def for_candidate(self, j: int) -> RewriteParams:
+        """Settings of candidate ``j``: these for ``j = 0``; then seed ``seed + j`` with sampling on
+        (temperature at least 0.7: greedy decoding gives every seed the same text)."""
+        if j == 0:
+            return self
+        return RewriteParams(**{**asdict(self), "seed": self.seed + j, "temperature": max(self.temperature, 0.7)})
 
     def for_retry(self) -> RewriteParams:
         """Settings for the one retry after a failed check: the next seed, and sampling (temperature at

@@ -11,7 +11,7 @@ from typing import Any
 from evalbench.store.personas import load_personas
 from evalbench.store.prompts import load_prompts, register_prompt_set
 from evalbench.store.workspace import Workspace, WorkspaceError
-from persona.data.splits import resolve_split, split_users
+from persona.data.splits import resolve_split, split_dataset, split_users
 from persona.records import PersonaCard, Rewrite
 from prompting.backends import BACKENDS
 from prompting.backends.base import RewriteRequest
@@ -38,6 +38,9 @@ class Rewriter:
         backend: A registered backend name: ``template``, ``embedded``, ``transformers``, ``vllm``, ``openai``.
         model: The backend's model (GGUF path, model id or served name); ``None``: the backend's default.
         workspace: A :class:`~evalbench.store.Workspace` whose cache answers repeated requests for free.
+        selector: Picks one of ``params.candidates`` rewrites per pair and scores every kept rewrite
+            (default :class:`~prompting.select.TfidfHistorySelector` with each card's own IDF; never the
+            benchmark's text encoder).
         **backend_options: Passed to the backend's constructor (``base_url=...``, ``batch_size=...``).
 
     Example:
@@ -48,8 +51,11 @@ class Rewriter:
     """
 
     def __init__(self, backend: str = "template", model: str | None = None, *, workspace: Workspace | None = None,
-                 **backend_options: Any):
+                 selector=None, **backend_options: Any):
+        from prompting.select import TfidfHistorySelector
+
         self.backend_name = backend
+        self.selector = selector or TfidfHistorySelector()
         cls = BACKENDS.get(backend)
         if model is not None:
             if backend == "template":
@@ -104,12 +110,21 @@ class Rewriter:
         fresh = []
         for pp, idx in groups.items():
             t0 = time.perf_counter()
-            results = self.backend.rewrite_batch([reqs[i] for i in idx], pp)
+            batch = [reqs[i] for i in idx]
+            if pp.candidates > 1:
+                candidates = self.backend.candidates_batch(batch, pp, pp.candidates)
+            else:
+                candidates = [[r] for r in self.backend.rewrite_batch(batch, pp)]
             per = (time.perf_counter() - t0) / max(1, len(idx))
-            for i, res in zip(idx, results):
-                out[i] = Rewrite(reqs[i].persona.user_id, reqs[i].prompt, validate_rewrite(res.rewritten), res.negative,
+            for i, cands in zip(idx, candidates):
+                # the model's own outputs compete; its template fallbacks only when every candidate fell back
+                cands = [c for c in cands if not c.fallback] or cands
+                texts = [validate_rewrite(c.rewritten) for c in cands]
+                k, score = self.selector.choose(reqs[i].persona, reqs[i].prompt, texts)
+                res = cands[k]
+                out[i] = Rewrite(reqs[i].persona.user_id, reqs[i].prompt, texts[k], res.negative,
                                  self.backend_name, self.model, min(pp.shots, len(reqs[i].history)), per,
-                                 fallback=res.fallback)
+                                 fallback=res.fallback, selector_score=round(score, 6))
                 fresh.append((keys[i], pp, reqs[i], out[i]))
         self._cache_put(fresh)
         self.stats["requests"] += n
@@ -131,10 +146,10 @@ class Rewriter:
     def _cache_get(self, keys: list[str]) -> dict[str, Rewrite]:
         if self.workspace is None or not keys:
             return {}
-        rows = self.workspace.query("SELECT key, user_id, prompt, rewritten, negative, shots, fallback FROM rewrite_cache "
-                                    "WHERE list_contains(?, key)", [list(set(keys))])
-        return {k: Rewrite(u, p, r, neg or "", self.backend_name, self.model, s or 0, 0.0, fallback=fb or "")
-                for k, u, p, r, neg, s, fb in rows}
+        rows = self.workspace.query("SELECT key, user_id, prompt, rewritten, negative, shots, fallback, selector_score "
+                                    "FROM rewrite_cache WHERE list_contains(?, key)", [list(set(keys))])
+        return {k: Rewrite(u, p, r, neg or "", self.backend_name, self.model, s or 0, 0.0, fallback=fb or "",
+                           selector_score=sc) for k, u, p, r, neg, s, fb, sc in rows}
 
     def _cache_put(self, fresh) -> None:
         if self.workspace is None or not fresh:
@@ -148,29 +163,40 @@ class Rewriter:
                 "user_id": [r.user_id for _, r in uniq.values()], "prompt": [r.prompt for _, r in uniq.values()],
                 "rewritten": [r.rewritten for _, r in uniq.values()], "negative": [r.negative for _, r in uniq.values()],
                 "shots": [r.shots for _, r in uniq.values()], "fallback": [r.fallback for _, r in uniq.values()],
-            }, casts={"params": "JSON", "shots": "INTEGER"})
+                "selector_score": [r.selector_score for _, r in uniq.values()],
+            }, casts={"params": "JSON", "shots": "INTEGER", "selector_score": "DOUBLE"})
 
 
 def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tfidf", backend: str = "template",
                   prompts: str = "parti36", roles: tuple[str, ...] = ("heldout",), progress: bool = False,
                   model: str | None = None, params: RewriteParams | None = None,
-                  backend_kwargs: dict[str, Any] | None = None, batch_requests: int = 64) -> dict[str, Any]:
+                  backend_kwargs: dict[str, Any] | None = None, batch_requests: int = 64,
+                  max_users: int | None = None) -> dict[str, Any]:
     """Rewrite every prompt of ``prompts`` for every user in ``roles``; stored per user, resumable, cached.
 
     ``batch_requests``: about how many (user, prompt) requests go to the backend in one call.
+    ``max_users``: only the first this many users (by id), e.g. for a slow LLM (benchmark them with
+    ``BenchConfig(max_users=...)``).
 
     The stored model label carries every setting that differs from the defaults
     (:meth:`RewriteParams.label`, e.g. ``<model>|k3`` for 3-shot), so 0-shot and k-shot rewrites of the
     same model sit side by side, the benchmark can compare them, and a re-run with other settings is
     not mistaken for one already done.
     """
+    from evalbench.store.datasets import load_items
+    from prompting.select import TfidfHistorySelector
+
     params = params or RewriteParams()
-    rw = Rewriter(backend, model, workspace=ws, **(backend_kwargs or {}))
-    label = rw.model + params.label()
     split_id = resolve_split(ws, split)
+    # the selector's IDF comes from the item catalogue (public, the same for every user and every run)
+    catalogue = [f"{it.title}. {it.text}" for it in load_items(ws, split_dataset(ws, split_id)).values()]
+    rw = Rewriter(backend, model, workspace=ws, selector=TfidfHistorySelector(catalogue), **(backend_kwargs or {}))
+    label = rw.model + params.label()
     prompt_set = register_prompt_set(ws, prompts)
     plist = load_prompts(ws, prompt_set)
     users = split_users(ws, split_id, roles)
+    if max_users:
+        users = users[:max_users]
     cards = load_personas(ws, split_id, encoder, users)
     missing = [u for u in users if u not in cards]
     if missing:
@@ -203,7 +229,8 @@ def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tf
                     "prompt": [r.prompt for r in out], "rewritten": [r.rewritten for r in out],
                     "negative": [r.negative for r in out], "shots": [r.shots for r in out],
                     "latency_s": [r.latency_s for r in out], "fallback": [r.fallback or None for r in out],
-                }, casts={"shots": "INTEGER", "latency_s": "DOUBLE", "fallback": "VARCHAR"})
+                    "selector_score": [r.selector_score for r in out],
+                }, casts={"shots": "INTEGER", "latency_s": "DOUBLE", "fallback": "VARCHAR", "selector_score": "DOUBLE"})
         bar.update(len(chunk))
     bar.close()
     return {"split": split_id, "encoder": encoder, "backend": backend, "model": label, "prompts": prompt_set,

@@ -13,7 +13,9 @@ def test_quickstart_runs(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "persona of u1: Drawn to" in out.stdout
     assert "rewrite: a lighthouse at dusk, inspired by" in out.stdout
-    assert out.stdout.count("win rate") == 2 and "text_preference[minilm]" in out.stdout
+    rows = [line for line in out.stdout.splitlines() if " personal " in line]
+    assert len(rows) == 4 and "text_preference[minilm]" in out.stdout
+    assert rows[0].startswith("history ceiling") and rows[1].startswith("tfidf+template ")
 
 
 def test_personas_tour_runs(tmp_path):

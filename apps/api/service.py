@@ -314,7 +314,10 @@ class Service:
 
         with self.gate.reading() as ws:
             split_id = self.split_id or resolve_split(ws, self.config.split)
-            for encoder, source in ((self.coldstart_encoder, "coldstart"), (self.config.encoder, "mined")):
+            from persona.mining import persona_set
+
+            mined = persona_set(self.config.encoder, self.config.encoder_params)
+            for encoder, source in ((self.coldstart_encoder, "coldstart"), (mined, "mined")):
                 cards = load_personas(ws, split_id, encoder, [user_id])
                 if user_id in cards:
                     return cards[user_id], source

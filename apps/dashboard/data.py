@@ -85,18 +85,32 @@ def task_runs(ws: Workspace) -> list[dict[str, Any]]:
 
 
 def task_leaderboard(ws: Workspace, run_id: str) -> pd.DataFrame:
-    """The task report's leaderboard (baseline first, then systems by win rate, with CIs)."""
-    return pd.DataFrame(leaderboard_rows(task_report(ws, run_id)))
+    """The task report's leaderboards, one block per text encoder (a ``metric`` column says which), each
+    led by the personal win rate: the history ceiling, the systems by personal win rate, the controls."""
+    rep = task_report(ws, run_id)
+    frames = []
+    for te in rep.get("text_encoders") or [None]:
+        metric = next((s["metric"] for s in rep["systems"] if s.get("text_encoder") == te), "") if te else ""
+        rows = leaderboard_rows(rep, te)
+        if rows:
+            frames.append(pd.DataFrame([{"metric": metric, **r} for r in rows]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+BENCH_COLUMNS = ["run", "system", "split", "metric", "personal", "personal CI", "vs dislikes", "of ceiling", "vs generic",
+                 "generic CI", "lift", "users", "units"]
 
 
 def bench_leaderboard(ws: Workspace) -> pd.DataFrame:
-    """Completed bench runs by win rate against the generic prompt, with 95% user-bootstrap CIs."""
+    """Completed bench runs by personal win rate (own persona's rewrite against the other held-out users'),
+    then the win rate against the generic prompt, with 95% user-bootstrap CIs."""
     rows = [{"run": r["run_id"], "system": r["system"], "split": r["split"], "metric": r["metric"],
-             "win rate": fnum(r["win_rate"]), "win CI": fci(r["ci_low"], r["ci_high"]),
-             "lift": fnum(r["lift"], 4), "lift CI": fci(r["lift_ci_low"], r["lift_ci_high"], 4),
-             "users": r["n_users"], "units": r["n_units"]} for r in leaderboard(ws)]
-    return pd.DataFrame(rows, columns=["run", "system", "split", "metric", "win rate", "win CI", "lift", "lift CI",
-                                       "users", "units"])
+             "personal": fnum(r["personal_win_rate"]), "personal CI": fci(*r["personal_ci"]),
+             "vs dislikes": fnum(r["personal_dislikes"]),
+             "of ceiling": None if r["ceiling_share"] != r["ceiling_share"] else f"{100 * r['ceiling_share']:.0f}%",
+             "vs generic": fnum(r["win_rate"]), "generic CI": fci(r["ci_low"], r["ci_high"]),
+             "lift": fnum(r["lift"], 4), "users": r["n_users"], "units": r["n_units"]} for r in leaderboard(ws)]
+    return pd.DataFrame(rows, columns=BENCH_COLUMNS)
 
 
 def human_preference_table(ws: Workspace) -> pd.DataFrame:
@@ -130,24 +144,30 @@ def _worst_rows(system: str, attribute: str, rep: dict[str, Any]) -> dict[str, A
 
 
 def _task_cohorts(ws: Workspace, run_id: str) -> dict[str, Any]:
+    from evalbench.taskreport import _group_key
+
     rep = task_report(ws, run_id)
+    text = rep.get("kind", "text") not in ("image", "reference")
     groups, overall, worst = [], [], []
     for s in rep["systems"]:
         bias = s.get("bias") or {}
+        if not bias:
+            continue
         o, ipf = bias.get("overall") or {}, bias.get("ipf") or {}
-        overall.append({"system": s["name"], "raw win rate": fnum(o.get("raw_mean", s["win_rate"])),
-                        "raw CI": fci(o.get("ci_low", s["win_rate_ci"][0]), o.get("ci_high", s["win_rate_ci"][1])),
+        name = s["name"] + (f" [{s['text_encoder']}]" if text and len(rep.get("text_encoders") or []) > 1 else "")
+        overall.append({"system": name, "raw": fnum(o.get("raw_mean")), "raw CI": fci(o.get("ci_low"), o.get("ci_high")),
                         "IPF-reweighted": fnum(o.get("reweighted_mean")), "delta %": fnum(o.get("delta_pct"), 2),
                         "IPF effective users": fnum(ipf.get("effective_users"), 1), "users": s["n_users"]})
-        for attribute, arep in (rep["groups"].get(s["name"]) or {}).items():
-            worst.append(_worst_rows(s["name"], attribute, arep))
+        for attribute, arep in (rep["groups"].get(_group_key(s) if text else s["name"]) or {}).items():
+            worst.append(_worst_rows(name, attribute, arep))
             for group, v in arep["groups"].items():
-                groups.append({"system": s["name"], "attribute": attribute, "group": group, "users": v["n"],
-                               "win rate": fnum(v["mean"]), "ci_low": fnum(v["ci_low"]), "ci_high": fnum(v["ci_high"]),
-                               "share": fnum(v.get("share")), "IPF win rate": fnum(v.get("mean_reweighted")),
+                groups.append({"system": name, "attribute": attribute, "group": group, "users": v["n"],
+                               "score": fnum(v["mean"]), "ci_low": fnum(v["ci_low"]), "ci_high": fnum(v["ci_high"]),
+                               "share": fnum(v.get("share")), "IPF score": fnum(v.get("mean_reweighted")),
                                "target share": fnum(v.get("target_share"))})
     has_ipf = any(r["IPF-reweighted"] is not None for r in overall)
-    return {"kind": "task", "attributes": list(rep["attributes"]), "has_ipf": has_ipf,
+    return {"kind": "task", "value_label": "personal win rate" if text else "win rate vs baseline",
+            "attributes": list(rep["attributes"]), "has_ipf": has_ipf,
             "targets": rep.get("targets_source"), "overall": pd.DataFrame(overall), "worst": pd.DataFrame(worst),
             "groups": pd.DataFrame(groups)}
 
@@ -156,20 +176,24 @@ def _bench_cohorts(ws: Workspace, run_id: str) -> dict[str, Any]:
     system = (loads(ws.scalar("SELECT config FROM runs WHERE run_id = ?", [run_id])) or {}).get("system", run_id)
     rows = group_report(ws, run_id)
     groups = [{"system": system, "attribute": r["attribute"], "group": r["group"], "users": r["n_users"],
-               "win rate": fnum(r["win_rate"]), "ci_low": fnum(r["ci_low"]), "ci_high": fnum(r["ci_high"]),
-               "lift": fnum(r["lift"], 4)} for r in rows]
+               "score": fnum(r["personal_win_rate"]), "ci_low": fnum(r["personal_ci"][0]),
+               "ci_high": fnum(r["personal_ci"][1]), "vs generic": fnum(r["win_rate"]), "lift": fnum(r["lift"], 4)}
+              for r in rows]
     worst = []
     for attribute in dict.fromkeys(r["attribute"] for r in rows):
-        eligible = {r["group"]: r["win_rate"] for r in rows if r["attribute"] == attribute and r["n_users"] >= MIN_GROUP}
+        eligible = {r["group"]: r["personal_win_rate"] for r in rows
+                    if r["attribute"] == attribute and r["n_users"] >= MIN_GROUP
+                    and r["personal_win_rate"] == r["personal_win_rate"]}
         if eligible:
             lo, hi = min(eligible, key=eligible.get), max(eligible, key=eligible.get)
             ratio = eligible[lo] / eligible[hi] if eligible[hi] else float("nan")
             worst.append(_worst_rows(system, attribute, {"worst_group": lo, "best_group": hi,
                                                          "gap": eligible[hi] - eligible[lo], "disparity_ratio": ratio}))
     lb = leaderboard(ws, [run_id])
-    overall = [{"system": system, "raw win rate": fnum(r["win_rate"]), "raw CI": fci(r["ci_low"], r["ci_high"]),
+    overall = [{"system": system, "raw": fnum(r["personal_win_rate"]), "raw CI": fci(*r["personal_ci"]),
                 "IPF-reweighted": None, "delta %": None, "IPF effective users": None, "users": r["n_users"]} for r in lb]
-    return {"kind": "bench", "attributes": list(dict.fromkeys(r["attribute"] for r in rows)), "has_ipf": False,
+    return {"kind": "bench", "value_label": "personal win rate",
+            "attributes": list(dict.fromkeys(r["attribute"] for r in rows)), "has_ipf": False,
             "targets": None, "overall": pd.DataFrame(overall), "worst": pd.DataFrame(worst), "groups": pd.DataFrame(groups)}
 
 
@@ -300,11 +324,12 @@ def store_label(ws: Workspace, pair_id: str, choice: str, annotator: str | None 
 
 
 def bench_runs(ws: Workspace) -> list[dict[str, Any]]:
-    """Bench runs with scores, newest first: ``run_id``, ``system``, ``split``, ``label``."""
+    """Bench runs with per-prompt scores, newest first: ``run_id``, ``system``, ``split``, ``label`` (the
+    history ceiling, one unit per user and no prompt, pairs with nothing and is left out)."""
     out = []
     for r in reversed(list_runs(ws, "bench")):
         cfg = r.get("config") or {}
-        if not r["units_done"]:
+        if not r["units_done"] or cfg.get("reference") == "history":
             continue
         out.append({"run_id": r["run_id"], "system": cfg.get("system", "?"), "split": cfg.get("split"),
                     "label": f"{cfg.get('system', '?')} · {r['run_id']} · {cfg.get('split')}"})

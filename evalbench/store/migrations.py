@@ -271,10 +271,30 @@ def m005_apps(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m006_personal_signal(con: duckdb.DuckDBPyConnection) -> None:
+    """The selector score of the candidate a rewrite kept, and embeddings of benchmark outputs per unit
+    (the image tasks' personal win rate compares a user's images with other users' on the user's own
+    preference, so each image's embedding is kept with its scores)."""
+    con.execute(
+        """
+        ALTER TABLE rewrites ADD COLUMN selector_score DOUBLE;
+        ALTER TABLE rewrite_cache ADD COLUMN selector_score DOUBLE;
+        CREATE TABLE unit_embeddings (
+            run_id VARCHAR NOT NULL,
+            unit_id VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            embedding FLOAT[] NOT NULL,
+            PRIMARY KEY (run_id, unit_id, model)
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     (1, m001_initial),
     (2, m002_cohorts),
     (3, m003_rewrite_cache),
     (4, m004_generation_records),
     (5, m005_apps),
+    (6, m006_personal_signal),
 ]

@@ -9,7 +9,7 @@ from evalbench.store.workspace import Workspace
 from persona.data.errors import DataError, Problems
 from persona.data.tabular import csv_rows
 
-BUILTIN = {"parti36": "parti36.tsv", "parti12": "parti12.tsv", "parti6": "parti6.tsv"}
+BUILTIN = {"parti36": "parti36.tsv", "parti12": "parti12.tsv", "parti6": "parti6.tsv", "parti3": "parti3.tsv"}
 
 
 def read_prompt_file(path: Path) -> list[tuple[str, str, str, str]]:

@@ -63,12 +63,34 @@ def done_units(ws: Workspace, run_id: str) -> set[str]:
     return {r[0] for r in ws.query("SELECT unit_id FROM run_units WHERE run_id = ?", [run_id])}
 
 
-def write_units(ws: Workspace, run_id: str, units: list[tuple[str, str, str]], scores: list[Score]) -> None:
-    """Record finished units ``(unit_id, status, detail)`` and their scores in one transaction."""
+def write_units(ws: Workspace, run_id: str, units: list[tuple[str, str, str]], scores: list[Score],
+                embeddings: list[tuple[str, str, list[float]]] | None = None) -> None:
+    """Record finished units ``(unit_id, status, detail)``, their scores and the embeddings of their outputs
+    (``(unit_id, model, vector)``) in one transaction."""
     with ws.transaction():
+        if embeddings:
+            ws.insert_columns("unit_embeddings", {
+                "run_id": [run_id] * len(embeddings), "unit_id": [e[0] for e in embeddings],
+                "model": [e[1] for e in embeddings], "embedding": [list(map(float, e[2])) for e in embeddings]},
+                casts={"embedding": "FLOAT[]"})
         ws.insert_columns("run_units", {"run_id": [run_id] * len(units), "unit_id": [u[0] for u in units],
                                         "status": [u[1] for u in units], "detail": [u[2] for u in units]},
                           casts={"detail": "VARCHAR"})
+        ws.insert_columns("scores", {"run_id": [s.run_id for s in scores], "unit_id": [s.unit_id for s in scores],
+                                     "metric": [s.metric for s in scores], "value": [s.value for s in scores],
+                                     "model": [s.model for s in scores]}, casts={"value": "DOUBLE"})
+
+
+def unit_embeddings(ws: Workspace, run_id: str, model: str) -> dict[str, list[float]]:
+    """``{unit_id: embedding}`` of a run's outputs, as stored by :func:`write_units`."""
+    return dict(ws.query("SELECT unit_id, embedding FROM unit_embeddings WHERE run_id = ? AND model = ?", [run_id, model]))
+
+
+def write_scores(ws: Workspace, scores: list[Score]) -> None:
+    """Add score rows for units already recorded (a second pass over a finished run), in one transaction."""
+    if not scores:
+        return
+    with ws.transaction():
         ws.insert_columns("scores", {"run_id": [s.run_id for s in scores], "unit_id": [s.unit_id for s in scores],
                                      "metric": [s.metric for s in scores], "value": [s.value for s in scores],
                                      "model": [s.model for s in scores]}, casts={"value": "DOUBLE"})

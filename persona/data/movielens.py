@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from persona.data.base import DatasetBundle
 from persona.data.errors import DataError, Problems
+from persona.data.fetch import cache_dir, pip_download
 from persona.data.tabular import decode_utf8
 from persona.records import Interaction, Item, User
 
@@ -31,11 +31,6 @@ GROUPLENS_TERMS = (
 LICENCE = "GroupLens research terms (non-commercial, no redistribution)"
 
 
-def cache_dir() -> Path:
-    """``$PWB_CACHE`` or ``~/.cache/persona-workbench``."""
-    return Path(os.environ.get("PWB_CACHE") or Path.home() / ".cache" / "persona-workbench")
-
-
 def fetch_wheel(cache: str | os.PathLike | None = None, *, quiet: bool = False) -> Path:
     """Return the path of the RecBole wheel, downloading it with pip into ``cache`` the first time.
 
@@ -45,14 +40,12 @@ def fetch_wheel(cache: str | os.PathLike | None = None, *, quiet: bool = False) 
     folder.mkdir(parents=True, exist_ok=True)
     wheel = folder / WHEEL_NAME
     if not wheel.exists():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-               f"recbole=={RECBOLE_VERSION}", "-d", str(folder)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0 or not wheel.exists():
-            raise DataError(
-                f"could not download recbole=={RECBOLE_VERSION} with pip: {proc.stderr.strip()[-400:]}",
-                file=str(folder), fix="Check access to the package index, or pass --path to a folder or wheel "
-                "that holds ml-100k.user, ml-100k.item and ml-100k.inter.")
+        pip_download(f"recbole=={RECBOLE_VERSION}", folder,
+                     fix="Check access to the package index, or pass --path to a folder or wheel that holds "
+                         "ml-100k.user, ml-100k.item and ml-100k.inter.")
+        if not wheel.exists():
+            raise DataError(f"pip did not leave {WHEEL_NAME} in the cache", file=str(folder),
+                            fix="Pass --path to a folder or wheel that holds the ml-100k files.")
     marker = folder / ".grouplens-terms-shown"
     if not marker.exists():
         if not quiet:

@@ -17,6 +17,7 @@ class PersonaContext:
         items: All items.
         visible: Each user's visible interactions, oldest first.
         meta: The dataset's meta (``like_threshold``, ``dislike_threshold``, ``item_noun``, ...).
+        cache: Derived data computed once per context (e.g. :func:`persona.traits.population_of`).
     """
 
     split_id: str
@@ -25,6 +26,7 @@ class PersonaContext:
     items: dict[str, Item]
     visible: dict[str, list[Interaction]]
     meta: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def demographics(self, user_id: str) -> dict[str, Any]:
         attrs = self.users[user_id].attributes

@@ -403,6 +403,19 @@ def load_checkpoint(path):
     return model, blob["meta"]
 
 
+def _half_life(value) -> float | None:
+    """``recency_half_life`` from an option value: a positive number, or ``off``/``0`` for none."""
+    if value in ("off", "none", 0, "0", False):
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"recency_half_life must be a positive number of interactions or 'off', got {value!r}") from None
+    if value <= 0:
+        raise ValueError(f"recency_half_life must be a positive number of interactions or 'off', got {value!r}")
+    return value
+
+
 class GatPersonaEncoder(PersonaEncoder):
     """Persona encoder backed by a trained PersonaGAT; evidence ranked by learned attention.
 
@@ -410,6 +423,12 @@ class GatPersonaEncoder(PersonaEncoder):
         epochs, hidden, heads, lr, batch_size, negatives: Training settings (see :func:`train_gat`).
         align: Use the ImageAlign loss when items have images (``gat``); ``False`` is ``gat-noalign``.
         n_traits: Interests kept per card; token_budget: evidence token budget per card.
+        traits: ``distinctive`` (interests ranked by log-odds against the population, the default) or
+            ``share`` (by raw share of the user's evidence); see :mod:`persona.traits`. Card options
+            (``traits``, ``n_traits``, ``token_budget``, ``recency_half_life``) do not retrain: both modes share a
+            checkpoint.
+        recency_half_life: Half-life in interactions of the recency prior on the evidence weights
+            (:func:`persona.traits.recency_prior`; default 4; ``"off"`` or 0: attention alone).
         text_encoder, image_encoder: Item feature encoders (embedded stand-ins by default; any
             sentence-transformers id / CLIP id or path on a machine that has them).
         item_fanout: Users an item's layer reads at inference (``None``: all; see :func:`infer`).
@@ -418,18 +437,25 @@ class GatPersonaEncoder(PersonaEncoder):
     """
 
     name = "gat"
-    version = "2"
+    version = "3"
     conv = "gatv2"
+    #: options that change only how cards are written from a trained model (not part of its checkpoint)
+    card_options = ("traits", "n_traits", "token_budget", "recency_half_life")
 
     def __init__(self, epochs: int = 20, hidden: int = 64, heads: int = 2, lr: float = 5e-3, batch_size: int = 1024,
                  negatives: int = 4, align: bool = True, n_traits: int = 4,
                  token_budget: int = 2048, text_encoder: str = "minilm", image_encoder: str = "effnet-lite0",
-                 item_fanout: int | None = None, checkpoint: str | None = None, seed: int = 0, progress: bool = False):
+                 item_fanout: int | None = None, checkpoint: str | None = None, seed: int = 0, progress: bool = False,
+                 traits: str = "distinctive", recency_half_life: float | None = None):
+        from persona.evidence import DEFAULT_HALF_LIFE
+        from persona.traits import check_mode
+
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         self.train_args = dict(epochs=epochs, hidden=hidden, heads=heads, lr=lr, batch_size=batch_size,
                                negatives=negatives, conv=self.conv, align_weight=0.1 if align else 0.0, seed=seed)
-        self.n_traits, self.token_budget = n_traits, token_budget
+        self.n_traits, self.token_budget, self.traits = n_traits, token_budget, check_mode(traits)
+        self.recency_half_life = DEFAULT_HALF_LIFE if recency_half_life is None else _half_life(recency_half_life)
         self.text_encoder, self.image_encoder = text_encoder, image_encoder
         self.checkpoint, self.progress, self.item_fanout = checkpoint, progress, item_fanout
 
@@ -502,7 +528,8 @@ class GatPersonaEncoder(PersonaEncoder):
             if u not in self.graph.user_index:
                 raise KeyError(f"user {u!r} has no visible interactions in split {ctx.split_id!r}")
             cards.append(build_card(ctx, u, self.attention(u), self.embedding(u), self.model_version,
-                                    n_traits=self.n_traits, token_budget=self.token_budget))
+                                    traits=self.traits, n_traits=self.n_traits, token_budget=self.token_budget,
+                                    recency_half_life=self.recency_half_life))
         return cards
 
 

@@ -8,25 +8,22 @@ trait common to everyone (MovieLens' *Drama*) counts less than a distinctive one
     w_{u,t} = \\frac{c_{u,t}\\,\\mathrm{idf}_t}{\\lVert c_{u}\\,\\mathrm{idf} \\rVert_2},\\qquad
     \\mathrm{idf}_t = 1 + \\ln\\frac{1 + |U|}{1 + |\\{u : c_{u,t} > 0\\}|}
 
-Traits are the top weighted tags; a tag is a dislike when the user's disliked items carry it clearly
-more than their liked ones. Evidence ranks liked items by the summed weight of their tags. It is a
-baseline: no graph, no learning, no neighbours; the GAT miner is measured against it.
+Evidence ranks liked items by the summed weight of their tags (then disliked items by their tags'
+dislike weight); the card is written from that ranking as for every encoder
+(:func:`persona.evidence.build_card`: distinctive or share traits, cues, keyphrases, telling titles), and
+its embedding is the user's TF-IDF row. It is a baseline: no graph, no learning, no neighbours; the GAT
+miner is measured against it.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 import numpy as np
 
 from persona.models.base import PersonaContext, PersonaEncoder
-from persona.records import Evidence, PersonaCard
-from persona.verbalize import scrub, verbalize
+from persona.records import PersonaCard
 
-_WORD = re.compile(r"[a-z][a-z'-]{2,}")
-_STOP = {"the", "and", "for", "with", "from", "that", "this", "are", "was", "you", "your", "how", "what", "can",
-         "not", "but", "all", "its", "into", "about", "when", "why", "which", "who", "will", "has", "have"}
 
 
 class TfidfPersonaEncoder(PersonaEncoder):
@@ -36,34 +33,42 @@ class TfidfPersonaEncoder(PersonaEncoder):
         n_traits: Liked traits kept per persona.
         n_dislikes: Disliked traits kept per persona.
         n_evidence: Evidence items kept per persona.
+        traits: ``distinctive`` (log-odds against the population) or ``share``; see :mod:`persona.traits`.
+        recency_half_life: Recency prior on the evidence weights, in interactions (default 4; ``off``: none).
     """
 
     name = "tfidf"
-    version = "1"
+    version = "2"
 
-    def __init__(self, n_traits: int = 4, n_dislikes: int = 2, n_evidence: int = 3):
+    def __init__(self, n_traits: int = 4, n_dislikes: int = 2, n_evidence: int = 3, traits: str = "distinctive",
+                 recency_half_life: float | None = None):
+        from persona.evidence import DEFAULT_HALF_LIFE
+        from persona.models.gat import _half_life
+        from persona.traits import check_mode
+
         if n_traits < 1:
             raise ValueError(f"n_traits must be >= 1, got {n_traits}")
         if n_dislikes < 0 or n_evidence < 0:
             raise ValueError(f"n_dislikes and n_evidence must be >= 0, got {n_dislikes}, {n_evidence}")
         self.n_traits, self.n_dislikes, self.n_evidence = n_traits, n_dislikes, n_evidence
+        self.traits = check_mode(traits)
+        self.recency_half_life = DEFAULT_HALF_LIFE if recency_half_life is None else _half_life(recency_half_life)
         self.context: PersonaContext | None = None
 
     def __repr__(self) -> str:
-        return f"TfidfPersonaEncoder(n_traits={self.n_traits}, n_dislikes={self.n_dislikes}, n_evidence={self.n_evidence})"
+        return (f"TfidfPersonaEncoder(n_traits={self.n_traits}, n_dislikes={self.n_dislikes}, n_evidence={self.n_evidence}, "
+                f"traits={self.traits!r})")
 
-    def _terms(self, item_id: str) -> list[str]:
-        item = self.context.items[item_id]
-        if self._use_tags:
-            return list(item.tags)
-        return [w for w in _WORD.findall(item.title.lower()) if w not in _STOP]
+    def _terms(self, item_id: str) -> tuple[str, ...]:
+        from persona.traits import item_terms
+
+        return item_terms(self.context, item_id)
 
     def fit(self, context: PersonaContext) -> TfidfPersonaEncoder:
         from scipy.sparse import csr_matrix
         from sklearn.feature_extraction.text import TfidfTransformer
 
         self.context = context
-        self._use_tags = any(it.tags for it in context.items.values())
         self.users = sorted(context.visible)
         vocab: dict[str, int] = {}
         likes, dislikes = [], []
@@ -95,38 +100,44 @@ class TfidfPersonaEncoder(PersonaEncoder):
         self._row = {u: i for i, u in enumerate(self.users)}
         return self
 
+    def ranked(self, user_id: str) -> list[tuple[str, float]]:
+        """The user's visible items as ``(item_id, weight)``, best first: liked items by the summed TF-IDF
+        weight of their terms, then disliked items by their terms' dislike weight (ties: higher value,
+        then item id)."""
+        ctx = self.context
+        r = self._row[user_id]
+        like = {self.vocab[i]: float(self.like_w[r, i]) for i in np.nonzero(self.like_w[r])[0]}
+        dislike = {self.vocab[i]: float(self.dislike_w[r, i]) for i in np.nonzero(self.dislike_w[r])[0]}
+        liked, disliked, seen = [], [], set()
+        for x in ctx.visible[user_id]:
+            if x.item_id in seen:
+                continue
+            seen.add(x.item_id)
+            terms = self._terms(x.item_id)
+            if ctx.is_liked(x):
+                liked.append((sum(like.get(t, 0.0) for t in terms), x.value or 0.0, x.item_id))
+            elif ctx.is_disliked(x):
+                disliked.append((sum(dislike.get(t, 0.0) for t in terms), -(x.value or 0.0), x.item_id))
+        out = []
+        for group in (liked, disliked):
+            group.sort(key=lambda t: (-t[0], -t[1], t[2]))
+            out += [(iid, s) for s, _, iid in group]
+        return out
+
     def encode(self, user_ids: list[str]) -> list[PersonaCard]:
+        from persona.evidence import build_card
+        from persona.traits import population_of
+
         if self.context is None:
             raise RuntimeError("call fit() before encode()")
         ctx = self.context
+        pop = population_of(ctx)
         cards = []
-        noun = ctx.meta.get("item_noun", "items")
         for u in user_ids:
             if u not in self._row:
                 raise KeyError(f"user {u!r} has no visible interactions in split {ctx.split_id!r}")
-            w, d = self.like_w[self._row[u]], self.dislike_w[self._row[u]]
-            top = [i for i in np.argsort(-w, kind="stable")[: self.n_traits] if w[i] > 0]
-            traits = [{"name": self.vocab[i], "weight": round(float(w[i]), 4)} for i in top]
-            margin = d - w
-            bad = [i for i in np.argsort(-margin, kind="stable")[: self.n_dislikes] if margin[i] > 0.15]
-            traits += [{"name": self.vocab[i], "weight": -round(float(margin[i]), 4)} for i in bad]
-            weight_of = {self.vocab[i]: float(w[i]) for i in np.nonzero(w)[0]}
-            scored = []
-            for x in ctx.visible[u]:
-                if ctx.is_liked(x):
-                    s = sum(weight_of.get(t, 0.0) for t in self._terms(x.item_id))
-                    scored.append((s, x.value or 0.0, x.item_id))
-            scored.sort(key=lambda t: (-t[0], -t[1], t[2]))
-            evidence, seen = [], set()
-            for s, _, iid in scored:
-                if iid in seen:
-                    continue
-                seen.add(iid)
-                evidence.append(Evidence(iid, round(s, 4), scrub(ctx.items[iid].title)))
-                if len(evidence) >= self.n_evidence:
-                    break
-            demo = ctx.demographics(u)
-            summary = verbalize(traits, [e.snippet for e in evidence], demo, noun)
-            cards.append(PersonaCard(u, summary, traits, evidence, [round(float(v), 5) for v in w],
-                                     self.model_version, demo))
+            cards.append(build_card(ctx, u, self.ranked(u), [round(float(v), 5) for v in self.like_w[self._row[u]]],
+                                    self.model_version, traits=self.traits, n_traits=self.n_traits,
+                                    n_dislikes=self.n_dislikes, n_evidence=self.n_evidence,
+                                    recency_half_life=self.recency_half_life, population=pop))
         return cards

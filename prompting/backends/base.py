@@ -56,6 +56,16 @@ class RewriterBackend:
         """Rewrite each request; ``params`` is a :class:`prompting.params.RewriteParams` (or ``None``)."""
         raise NotImplementedError
 
+    def candidates_batch(self, requests: list[RewriteRequest], params=None, n: int = 1) -> list[list[RewriteResult]]:
+        """Up to ``n`` rewrites per request (``[request][candidate]``), candidate 0 being
+        :meth:`rewrite_batch`'s. Default: ``n`` batches with :meth:`RewriteParams.for_candidate`'s settings
+        (other seeds, sampling on); a backend with a cheaper way overrides it."""
+        from prompting.params import RewriteParams
+
+        params = params or RewriteParams()
+        rounds = [self.rewrite_batch(requests, params.for_candidate(j)) for j in range(n)]
+        return [[rounds[j][i] for j in range(n)] for i in range(len(requests))]
+
     def verbalize_batch(self, requests: list[PersonaRequest]) -> list[str]:
         """Persona text for each card. Language-model backends send :func:`prompting.guard.persona_messages`."""
         raise NotImplementedError(f"the {self.name} backend cannot verbalise personas")

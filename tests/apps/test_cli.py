@@ -68,11 +68,11 @@ def test_session_on_synthetic_data(tmp_path):
     assert out["users"] == 150 and out["dataset"] == "synthetic-s2"
     assert "synthetic-s2" in run(["data", "list"], db).output
     split = json.loads(run_json(["data", "split", "--seed", "1", "--json"], db).output)
-    assert split["heldout"] == 15
+    assert split["heldout"] == 30
     mined = json.loads(run_json(["personas", "mine", "--json"], db).output)
     assert mined["mined"] == 150
     shown = run(["personas", "show", "u3"], db).output
-    assert "tfidf-1" in shown and "evidence:" in shown
+    assert "tfidf-2" in shown and "evidence:" in shown
     card = json.loads(run_json(["personas", "show", "u3", "--json"], db).output)
     assert card["user_id"] == "u3" and card["traits"]
     ev = json.loads(run_json(["personas", "eval", "--scorers", "popularity,tfidf", "--json"], db).output)
@@ -81,12 +81,18 @@ def test_session_on_synthetic_data(tmp_path):
     prompts = tmp_path / "p.tsv"
     prompts.write_text("prompt_id\tprompt\np1\ta red bicycle\np2\ta lighthouse at dusk\n")
     rw = json.loads(run_json(["rewrite", "--prompts", str(prompts), "--json"], db).output)
-    assert rw["users"] == 15 and rw["prompts"] == "p"
+    assert rw["users"] == 30 and rw["prompts"] == "p"
     _generate_from_rewrites(tmp_path, db)
-    b = json.loads(run_json(["bench", "run", "--prompts", str(prompts), "--json"], db).output)
-    assert b["status"] == "completed" and b["units"] == 30
+    rw8 = json.loads(run_json(["rewrite", "--prompts", str(prompts), "--candidates", "4", "--json"], db).output)
+    assert rw8["model"].endswith("|n4") and rw8["requests"] == 60
+    b = json.loads(run_json(["bench", "run", "--prompts", str(prompts), "--model", rw["model"], "--json"], db).output)
+    assert b["status"] == "completed" and b["units"] == 60
     report = run(["bench", "report", "--groups"], db).output
     assert "tfidf+template" in report and "text_preference[minilm]" in report and "gender" in report
+    header = report.splitlines()[0].split()
+    assert header[:2] == ["system", "personal"]  # the personal win rate leads
+    power = run(["bench", "power"], db).output
+    assert "history ceiling (text_preference[minilm])" in power and "smallest detectable" in power
     assert b["run_id"] in run(["runs", "list"], db).output
 
 

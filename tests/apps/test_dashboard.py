@@ -95,27 +95,33 @@ def test_helpers(tmp_path, monkeypatch):
 
 def test_data_runs_and_leaderboards(ro):
     runs = data.runs_table(ro)
-    assert set(runs["kind"]) == {"task", "bench"} and len(runs) == 4
+    # two reference rows, two systems and their shuffled controls, one task run
+    assert set(runs["kind"]) == {"task", "bench"} and len(runs) == 7
     task = data.task_runs(ro)[0]["run_id"]
     assert task.startswith("task-") and task in set(runs["run"])
     board = data.task_leaderboard(ro, task)
-    assert board["system"].iloc[0].endswith("(baseline)")
-    assert {"sage+template", "tfidf+template", "tfidf+template (shuffled control)"} <= set(board["system"])
+    assert list(board.columns[:3]) == ["metric", "system", "personal"]  # the personal win rate leads
+    assert board["system"].iloc[0] == "history ceiling (no prompt)" and board["system"].iloc[-1].endswith("(baseline)")
+    assert {"sage+template", "tfidf+template", "tfidf+template (shuffled control)", "popularity control"} <= set(board["system"])
     bench = data.bench_leaderboard(ro)
-    assert len(bench) == 3 and list(bench["win rate"]) == sorted(bench["win rate"], reverse=True)
-    assert all(ci.startswith("[") for ci in bench["win CI"])
+    assert len(bench) == 6 and list(bench.columns[4:6]) == ["personal", "personal CI"]
+    assert list(bench["personal"]) == sorted(bench["personal"], reverse=True)
+    assert all(ci.startswith("[") for ci in bench["personal CI"])
     assert data.human_preference_table(ro).empty
 
 
 def test_data_cohorts(ro):
     options = data.run_options(ro)
-    assert options[0]["kind"] == "task" and [o["kind"] for o in options[1:]] == ["bench"] * 3
+    assert options[0]["kind"] == "task" and [o["kind"] for o in options[1:]] == ["bench"] * 6
     rep = data.cohort_report(ro, options[0]["run_id"])
     assert rep["kind"] == "task" and rep["attributes"] == ["gender", "age_group"] and not rep["has_ipf"]
+    assert rep["value_label"] == "personal win rate"
     assert {"female", "male"} <= set(rep["groups"]["group"])
-    assert (rep["groups"]["ci_low"] <= rep["groups"]["win rate"]).all()
-    assert set(rep["worst"]["attribute"]) == {"gender", "age_group"} and len(rep["overall"]) == 3
-    bench = data.cohort_report(ro, options[1]["run_id"])
+    g = rep["groups"]
+    assert (g["ci_low"].isna() | (g["ci_low"] <= g["score"])).all() and g["ci_low"].notna().sum() > len(g) / 2
+    # the systems, their controls and the popularity control (the history ceiling has no prompts to break down)
+    assert set(rep["worst"]["attribute"]) == {"gender", "age_group"} and len(rep["overall"]) == 5
+    bench = data.cohort_report(ro, next(o["run_id"] for o in options if "tfidf+template · " in o["label"]))
     assert bench["kind"] == "bench" and {"female", "male"} <= set(bench["groups"]["group"])
     assert len(bench["overall"]) == 1 and bench["overall"]["IPF-reweighted"].isna().all()
     with pytest.raises(Exception, match="No run"):
@@ -124,7 +130,7 @@ def test_data_cohorts(ro):
 
 def test_data_personas(ro):
     sets = data.persona_sets(ro)
-    assert {s["encoder"] for s in sets} == {"tfidf", "sage"}
+    assert {s["encoder"] for s in sets} == {"tfidf", "sage[epochs=3]"}
     s = next(s for s in sets if s["encoder"] == "tfidf")
     users = data.persona_users(ro, s["split_id"], "tfidf")
     assert users[:3] == ["u0", "u1", "u2"] and len(users) == s["users"]
@@ -160,7 +166,7 @@ def test_data_pairs_and_labels(review_db, tmp_path):
 
 def test_data_compare(ro):
     runs = data.bench_runs(ro)
-    assert len(runs) == 3
+    assert len(runs) == 5 and "history ceiling" not in {r["system"] for r in runs}
     res = data.comparison(ro, runs[0]["run_id"], runs[1]["run_id"])
     assert res["units"] > 0 and 0 <= res["win_rate"] <= 1 and res["n_clusters"] > 0
     with pytest.raises(ValueError):
@@ -178,7 +184,7 @@ def test_overview_page(monkeypatch, dash_db):
     assert str(dash_db) in texts(at.sidebar.caption)
     runs, task_board, bench_board = frames(at)
     assert set(runs["run"]) == run_ids
-    assert "sage+template" in set(task_board["system"]) and len(bench_board) == 3
+    assert "sage+template" in set(task_board["system"]) and len(bench_board) == 6
     assert "No labels yet" in texts(at.info)
 
 
@@ -186,14 +192,14 @@ def test_cohorts_page(monkeypatch, dash_db):
     at = page(app(monkeypatch, dash_db), "cohorts")
     assert at.selectbox(key="cohorts_run").value.startswith("task-")
     overall, worst, groups = frames(at)
-    assert len(overall) == 3 and {"gender", "age_group"} == set(worst["attribute"])
-    assert {"female", "male"} == set(groups["group"]) and "CI" in groups
+    assert len(overall) == 5 and {"gender", "age_group"} == set(worst["attribute"])
+    assert {"female", "male", "non-binary"} == set(groups["group"]) and "CI" in groups
     assert at.get("vega_lite_chart"), "no per-group chart"
     assert "no population targets" in texts(at.caption)
     at.radio(key="cohorts_attribute").set_value("age_group").run()
     assert "25-34" in set(frames(at)[2]["group"])
     bench = [o.split(" · ")[0] for o in at.selectbox(key="cohorts_run").options if " · bench · " in o]
-    assert len(bench) == 3
+    assert len(bench) == 6
     at.selectbox(key="cohorts_run").set_value(bench[0]).run()
     assert not at.exception and len(frames(at)[0]) == 1
 

@@ -64,7 +64,7 @@ def _targets(tmp_path):
     path = tmp_path / "targets.yaml"
     path.write_text(
         "source: {title: 'illustrative test population', publisher: tests, table: none, url: 'file://tests', year: 2026}\n"
-        "marginals:\n  gender: {female: 0.7, male: 0.3}\n")
+        "marginals:\n  gender: {female: 0.65, male: 0.3, non-binary: 0.05}\n")
     return path
 
 
@@ -82,18 +82,36 @@ def task_run(tmp_path_factory):
 def test_task_compares_systems_with_cis_groups_and_ipf(task_run):
     tmp, spec, res, rep = task_run
     names = {s["name"]: s for s in rep["systems"]}
-    assert set(names) == {s.name for s in spec.systems} and rep["baseline"]["name"] == "no persona"
+    expected = {s.name for s in spec.systems} | {f"{s.name} (shuffled control)" for s in spec.systems}
+    assert set(names) == expected | {"history ceiling", "popularity control"}
+    assert rep["baseline"]["name"] == "no persona"
+    assert [s["reference"] for s in rep["systems"]][0] == "history"  # the ceiling leads the table
     for s in rep["systems"]:
+        lo, hi = s["personal_ci"]
+        assert lo <= s["personal_win_rate"] <= hi
+        if s["reference"] == "history":
+            continue
         lo, hi = s["win_rate_ci"]
         assert lo <= s["win_rate"] <= hi and 0 <= s["wilcoxon_p"] <= 1
         o = s["bias"]["overall"]
-        assert o["raw_mean"] == pytest.approx(s["win_rate"])  # per-user means, users equal
+        assert o["raw_mean"] == pytest.approx(s["personal_win_rate"])  # per-group scores are personal win rates
         assert o["reweighted_mean"] == o["reweighted_mean"] and o["delta_pct"] == o["delta_pct"]  # not nan
-    # planted personas carry signal: the persona beats its shuffled control, which sits near 0.5
-    assert names["tfidf+template"]["win_rate"] > names["tfidf+template (shuffled control)"]["win_rate"] + 0.2
-    assert names["tfidf+template"]["wilcoxon_p"] < 0.01
-    g = rep["groups"]["tfidf+template"]["gender"]
-    assert set(g["groups"]) == {"female", "male"} and g["raked"] and g["gap"] >= 0
+    # planted personas carry signal: the persona beats other users' personas, its shuffled control does not
+    own, ctl = names["tfidf+template"], names["tfidf+template (shuffled control)"]
+    assert own["personal_ci"][0] > 0.5 and own["personal_wilcoxon_p"] < 0.05
+    assert ctl["personal_ci"][0] < 0.5 < ctl["personal_ci"][1] + 0.05
+    assert names["popularity control"]["personal_win_rate"] == 0.5
+    share = (own["personal_win_rate"] - 0.5) / (names["history ceiling"]["personal_win_rate"] - 0.5)
+    assert own["ceiling_share"] == pytest.approx(share)
+    g = rep["groups"]["tfidf+template [minilm]"]["gender"]
+    assert set(g["groups"]) == {"female", "male", "non-binary"} and g["raked"] and g["gap"] >= 0
+
+
+def test_the_json_report_names_the_personal_win_rate_per_system(task_run):
+    _, _, _, rep = task_run
+    text = json.loads(json.dumps(rep, default=str))
+    for s in text["systems"]:
+        assert isinstance(s["personal_win_rate"], float) and len(s["personal_ci"]) == 2
 
 
 def test_same_seed_reproduces_the_report_exactly(task_run, tmp_path):
@@ -109,10 +127,14 @@ def test_reports_render_and_runs_compare(task_run, tmp_path):
     assert html.count("data:image/png;base64,") >= 3 and "tfidf+template" in html
     md = render_markdown(rep, tmp_path / "plots")
     assert "| no persona (baseline) |" in md and (tmp_path / "plots" / "groups_gender.png").exists()
+    assert (tmp_path / "plots" / "personal_minilm.png").exists()
+    header = next(line for line in md.splitlines() if line.startswith("| system"))
+    assert header.split("|")[2].strip() == "personal"  # the personal win rate leads every table
     with Workspace(tmp / "w.duckdb", read_only=True) as ws:
         ids = {s["name"]: s["run_id"] for s in rep["systems"]}
         cmp = compare_runs(ws, ids["tfidf+template"], ids["tfidf+template (shuffled control)"])
-    assert cmp["win_rate"] > 0.5 and cmp["units"] == rep["systems"][0]["n_units"]
+    n_units = next(s["n_units"] for s in rep["systems"] if s["name"] == "tfidf+template")
+    assert cmp["win_rate"] > 0.5 and cmp["units"] == n_units
 
 
 def _task_cmd(db):
@@ -212,7 +234,12 @@ def test_face_ratings_image_task_on_real_ratings(tmp_path):
     for s in rep["systems"]:
         assert s["win_rate_ci"][0] <= s["win_rate"] <= s["win_rate_ci"][1] and 0 <= s["copy_rate_32px"] <= 1
         assert set(rep["groups"][s["name"]]) == {"sex", "age"}
-    assert "own liked faces" in render_html(rep)
+        # images from the rater's own references against the other raters' images, on the rater's own faces
+        lo, hi = s["personal_ci"]
+        assert lo <= s["personal_win_rate"] <= hi and 0 <= s["personal_wilcoxon_p"] <= 1
+    assert rep["baseline"]["personal_win_rate"] == 0.5  # the popular faces are everyone's: the same images
+    html = render_html(rep)
+    assert "own liked faces" in html and "personal" in html
 
 
 DREAMBENCH = ROOT.parent / "shared" / "data" / "dreambench"
@@ -236,7 +263,7 @@ def test_lift_vs_k_plot_appears_for_k_shot_systems(task_run):
     import copy
 
     rep = copy.deepcopy(rep)
-    base = rep["systems"][0]
+    base = next(s for s in rep["systems"] if not s["reference"])
     rep["systems"] = [dict(base, name=f"gat+embedded k={k}", lift_x100=1.0 + k, lift_x100_ci=[k, 2.0 + k]) for k in (0, 3, 5)]
     rep["groups"] = {}
     html = render_html(rep)

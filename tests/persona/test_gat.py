@@ -124,7 +124,7 @@ def test_coldstart_persona_for_a_new_user_and_survey(ctx, encoder):
     cs = ColdStart(encoder)
     liked = [i for i, it in ctx.items.items() if "noir" in it.tags][:3] or sorted(ctx.items)[:3]
     card = cs.persona("new", [Interaction("new", i, "rating", 5.0) for i in liked])
-    assert card.model_version == "gat-2+coldstart" and len(card.embedding) == 16
+    assert card.model_version == "gat-3+coldstart" and len(card.embedding) == 16
     assert {e.item_id for e in card.evidence} == set(liked) and abs(sum(e.weight for e in card.evidence) - 1) < 1e-5
     survey = default_survey(ctx)
     opt = survey.questions[0].options[0]
@@ -142,7 +142,7 @@ def test_encoder_cards_rank_evidence_by_attention(ctx, encoder):
     card = encoder.encode(["u3"])[0]
     weights = [e.weight for e in card.evidence]
     assert weights == sorted(weights, reverse=True) and all(0 <= w <= 1 for w in weights)
-    assert card.model_version == "gat-2" and len(card.embedding) == 16
+    assert card.model_version == "gat-3" and len(card.embedding) == 16
     interests = [t for t in card.traits if t["kind"] == "interest"]
     assert interests and all(t["name"] in TAGS for t in interests)
     assert card.summary and "u3" not in card.summary
@@ -163,7 +163,7 @@ def test_sage_baseline_has_no_attention_but_ranks_evidence(ctx):
     assert enc.emb.alpha is None
     ranked = enc.attention("u3")
     assert abs(sum(w for _, w in ranked) - 1) < 1e-5
-    assert enc.encode(["u3"])[0].model_version == "sage-2"
+    assert enc.encode(["u3"])[0].model_version == "sage-3"
 
 
 def test_image_align_changes_training_only_when_images_exist(ctx, graph):

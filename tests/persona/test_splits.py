@@ -53,7 +53,7 @@ def test_labels_follow_thresholds_and_negatives_are_unseen(ws):
             assert 2 < inter[(u, i)] < 4
         for i in labels.get("unseen", []):
             assert (u, i) not in inter and i in items
-        assert len(labels.get("unseen", [])) == len(labels.get("liked", []))
+        assert len(labels.get("unseen", [])) == SplitParams().negatives_per_like * len(labels.get("liked", []))
 
 
 def test_visible_interactions_never_include_hidden(ws):
@@ -82,7 +82,47 @@ def test_same_seed_same_split_and_name_conflicts(ws):
     ({"k": 0}, "k must be >= 1"),
     ({"hidden_frac": 0}, "hidden_frac must be in"),
     ({"k": 5, "min_interactions": 3}, "min_interactions must be >="),
+    ({"negative_sampling": "random"}, "negative_sampling must be one of popularity, popularity\\+time, uniform"),
+    ({"popularity_window": 0}, "popularity_window must be a whole number"),
 ])
 def test_bad_params_name_the_field(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SplitParams(**kwargs)
+
+
+def _train_popularity(ws, split_id):
+    """Training users' interactions per item, counted independently of the split code."""
+    return dict(ws.query("SELECT x.item_id, count(*) FROM interactions x JOIN split_users s ON s.user_id = x.user_id "
+                         "AND s.split_id = ? AND s.role = 'train' GROUP BY 1", [split_id]))
+
+
+def test_popularity_matched_negatives_sit_beside_the_likes(ws):
+    import numpy as np
+
+    make_split(ws, "synthetic-s3", SplitParams(seed=5, negatives_per_like=2, popularity_window=3), name="pop")
+    make_split(ws, "synthetic-s3", SplitParams(seed=5, negatives_per_like=2, negative_sampling="uniform"), name="uni")
+    gaps = {}
+    for split in ("pop", "uni"):
+        pop = _train_popularity(ws, split)
+        per_user = []
+        for u, labels in hidden_targets(ws, split).items():
+            likes = sorted(np.log1p(pop.get(i, 0)) for i in labels.get("liked", []) for _ in range(2))
+            negs = sorted(np.log1p(pop.get(i, 0)) for i in labels.get("unseen", []))
+            if likes and len(negs) == len(likes):
+                per_user.append(np.mean(np.abs(np.array(likes) - np.array(negs))))
+        gaps[split] = float(np.median(per_user))
+    assert gaps["pop"] < 0.35 * gaps["uni"], gaps  # matched negatives are as popular as the likes they stand beside
+
+
+def test_splits_made_before_popularity_matching_keep_their_meaning(ws):
+    """A split stored without ``negative_sampling`` drew uniform negatives: asking for it again with the
+    old settings returns it; the new default (popularity) is a different split."""
+    import json
+
+    old = {"seed": 7, "heldout_frac": 0.1, "coldstart_frac": 0.05, "k": 5, "hidden_frac": 0.2,
+           "min_interactions": 10, "negatives_per_like": 1}
+    ws.con.execute("INSERT INTO splits (split_id, dataset_id, seed, params) VALUES ('old', 'synthetic-s3', 7, ?)",
+                   [json.dumps(old)])
+    assert make_split(ws, "synthetic-s3", SplitParams(**old, negative_sampling="uniform"), name="old")["split"] == "old"
+    with pytest.raises(WorkspaceError, match="already exists with other settings"):
+        make_split(ws, "synthetic-s3", SplitParams(**old), name="old")

@@ -60,7 +60,7 @@ def test_recovers_planted_personas_far_above_chance(mined):
 def test_card_contents(mined):
     ws, split = mined
     card = get_persona(ws, "u1", split)
-    assert card.model_version == "tfidf-1"
+    assert card.model_version == "tfidf-2"
     assert set(card.demographics) <= {"gender", "age_group"}  # declared demographics only
     assert "persona" not in card.summary  # ground truth never leaks
     assert card.evidence and all(e.weight >= card.evidence[-1].weight for e in card.evidence)

@@ -22,7 +22,7 @@ def pick_run() -> str:
 
 
 def overall_section(rep: dict) -> None:
-    """Raw vs IPF-reweighted overall win rate per system."""
+    """Raw vs IPF-reweighted overall score (the personal win rate for text runs) per system."""
     st.subheader("Overall: raw vs IPF-reweighted")
     st.dataframe(rep["overall"].dropna(axis=1, how="all"), hide_index=True, width="stretch")
     if rep["has_ipf"]:
@@ -43,20 +43,20 @@ def worst_section(rep: dict) -> None:
         st.info(f"No attribute has groups of at least {MIN_GROUP} users, so there is no worst-group gap.")
         return
     st.dataframe(rep["worst"].dropna(axis=1, how="all"), hide_index=True, width="stretch")
-    st.caption(f"Gap: best minus worst group win rate among groups of at least {MIN_GROUP} users; "
+    st.caption(f"Gap: best minus worst group score among groups of at least {MIN_GROUP} users; "
                "disparity ratio: worst / best.")
 
 
-def group_chart(rows: pd.DataFrame, attribute: str) -> alt.LayerChart:
-    """Grouped bars of per-group win rate with their 95% CIs, one colour per system."""
+def group_chart(rows: pd.DataFrame, attribute: str, label: str = "personal win rate") -> alt.LayerChart:
+    """Grouped bars of the per-group score with their 95% CIs, one colour per system."""
     base = alt.Chart(rows).encode(
         x=alt.X("group:N", title=attribute, sort=sorted(rows["group"].unique()), axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset("system:N"),
     )
     bars = base.mark_bar().encode(
-        y=alt.Y("win rate:Q", title="win rate vs baseline", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("score:Q", title=label, scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("system:N", legend=alt.Legend(orient="top", title=None, labelLimit=400)),
-        tooltip=["system", "group", "users", "win rate", "ci_low", "ci_high"],
+        tooltip=["system", "group", "users", "score", "ci_low", "ci_high"],
     )
     ci = base.mark_rule(color="black", strokeWidth=1.5).encode(y="ci_low:Q", y2="ci_high:Q")
     half = alt.Chart(pd.DataFrame({"y": [0.5]})).mark_rule(strokeDash=[4, 4], color="gray").encode(y="y:Q")
@@ -75,9 +75,15 @@ def groups_section(rep: dict) -> None:
     if rows.empty:
         st.info("Pick at least one system.")
         return
-    st.altair_chart(group_chart(rows, attribute), width="stretch")
-    st.caption("Bars: win rate against the no-persona baseline per group; black lines: 95% CIs over users; "
-               "dashed: 0.5 (no better than the baseline).")
+    label = rep.get("value_label", "personal win rate")
+    st.altair_chart(group_chart(rows, attribute, label), width="stretch")
+    if label == "personal win rate":
+        st.caption("Bars: personal win rate per group (a user's own rewrite against the other held-out users' "
+                   "rewrites, on that user's hidden items); black lines: 95% CIs over users; dashed: 0.5 (nothing "
+                   "personal).")
+    else:
+        st.caption("Bars: win rate against the no-persona baseline per group; black lines: 95% CIs over users; "
+                   "dashed: 0.5 (no better than the baseline).")
     table = rows.assign(CI=[f"[{lo:.3f}, {hi:.3f}]" if pd.notna(lo) and pd.notna(hi) else "-"
                             for lo, hi in zip(rows["ci_low"], rows["ci_high"])]).drop(columns=["ci_low", "ci_high"])
     st.dataframe(table.dropna(axis=1, how="all"), hide_index=True, width="stretch")

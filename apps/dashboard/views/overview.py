@@ -30,13 +30,15 @@ def task_section() -> None:
     board = load("task_leaderboard", run_id)
     if board is not None:
         st.dataframe(board, hide_index=True, width="stretch")
-        st.caption("Systems against the no-persona baseline: win rate and lift (x100) of the rewritten prompt over "
-                   "the generic one, 95% percentile-bootstrap CIs over users; raw vs IPF-reweighted win rate where "
-                   "the task has population targets; worst gap between groups.")
+        st.caption("Personal win rate first: how often a user's own rewrite beats the rewrites the same system made "
+                   "for the other held-out users, on that user's hidden items (0.5 = nothing personal); vs dislikes: "
+                   "the same against hidden dislikes only; of ceiling: share of the history ceiling's margin. Then "
+                   "the win rate and lift (x100) over the generic prompt, raw vs IPF-reweighted personal win rate "
+                   "where the task has population targets, worst gap between groups. 95% bootstrap CIs over users.")
 
 
 def bench_section() -> None:
-    """Every completed bench run by win rate."""
+    """Every completed bench run by personal win rate."""
     st.subheader("Bench runs")
     board = load("bench_leaderboard")
     if board is None:
@@ -45,8 +47,9 @@ def bench_section() -> None:
         st.info("No completed bench runs with scores yet: `pwb bench run <task>`.")
         return
     st.dataframe(board, hide_index=True, width="stretch")
-    st.caption("Win rate: share of units where the rewritten prompt beats the generic prompt (per user, then "
-               "averaged); CIs: 95% bootstrap over users.")
+    st.caption("Personal: share of units where a user's own rewrite beats the other held-out users' rewrites of "
+               "the same prompt on that user's hidden items (per user, then averaged; 0.5 = nothing personal); "
+               "vs generic: share where the rewrite beats the generic prompt. CIs: 95% bootstrap over users.")
 
 
 def human_section() -> None:
