@@ -876,6 +876,8 @@ def leaderboard_table(rows: list[dict]) -> str:
                     "dislikes": r["personal_dislikes"], "share": "-" if ref or r["ceiling_share"] != r["ceiling_share"]
                     else f"{100 * r['ceiling_share']:.0f}%",
                     "ci": f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]", "lift_x100": r["lift"] * 100})
+        if out[-1]["win_rate"] != out[-1]["win_rate"]:  # the history ceiling has no generic comparison
+            out[-1].update(win_rate="-", ci="-", lift_x100="-")
     columns = [("system", "system"), ("personal", "personal"), ("personal_ci_s", "95% CI"), ("dislikes", "vs dislikes"),
                ("share", "of ceiling"), ("win_rate", "vs generic"), ("ci", "95% CI"), ("lift_x100", "lift x100"),
                ("n_users", "users"), ("n_units", "units"), ("run_id", "run")]
