@@ -183,13 +183,14 @@ def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tf
     same model sit side by side, the benchmark can compare them, and a re-run with other settings is
     not mistaken for one already done.
     """
-    from evalbench.store.datasets import load_items
     from prompting.select import TfidfHistorySelector
 
     params = params or RewriteParams()
     split_id = resolve_split(ws, split)
     # the selector's IDF comes from the item catalogue (public, the same for every user and every run)
-    catalogue = [f"{it.title}. {it.text}" for it in load_items(ws, split_dataset(ws, split_id)).values()]
+    # (read with one query here rather than through evalbench's loaders: prompting sits below evalbench)
+    catalogue = [f"{t or ''}. {x or ''}" for t, x in ws.query(
+        "SELECT title, text FROM items WHERE dataset_id = ? ORDER BY item_id", [split_dataset(ws, split_id)])]
     rw = Rewriter(backend, model, workspace=ws, selector=TfidfHistorySelector(catalogue), **(backend_kwargs or {}))
     label = rw.model + params.label()
     prompt_set = register_prompt_set(ws, prompts)
