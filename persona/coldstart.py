@@ -80,15 +80,19 @@ class Survey:
 
 
 def default_survey(context, n_options: int = 8, items_per_option: int = 3) -> Survey:
-    """One "which do you enjoy?" question over the catalogue's most common tags, each option mapped to
-    the tag's most engaged-with items (by visible likes)."""
+    """One "which do you enjoy?" question over the catalogue's most common tags (scrubbed of personal
+    identifiers: :func:`persona.scrub.scrub_terms`), each option mapped to the tag's most engaged-with
+    items (by visible likes)."""
     from collections import Counter
 
+    from persona.scrub import scrub_terms
+
     likes = Counter(x.item_id for xs in context.visible.values() for x in xs if context.is_liked(x))
-    tag_count = Counter(t for i in context.items.values() for t in i.tags)
+    terms = {i: scrub_terms(tuple(it.tags)) for i, it in context.items.items()}
+    tag_count = Counter(t for ts in terms.values() for t in ts)
     opts = []
     for tag, _ in tag_count.most_common(n_options):
-        top = sorted((i for i, it in context.items.items() if tag in it.tags), key=lambda i: (-likes[i], i))
+        top = sorted((i for i, ts in terms.items() if tag in ts), key=lambda i: (-likes[i], i))
         opts.append(SurveyOption(tag, top[:items_per_option], [tag]))
     noun = context.meta.get("item_noun", "items")
     return Survey([SurveyQuestion("tastes", f"Which kinds of {noun} do you enjoy?", opts)])
@@ -135,10 +139,12 @@ class ColdStart:
 
     def persona(self, user_id: str, interactions: list[Interaction], attributes: dict[str, Any] | None = None,
                 *, extra_traits: list[str] | None = None, backend=None) -> PersonaCard:
-        """A PersonaCard for a new user from a few interactions (and optional declared attributes)."""
+        """A PersonaCard for a new user from a few interactions (and optional declared attributes); survey
+        traits are scrubbed of personal identifiers like every other part of the card (:mod:`persona.scrub`)."""
         from persona.evidence import build_card
         from persona.models.base import PersonaContext
         from persona.records import User
+        from persona.scrub import scrub_card
 
         ctx = self.enc.context
         demo_keys = ctx.meta.get("demographics", [])
@@ -159,7 +165,7 @@ class ColdStart:
             from persona.evidence import verbalize_cards
 
             verbalize_cards([card], backend, item_noun=ctx.meta.get("item_noun", "items"))
-        return card
+        return scrub_card(card)
 
     def from_survey(self, user_id: str, survey: Survey, answers: dict[str, Any], attributes: dict[str, Any] | None = None,
                     *, backend=None) -> PersonaCard:

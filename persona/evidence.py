@@ -3,7 +3,8 @@
 A user's visible interactions are ranked by the encoder's learned weight (PersonaGAT: attention
 averaged over heads and layers); the top ones fill a **token budget** (default 2,048: ZIPP's gains
 saturate near 2K evidence tokens and hallucinations grow above 8K) with each item's title and a
-snippet of its text. Every snippet is scrubbed of personal identifiers before it is stored.
+snippet of its text. Every snippet, trait and summary is scrubbed of personal identifiers
+(:mod:`persona.scrub`) before the card is returned.
 
 The card then holds known demographics only, interests ranked by what sets the user apart from the
 population (:mod:`persona.traits`: weighted log-odds; ``traits="share"`` ranks by raw share instead),
@@ -21,7 +22,7 @@ from typing import Any
 
 from persona.models.base import PersonaContext
 from persona.records import Evidence, PersonaCard
-from persona.verbalize import scrub
+from persona.scrub import scrub_card, scrub_label, scrub_text
 
 DEFAULT_TOKEN_BUDGET = 2048
 #: the recency prior's half-life, in interactions (how it was chosen, and its effect on other splits and on
@@ -42,8 +43,8 @@ NAME_ATTRIBUTES = ("name", "display_name", "username", "user_name", "full_name")
 
 def snippet_of(title: str, text: str, max_tokens: int = 64, names: tuple[str, ...] = ()) -> str:
     """``"title: text"`` cut to ``max_tokens`` approximate tokens, scrubbed (``names`` too)."""
-    body = scrub(text or "", names)
-    head = scrub(title or "", names)
+    body = " ".join(scrub_text(text or "", names).split())
+    head = " ".join(scrub_text(title or "", names).split())
     if body and body != head:
         words = body.split()
         out, used = [], count_tokens(head) + 1
@@ -108,14 +109,14 @@ def card_traits(context: PersonaContext, user_id: str, ranked: list[tuple[str, f
             out.append({"name": cues[t["name"].lower()], "weight": t["weight"], "kind": "cue", "from": t["name"]})
     titles = []
     for item_id, score in telling_items(ranked, context, user_id, k=n_titles, population=pop):
-        title = scrub(context.items[item_id].title, names)
+        title = scrub_label(context.items[item_id].title, names)
         if title:
             titles.append({"name": title, "weight": round(score, 4), "kind": "title", "item_id": item_id})
     named = " ".join(t["name"].lower() for t in titles)
     for phrase, score in keyphrases(ranked, context, user_id, k=n_keyphrases, population=pop,
                                     exclude=tuple(t["name"] for t in out if t["kind"] == "interest")):
-        clean = scrub(phrase, names)
-        if clean and "[" not in clean and clean.lower() not in named:  # a title already says it
+        clean = scrub_text(phrase, names)
+        if clean and clean == phrase and clean.lower() not in named:  # a title already says it
             out.append({"name": clean, "weight": round(score, 4), "kind": "keyphrase"})
     return out + titles
 
@@ -145,7 +146,8 @@ def build_card(context: PersonaContext, user_id: str, ranked: list[tuple[str, fl
     if n_evidence is not None:
         evidence = evidence[:n_evidence]
     card = PersonaCard(user_id, "", tr, evidence, embedding, model_version, context.demographics(user_id))
-    return verbalize_cards([card], backend, item_noun=context.meta.get("item_noun", "items"))[0]
+    card = verbalize_cards([card], backend, item_noun=context.meta.get("item_noun", "items"))[0]
+    return scrub_card(card, names)
 
 
 def verbalize_cards(cards: list[PersonaCard], backend=None, *, item_noun: str = "items") -> list[PersonaCard]:
@@ -158,5 +160,5 @@ def verbalize_cards(cards: list[PersonaCard], backend=None, *, item_noun: str = 
         backend = TemplateBackend()
     texts = backend.verbalize_batch([PersonaRequest(c, item_noun) for c in cards])
     for card, text in zip(cards, texts):
-        card.summary = scrub(text)
+        card.summary = scrub_text(text)
     return cards

@@ -43,9 +43,10 @@ from typing import Any
 
 import numpy as np
 
+from persona.scrub import PLACEHOLDER, scrub_terms, scrub_text
+
 TRAIT_MODES = ("distinctive", "share")
 DEFAULT_PRIOR = 10.0
-_PLACEHOLDER = re.compile(r"\[(email|url|phone|handle|name)\]")
 _PLACEHOLDER_TITLE = re.compile(r"^[A-Za-z]+ [A-Za-z]?\d+$")
 
 
@@ -66,14 +67,17 @@ _STOP = frozenset({"the", "and", "for", "with", "from", "that", "this", "are", "
 
 
 def item_terms(context, item_id: str) -> tuple[str, ...]:
-    """The terms a trait can be: the item's tags, or the words of its title where the dataset has no tags."""
+    """The terms a trait can be: the item's tags, or the words of its title where the dataset has no tags;
+    scrubbed of personal identifiers first (:func:`persona.scrub.scrub_terms`: a tag that is an identifier,
+    such as ``@carol99``, is no term at all)."""
     use_tags = context.cache.get("use_tags")
     if use_tags is None:
         use_tags = context.cache["use_tags"] = any(it.tags for it in context.items.values())
     item = context.items[item_id]
     if use_tags:
-        return tuple(item.tags)
-    return tuple(w for w in _WORD.findall(item.title.lower()) if w not in _STOP)
+        return scrub_terms(tuple(item.tags))
+    title = PLACEHOLDER.sub(" ", scrub_text(item.title or ""))
+    return tuple(w for w in _WORD.findall(title.lower()) if w not in _STOP)
 
 
 def check_mode(traits: str) -> str:
@@ -127,10 +131,7 @@ class Population:
 
 def _item_document(item) -> str:
     """An item's title and text (scrubbed), each word once: the tags are traits of their own."""
-    from persona.verbalize import scrub
-
-    text = _PLACEHOLDER.sub(" ", scrub(f"{item.title or ''}. {item.text or ''}"))
-    return text
+    return PLACEHOLDER.sub(" ", scrub_text(f"{item.title or ''}. {item.text or ''}"))
 
 
 def population_of(context) -> Population:
@@ -147,7 +148,8 @@ def population_of(context) -> Population:
                 for t in item_terms(context, x.item_id):
                     tags[t] += 1.0
     pop = Population(dict(tags), dict(likes))
-    pop.tag_words = frozenset(w for it in context.items.values() for t in it.tags for w in re.findall(r"[a-z']+", t.lower()))
+    pop.tag_words = frozenset(w for it in context.items.values() for t in scrub_terms(tuple(it.tags))
+                              for w in re.findall(r"[a-z']+", t.lower()))
     titles = [it.title for it in context.items.values() if it.title]
     pop.placeholder_titles = bool(titles) and sum(bool(_PLACEHOLDER_TITLE.match(t)) for t in titles) >= 0.5 * len(titles)
     ids = sorted(context.items)

@@ -1,35 +1,14 @@
 """Turn a persona's traits, evidence and demographics into one or two plain sentences.
 
-Persona text is scrubbed of personal identifiers (e-mail addresses, URLs, phone numbers, @handles)
-before it is stored or sent to any rewriter.
+Persona text is scrubbed of personal identifiers (:mod:`persona.scrub`) before it is stored or sent to
+any rewriter.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-_SCRUB = [
-    (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "[email]"),
-    (re.compile(r"https?://\S+|www\.\S+"), "[url]"),
-    (re.compile(r"(?<!\w)\+?\d[\d ()-]{7,}\d(?!\w)"), "[phone]"),
-    (re.compile(r"(?<![\w@])@\w{2,}"), "[handle]"),
-]
-
-
-def scrub(text: str, names: tuple[str, ...] | list[str] = ()) -> str:
-    """Replace e-mail addresses, URLs, phone numbers, @handles and the given user ``names`` with placeholders.
-
-    >>> scrub("mail me at a.b@example.org or see https://x.io/me, call +44 20 7946 0958")
-    'mail me at [email] or see [url] call [phone]'
-    >>> scrub("Ada Lovelace wrote this", names=["Ada Lovelace"])
-    '[name] wrote this'
-    """
-    for pattern, repl in _SCRUB:
-        text = pattern.sub(repl, text)
-    for name in sorted({n.strip() for n in names if n and len(n.strip()) >= 2}, key=len, reverse=True):
-        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", "[name]", text, flags=re.IGNORECASE)
-    return re.sub(r"\s+", " ", text).strip()
+from persona.scrub import scrub_text
 
 
 def _join(words: list[str]) -> str:
@@ -49,17 +28,34 @@ def describe_demographics(demographics: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def sides(traits: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """``(liked names, avoided names)``, each name once: a name given more than once (in any letter case)
+    is placed by the sum of its weights, so no trait is both liked and avoided.
+
+    >>> sides([{"name": "Action", "weight": .6}, {"name": "Drama", "weight": .2},
+    ...        {"name": "action", "weight": -.1}, {"name": "Drama", "weight": -.5}])
+    (['Action'], ['Drama'])
+    """
+    net: dict[str, float] = {}
+    shown: dict[str, str] = {}
+    for t in traits:
+        name = str(t["name"]).strip()
+        key = name.casefold()
+        net[key] = net.get(key, 0.0) + float(t["weight"])
+        shown.setdefault(key, name)
+    return [shown[k] for k, w in net.items() if w > 0], [shown[k] for k, w in net.items() if w < 0]
+
+
 def verbalize(traits: list[dict[str, Any]], evidence_titles: list[str], demographics: dict[str, Any],
               item_noun: str = "items", themes: list[str] | None = None) -> str:
     """A template persona: likes (in the order given: distinctive first on distinctive cards), examples,
-    recurring themes, dislikes and known demographics.
+    recurring themes, dislikes and known demographics; a trait is never both liked and avoided (:func:`sides`).
 
     >>> verbalize([{"name": "Film-Noir", "weight": .5}, {"name": "Thriller", "weight": .3},
     ...            {"name": "Children's", "weight": -.2}], ["Vertigo"], {"age": 24}, "movies")
     "Drawn to Film-Noir and Thriller movies, such as 'Vertigo'. Tends to avoid Children's. Known: age 24."
     """
-    likes = [t["name"] for t in traits if t["weight"] > 0]
-    dislikes = [t["name"] for t in traits if t["weight"] < 0]
+    likes, dislikes = sides(traits)
     sentences = []
     if likes:
         s = f"Drawn to {_join(likes)} {item_noun}"
@@ -77,4 +73,4 @@ def verbalize(traits: list[dict[str, Any]], evidence_titles: list[str], demograp
     demo = describe_demographics(demographics)
     if demo:
         sentences.append(f"Known: {demo}.")
-    return scrub(" ".join(sentences))
+    return scrub_text(" ".join(sentences))

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from evalbench.store.workspace import Workspace, dumps, loads
 from persona.records import Evidence, PersonaCard
+from persona.scrub import scrub_card
 
 
 def save_personas(ws: Workspace, split_id: str, encoder: str, cards: list[PersonaCard]) -> int:
-    """Store cards (replacing earlier cards of the same users) in one transaction."""
+    """Store cards (replacing earlier cards of the same users) in one transaction.
+
+    Every card is scrubbed of personal identifiers first (:func:`persona.scrub.scrub_card`): the last guard,
+    whatever encoder or backend wrote it.
+    """
     if not cards:
         return 0
+    cards = [scrub_card(c) for c in cards]
     users = [c.user_id for c in cards]
     ev = [(c.user_id, r, e) for c in cards for r, e in enumerate(c.evidence, start=1)]
     with ws.transaction() as con:

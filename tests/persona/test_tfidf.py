@@ -11,7 +11,7 @@ from persona.data.splits import SplitParams, make_split
 from persona.data.synthetic import TAGS, generate_community
 from persona.mining import get_persona, load_context, mine_personas
 from persona.models import ENCODERS
-from persona.verbalize import scrub
+from persona.scrub import scrub_text as scrub
 
 
 @pytest.fixture(scope="module")
