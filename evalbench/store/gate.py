@@ -10,7 +10,15 @@ of one read or one write, through a :class:`WorkspaceGate`:
 * :meth:`WorkspaceGate.writing` waits until no reader of this process holds the file, blocks new ones,
   and yields the one read-write :class:`Workspace` (a transaction is the caller's);
 * when another process holds the file (a ``pwb bench run`` writing), opening is retried with backoff for
-  ``wait_s`` seconds, then a :class:`WorkspaceBusy` says who to wait for.
+  ``wait_s`` seconds, then a :class:`WorkspaceBusy` says who to wait for (the API answers it with 503
+  and ``Retry-After``);
+* when another process is waiting to write (a ``pwb`` command's ``<db>.writer-waiting`` file), no new
+  read or write is opened until it has had its turn (up to ``wait_s``), so a busy server's overlapping
+  requests cannot keep a CLI writer out.
+
+Writes that must be acknowledged at once (cold-start personas, labels, jobs) do not go through
+:meth:`WorkspaceGate.writing` directly: they are appended to the :class:`~evalbench.store.journal.Journal`
+and applied by :meth:`WorkspaceGate.apply_journal` (any read-write open applies it too).
 
 Python's standard library has no reader-writer lock, hence the small one here (writer preference, so a
 stream of dashboard reads cannot starve a label write).
@@ -24,11 +32,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from evalbench.store.workspace import Workspace, WorkspaceError, resolve_db_path
+from evalbench.store.journal import Journal, ReplayResult
+from evalbench.store.workspace import (
+    Workspace,
+    WorkspaceBusy,
+    foreign_writer_waiting,
+    resolve_db_path,
+)
 
-
-class WorkspaceBusy(WorkspaceError):
-    """Another process holds the workspace file for longer than the gate waits."""
+__all__ = ["WorkspaceBusy", "WorkspaceGate"]
 
 
 class WorkspaceGate:
@@ -51,22 +63,35 @@ class WorkspaceGate:
             with self.writing():
                 pass  # opening read-write applies the migrations
 
-    def _open(self, read_only: bool) -> Workspace:
-        deadline = time.monotonic() + self.wait_s
+    @property
+    def journal(self) -> Journal:
+        return Journal(self.path)
+
+    def _open(self, read_only: bool, wait_s: float | None = None) -> Workspace:
+        wait_s = self.wait_s if wait_s is None else wait_s
+        deadline = time.monotonic() + wait_s
         delay = 0.01
-        while True:
-            try:
-                return Workspace(self.path, read_only=read_only)
-            except WorkspaceError as exc:
-                if "No workspace at" in str(exc):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise WorkspaceBusy(
-                        f"Workspace {self.path} is held by another process for more than {self.wait_s:.0f} s "
-                        "(a `pwb` command writing to it?); try again when it has finished."
-                    ) from exc
+        while (who := foreign_writer_waiting(self.path)) is not None:  # let a waiting `pwb` writer in first
+            if time.monotonic() >= deadline:
+                raise WorkspaceBusy(f"Workspace {self.path} is about to be written by {who}; "
+                                    "try again when it has finished.")
             time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 2, 0.25)
+        try:
+            return Workspace(self.path, read_only=read_only, wait_s=max(0.0, deadline - time.monotonic()))
+        except WorkspaceBusy as exc:
+            holder = str(exc).split(" is held by ", 1)[-1].split(" for more than ")[0].split("; try again")[0]
+            raise WorkspaceBusy(f"Workspace {self.path} is held by {holder} for more than {wait_s:.3g} s; "
+                                "try again when it has finished.") from exc
+
+    def apply_journal(self, wait_s: float | None = None) -> ReplayResult:
+        """Apply the journal now if it holds anything (raises :class:`WorkspaceBusy` while another process
+        holds the file for more than ``wait_s``, default the gate's; the entries stay in the journal)."""
+        j = self.journal
+        if not j.files():
+            return ReplayResult()
+        with self.writing(wait_s=wait_s) as ws:  # opening read-write replays the journal
+            return ws.replayed or ReplayResult()
 
     @contextmanager
     def reading(self) -> Iterator[Workspace]:
@@ -79,7 +104,7 @@ class WorkspaceGate:
             yield ws
 
     @contextmanager
-    def writing(self) -> Iterator[Workspace]:
+    def writing(self, wait_s: float | None = None) -> Iterator[Workspace]:
         """The one read-write workspace of this process (waits for readers to finish)."""
         with self._cond:
             self._writers_waiting += 1
@@ -89,14 +114,14 @@ class WorkspaceGate:
             finally:
                 self._writers_waiting -= 1
             self._writing = True
-        with self._held(read_only=False) as ws:
+        with self._held(read_only=False, wait_s=wait_s) as ws:
             yield ws
 
     @contextmanager
-    def _held(self, read_only: bool) -> Iterator[Workspace]:
+    def _held(self, read_only: bool, wait_s: float | None = None) -> Iterator[Workspace]:
         """Open, yield, close; then give back the reader's or the writer's turn."""
         try:
-            ws = self._open(read_only=read_only)
+            ws = self._open(read_only=read_only, wait_s=wait_s)
             try:
                 yield ws
             finally:

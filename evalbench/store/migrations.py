@@ -290,6 +290,35 @@ def m006_personal_signal(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m007_journal(con: duckdb.DuckDBPyConnection) -> None:
+    """The journal's bookkeeping (:mod:`evalbench.store.journal`): ids of applied entries (until their
+    journal file is gone), entries that could not be applied (kept with their error), and settings a
+    server keeps across restarts (the split it serves)."""
+    con.execute(
+        """
+        CREATE TABLE journal_applied (
+            entry_id VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,
+            applied_at TIMESTAMP DEFAULT current_timestamp
+        );
+        CREATE TABLE journal_rejected (
+            entry_id VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,
+            entry VARCHAR NOT NULL,
+            error VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,
+            rejected_at TIMESTAMP DEFAULT current_timestamp
+        );
+        CREATE TABLE settings (
+            key VARCHAR PRIMARY KEY,
+            value VARCHAR,
+            updated_at TIMESTAMP DEFAULT current_timestamp
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     (1, m001_initial),
     (2, m002_cohorts),
@@ -297,4 +326,5 @@ MIGRATIONS: list[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     (4, m004_generation_records),
     (5, m005_apps),
     (6, m006_personal_signal),
+    (7, m007_journal),
 ]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,160 @@ class WorkspaceError(RuntimeError):
     """The workspace cannot be opened or does not hold what a command needs."""
 
 
+class WorkspaceBusy(WorkspaceError):
+    """Another process holds the workspace file for longer than the caller waits."""
+
+
+# -- file checks and lock holders --------------------------------------------------------------------
+# A truncated DuckDB file opens, and even answers queries, until one touches a missing block (at 95% a
+# short `pwb runs list` succeeded). So every open checks, before anything is read or written, that the
+# file holds every block DuckDB's own storage metadata says is in use (``pragma_storage_info`` per
+# table): one query of ~50 ms, done once per file size and modification time in a process.
+_HEADER = 4096
+_VERIFIED: dict[tuple[str, int, int], bool] = {}
+
+
+def check_file(path: Path) -> None:
+    """Raise :class:`WorkspaceError` naming ``path`` if it is empty or not a DuckDB file."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return  # a new workspace
+    except OSError as exc:
+        raise WorkspaceError(io_message(exc, path, "read the workspace")) from exc
+    if size == 0:
+        raise WorkspaceError(f"Workspace {path} is an empty file (0 bytes): delete it to start afresh, "
+                             "or restore it from a backup.")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(3 * _HEADER)
+    except OSError as exc:
+        raise WorkspaceError(io_message(exc, path, "read the workspace")) from exc
+    if len(head) < 3 * _HEADER or head[8:12] != b"DUCK":
+        raise WorkspaceError(f"Workspace {path} is not a DuckDB database ({size} bytes; no DuckDB header): "
+                             "point --db / PWB_DB at a workspace file, or restore it from a backup.")
+
+
+def check_blocks(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Raise :class:`WorkspaceError` if the file is shorter than the blocks its tables use."""
+    try:
+        st = path.stat()
+    except OSError:
+        return
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _VERIFIED:
+        return
+    tables = [r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()]
+    used = -1
+    if tables:
+        union = " UNION ALL ".join(
+            f"SELECT max(block_id) AS b FROM pragma_storage_info('{t.replace(chr(39), chr(39) * 2)}') WHERE block_id >= 0"
+            for t in tables)
+        used = con.execute(f"SELECT coalesce(max(b), -1) FROM ({union})").fetchone()[0]
+    block_size = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0] or 262144
+    need = 3 * _HEADER + (int(used) + 1) * int(block_size) if used >= 0 else 0
+    if st.st_size < need:
+        raise WorkspaceError(
+            f"Workspace {path} is truncated: {st.st_size} bytes, but its tables use blocks up to byte {need}. "
+            "Restore it from a backup; nothing was read or changed.")
+    _VERIFIED[key] = True
+
+
+def io_message(exc: OSError, path: str | os.PathLike, doing: str) -> str:
+    """One line for an operating-system error: what failed, on which file, and what to do."""
+    import errno
+
+    fix = {errno.EACCES: "it is not writable by this user: fix its permissions or choose another path",
+           errno.EPERM: "it is not writable by this user: fix its permissions or choose another path",
+           errno.EROFS: "the file system is read-only: choose a writable path",
+           errno.ENOSPC: "the disk is full: free some space or choose another path",
+           errno.EDQUOT: "the disk quota is exhausted: free some space or choose another path",
+           errno.EFBIG: "the file would exceed the allowed size: free some space or choose another path",
+           errno.ENOENT: "it does not exist: check the path"}.get(exc.errno, "check the path and try again")
+    reason = exc.strerror or type(exc).__name__
+    where = exc.filename or path
+    return f"Cannot {doing} at {where}: {reason}; {fix}."
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    text = str(exc)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+def lock_holder(exc: BaseException | str) -> str:
+    """``"PID 123 (pwb serve ...)"`` from DuckDB's lock message, or ``"another process"``."""
+    m = re.search(r"PID (\d+)", str(exc))
+    return process_name(int(m.group(1))) if m else "another process"
+
+
+def process_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+    except OSError:
+        return f"PID {pid}"
+    # `python -m pytest`, `.venv/bin/pwb serve ...`: show the program and its first words
+    words = [os.path.basename(a) if i == 0 or a.endswith(".py") else a for i, a in enumerate(argv)]
+    if words and words[0].startswith("python") and len(words) > 1:
+        words = words[1:] if words[1] != "-m" else words[2:]
+    text = " ".join(" ".join(words[:4]).split())  # one line, even for `python -c "<script>"`
+    return f"PID {pid} ({text[:60]})" if text else f"PID {pid}"
+
+
+def damaged_message(path: Path, exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (f"Workspace {path} cannot be read ({first}): the file is damaged or not a workspace. "
+            "Restore it from a backup, or point --db / PWB_DB at another workspace.")
+
+
+class WriterIntent:
+    """``<db>.writer-waiting``: a process waiting to write says so, so long-running readers (the API, the
+    dashboard, through :class:`~evalbench.store.gate.WorkspaceGate`) stop opening the file until it has
+    had its turn. Without it a busy server's overlapping reads could hold the file open indefinitely."""
+
+    def __init__(self, db: Path):
+        self.file = intent_file(db)
+        try:
+            self.file.write_text(f"{os.getpid()}\n")
+        except OSError:
+            self.file = None  # a read-only folder: waiting still works, only without the courtesy
+
+    def release(self) -> None:
+        if self.file is not None:
+            try:
+                if self.file.read_text().strip() == str(os.getpid()):
+                    self.file.unlink()
+            except OSError:
+                pass
+
+
+def intent_file(db: Path) -> Path:
+    return Path(str(db) + ".writer-waiting")
+
+
+def foreign_writer_waiting(db: Path) -> str | None:
+    """Who is waiting to write ``db`` (another live process), or ``None``."""
+    f = intent_file(db)
+    try:
+        pid = int(f.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    if pid == os.getpid() or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        try:
+            f.unlink()  # left by a process that died
+        except OSError:
+            pass
+        return None
+    except PermissionError:
+        pass
+    return process_name(pid)
+
+
 class Workspace:
     """An open workspace.
 
@@ -48,26 +204,78 @@ class Workspace:
         [1]
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *, read_only: bool = False):
+    def __init__(self, path: str | os.PathLike | None = None, *, read_only: bool = False, wait_s: float = 0.0,
+                 on_wait: Callable[[str], None] | None = None):
         self.path = resolve_db_path(path)
         self.read_only = read_only
-        if str(self.path) != ":memory:":
+        self._in_tx = False
+        self.replayed = None  # the journal entries this open applied (a ReplayResult), read-write only
+        memory = str(self.path) == ":memory:"
+        if not memory:
             if read_only and not self.path.exists():
                 raise WorkspaceError(
                     f"No workspace at {self.path}: import a dataset first (`pwb data import ...`) "
                     "or point --db / PWB_DB at an existing workspace."
                 )
             if not read_only:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as exc:  # most often: another process holds the write lock
-            raise WorkspaceError(
-                f"Cannot open workspace {self.path}: {exc}. Is another `pwb` process writing to it?"
-            ) from exc
-        self._in_tx = False
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise WorkspaceError(io_message(exc, self.path.parent, "create the workspace folder")) from exc
+            check_file(self.path)
+        self.con = self._connect(wait_s, on_wait) if not memory else duckdb.connect(":memory:")
         if not read_only:
-            self.migrate()
+            try:
+                self.migrate()
+                if not memory:
+                    from evalbench.store.journal import replay
+
+                    self.replayed = replay(self)
+            except BaseException:
+                self.con.close()
+                raise
+
+    def _connect(self, wait_s: float, on_wait: Callable[[str], None] | None) -> duckdb.DuckDBPyConnection:
+        """Connect, waiting up to ``wait_s`` while another process holds the file (``on_wait`` hears who, once)."""
+        deadline = time.monotonic() + max(0.0, wait_s)
+        delay, told, intent = 0.01, False, None
+        try:
+            while True:
+                try:
+                    con = duckdb.connect(str(self.path), read_only=self.read_only)
+                except duckdb.IOException as exc:
+                    if not is_lock_conflict(exc):
+                        raise WorkspaceError(damaged_message(self.path, exc)) from exc
+                    holder = lock_holder(exc)
+                    if time.monotonic() >= deadline:
+                        raise WorkspaceBusy(
+                            f"Workspace {self.path} is held by {holder}"
+                            + (f" for more than {wait_s:.3g} s" if wait_s > 0 else "")
+                            + "; try again when it has finished (or raise the wait: --wait / PWB_WAIT seconds)."
+                        ) from exc
+                    if not self.read_only and intent is None:
+                        intent = WriterIntent(self.path)  # long-running servers hold off new readers
+                    if on_wait is not None and not told:
+                        on_wait(f"waiting for the workspace {self.path}, held by {holder} "
+                                f"(up to {wait_s:.3g} s; --wait / PWB_WAIT changes it)")
+                        told = True
+                except (duckdb.Error, RuntimeError) as exc:  # SerializationException, InternalException, ...
+                    raise WorkspaceError(damaged_message(self.path, exc)) from exc
+                else:
+                    try:
+                        check_blocks(con, self.path)
+                    except WorkspaceError:
+                        con.close()
+                        raise
+                    except duckdb.Error as exc:
+                        con.close()
+                        raise WorkspaceError(damaged_message(self.path, exc)) from exc
+                    return con
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+        finally:
+            if intent is not None:
+                intent.release()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:

@@ -57,7 +57,7 @@ def test_another_process_holding_the_file_is_waited_for_then_reported(tmp_path):
     p = subprocess.Popen([sys.executable, "-c", hold, str(db), "3.0"], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "held"
     try:
-        with pytest.raises(WorkspaceBusy, match="held by another process"):
+        with pytest.raises(WorkspaceBusy, match=r"held by PID \d+ .* for more than 0.3 s"):
             with WorkspaceGate(db, wait_s=0.3, migrate=False).writing():
                 pass
     finally:

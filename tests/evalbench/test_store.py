@@ -56,7 +56,7 @@ def test_second_writer_gets_a_clear_error(tmp_path):
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ok"
-        with pytest.raises(WorkspaceError, match="Is another `pwb` process writing to it"):
+        with pytest.raises(WorkspaceError, match=r"is held by PID \d+"):
             Workspace(path)
     finally:
         holder.kill()
