@@ -52,27 +52,50 @@ def parse_params(pairs: tuple[str, ...], field: str = "--param") -> dict:
 
 
 def friendly_errors(fn):
-    """Turn the library's input and workspace errors into one clear line and exit code 1."""
+    """Turn the library's input, workspace and I/O errors into one clear line and exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from evalbench.store.workspace import WorkspaceError
+        from evalbench.store.workspace import WorkspaceError, io_message, resolve_db_path
         from persona.data.errors import DataError
 
         try:
             return fn(*args, **kwargs)
-        except (DataError, WorkspaceError, ValueError, FileNotFoundError) as exc:
+        except (DataError, WorkspaceError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
+        except FileNotFoundError as exc:
+            raise click.ClickException(str(exc) if not exc.filename else
+                                       io_message(exc, exc.filename, "find a file it needs")) from exc
+        except OSError as exc:  # a read-only folder, a full disk, a quota: the file and the fix in one line
+            raise click.ClickException(io_message(exc, exc.filename or ".", "write a file")) from exc
         except KeyError as exc:  # registry lookups: "unknown ...; did you mean ...?"
             raise click.ClickException(exc.args[0] if exc.args else str(exc)) from exc
+        except Exception as exc:
+            import duckdb
+
+            if isinstance(exc, duckdb.Error):  # met mid-command: a damaged file, a full disk under DuckDB
+                db = kwargs.get("db")
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise click.ClickException(f"The workspace {resolve_db_path(db)} failed: {first}. If the disk is "
+                                           "full, free space and run the command again (a failed command "
+                                           "changes nothing).") from exc
+            raise
 
     return wrapper
 
 
+WAIT_S = 300.0  # set by `pwb --wait`
+
+
+def _say_waiting(message: str) -> None:
+    click.echo(message, err=True)
+
+
 def workspace(db: str | None, read_only: bool = False):
+    """The workspace, waiting (visibly, up to ``pwb --wait`` seconds) while another process holds it."""
     from evalbench.store import Workspace
 
-    return Workspace(db, read_only=read_only)
+    return Workspace(db, read_only=read_only, wait_s=WAIT_S, on_wait=_say_waiting)
 
 
 def emit(data, as_json: bool, text: str | None = None) -> None:
@@ -100,11 +123,15 @@ def _fmt(v) -> str:
 # -- the command tree ---------------------------------------------------------------------------------
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="persona-workbench")
-def cli():
+@click.option("--wait", "wait_s", default=300.0, show_default=True, envvar="PWB_WAIT", type=click.FloatRange(min=0),
+              metavar="SECONDS", help="How long a command waits for a workspace another process holds [env PWB_WAIT].")
+def cli(wait_s):
     """Persona Workbench: mine personas from behaviour, rewrite prompts per user, benchmark on held-out users.
 
     Every command reads and writes one DuckDB workspace (--db or PWB_DB). Start with `pwb demo`.
     """
+    global WAIT_S
+    WAIT_S = wait_s
 
 
 @cli.group()
@@ -665,8 +692,11 @@ def generate(split, encoder, rewriter, rewriter_model, prompts, roles, user_ids,
         ref_scale = reference_scale
     ident = None
     if identity is not None:
-        consent = (Consent(subject=identity_consent, granted_at=datetime.date.today().isoformat())
-                   if identity_consent else None)
+        try:
+            consent = (Consent(subject=identity_consent, granted_at=datetime.date.today().isoformat())
+                       if identity_consent else None)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--identity-consent") from exc
         ident = IdentityReference(identity, consent=consent)
         ident.require_consent(field="--identity")
     torch_dtype = None
@@ -1147,11 +1177,9 @@ def labels_report(db, as_json):
 
 # -- serving: API keys and the HTTP API -------------------------------------------------------------------
 def _serving_workspace(db):
-    """The workspace for a write that may meet a running `pwb serve` / `pwb dashboard`: they hold the file
-    for milliseconds at a time, so wait for a turn (up to 10 s) instead of failing on the lock."""
-    from evalbench.store.gate import WorkspaceGate
-
-    return WorkspaceGate(db, wait_s=10.0).writing()
+    """The workspace for a write that may meet a running `pwb serve` / `pwb dashboard` (they hold the file
+    for milliseconds at a time): the same visible, bounded wait as every command."""
+    return workspace(db)
 
 @cli.group()
 def keys():
@@ -1231,13 +1259,17 @@ def keys_revoke(key, db, as_json):
 @click.option("--pool", default="samples", show_default=True, help="Patch backend: image folder references are retrieved from.")
 @click.option("--max-side", default=1024, show_default=True, type=click.IntRange(min=16), help="Largest image side a job may ask for.")
 @click.option("--max-steps", default=50, show_default=True, type=click.IntRange(min=1), help="Most sampling steps a job may ask for.")
+@click.option("--max-work", default=200.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="A job's budget in megapixel-steps (conditions x height x width x steps / 1e6).")
+@click.option("--max-queue", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Jobs waiting before new ones get 503 with Retry-After.")
 @click.option("--max-body-bytes", default=65536, show_default=True, type=click.IntRange(min=1024))
 @click.option("--public-docs", is_flag=True, help="Serve /docs and /openapi.json without a key.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 @db_option
 @friendly_errors
 def serve(host, port, split, encoder, params, rewriters, rewriter_models, generate_backend, generate_model, pool,
-          max_side, max_steps, max_body_bytes, public_docs, log_level, db):
+          max_side, max_steps, max_work, max_queue, max_body_bytes, public_docs, log_level, db):
     """The cold-start personalisation HTTP API (FastAPI on uvicorn); keys from `pwb keys create`."""
     _need("fastapi", "api")
     _need("uvicorn", "api")
@@ -1256,7 +1288,7 @@ def serve(host, port, split, encoder, params, rewriters, rewriter_models, genera
                         rewriters=tuple(dict.fromkeys(("template", *rewriters))),
                         rewriter_models=parse_params(rewriter_models, "--rewriter-model"),
                         generate_backend=generate_backend, generate_model=generate_model, pool=pool,
-                        max_side=max_side, max_steps=max_steps, freeze_gc=True)
+                        max_side=max_side, max_steps=max_steps, max_work=max_work, max_queue=max_queue, freeze_gc=True)
     configure_logging(log_level)
     app = create_app(cfg, max_body_bytes=max_body_bytes, public_docs=public_docs)
     click.echo(f"Persona Workbench API on http://{host}:{port} for {path} (models load in the background: "

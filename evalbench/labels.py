@@ -87,19 +87,21 @@ def label_pairs(ws, *, user_id: str | None = None, prompt_id: str | None = None)
     return out
 
 
-def add_label(ws, pair: LabelPair, choice: str, *, annotator: str | None = None, note: str | None = None) -> str:
-    """Store one label (``choice``: ``a`` = left, ``b`` = right, ``flag`` = something wrong); returns its id."""
+def label_row(pair: LabelPair, choice: str, *, annotator: str | None = None, note: str | None = None) -> dict[str, Any]:
+    """The ``labels`` row for one label (a new id); ``ValueError`` for an unknown choice."""
     if choice not in CHOICES:
         raise ValueError(f"label choice must be one of {', '.join(CHOICES)}, got {choice!r}")
-    label_id = uuid.uuid4().hex[:16]
+    return {"label_id": uuid.uuid4().hex[:16], "user_id": pair.user_id, "prompt_id": pair.prompt_id,
+            "system_generation_id": pair.system_generation_id, "baseline_generation_id": pair.baseline_generation_id,
+            "system_side": pair.system_side, "choice": choice, "annotator": annotator, "note": note}
+
+
+def add_label(ws, pair: LabelPair, choice: str, *, annotator: str | None = None, note: str | None = None) -> str:
+    """Store one label (``choice``: ``a`` = left, ``b`` = right, ``flag`` = something wrong); returns its id."""
+    row = label_row(pair, choice, annotator=annotator, note=note)
     with ws.transaction() as con:
-        con.execute(
-            "INSERT INTO labels (label_id, user_id, prompt_id, system_generation_id, baseline_generation_id, "
-            "system_side, choice, annotator, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [label_id, pair.user_id, pair.prompt_id, pair.system_generation_id, pair.baseline_generation_id,
-             pair.system_side, choice, annotator, note],
-        )
-    return label_id
+        con.execute(f"INSERT INTO labels ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values()))
+    return row["label_id"]
 
 
 def list_labels(ws, limit: int | None = None) -> list[dict[str, Any]]:

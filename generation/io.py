@@ -40,6 +40,29 @@ def png_bytes(image, metadata: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+def ensure_writable(folder: str | Path) -> Path:
+    """Create ``folder`` and prove a file can be written there, before any image is drawn (a read-only
+    folder or a full disk found after minutes of drawing loses them). Raises ``OSError`` with the folder
+    as its ``filename``."""
+    import errno
+    import os
+    import tempfile
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".pwb-write-probe-", dir=folder)
+        try:
+            os.write(fd, b"\0" * 4096)  # a full disk refuses data, not always the empty file
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise OSError(exc.errno or errno.EIO, exc.strerror or str(exc), str(folder)) from exc
+    return folder
+
+
 def save_content_addressed(image, root: str | Path, metadata: dict[str, Any]) -> tuple[Path, str]:
     """Save under ``root/<sha[:2]>/<sha>.png`` where ``sha`` is the SHA-256 of the PNG bytes.
 

@@ -78,6 +78,10 @@ def generate(conditions: list[UserCondition], *, backend: Any = "diffusers", mod
     for i, c in enumerate(conditions):
         if not isinstance(c, UserCondition):
             raise TypeError(f"conditions[{i}] must be a UserCondition, got {type(c).__name__}")
+    if save:
+        from .io import ensure_writable
+
+        ensure_writable(images_dir(workspace, out_dir))  # before drawing, not after
         c.check_consent()
     if isinstance(backend, str):
         if model is None and backend != "patch":
@@ -120,26 +124,33 @@ def generate(conditions: list[UserCondition], *, backend: Any = "diffusers", mod
     return gens
 
 
-def record(ws: Workspace, conditions: list[UserCondition], gens: list[Generation]) -> None:
-    """Upsert ``conditions`` rows and insert ``generations`` rows in one transaction."""
+def record_rows(conditions: list[UserCondition], gens: list[Generation]) -> list[tuple[str, dict[str, Any]]]:
+    """The ``conditions`` and ``generations`` rows for ``gens``, as ``(table, row)`` pairs (what
+    :func:`record` writes, and what the API journals while the workspace is busy)."""
     from evalbench.store.workspace import dumps
 
+    out: list[tuple[str, dict[str, Any]]] = []
+    for c, g in zip(conditions, gens):
+        d = c.describe()
+        out.append(("conditions", {
+            "condition_id": g.condition_id, "user_id": c.user_id, "prompt": c.prompt, "negative_prompt": c.negative_prompt,
+            "reference_images": c.reference_labels(), "identity": None, "guidance": dumps(d["guidance"]), "seed": c.seed,
+            "persona_id": c.persona_id, "prompt_id": c.prompt_id, "reference_scale": dumps(c.reference_scale),
+            "identity_consent": dumps(d["identity"]["consent"]) if d["identity"] else None}))
+        out.append(("generations", {
+            "generation_id": g.generation_id, "condition_id": g.condition_id, "image_path": g.image_path,
+            "backend": g.backend, "model": g.model, "params": dumps(g.params), "latency_s": g.latency_s,
+            "peak_mem": g.peak_mem, "user_id": g.user_id, "unet_evals": g.unet_evals,
+            "image_sha256": g.params.get("image_sha256"), "identity_similarity": g.identity_similarity}))
+    return out
+
+
+def record(ws: Workspace, conditions: list[UserCondition], gens: list[Generation]) -> None:
+    """Upsert ``conditions`` rows and insert ``generations`` rows in one transaction."""
+    keys = {"conditions": "condition_id", "generations": "generation_id"}
     with ws.transaction() as con:
-        for c, g in zip(conditions, gens):
-            d = c.describe()
-            con.execute("DELETE FROM conditions WHERE condition_id = ?", [g.condition_id])
-            con.execute(
-                "INSERT INTO conditions (condition_id, user_id, prompt, negative_prompt, reference_images, identity, "
-                "guidance, seed, persona_id, prompt_id, reference_scale, identity_consent) "
-                "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
-                [g.condition_id, c.user_id, c.prompt, c.negative_prompt, c.reference_labels(), dumps(d["guidance"]),
-                 c.seed, c.persona_id, c.prompt_id, dumps(c.reference_scale),
-                 dumps(d["identity"]["consent"]) if d["identity"] else None],
-            )
-            con.execute("DELETE FROM generations WHERE generation_id = ?", [g.generation_id])
-            con.execute(
-                "INSERT INTO generations (generation_id, condition_id, image_path, backend, model, params, latency_s, "
-                "peak_mem, user_id, unet_evals, image_sha256, identity_similarity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [g.generation_id, g.condition_id, g.image_path, g.backend, g.model, dumps(g.params), g.latency_s,
-                 g.peak_mem, g.user_id, g.unet_evals, g.params.get("image_sha256"), g.identity_similarity],
-            )
+        for table, row in record_rows(conditions, gens):
+            cols = list(row)
+            con.execute(f"DELETE FROM {table} WHERE {keys[table]} = ?", [row[keys[table]]])
+            con.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                        [row[c] for c in cols])

@@ -30,6 +30,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse
@@ -37,7 +38,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from apps.api import schemas as S
 from apps.api.keys import KeyRing, RateLimiter
-from apps.api.service import NotFound, NotReady, Service, ServiceConfig
+from apps.api.service import Busy, Conflict, NotFound, NotReady, Service, ServiceConfig
 
 log = logging.getLogger("pwb.api")
 DEFAULT_MAX_BODY = 64 * 1024
@@ -117,9 +118,11 @@ class RequestGuard:
 
         try:
             await self.app(scope, limited_receive, send_wrapper)
-        except Exception:
+        except Exception as exc:
             if seen["answered"]:  # the disconnect we simulated, surfacing from the app
                 return
+            status["code"] = 500  # an error no handler answered: still one log line, with the error
+            self._log(scope, 500, rid, t0, error=f"{type(exc).__name__}: {exc}")
             raise
         if not seen["answered"]:
             self._log(scope, status["code"], rid, t0)
@@ -134,12 +137,15 @@ class RequestGuard:
         self._log(scope, code, rid, t0)
 
     @staticmethod
-    def _log(scope, code, rid, t0):
-        if log.isEnabledFor(logging.INFO):
-            log.info("request", extra={"event": "request", "request_id": rid, "method": scope.get("method"),
-                                       "path": scope.get("path"), "status": code,
-                                       "ms": round((time.perf_counter() - t0) * 1000, 2),
-                                       "key_id": scope["state"].get("key_id")})
+    def _log(scope, code, rid, t0, error: str | None = None):
+        if log.isEnabledFor(logging.INFO) or code >= 500:
+            extra = {"event": "request", "request_id": rid, "method": scope.get("method"), "path": scope.get("path"),
+                     "status": code, "ms": round((time.perf_counter() - t0) * 1000, 2),
+                     "key_id": scope["state"].get("key_id")}
+            error = error or scope["state"].get("error")
+            if error:
+                extra["error"] = error
+            (log.error if code >= 500 else log.info)("request", extra=extra)
 
 
 def _field(loc) -> str:
@@ -151,6 +157,7 @@ def create_app(config: ServiceConfig | None = None, *, max_body_bytes: int = DEF
                public_docs: bool = False, load_in_background: bool = True, gate=None) -> FastAPI:
     """The API over the workspace ``config.db``; see the module docstring."""
     from evalbench.store.gate import WorkspaceGate
+    from evalbench.store.workspace import WorkspaceBusy, WorkspaceError
 
     config = config or ServiceConfig()
     configure_logging()
@@ -202,7 +209,11 @@ def create_app(config: ServiceConfig | None = None, *, max_body_bytes: int = DEF
         return key
 
     auth = [Depends(require_key)]
-    errors = {401: {"model": S.ErrorOut}, 422: {"model": S.ErrorOut}, 429: {"model": S.ErrorOut}}
+    RewriteIn = S.rewrite_in(tuple(config.rewriters))  # the spec lists this server's rewriters and limits
+    GenerateIn = S.generate_in(config.max_side, config.max_steps, config.max_work, config.default_steps)
+    errors = {401: {"model": S.ErrorOut}, 422: {"model": S.ErrorOut}, 429: {"model": S.ErrorOut},
+              503: {"model": S.ErrorOut, "description": "The workspace is busy (another process writes it) or the "
+                    "generation queue is full: retry after the Retry-After header's seconds"}}
     body_errors = {**errors, 400: {"model": S.ErrorOut, "description": "Malformed JSON"},
                    413: {"model": S.ErrorOut, "description": "Body over the size limit"}}
 
@@ -226,9 +237,37 @@ def create_app(config: ServiceConfig | None = None, *, max_body_bytes: int = DEF
     async def _missing(request: Request, exc: NotFound):
         return JSONResponse({"detail": str(exc.args[0]), "errors": []}, status_code=404)
 
+    @app.exception_handler(Conflict)
+    async def _conflict(request: Request, exc: Conflict):
+        return JSONResponse({"detail": str(exc.args[0]), "errors": []}, status_code=409)
+
     @app.exception_handler(NotReady)
     async def _not_ready(request: Request, exc: NotReady):
         return JSONResponse({"detail": str(exc), "errors": []}, status_code=503, headers={"Retry-After": "2"})
+
+    def _unavailable(request: Request, detail: str, retry_after: float) -> JSONResponse:
+        request.scope["state"]["error"] = detail  # the request log line says why
+        return JSONResponse({"detail": detail, "errors": []}, status_code=503,
+                            headers={"Retry-After": str(max(1, round(retry_after)))})
+
+    @app.exception_handler(WorkspaceBusy)
+    async def _busy(request: Request, exc: WorkspaceBusy):
+        # another process (a bench run, a CLI writer) holds the workspace: come back, nothing is lost
+        return _unavailable(request, str(exc), 5)
+
+    @app.exception_handler(Busy)
+    async def _queue_full(request: Request, exc: Busy):
+        return _unavailable(request, str(exc), exc.retry_after)
+
+    @app.exception_handler(WorkspaceError)
+    async def _workspace(request: Request, exc: WorkspaceError):
+        return _unavailable(request, str(exc), 30)
+
+    @app.exception_handler(OSError)
+    async def _io(request: Request, exc: OSError):
+        from evalbench.store.workspace import io_message
+
+        return _unavailable(request, io_message(exc, service.gate.path.parent, "store or read a file"), 30)
 
     # -- health --------------------------------------------------------------------------------------
     @app.get("/healthz", response_model=S.Health, tags=["health"], summary="Liveness (no key needed)")
@@ -256,7 +295,10 @@ def create_app(config: ServiceConfig | None = None, *, max_body_bytes: int = DEF
 
     # -- personas ------------------------------------------------------------------------------------
     @app.post("/v1/personas", response_model=S.ColdStartOut, status_code=201, dependencies=auth, tags=["personas"],
-              summary="Cold start: a persona for a new user", responses={**body_errors, 503: {"model": S.ErrorOut}})
+              summary="Cold start: a persona for a new user",
+              responses={**body_errors, 404: {"model": S.ErrorOut, "description": "No item id is in the catalogue, or a "
+                                              "survey question or option does not exist (GET /v1/survey)"},
+                         409: {"model": S.ErrorOut, "description": "Several answers to a one-answer question"}})
     async def create_persona(body: S.ColdStartIn):
         # async on purpose: ~2 ms of CPU in one pass of the encoder costs less inline than a thread hop
         card, unknown, stored = service.coldstart(body)
@@ -278,15 +320,23 @@ def create_app(config: ServiceConfig | None = None, *, max_body_bytes: int = DEF
         return _persona(card, source)
 
     # -- rewrites ------------------------------------------------------------------------------------
+    def _bodied(model):  # the body's model is built per server: give it to FastAPI as a real class
+        def deco(fn):
+            fn.__annotations__["body"] = model
+            return fn
+        return deco
+
     @app.post("/v1/rewrite", response_model=S.RewritesOut, dependencies=auth, tags=["prompts"],
               summary="Rewrite prompts from a persona's perspective", responses={**body_errors, 404: {"model": S.ErrorOut}})
-    def rewrite(body: S.RewriteIn):
+    @_bodied(RewriteIn)
+    def rewrite(body):
         return service.rewrite(body)
 
     # -- generation ----------------------------------------------------------------------------------
     @app.post("/v1/generate", response_model=S.JobOut, status_code=202, tags=["images"],
               summary="Draw images for conditions (an asynchronous job)", responses=body_errors)
-    def generate(body: S.GenerateIn, request: Request, key=Depends(require_key)):
+    @_bodied(GenerateIn)
+    def generate(body, request: Request, key=Depends(require_key)):
         job = service.jobs.submit(key.key_id, body.model_dump())
         return _job(job)
 
@@ -298,9 +348,7 @@ def create_app(config: ServiceConfig | None = None, *, max_body_bytes: int = DEF
     @app.get("/v1/images/{sha256}", dependencies=auth, tags=["images"], summary="A generated PNG",
              responses={**errors, 404: {"model": S.ErrorOut}, 200: {"content": {"image/png": {}}}},
              response_class=FileResponse)
-    def image(sha256: str):
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise ValueError("sha256: expected the 64 hex digits of an image's content hash (from a job's images)")
+    def image(sha256: str = PathParam(pattern="^[0-9a-f]{64}$", description="The image's content hash (a job's images).")):
         return FileResponse(service.image_path(sha256), media_type="image/png")
 
     # -- runs ----------------------------------------------------------------------------------------
@@ -325,7 +373,7 @@ def _persona(card, source: str) -> dict[str, Any]:
 
 
 def _job(job: dict[str, Any]) -> dict[str, Any]:
-    return {**{k: job.get(k) for k in ("job_id", "status", "created_at", "finished_at", "error")},
+    return {**{k: job.get(k) for k in ("job_id", "status", "created_at", "started_at", "finished_at", "error")},
             "images": job.get("images") or [], "status_url": f"/v1/jobs/{job['job_id']}"}
 
 

@@ -5,14 +5,68 @@ Every list and string has a bound, so a request's size is limited field by field
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from annotated_types import Ge, Le
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from generation.guidance import RULES
+
+#: Text with something in it: the spec says so (``pattern``), so a fuzzer's valid bodies are valid here too.
+NonBlank = r"\S"
+
+
+def _not_utf8(v: Any) -> bool:
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(v, dict):
+        return any(_not_utf8(k) or _not_utf8(x) for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return any(_not_utf8(x) for x in v)
+    if isinstance(v, BaseModel):
+        return False  # validated on its own
+    return False
+
 
 class Strict(BaseModel):
-    """Unknown fields are refused, and no coercion (``false`` is not a number, ``"3"`` not an int)."""
+    """Unknown fields are refused, and no coercion (``false`` is not a number, ``"3"`` not an int).
+
+    Text must be valid Unicode: a lone surrogate (``"\\ud800"``, legal in JSON, not storable as UTF-8) is
+    refused here with the field named, before anything is computed or stored.
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _valid_unicode(cls, v: Any) -> Any:
+        if _not_utf8(v):
+            raise ValueError("text holds a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not "
+                             "valid Unicode; send UTF-8 text")
+        return v
+
+
+def _whole_float(v: Any) -> Any:
+    """JSON Schema's ``integer`` includes ``7.0``; so does this server (never ``"7"`` or ``true``)."""
+    return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**53 else v
+
+
+WholeInt = Annotated[int, BeforeValidator(_whole_float)]
+Key64 = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Text128 = Annotated[str, StringConstraints(max_length=128)]
 
 
 class InteractionIn(Strict):
@@ -28,22 +82,21 @@ class ColdStartIn(Strict):
     user_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$",
                                 description="Your id for the user; omitted: one is assigned.")
     interactions: list[InteractionIn] = Field(default_factory=list, max_length=200)
-    survey_answers: dict[str, list[str]] = Field(default_factory=dict, max_length=20,
-                                                 description="Question id -> chosen option labels (GET /v1/survey).")
-    attributes: dict[str, str] = Field(default_factory=dict, max_length=20,
-                                       description="Declared demographics, e.g. {\"gender\": \"F\"}.")
+    survey_answers: dict[Key64, Annotated[list[Text128], Field(max_length=20)]] = Field(
+        default_factory=dict, max_length=20, description="Question id -> chosen option labels (GET /v1/survey).")
+    attributes: dict[Key64, Text128] = Field(default_factory=dict, max_length=20,
+                                             description="Declared demographics, e.g. {\"gender\": \"F\"}.")
     store: bool = Field(default=True, description="Keep the persona so GET /v1/personas/{user_id} returns it.")
+
+    # the rule below, in the spec too: at least one interaction or one answered question
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"anyOf": [
+        {"required": ["interactions"], "properties": {"interactions": {"minItems": 1}}},
+        {"required": ["survey_answers"], "properties": {"survey_answers": {"minProperties": 1}}}]})
 
     @model_validator(mode="after")
     def _needs_something(self):
         if not self.interactions and not self.survey_answers:
             raise ValueError("give `interactions` (item ids the user engaged with) or `survey_answers` (GET /v1/survey)")
-        for q, opts in self.survey_answers.items():
-            if len(q) > 64 or len(opts) > 20 or any(len(o) > 128 for o in opts):
-                raise ValueError("survey_answers: at most 20 options of 128 characters per question id of 64")
-        for k, v in self.attributes.items():
-            if len(k) > 64 or len(v) > 128:
-                raise ValueError("attributes: keys up to 64 and values up to 128 characters")
         return self
 
 
@@ -86,30 +139,50 @@ class SurveyOut(BaseModel):
     questions: list[SurveyQuestionOut]
 
 
+class TraitIn(Strict):
+    name: str = Field(min_length=1, max_length=200, pattern=NonBlank)
+    weight: float = Field(default=1.0, ge=-1e6, le=1e6, allow_inf_nan=False)
+
+
 class PersonaIn(Strict):
-    """An inline persona: its text and optional weighted traits."""
+    """An inline persona: its text and optional weighted traits (a summary or at least one trait)."""
 
     summary: str = Field(default="", max_length=4000)
-    traits: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+    traits: list[TraitIn] = Field(default_factory=list, max_length=50)
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"anyOf": [
+        {"required": ["summary"], "properties": {"summary": {"pattern": NonBlank}}},
+        {"required": ["traits"], "properties": {"traits": {"minItems": 1}}}]})
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.summary.strip() and not self.traits:
+            raise ValueError("persona: give a summary or at least one trait")
+        return self
 
 
 class RewriteIn(Strict):
     user_id: str | None = Field(default=None, min_length=1, max_length=128,
                                 description="A user with a stored persona (cold-start or mined).")
     persona: PersonaIn | None = Field(default=None, description="Or an inline persona.")
-    prompts: list[str] = Field(min_length=1, max_length=32, description="Generic image prompts to personalise.")
+    prompts: list[Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=NonBlank)]] = Field(
+        min_length=1, max_length=32, description="Generic image prompts to personalise.")
     backend: str = Field(default="template", max_length=32, description="A rewriter this server enables (GET /readyz).")
-    shots: int = Field(default=0, ge=0, le=20)
+
+    # exactly one of user_id and persona, in the spec too
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"oneOf": [
+        {"required": ["user_id"], "properties": {"user_id": {"type": "string"}},
+         "not": {"required": ["persona"], "properties": {"persona": {"type": "object"}}}},
+        {"required": ["persona"], "properties": {"persona": {"type": "object"}},
+         "not": {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}}}]})
+    shots: WholeInt = Field(default=0, ge=0, le=20)
     negative: bool = Field(default=False, description="Also write a negative prompt.")
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    seed: WholeInt = Field(default=0, ge=0, le=2**31 - 1)
 
     @model_validator(mode="after")
     def _one_persona(self):
         if (self.user_id is None) == (self.persona is None):
             raise ValueError("give exactly one of `user_id` (a stored persona) and `persona` (inline)")
-        for i, p in enumerate(self.prompts):
-            if not p.strip() or len(p) > 1000:
-                raise ValueError(f"prompts[{i}]: a prompt needs 1 to 1000 characters")
         return self
 
 
@@ -127,20 +200,107 @@ class RewritesOut(BaseModel):
     rewrites: list[RewriteOut]
 
 
+def _scale_rules() -> dict[str, Any]:
+    """Guidance rules whose scale has bounds (``scale_bounds`` on the rule class), as a spec rule."""
+    from generation.guidance import get_rule_class
+
+    bounded = {n: get_rule_class(n).scale_bounds for n in sorted(RULES) if getattr(get_rule_class(n), "scale_bounds", None)}
+    if not bounded:
+        return {}
+    free = [n for n in sorted(RULES) if n not in bounded]
+    branches: list[dict[str, Any]] = [{"properties": {"guidance": {"enum": free}}}]
+    for name, (lo, hi) in bounded.items():
+        branches.append({"required": ["guidance"], "properties": {"guidance": {"const": name}, "guidance_scale": {
+            "anyOf": [{"type": "number", "minimum": lo, "maximum": hi}, {"type": "null"}]}}})
+    return {"anyOf": branches}
+
+
 class ConditionIn(Strict):
     user_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
-    prompt: str = Field(min_length=1, max_length=1000, description="Usually a rewrite from POST /v1/rewrite.")
+    prompt: str = Field(min_length=1, max_length=1000, pattern=NonBlank, description="Usually a rewrite from POST /v1/rewrite.")
     negative_prompt: str | None = Field(default=None, max_length=1000)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    guidance: str = Field(default="cfg", max_length=32)
+    seed: WholeInt = Field(default=0, ge=0, le=2**31 - 1)
+    guidance: Literal[tuple(sorted(RULES))] = Field(default="cfg", description="A guidance rule.")  # type: ignore[valid-type]
     guidance_scale: float | None = Field(default=None, ge=0.0, le=50.0, allow_inf_nan=False)
+
+    # a rule's own scale bounds (CFG++: lambda in [0, 1]) in the spec too; the rule checks them before the 202
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_scale_rules())
 
 
 class GenerateIn(Strict):
     conditions: list[ConditionIn] = Field(min_length=1, max_length=16)
-    height: int = Field(default=96, ge=16, le=2048, multiple_of=8)
-    width: int = Field(default=96, ge=16, le=2048, multiple_of=8)
-    steps: int | None = Field(default=None, ge=1, le=200)
+    height: WholeInt = Field(default=96, ge=16, le=2048, multiple_of=8)
+    width: WholeInt = Field(default=96, ge=16, le=2048, multiple_of=8)
+    steps: Annotated[int, Ge(1), Le(200), BeforeValidator(_whole_float)] | None = None
+
+
+def rewrite_in(backends: tuple[str, ...]) -> type[RewriteIn]:
+    """:class:`RewriteIn` whose ``backend`` lists the rewriters this server enables."""
+    # the spec lists them (enum); the server's own check names the `pwb serve --rewriter` option to add one
+    return create_model("RewriteIn", __base__=RewriteIn, backend=(
+        str, Field(default="template", max_length=32, json_schema_extra={"enum": list(backends)},
+                   description="A rewriter this server enables (pwb serve --rewriter).")))
+
+
+def work_tiers(max_side: int, max_steps: int, max_work: float, max_conditions: int = 16) -> list[dict[str, int]]:
+    """The per-request work budget as tiers a spec can state: a job fits when, for one tier, its sides are
+    at most ``side``, its steps at most ``steps`` and it has at most ``conditions`` conditions; each tier
+    keeps conditions x side^2 x steps / 1e6 within ``max_work`` megapixel-steps. (A product of fields
+    cannot be written in JSON Schema; tiers can, and the server enforces exactly these.)"""
+    sides, side = [], max_side - max_side % 8
+    while side >= 16:
+        sides.append(side)
+        side = (side // 2) - (side // 2) % 8
+    levels = sorted({max_steps, max(1, max_steps // 5), 1}, reverse=True)
+    tiers = []
+    for side in sides:
+        for steps in levels:
+            n = min(max_conditions, int(max_work // (side * side * steps / 1e6)))
+            if n >= 1:
+                tiers.append({"side": side, "steps": steps, "conditions": n})
+    # drop tiers another tier contains
+    return [t for t in tiers if not any(o is not t and o["side"] >= t["side"] and o["steps"] >= t["steps"]
+                                        and o["conditions"] >= t["conditions"] for o in tiers)]
+
+
+def fits(tiers: list[dict[str, int]], n: int, height: int, width: int, steps: int) -> bool:
+    return any(n <= t["conditions"] and height <= t["side"] and width <= t["side"] and steps <= t["steps"] for t in tiers)
+
+
+def generate_in(max_side: int, max_steps: int, max_work: float = float("inf"), default_steps: int = 10,
+                default_side: int = 96) -> type[GenerateIn]:
+    """:class:`GenerateIn` with this server's limits (``pwb serve --max-side / --max-steps / --max-work``),
+    so the published spec says what the server enforces, the work budget's tiers included."""
+    default = min(default_side, max_side - max_side % 8)
+    default_steps = min(default_steps, max_steps)
+    tiers = work_tiers(max_side, max_steps, max_work)
+    anyof = []
+    for t in tiers:
+        # each branch states its fields in full (a generator merging branches must not lose the bounds)
+        side = {"type": "integer", "minimum": 16, "maximum": t["side"], "multipleOf": 8}
+        steps_int = {"type": "integer", "minimum": 1, "maximum": t["steps"]}
+        props: dict[str, Any] = {"conditions": {"type": "array", "minItems": 1, "maxItems": t["conditions"]},
+                                 "height": side, "width": side, "steps": {"anyOf": [steps_int, {"type": "null"}]}}
+        required = ["conditions"]
+        if default > t["side"]:
+            required += ["height", "width"]
+        if default_steps > t["steps"]:
+            props["steps"] = steps_int
+            required.append("steps")
+        anyof.append({"properties": props, "required": required})
+    if not tiers:
+        raise ValueError(f"max_work: a budget of {max_work:g} megapixel-steps fits no job of 16 px at 1 step; raise it")
+    model = create_model(
+        "GenerateIn", __base__=GenerateIn,
+        height=(WholeInt, Field(default=default, ge=16, le=max_side, multiple_of=8)),
+        width=(WholeInt, Field(default=default, ge=16, le=max_side, multiple_of=8)),
+        steps=(Annotated[int, Ge(1), Le(max_steps), BeforeValidator(_whole_float)] | None, Field(default=None)),
+    )
+    model.model_config["json_schema_extra"] = {"anyOf": anyof}
+    model.model_rebuild(force=True)
+    model.work_tiers = tiers
+    model.default_steps = default_steps
+    return model
 
 
 class JobOut(BaseModel):
@@ -148,6 +308,7 @@ class JobOut(BaseModel):
     status: Literal["queued", "running", "completed", "failed"]
     status_url: str
     created_at: float
+    started_at: float | None = Field(default=None, description="When its first image started (None: still queued).")
     finished_at: float | None = None
     error: str | None = None
     images: list[dict[str, Any]] = Field(default_factory=list,

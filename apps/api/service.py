@@ -4,15 +4,16 @@ rewrites, generation jobs, runs and their scores. :mod:`apps.api.app` is the thi
 The workspace is opened per read and per write through a :class:`~evalbench.store.gate.WorkspaceGate`,
 so a running server never locks out ``pwb`` commands or the dashboard for long. The cold-start route
 touches no database: the trained encoder, the catalogue and the intake survey are loaded once at start-up
-(in a background thread; ``GET /readyz`` says when they are in), new personas are answered from memory
-and written in batches by one writer thread.
+(in a background thread; ``GET /readyz`` says when they are in). Every write a route acknowledges (a new
+persona, a job and its images' records) is first appended to the workspace's journal
+(:mod:`evalbench.store.journal`, fsynced), and one writer thread applies the journal into DuckDB whenever
+the file is free, so a long-held lock delays those writes and never drops them.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import queue
 import threading
 import time
 import uuid
@@ -28,7 +29,11 @@ class NotReady(RuntimeError):
 
 
 class NotFound(LookupError):
-    """No such persona, run, job or image."""
+    """No such persona, run, job, image, catalogue item or survey answer."""
+
+
+class Conflict(ValueError):
+    """The request contradicts what it refers to (two answers to a one-answer survey question)."""
 
 
 @dataclass
@@ -46,97 +51,206 @@ class ServiceConfig:
     pool: str = "samples"
     max_side: int = 1024
     max_steps: int = 50
+    default_steps: int = 10  # what a job without `steps` is budgeted at (the patch generator's default)
+    max_work: float = 200.0  # megapixel-steps a job may ask for (conditions x height x width x steps / 1e6)
+    max_queue: int = 64  # jobs waiting before submissions get 503 + Retry-After
+    job_ttl_s: float = 3600.0  # finished jobs kept in memory (then read back from the workspace)
+    max_finished: int = 2000
     torch_threads: int = 1
     store_batch_s: float = 0.25
     freeze_gc: bool = False  # `pwb serve` sets it: see Service.load
     key_refresh_s: float = 5.0
 
 
-class PersonaWriter:
-    """One thread that stores cold-start personas in batches (one transaction per batch)."""
+class Busy(RuntimeError):
+    """The server cannot take this request now (the generation queue is full); ``retry_after`` seconds."""
 
-    def __init__(self, gate, split_id: str, encoder: str, batch_s: float):
-        self.gate, self.split_id, self.encoder, self.batch_s = gate, split_id, encoder, batch_s
-        self.q: queue.Queue = queue.Queue()
-        self.written = 0
-        self.failures = 0
-        self._thread = threading.Thread(target=self._loop, name="pwb-persona-writer", daemon=True)
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class JournalWriter:
+    """One thread that applies the workspace journal (cold-start personas, job rows) into DuckDB.
+
+    Requests append to the journal (fsynced) before they answer; this thread only moves entries from the
+    journal into the workspace, as soon as the file is free. While another process holds it, it keeps
+    trying (backing off to ``max_delay_s``) and never gives up: the entries wait on disk, and any later
+    read-write open of the workspace (a ``pwb`` command, the next server) applies them too.
+    """
+
+    def __init__(self, gate, batch_s: float, max_delay_s: float = 2.0):
+        self.gate, self.batch_s, self.max_delay_s = gate, batch_s, max_delay_s
+        self.applied = 0
+        self.rejected = 0
+        self.waiting_since: float | None = None
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="pwb-journal-writer", daemon=True)
         self._thread.start()
 
-    def put(self, card) -> None:
-        self.q.put(card)
+    def notify(self) -> None:
+        self._wake.set()
+
+    def _apply_once(self, wait_s: float | None = None) -> bool:
+        """One attempt; ``True`` when the journal is empty afterwards."""
+        from evalbench.store.workspace import WorkspaceBusy
+
+        try:
+            res = self.gate.apply_journal(wait_s=wait_s)
+        except WorkspaceBusy as exc:
+            now = time.monotonic()
+            if self.waiting_since is None:
+                self.waiting_since = now
+                log.warning("journal waits for the workspace", extra={"event": "store_wait", "error": str(exc),
+                                                                       "pending": self.gate.journal.pending_count()})
+            return False
+        except Exception as exc:  # noqa: BLE001 - an I/O fault: logged, retried; the entries stay on disk
+            log.error("journal apply failed", extra={"event": "store_error", "error": f"{type(exc).__name__}: {exc}"})
+            return False
+        if self.waiting_since is not None:
+            log.info("journal caught up", extra={"event": "store_resumed", "waited_s": round(time.monotonic() - self.waiting_since, 2)})
+            self.waiting_since = None
+        self.applied += res.applied
+        self.rejected += len(res.rejected)
+        return True
 
     def _loop(self) -> None:
-        from evalbench.store.personas import save_personas
-
-        while True:
-            first = self.q.get()
-            if first is None:
-                return
+        delay = self.batch_s
+        while not self._stop:
+            self._wake.wait()
+            if self._stop:
+                break
             time.sleep(self.batch_s)  # gather a batch
-            batch, stop = {first.user_id: first}, False
-            while True:
-                try:
-                    c = self.q.get_nowait()
-                except queue.Empty:
-                    break
-                if c is None:
-                    stop = True
-                    break
-                batch[c.user_id] = c
-            for attempt in range(5):  # the gate already waits 10 s for other processes; then a few more tries
-                try:
-                    with self.gate.writing() as ws:
-                        save_personas(ws, self.split_id, self.encoder, list(batch.values()))
-                    self.written += len(batch)
-                    break
-                except Exception as exc:  # noqa: BLE001 - logged; the cards stay answerable from memory
-                    log.warning("persona write failed", extra={"event": "store_retry", "attempt": attempt + 1,
-                                                               "error": f"{type(exc).__name__}: {exc}", "cards": len(batch)})
-                    time.sleep(0.2 * 2 ** attempt)
+            self._wake.clear()
+            if self._apply_once():
+                delay = self.batch_s
             else:
-                self.failures += 1
-                log.error("persona write gave up", extra={"event": "store_error", "cards": len(batch),
-                                                          "users": list(batch)[:20]})
-            if stop:
-                return
+                self._wake.set()  # try again after a pause
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_delay_s)
 
-    def close(self, timeout: float = 10.0) -> None:
-        self.q.put(None)
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop; one last attempt to apply what is pending (what is left stays in the journal)."""
+        self._stop = True
+        self._wake.set()
         self._thread.join(timeout)
+        if not self._apply_once(wait_s=1.0) and self.gate.journal.files():
+            log.warning("journal left for the next open", extra={"event": "store_deferred",
+                                                                 "pending": self.gate.journal.pending_count()})
 
 
 class Jobs:
-    """Generation jobs: one worker thread draws, the result rows go to the workspace in one write."""
+    """Generation jobs: bounded, budgeted, and served fairly by one worker thread.
+
+    * ``submit`` validates every condition (guidance rule names, sizes, the work budget) before the 202,
+      refuses with :class:`Busy` (503 + ``Retry-After``) when ``max_queue`` jobs are already waiting, and
+      journals the job row (no wait for the workspace);
+    * the worker draws one condition at a time, round-robin over the active jobs, so a small job waits
+      for at most one condition of a large one, never for the whole large job;
+    * finished jobs stay in memory for ``job_ttl_s`` (and at most ``max_finished``), then are read back
+      from the workspace; jobs of an earlier process that never finished are marked failed at start-up.
+    """
 
     def __init__(self, service: Service):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.service = service
         self.jobs: dict[str, dict[str, Any]] = {}
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pwb-generate")
+        self.paths: dict[str, str] = {}  # image sha256 -> file, for images whose records may still be in the journal
+        self._active: collections.deque[dict[str, Any]] = collections.deque()
+        self._finished: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._cond = threading.Condition()
         self._backend = None
+        self._stop = False
+        self._cond_seconds = collections.deque(maxlen=50)  # recent seconds per condition: the Retry-After estimate
+        self._worker = threading.Thread(target=self._loop, name="pwb-generate", daemon=True)
+        self._worker.start()
 
-    def submit(self, key_id: str | None, request: dict[str, Any]) -> dict[str, Any]:
-        from evalbench.store.workspace import dumps
+    # -- admission -----------------------------------------------------------------------------------
+    def validate(self, request: dict[str, Any]) -> list[Any]:
+        """The request's :class:`~generation.conditions.UserCondition` list; ``ValueError`` names the field."""
+        from generation.conditions import UserCondition
 
         cfg = self.service.config
         for name in ("height", "width"):
             if request.get(name) and request[name] > cfg.max_side:
                 raise ValueError(f"{name}: this server draws at most {cfg.max_side} px a side (pwb serve --max-side)")
-        if request.get("steps") and request["steps"] > cfg.max_steps:
+        if request.get("steps") is None and cfg.default_steps > cfg.max_steps:
+            request["steps"] = cfg.max_steps  # the backend's default would go past this server's limit
+        steps = request.get("steps") or cfg.default_steps
+        if steps > cfg.max_steps:
             raise ValueError(f"steps: this server takes at most {cfg.max_steps} steps (pwb serve --max-steps)")
+        conds = []
+        for i, c in enumerate(request["conditions"]):
+            if not c["prompt"].strip():
+                raise ValueError(f"conditions.{i}.prompt: the prompt is empty")
+            cond = UserCondition(user_id=c["user_id"], prompt=c["prompt"], negative_prompt=c.get("negative_prompt"),
+                                 seed=c.get("seed", 0), guidance=c.get("guidance", "cfg"),
+                                 guidance_scale=c.get("guidance_scale"))
+            try:
+                cond.make_rule()
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ValueError(f"conditions.{i}.guidance: {exc}") from exc
+            conds.append(cond)
+        from apps.api.schemas import fits, work_tiers
 
-        job = {"job_id": "job-" + uuid.uuid4().hex[:16], "status": "queued", "created_at": time.time(),
-               "finished_at": None, "error": None, "images": []}
-        self.jobs[job["job_id"]] = job
-        with self.service.gate.writing() as ws:
-            with ws.transaction() as con:
-                con.execute("INSERT INTO api_jobs (job_id, key_id, kind, status, request) VALUES (?, ?, 'generate', 'queued', ?)",
-                            [job["job_id"], key_id, dumps(request)])
-        self.pool.submit(self._run, job, request)
+        h, w = request.get("height") or 96, request.get("width") or 96
+        tiers = work_tiers(cfg.max_side, cfg.max_steps, cfg.max_work)
+        if not fits(tiers, len(conds), h, w, steps):
+            work = job_work(len(conds), h, w, steps)
+            allowed = "; ".join(f"up to {t['conditions']} conditions at up to {t['side']} px and {t['steps']} steps"
+                                for t in tiers)
+            raise ValueError(f"conditions: this job ({len(conds)} x {h}x{w} px x {steps} steps = {work:.1f} "
+                             f"megapixel-steps) is over this server's work budget of {cfg.max_work:g} "
+                             f"(pwb serve --max-work); a job may have {allowed}. Split it into smaller jobs")
+        return conds
+
+    def submit(self, key_id: str | None, request: dict[str, Any]) -> dict[str, Any]:
+        conds = self.validate(request)
+        cfg = self.service.config
+        with self._cond:
+            self._expire()
+            waiting = sum(1 for j in self._active if j["status"] == "queued")
+            if waiting >= cfg.max_queue:
+                raise Busy(f"the generation queue is full ({waiting} jobs waiting, pwb serve --max-queue "
+                           f"{cfg.max_queue}); retry later", retry_after=self._retry_after())
+            now = time.time()
+            job = {"job_id": "job-" + uuid.uuid4().hex[:16], "status": "queued", "created_at": now,
+                   "started_at": None, "finished_at": None, "error": None, "images": [], "key_id": key_id,
+                   "request": request, "_conds": conds, "_next": 0, "_gens": []}
+            self._store(job)  # journalled before the 202: raises (nothing queued) if it cannot be
+            self.jobs[job["job_id"]] = job
+            self._active.append(job)
+            self._cond.notify()
         return job
 
+    def _retry_after(self) -> float:
+        per = (sum(self._cond_seconds) / len(self._cond_seconds)) if self._cond_seconds else 1.0
+        left = sum(len(j["_conds"]) - j["_next"] for j in self._active)
+        return max(1.0, min(300.0, per * left))
+
+    def _store(self, job: dict[str, Any]) -> None:
+        from evalbench.store.workspace import dumps
+
+        row = {"job_id": job["job_id"], "key_id": job["key_id"], "kind": "generate", "status": job["status"],
+               "request": dumps(job["request"]), "result": dumps(job["images"]) if job["finished_at"] else None,
+               "error": job["error"], "created_at": _ts(job["created_at"]),
+               "finished_at": _ts(job["finished_at"]) if job["finished_at"] else None}
+        self.service.gate.journal.append("upsert", {"table": "api_jobs", "row": row})
+        if self.service.writer is not None:
+            self.service.writer.notify()
+
+    def _expire(self) -> None:
+        ttl, cap, now = self.service.config.job_ttl_s, self.service.config.max_finished, time.time()
+        while self._finished:
+            job_id, at = next(iter(self._finished.items()))
+            if now - at <= ttl and len(self._finished) <= cap:
+                break
+            self._finished.popitem(last=False)
+            gone = self.jobs.pop(job_id, None)
+            for im in (gone or {}).get("images") or []:
+                self.paths.pop(im.get("sha256"), None)
+
+    # -- the worker ----------------------------------------------------------------------------------
     def _backend_for(self):
         if self._backend is None:
             from generation.pipeline import get_backend
@@ -148,36 +262,69 @@ class Jobs:
             self._backend = get_backend(cfg.generate_backend, **kwargs)
         return self._backend
 
-    def _run(self, job: dict[str, Any], request: dict[str, Any]) -> None:
-        from evalbench.store.workspace import dumps
-        from generation.conditions import UserCondition
-        from generation.pipeline import generate, images_dir, record
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._active and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                job = self._active.popleft()
+            try:
+                self._step(job)
+            except Exception as exc:  # noqa: BLE001 - the job reports it
+                job["_outcome"], job["error"] = "failed", f"{type(exc).__name__}: {exc}"
+                log.error("generation job failed", extra={"event": "job_failed", "job_id": job["job_id"], "error": job["error"]})
+            if job.get("_outcome"):
+                self._finish(job)
+            else:
+                with self._cond:
+                    self._active.append(job)  # round robin: the next job's condition goes first
 
-        job["status"] = "running"
-        try:
-            conds = [UserCondition(user_id=c["user_id"], prompt=c["prompt"], negative_prompt=c.get("negative_prompt"),
-                                   seed=c.get("seed", 0), guidance=c.get("guidance", "cfg"),
-                                   guidance_scale=c.get("guidance_scale")) for c in request["conditions"]]
-            out_dir = images_dir(None, Path(str(self.service.gate.path)).parent / "images")
-            gens = generate(conds, backend=self._backend_for(), out_dir=out_dir, steps=request.get("steps"),
-                            height=request.get("height"), width=request.get("width"), progress=False)
-            with self.service.gate.writing() as ws:
-                record(ws, conds, gens)
+    def _step(self, job: dict[str, Any]) -> None:
+        """Draw the job's next condition."""
+        from generation.pipeline import generate, images_dir
+
+        if job["status"] == "queued":
+            job["status"], job["started_at"] = "running", time.time()
+        cond = job["_conds"][job["_next"]]
+        req = job["request"]
+        out_dir = images_dir(None, Path(str(self.service.gate.path)).parent / "images")
+        t0 = time.perf_counter()
+        gens = generate([cond], backend=self._backend_for(), out_dir=out_dir, steps=req.get("steps"),
+                        height=req.get("height"), width=req.get("width"), progress=False)
+        self._cond_seconds.append(time.perf_counter() - t0)
+        job["_gens"].extend(gens)
+        job["_next"] += 1
+        if job["_next"] == len(job["_conds"]):
+            self._record(job)
+            for g in job["_gens"]:
+                self.paths[g.params.get("image_sha256")] = g.image_path
             job["images"] = [{"user_id": g.user_id, "prompt": c.prompt, "sha256": g.params.get("image_sha256"),
                               "url": f"/v1/images/{g.params.get('image_sha256')}", "generation_id": g.generation_id,
-                              "seconds": round(g.latency_s, 4)} for g, c in zip(gens, conds)]
-            job["status"] = "completed"
-        except Exception as exc:  # noqa: BLE001 - the job reports it
-            job["status"], job["error"] = "failed", f"{type(exc).__name__}: {exc}"
-            log.error("generation job failed", extra={"event": "job_failed", "job_id": job["job_id"], "error": job["error"]})
-        job["finished_at"] = time.time()
+                              "seconds": round(g.latency_s, 4)} for g, c in zip(job["_gens"], job["_conds"])]
+            job["_outcome"] = "completed"
+
+    def _record(self, job: dict[str, Any]) -> None:
+        from generation.pipeline import record_rows
+
+        journal = self.service.gate.journal
+        for table, row in record_rows(job["_conds"], job["_gens"]):
+            journal.append("upsert", {"table": table, "row": row})
+
+    def _finish(self, job: dict[str, Any]) -> None:
+        """Journal the finished job's row, then show it finished (a client that sees ``completed`` can rely
+        on the row and the images' records being on disk)."""
+        job.pop("_gens", None)  # the images are on disk; keep only their descriptions
+        final = {**job, "status": job.pop("_outcome"), "finished_at": time.time()}
         try:
-            with self.service.gate.writing() as ws:
-                with ws.transaction() as con:
-                    con.execute("UPDATE api_jobs SET status = ?, result = ?, error = ?, finished_at = current_timestamp "
-                                "WHERE job_id = ?", [job["status"], dumps(job["images"]), job["error"], job["job_id"]])
-        except Exception as exc:  # noqa: BLE001
-            log.error("job row update failed", extra={"event": "store_error", "error": str(exc)})
+            self._store(final)
+        except Exception as exc:  # noqa: BLE001 - the job stays answerable from memory until it expires
+            log.error("job row not journalled", extra={"event": "store_error", "job_id": job["job_id"], "error": str(exc)})
+        job["finished_at"], job["status"] = final["finished_at"], final["status"]
+        with self._cond:
+            self._finished[job["job_id"]] = job["finished_at"]
+            self._expire()
 
     def get(self, job_id: str) -> dict[str, Any]:
         if job_id in self.jobs:
@@ -191,12 +338,34 @@ class Jobs:
             raise NotFound(f"no generation job {job_id!r}")
         status, result, error, created, finished = rows[0]
         if status in ("queued", "running"):  # a job of an earlier server process that never finished
-            status, error = "failed", error or "the server stopped before this job finished; submit it again"
-        return {"job_id": job_id, "status": status, "created_at": created, "finished_at": finished, "error": error,
-                "images": loads(result) or []}
+            status, error = "failed", error or ABANDONED
+        return {"job_id": job_id, "status": status, "created_at": created, "started_at": None, "finished_at": finished,
+                "error": error, "images": loads(result) or []}
+
+    def queue_stats(self) -> dict[str, Any]:
+        with self._cond:
+            return {"active": len(self._active), "queued": sum(1 for j in self._active if j["status"] == "queued"),
+                    "in_memory": len(self.jobs)}
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._worker.join(timeout=5)
+
+
+ABANDONED = "the server stopped before this job finished; submit it again"
+
+
+def job_work(conditions: int, height: int, width: int, steps: int) -> float:
+    """A job's work in megapixel-steps: conditions x height x width x steps / 1e6."""
+    return conditions * height * width * steps / 1e6
+
+
+def _ts(epoch: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
 
 
 class Service:
@@ -213,7 +382,7 @@ class Service:
         self.like: float | None = None
         self.items: set[str] = set()
         self.recent: collections.OrderedDict[str, Any] = collections.OrderedDict()
-        self.writer: PersonaWriter | None = None
+        self.writer = JournalWriter(gate, config.store_batch_s)
         self.jobs = Jobs(self)
         self._rewriters: dict[str, Any] = {}
         self._rw_lock = threading.Lock()
@@ -235,10 +404,8 @@ class Service:
             from persona.models import ENCODERS
 
             torch.set_num_threads(self.config.torch_threads)
-            with self.gate.reading() as ws:
-                self.split_id = resolve_split(ws, self.config.split)
-                ctx = load_context(ws, self.split_id)
-                ckpt = checkpoint_path(ws, self.split_id, self.config.encoder, self.config.encoder_params)
+            ctx, ckpt = self._read_split(resolve_split, load_context, checkpoint_path)
+            self.error = None
             if not ckpt.exists():
                 raise FileNotFoundError(
                     f"no trained {self.config.encoder} model for split {self.split_id!r}: run `pwb personas mine "
@@ -248,7 +415,7 @@ class Service:
             self.survey = default_survey(ctx)
             self.like = ctx.meta.get("like_threshold")
             self.items = set(ctx.items)
-            self.writer = PersonaWriter(self.gate, self.split_id, self.coldstart_encoder, self.config.store_batch_s)
+            self._recover()
             # The catalogue and interactions are millions of long-lived objects: a full garbage collection
             # scanning them stalled requests for ~0.3 s once in a while. Freezing them out of the
             # collector's view (they live as long as the server process) removes those pauses; only for
@@ -266,10 +433,63 @@ class Service:
             self.error = f"{type(exc).__name__}: {exc}"
             log.error("model loading failed", extra={"event": "not_ready", "error": self.error})
 
+    def _read_split(self, resolve_split, load_context, checkpoint_path):
+        """The served split's context and checkpoint path, waiting out another process's hold (visibly)."""
+        from evalbench.store.workspace import WorkspaceBusy
+
+        delay = 0.5
+        while True:
+            try:
+                with self.gate.reading() as ws:
+                    self.split_id = self._served_split(ws, resolve_split)
+                    return (load_context(ws, self.split_id),
+                            checkpoint_path(ws, self.split_id, self.config.encoder, self.config.encoder_params))
+            except WorkspaceBusy as exc:
+                self.error = f"waiting for the workspace: {exc}"
+                log.warning("models wait for the workspace", extra={"event": "load_wait", "error": str(exc)})
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _served_split(self, ws, resolve_split) -> str:
+        """``--split``, else the split this workspace's server served before (a bench run adding splits
+        does not change what a restarted server serves), else the only split."""
+        if self.config.split is None:
+            rows = ws.query("SELECT value FROM settings WHERE key = 'serve.split'")
+            known = {r[0] for r in ws.query("SELECT split_id FROM splits")}
+            if rows and rows[0][0] in known:
+                return rows[0][0]
+        split_id = resolve_split(ws, self.config.split)
+        self.gate.journal.append("upsert", {"table": "settings", "row": {"key": "serve.split", "value": split_id}})
+        self.writer.notify()
+        return split_id
+
+    def _recover(self) -> None:
+        """Start-up bookkeeping: personas still in the journal answer from memory; jobs of an earlier
+        process that never finished are marked failed (journalled, so it holds even while busy)."""
+        from evalbench.store.journal import card_from_dict
+
+        for e in self.gate.journal.pending():
+            d = e.get("data") or {}
+            if e.get("kind") == "persona" and d.get("split_id") == self.split_id and d.get("encoder") == self.coldstart_encoder:
+                card = card_from_dict(d["card"])
+                self.recent[card.user_id] = card
+        try:
+            with self.gate.reading() as ws:
+                stale = ws.query_dicts("SELECT * FROM api_jobs WHERE status IN ('queued', 'running')")
+        except Exception as exc:  # noqa: BLE001 - GET /v1/jobs reports such jobs as failed anyway
+            log.warning("abandoned jobs not checked", extra={"event": "store_wait", "error": str(exc)})
+            return
+        for row in stale:
+            row.update(status="failed", error=ABANDONED, finished_at=_ts(time.time()))
+            row = {k: (str(v) if k in ("created_at",) and v is not None else v) for k, v in row.items()}
+            self.gate.journal.append("upsert", {"table": "api_jobs", "row": row})
+        if stale:
+            log.info("abandoned jobs marked failed", extra={"event": "jobs_abandoned", "jobs": len(stale)})
+            self.writer.notify()
+
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
         self.jobs.close()
+        self.writer.close()
 
     def _need_ready(self) -> None:
         if not self.ready:
@@ -289,20 +509,25 @@ class Service:
         if body.survey_answers:
             try:
                 items, traits = self.survey.resolve(body.survey_answers)
-            except ValueError as exc:
-                raise ValueError(f"survey_answers: {exc}") from exc
+            except ValueError as exc:  # an unknown question or option is not found; two answers to one conflict
+                raise (Conflict if "takes one answer" in str(exc) else NotFound)(f"survey_answers: {exc}") from exc
             xs += [Interaction(user_id, i, "survey", self.like) for i in items if i in self.items]
         if not xs:
-            raise ValueError("interactions: none of the item ids is in the catalogue"
+            raise NotFound("interactions: none of the item ids is in the catalogue"
                              + (f" (unknown: {', '.join(unknown[:5])})" if unknown else "")
                              + "; pass catalogue ids or survey_answers (GET /v1/survey)")
         card = self.cs.persona(user_id, xs, dict(body.attributes), extra_traits=traits or None)
         if body.store:
+            from evalbench.store.journal import card_to_dict
+
+            # on disk (fsynced) before the answer says stored; ValueError (unstorable text) is this request's 422
+            self.gate.journal.append("persona", {"split_id": self.split_id, "encoder": self.coldstart_encoder,
+                                                 "card": card_to_dict(card)})
             self.recent[user_id] = card
             self.recent.move_to_end(user_id)
             while len(self.recent) > 100_000:
                 self.recent.popitem(last=False)
-            self.writer.put(card)
+            self.writer.notify()
         return card, unknown, bool(body.store)
 
     def persona(self, user_id: str) -> tuple[Any, str]:
@@ -342,16 +567,7 @@ class Service:
         if body.user_id is not None:
             card, _ = self.persona(body.user_id)
         else:
-            traits = []
-            for i, t in enumerate(body.persona.traits):
-                if not isinstance(t.get("name"), str) or not t["name"].strip():
-                    raise ValueError(f"persona.traits[{i}].name: each trait needs a non-empty name")
-                w = t.get("weight", 1.0)
-                if isinstance(w, bool) or not isinstance(w, (int, float)):
-                    raise ValueError(f"persona.traits[{i}].weight must be a number")
-                traits.append({"name": t["name"], "weight": float(w)})
-            if not body.persona.summary.strip() and not traits:
-                raise ValueError("persona: give a summary or at least one trait")
+            traits = [{"name": t.name, "weight": float(t.weight)} for t in body.persona.traits]
             card = PersonaCard("inline", body.persona.summary, traits)
         rw = self.rewriter(body.backend)
         params = RewriteParams(shots=body.shots, negative=body.negative, seed=body.seed)
@@ -393,6 +609,8 @@ class Service:
         return {"run": _run_out(run), "metrics": metrics, "leaderboard": _clean(board), "groups": _clean(groups)}
 
     def image_path(self, sha: str) -> Path:
+        if sha in self.jobs.paths and Path(self.jobs.paths[sha]).exists():
+            return Path(self.jobs.paths[sha])
         with self.gate.reading() as ws:
             rows = ws.query("SELECT image_path FROM generations WHERE image_sha256 = ? LIMIT 1", [sha])
         if not rows or not rows[0][0]:

@@ -91,14 +91,27 @@ def load(name: str, *args: Any, labels: bool = False) -> Any:
 
 
 def write_label(pair_id: str, choice: str) -> dict[str, Any]:
-    """Store a label through the gate's writer and clear the label-dependent caches.
+    """Store a label durably, then into the workspace when it is free; clear the label-dependent caches.
 
-    Raises :class:`WorkspaceError` (e.g. :class:`WorkspaceBusy`) for the caller to show; safe in callbacks.
+    The label is appended to the workspace's journal (fsynced) first, so it is kept even while a `pwb`
+    command holds the file; ``pending`` in the result says it is not in the tables yet (any later write
+    applies it). Raises :class:`WorkspaceError` (the pair cannot be read: busy, or gone) for the caller.
     """
-    with _gate(str(db_path())).writing() as ws:
-        result = data.store_label(ws, pair_id, choice, annotator=annotator())
+    from evalbench.labels import label_row
+
+    g = _gate(str(db_path()))
+    with g.reading() as ws:
+        pair = data.find_pair(ws, pair_id)
+    row = label_row(pair, choice, annotator=annotator())
+    g.journal.append("upsert", {"table": "labels", "row": row})
+    pending = False
+    try:
+        g.apply_journal()
+    except WorkspaceBusy:
+        pending = True
     _cached_labels.clear()
-    return result
+    return {"label_id": row["label_id"], "pair_id": pair_id, "choice": choice, "system_side": pair.system_side,
+            "system": pair.system, "annotator": row["annotator"], "pending": pending}
 
 
 def clear_caches() -> None:

@@ -42,11 +42,12 @@ import math
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import date, datetime
-from functools import lru_cache
+from datetime import UTC, date, datetime
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 import numpy as np
 
@@ -89,6 +90,32 @@ class ConsentError(ValueError):
     """An identity reference is used without consent that covers identity injection."""
 
 
+def consent_subject(subject: Any) -> str:
+    """``subject`` normalised (NFKC, format characters such as U+200B, U+2060, U+FEFF removed, trimmed);
+    ``ValueError`` unless it then holds a letter or a digit: invisible or punctuation-only text names nobody."""
+    import unicodedata
+
+    if not isinstance(subject, str):
+        raise ValueError(f"Consent `subject` must name who consented, got {subject!r}")
+    text = "".join(ch for ch in unicodedata.normalize("NFKC", subject) if unicodedata.category(ch) != "Cf").strip()
+    if not any(unicodedata.category(ch)[0] in "LN" for ch in text):
+        raise ValueError(f"Consent `subject` must name who consented (a letter or digit after removing invisible "
+                         f"characters), got {subject!r}")
+    return text
+
+
+def _in_future(when: datetime, *, date_only: bool) -> bool:
+    """Later than now; a date or a date-time without a zone is later than now everywhere (UTC+14)."""
+    from datetime import timedelta
+
+    now = datetime.now(UTC)
+    if date_only:
+        return when.date() > (now + timedelta(hours=14)).date()
+    if when.tzinfo is None:
+        return when > (now + timedelta(hours=14)).replace(tzinfo=None)
+    return when > now + timedelta(minutes=5)  # clock skew
+
+
 @dataclass(frozen=True)
 class Consent:
     """A record that the person pictured in an identity reference agreed to its use.
@@ -116,9 +143,7 @@ class Consent:
     note: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.subject, str) or not self.subject.strip():
-            raise ValueError(f"Consent `subject` must name who consented, got {self.subject!r}")
-        object.__setattr__(self, "subject", self.subject.strip())
+        object.__setattr__(self, "subject", consent_subject(self.subject))
 
         granted = self.granted_at
         if isinstance(granted, (date, datetime)):  # datetime is a date subclass; isoformat keeps the time
@@ -127,12 +152,15 @@ class Consent:
             raise ValueError(f"Consent `granted_at` must be an ISO 8601 date or date-time string, got {granted!r}")
         granted = granted.strip()
         try:
-            datetime.fromisoformat(granted)
+            when = datetime.fromisoformat(granted)
         except ValueError:
             raise ValueError(
                 f"Consent `granted_at` must be an ISO 8601 date or date-time such as '2025-03-01' or "
                 f"'2025-03-01T14:30:00+00:00', got {self.granted_at!r}"
             ) from None
+        if _in_future(when, date_only=len(granted) <= 10):
+            raise ValueError(f"Consent `granted_at` {granted!r} is in the future: consent is recorded when it was "
+                             "given; pass the date it was granted")
         object.__setattr__(self, "granted_at", granted)
 
         if not isinstance(self.scope, str) or not self.scope.strip():
@@ -389,7 +417,7 @@ def _import_dlib():
     return dlib
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dlib_models(models_dir: str, detector: str):
     """``(detector, shape_predictor, recognizer)``, loaded once per process and configuration."""
     dlib = _import_dlib()

@@ -67,14 +67,23 @@ def load_pipeline(model: Any, *, torch_dtype: Any = None, device: str | None = N
     elif (spec := parse_random_model(model)) is not None:
         pipe = build_random_pipeline(*spec, torch_dtype=torch_dtype)
     else:
+        from pathlib import Path
+
         from diffusers import AutoPipelineForText2Image
 
+        local = Path(model).expanduser()
+        if model.startswith((".", "/", "~")) or local.exists():  # a path, not a hub id: say what is missing
+            if not (local / "model_index.json").is_file():
+                what = "no folder" if not local.exists() else "no model_index.json in the folder"
+                raise FileNotFoundError(f"model: {what} at {local}; pass a folder saved with save_pretrained, a "
+                                        "diffusers model id, or random:sdxl-tiny")
         kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
         try:
             pipe = AutoPipelineForText2Image.from_pretrained(model, **kwargs)
         except (OSError, ValueError) as exc:
+            first = " ".join(str(exc).split())  # one line
             raise ValueError(
-                f"cannot load diffusion model {model!r}: {exc}. Pass a diffusers model id (with network access "
+                f"cannot load diffusion model {model!r}: {first} Pass a diffusers model id (with network access "
                 "or a filled HF cache), a local folder saved with save_pretrained, or random:sdxl-tiny to try "
                 "the code path with random weights"
             ) from exc

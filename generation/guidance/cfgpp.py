@@ -50,6 +50,8 @@ class CFGPlusPlus(GuidanceRule):
     space = "x0"
     needs_ddim = True
 
+    scale_bounds = (0.0, 1.0)  # the API's spec states it (apps.api.schemas)
+
     def __init__(self, scale: float = 0.6, schedule: Schedule | str | dict | None = None):
         super().__init__(scale, schedule)
         if not 0.0 <= self.scale <= 1.0:

@@ -243,3 +243,24 @@ def test_identity_similarity_scores_faces_and_none_for_faceless_outputs(dlib_fac
         identity_similarity([astronaut], IdentityReference(astronaut), dlib_face)
     with pytest.raises(NoFaceError):
         identity_similarity([astronaut], gray, dlib_face)
+
+
+@pytest.mark.parametrize("subject", ["\u200b", "\u2060", "\ufeff", " \u200b\u2060 ", "", "   ", "--", "\u00a0", "\u200d\u200c"])
+def test_consent_subject_must_hold_a_letter_or_digit_after_removing_invisible_characters(subject):
+    from generation.adapters.identity import Consent
+
+    with pytest.raises(ValueError, match="subject"):
+        Consent(subject=subject, granted_at="2025-03-01")
+
+
+def test_consent_subject_is_normalised_and_granted_at_is_not_in_the_future():
+    import datetime as dt
+
+    from generation.adapters.identity import Consent
+
+    assert Consent(subject="\ufeffAda\u200b", granted_at="2025-03-01").subject == "Ada"
+    assert Consent(subject="\uff21da", granted_at="2025-03-01").subject == "Ada"  # NFKC: fullwidth A
+    assert Consent(subject="7", granted_at=dt.date.today()).subject == "7"
+    for future in ("2999-12-31", "2999-01-01T00:00:00+00:00", (dt.date.today() + dt.timedelta(days=2)).isoformat()):
+        with pytest.raises(ValueError, match="in the future"):
+            Consent(subject="Ada", granted_at=future)

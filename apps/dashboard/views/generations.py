@@ -80,6 +80,9 @@ def outcome(pair: dict[str, Any], labels: list[dict[str, Any]]) -> None:
         side = result["system_side"].upper()
         st.success(f"Label saved: {CHOICE_TEXT[result['choice']]}. The persona image was **{side}** "
                    f"({result['system']}); the other is the no-persona baseline.", icon=":material/check_circle:")
+        if result.get("pending"):
+            st.info("Another process is writing the workspace: the label is kept in its journal and goes into "
+                    "the tables as soon as the workspace is free.")
     if labels:
         st.caption(labels_summary(labels))
         mine = [lab for lab in labels if lab["annotator"] == annotator()]
