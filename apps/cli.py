@@ -1288,7 +1288,8 @@ def serve(host, port, split, encoder, params, rewriters, rewriter_models, genera
                         rewriters=tuple(dict.fromkeys(("template", *rewriters))),
                         rewriter_models=parse_params(rewriter_models, "--rewriter-model"),
                         generate_backend=generate_backend, generate_model=generate_model, pool=pool,
-                        max_side=max_side, max_steps=max_steps, max_work=max_work, max_queue=max_queue, freeze_gc=True)
+                        max_side=max_side, max_steps=max_steps, max_work=max_work, max_queue=max_queue,
+                        default_steps=30 if generate_backend == "diffusers" else 10, freeze_gc=True)
     configure_logging(log_level)
     app = create_app(cfg, max_body_bytes=max_body_bytes, public_docs=public_docs)
     click.echo(f"Persona Workbench API on http://{host}:{port} for {path} (models load in the background: "

@@ -161,7 +161,7 @@ def create_app(config: ServiceConfig | None = None, *, max_body_bytes: int = DEF
 
     config = config or ServiceConfig()
     configure_logging()
-    gate = gate or WorkspaceGate(config.db)
+    gate = gate or WorkspaceGate(config.db, wait_s=config.busy_wait_s)
     service = Service(config, gate)
 
     def load_keys():
@@ -301,8 +301,11 @@ def create_app(config: ServiceConfig | None = None, *, max_body_bytes: int = DEF
                          409: {"model": S.ErrorOut, "description": "Several answers to a one-answer question"}})
     async def create_persona(body: S.ColdStartIn):
         # async on purpose: ~2 ms of CPU in one pass of the encoder costs less inline than a thread hop
-        card, unknown, stored = service.coldstart(body)
-        return {"persona": _persona(card, "coldstart"), "unknown_items": unknown, "stored": stored}
+        card, unknown, pending = service.coldstart(body)
+        if pending is not None:
+            await asyncio.wrap_future(pending)  # on disk before we say so (OSError: 503, nothing acknowledged)
+            service.remember(card)
+        return {"persona": _persona(card, "coldstart"), "unknown_items": unknown, "stored": pending is not None}
 
     @app.get("/v1/survey", response_model=S.SurveyOut, dependencies=auth, tags=["personas"],
              summary="The intake survey that POST /v1/personas accepts answers to",

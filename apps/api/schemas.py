@@ -22,7 +22,9 @@ from pydantic import (
 from generation.guidance import RULES
 
 #: Text with something in it: the spec says so (``pattern``), so a fuzzer's valid bodies are valid here too.
-NonBlank = r"\S"
+#: Beyond JSON Schema's ``\s``, Python's ``str.strip`` (which the rewriters use) also strips U+001C-U+001F
+#: and U+0085, so those do not count either.
+NonBlank = r"[^\s\x1c-\x1f\x85]"
 
 
 def _not_utf8(v: Any) -> bool:

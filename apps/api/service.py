@@ -57,9 +57,11 @@ class ServiceConfig:
     job_ttl_s: float = 3600.0  # finished jobs kept in memory (then read back from the workspace)
     max_finished: int = 2000
     torch_threads: int = 1
-    store_batch_s: float = 0.25
+    store_batch_s: float = 0.5  # the journal writer gathers this long before it applies a batch
+    store_gap_s: float = 2.0  # and then rests at least this long (under load, applying competes for the cores)
     freeze_gc: bool = False  # `pwb serve` sets it: see Service.load
     key_refresh_s: float = 5.0
+    busy_wait_s: float = 3.0  # how long a request waits for a workspace another process holds, then 503
 
 
 class Busy(RuntimeError):
@@ -79,8 +81,8 @@ class JournalWriter:
     read-write open of the workspace (a ``pwb`` command, the next server) applies them too.
     """
 
-    def __init__(self, gate, batch_s: float, max_delay_s: float = 2.0):
-        self.gate, self.batch_s, self.max_delay_s = gate, batch_s, max_delay_s
+    def __init__(self, gate, batch_s: float, max_delay_s: float = 2.0, min_gap_s: float = 0.0):
+        self.gate, self.batch_s, self.max_delay_s, self.min_gap_s = gate, batch_s, max_delay_s, min_gap_s
         self.applied = 0
         self.rejected = 0
         self.waiting_since: float | None = None
@@ -123,8 +125,12 @@ class JournalWriter:
                 break
             time.sleep(self.batch_s)  # gather a batch
             self._wake.clear()
+            t0 = time.perf_counter()
             if self._apply_once():
                 delay = self.batch_s
+                # under steady load, applying takes at most a fifth of the time (it shares the cores and the
+                # GIL with the requests); the entries are on disk and answered from memory meanwhile
+                time.sleep(max(self.min_gap_s, min(4 * (time.perf_counter() - t0), 5.0)))
             else:
                 self._wake.set()  # try again after a pause
                 time.sleep(delay)
@@ -334,6 +340,10 @@ class Jobs:
         with self.service.gate.reading() as ws:
             rows = ws.query("SELECT status, result, error, epoch(created_at), epoch(finished_at) FROM api_jobs "
                             "WHERE job_id = ?", [job_id])
+        if not rows or rows[0][0] in ("queued", "running"):  # its last row may still be in the journal
+            row = self._journalled(job_id)
+            if row is not None:
+                rows = [row]
         if not rows:
             raise NotFound(f"no generation job {job_id!r}")
         status, result, error, created, finished = rows[0]
@@ -342,10 +352,23 @@ class Jobs:
         return {"job_id": job_id, "status": status, "created_at": created, "started_at": None, "finished_at": finished,
                 "error": error, "images": loads(result) or []}
 
-    def queue_stats(self) -> dict[str, Any]:
-        with self._cond:
-            return {"active": len(self._active), "queued": sum(1 for j in self._active if j["status"] == "queued"),
-                    "in_memory": len(self.jobs)}
+    def _journalled(self, job_id: str) -> tuple | None:
+        """The job's latest row among the journal's pending entries, as the query above returns it."""
+        import datetime as dt
+
+        latest = None
+        for e in self.service.gate.journal.pending():
+            d = e.get("data") or {}
+            if e.get("kind") == "upsert" and d.get("table") == "api_jobs" and (d.get("row") or {}).get("job_id") == job_id:
+                latest = d["row"]
+        if latest is None:
+            return None
+
+        def epoch(ts):
+            return None if ts is None else dt.datetime.fromisoformat(ts).replace(tzinfo=dt.timezone.utc).timestamp()
+
+        return (latest["status"], latest.get("result"), latest.get("error"), epoch(latest.get("created_at")),
+                epoch(latest.get("finished_at")))
 
     def close(self) -> None:
         with self._cond:
@@ -382,7 +405,10 @@ class Service:
         self.like: float | None = None
         self.items: set[str] = set()
         self.recent: collections.OrderedDict[str, Any] = collections.OrderedDict()
-        self.writer = JournalWriter(gate, config.store_batch_s)
+        self.writer = JournalWriter(gate, config.store_batch_s, min_gap_s=config.store_gap_s)
+        from evalbench.store.journal import GroupCommit
+
+        self.commits = GroupCommit(gate.journal)
         self.jobs = Jobs(self)
         self._rewriters: dict[str, Any] = {}
         self._rw_lock = threading.Lock()
@@ -468,17 +494,21 @@ class Service:
         process that never finished are marked failed (journalled, so it holds even while busy)."""
         from evalbench.store.journal import card_from_dict
 
+        journalled: dict[str, str] = {}  # job id -> its latest status still in the journal
         for e in self.gate.journal.pending():
             d = e.get("data") or {}
             if e.get("kind") == "persona" and d.get("split_id") == self.split_id and d.get("encoder") == self.coldstart_encoder:
                 card = card_from_dict(d["card"])
                 self.recent[card.user_id] = card
+            elif e.get("kind") == "upsert" and d.get("table") == "api_jobs":
+                journalled[d["row"]["job_id"]] = d["row"]["status"]
         try:
             with self.gate.reading() as ws:
                 stale = ws.query_dicts("SELECT * FROM api_jobs WHERE status IN ('queued', 'running')")
         except Exception as exc:  # noqa: BLE001 - GET /v1/jobs reports such jobs as failed anyway
             log.warning("abandoned jobs not checked", extra={"event": "store_wait", "error": str(exc)})
             return
+        stale = [r for r in stale if journalled.get(r["job_id"]) not in ("completed", "failed")]  # finished, not applied yet
         for row in stale:
             row.update(status="failed", error=ABANDONED, finished_at=_ts(time.time()))
             row = {k: (str(v) if k in ("created_at",) and v is not None else v) for k, v in row.items()}
@@ -489,6 +519,7 @@ class Service:
 
     def close(self) -> None:
         self.jobs.close()
+        self.commits.close()
         self.writer.close()
 
     def _need_ready(self) -> None:
@@ -496,8 +527,9 @@ class Service:
             raise NotReady(self.error or "models are still loading; poll GET /readyz")
 
     # -- personas ----------------------------------------------------------------------------------
-    def coldstart(self, body) -> tuple[Any, list[str], bool]:
-        """``(PersonaCard, unknown item ids, stored)`` for a ``ColdStartIn``; ``ValueError`` names the field."""
+    def coldstart(self, body) -> tuple[Any, list[str], Any]:
+        """``(PersonaCard, unknown item ids, future)`` for a ``ColdStartIn`` (the future resolves once the
+        persona is on disk; ``None`` when ``store`` is false); ``ValueError`` names the field."""
         from persona.records import Interaction
 
         self._need_ready()
@@ -517,18 +549,23 @@ class Service:
                              + (f" (unknown: {', '.join(unknown[:5])})" if unknown else "")
                              + "; pass catalogue ids or survey_answers (GET /v1/survey)")
         card = self.cs.persona(user_id, xs, dict(body.attributes), extra_traits=traits or None)
+        stored = None
         if body.store:
             from evalbench.store.journal import card_to_dict
 
-            # on disk (fsynced) before the answer says stored; ValueError (unstorable text) is this request's 422
-            self.gate.journal.append("persona", {"split_id": self.split_id, "encoder": self.coldstart_encoder,
-                                                 "card": card_to_dict(card)})
-            self.recent[user_id] = card
-            self.recent.move_to_end(user_id)
-            while len(self.recent) > 100_000:
-                self.recent.popitem(last=False)
-            self.writer.notify()
-        return card, unknown, bool(body.store)
+            # the caller waits on this before it answers "stored" (group-committed to the journal and fsynced);
+            # ValueError (unstorable text) is this request's 422 and nothing is written
+            stored = self.commits.submit("persona", {"split_id": self.split_id, "encoder": self.coldstart_encoder,
+                                                     "card": card_to_dict(card)})
+        return card, unknown, stored
+
+    def remember(self, card) -> None:
+        """A cold-start persona now on disk: answer it from memory until the workspace has it."""
+        self.recent[card.user_id] = card
+        self.recent.move_to_end(card.user_id)
+        while len(self.recent) > 100_000:
+            self.recent.popitem(last=False)
+        self.writer.notify()
 
     def persona(self, user_id: str) -> tuple[Any, str]:
         """``(PersonaCard, "coldstart" | "mined")``: a recent cold start, else the stored cards."""

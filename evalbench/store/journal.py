@@ -85,6 +85,12 @@ class Journal:
             ValueError: ``data`` cannot be written as UTF-8 JSON (a lone surrogate, NaN): nothing is written.
             OSError: the journal's folder is read-only or the disk is full: nothing was acknowledged.
         """
+        entry_id, raw = self.encode(kind, data)
+        self.write(raw)
+        return entry_id
+
+    def encode(self, kind: str, data: dict[str, Any]) -> tuple[str, bytes]:
+        """``(entry id, the line's bytes)``; ``ValueError`` when it cannot be stored (nothing is written)."""
         if kind not in ("persona", "upsert"):
             raise ValueError(f"journal kind must be 'persona' or 'upsert', got {kind!r}")
         if kind == "upsert" and data.get("table") not in UPSERT_TABLES:
@@ -94,27 +100,32 @@ class Journal:
             raw = (json.dumps(entry, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
         except (ValueError, TypeError) as exc:  # UnicodeEncodeError is a ValueError
             raise ValueError(f"this record cannot be stored: {exc}") from exc
+        return entry["id"], raw
+
+    def write(self, raw: bytes) -> None:
+        """Append whole lines and fsync them (all or nothing: a failed write is cut off again)."""
         with self._locked():
             new = not self.file.exists()
             fd = os.open(self.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                view = memoryview(raw)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                os.fsync(fd)
-            except BaseException:
-                # a partial line (disk full) would be torn and skipped; cut it off so the next append is clean
+                start = os.lseek(fd, 0, os.SEEK_END)
                 try:
-                    os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_END) - (len(raw) - len(view)))
-                except OSError:
-                    pass
-                raise
+                    view = memoryview(raw)
+                    while view:
+                        n = os.write(fd, view)
+                        view = view[n:]
+                    _sync(fd)
+                except BaseException:
+                    # a partial line (disk full) would be torn and skipped; cut it off so the next append is clean
+                    try:
+                        os.ftruncate(fd, start)
+                    except OSError:
+                        pass
+                    raise
             finally:
                 os.close(fd)
             if new:  # the new file's name must survive a crash too
                 _fsync_dir(self.file.parent)
-        return entry["id"]
 
     def files(self) -> list[Path]:
         """Journal files waiting to be applied, oldest first (renamed-aside ones, then the live one)."""
@@ -130,6 +141,66 @@ class Journal:
 
     def pending_count(self) -> int:
         return len(self.pending())
+
+
+class GroupCommit:
+    """Many concurrent appends, one write and one ``fsync`` per group (group commit, as databases do).
+
+    A request handler calls :meth:`submit` and waits on the future: it resolves once the entry is on disk,
+    or fails with the write's ``OSError`` (nothing of that group is acknowledged). One ``fsync`` per
+    request would cap a server at the disk's fsync rate; a group shares it.
+    """
+
+    def __init__(self, journal: Journal):
+        self.journal = journal
+        self._pending: list[tuple[bytes, Any]] = []
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="pwb-journal-commit", daemon=True)
+        self._thread.start()
+
+    def submit(self, kind: str, data: dict[str, Any]):
+        """A :class:`concurrent.futures.Future` of the entry id; ``ValueError`` at once if it cannot be stored."""
+        from concurrent.futures import Future
+
+        entry_id, raw = self.journal.encode(kind, data)
+        fut: Future = Future()
+        fut.entry_id = entry_id  # type: ignore[attr-defined]
+        with self._cond:
+            if self._stop:
+                raise RuntimeError("the journal is closed")
+            self._pending.append((raw, fut))
+            self._cond.notify()
+        return fut
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stop:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                batch, self._pending = self._pending, []
+            try:
+                self.journal.write(b"".join(raw for raw, _ in batch))
+            except BaseException as exc:  # noqa: BLE001 - every waiter hears it
+                for _, fut in batch:
+                    fut.set_exception(exc)
+            else:
+                for _, fut in batch:
+                    fut.set_result(fut.entry_id)
+
+    def close(self) -> None:
+        """Write what is pending, then stop."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
+
+
+def _sync(fd: int) -> None:
+    """``fdatasync`` where there is one (the data and the size an append changed, without the times)."""
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -96,6 +96,15 @@ def check_blocks(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     _VERIFIED[key] = True
 
 
+def mark_verified(path: Path) -> None:
+    """Record ``path`` as whole at its current size and time (this process just closed its own write)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return
+    _VERIFIED[(str(path.resolve()), st.st_size, st.st_mtime_ns)] = True
+
+
 def io_message(exc: OSError, path: str | os.PathLike, doing: str) -> str:
     """One line for an operating-system error: what failed, on which file, and what to do."""
     import errno
@@ -130,9 +139,13 @@ def process_name(pid: int) -> str:
     except OSError:
         return f"PID {pid}"
     # `python -m pytest`, `.venv/bin/pwb serve ...`: show the program and its first words
-    words = [os.path.basename(a) if i == 0 or a.endswith(".py") else a for i, a in enumerate(argv)]
-    if words and words[0].startswith("python") and len(words) > 1:
-        words = words[1:] if words[1] != "-m" else words[2:]
+    words = list(argv)
+    if words and os.path.basename(words[0]).startswith("python") and len(words) > 1:
+        words = words[2:] if words[1] == "-m" else words[1:]
+    if words:
+        words[0] = os.path.basename(words[0])
+        if words[0] == "apps.cli":  # `python -m apps.cli ...` is pwb
+            words[0] = "pwb"
     text = " ".join(" ".join(words[:4]).split())  # one line, even for `python -c "<script>"`
     return f"PID {pid} ({text[:60]})" if text else f"PID {pid}"
 
@@ -280,6 +293,8 @@ class Workspace:
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
         self.con.close()
+        if not self.read_only and str(self.path) != ":memory:":
+            mark_verified(self.path)  # this process wrote it last: whole, no need to check it again
 
     def __enter__(self) -> Workspace:
         return self

@@ -41,3 +41,13 @@ def build_review_workspace(root: Path, *, size: int = 64, users: int = 3) -> Pat
 def review_db(tmp_path_factory) -> Path:
     pytest.importorskip("skimage")
     return build_review_workspace(tmp_path_factory.mktemp("review"))
+
+
+@pytest.fixture()
+def review_copy(review_db, tmp_path) -> Path:
+    """A private copy of the review workspace (with its images, models and prompt file) for one test."""
+    import shutil
+
+    dst = tmp_path / "ws"
+    shutil.copytree(review_db.parent, dst)
+    return dst / review_db.name

@@ -5,7 +5,6 @@ workspace is busy; a restarted server keeps its split; CLI writers wait, visibly
 
 import json
 import logging
-import shutil
 import subprocess
 import sys
 import threading
@@ -39,10 +38,8 @@ time.sleep(float(sys.argv[2]))
 
 
 @pytest.fixture()
-def db(review_db, tmp_path):
-    dst = tmp_path / "ws"
-    shutil.copytree(review_db.parent, dst)
-    return dst / review_db.name
+def db(review_copy):
+    return review_copy
 
 
 def _app(db, **kw):

@@ -29,10 +29,8 @@ def _one_line_error(args, *words):
 
 
 @pytest.fixture()
-def ws(review_db, tmp_path):
-    dst = tmp_path / "ws"
-    shutil.copytree(review_db.parent, dst)  # holds p.tsv, the prompt set its images were drawn for
-    return dst / review_db.name
+def ws(review_copy):
+    return review_copy  # holds p.tsv, the prompt set its images were drawn for
 
 
 @pytest.fixture()

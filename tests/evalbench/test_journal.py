@@ -106,7 +106,8 @@ def test_a_line_torn_by_a_crash_is_skipped_and_the_rest_applied(tmp_path):
 def test_appends_are_fsynced_before_they_return(tmp_path, monkeypatch):
     db = tmp_path / "w.duckdb"
     calls = []
-    real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd)))
+    name = "fdatasync" if hasattr(os, "fdatasync") else "fsync"
+    real = getattr(os, name)
+    monkeypatch.setattr(os, name, lambda fd: (calls.append(fd), real(fd)))
     Journal(db).append("upsert", {"table": "settings", "row": {"key": "k", "value": "v"}})
     assert calls, "append returned without an fsync"
