@@ -144,7 +144,6 @@ class ColdStart:
         from persona.evidence import build_card
         from persona.models.base import PersonaContext
         from persona.records import User
-        from persona.scrub import scrub_card
 
         ctx = self.enc.context
         demo_keys = ctx.meta.get("demographics", [])
@@ -159,13 +158,16 @@ class ColdStart:
                           token_budget=self.enc.token_budget, population=population_of(ctx),
                           recency_half_life=getattr(self.enc, "recency_half_life", None), backend=backend)
         if extra_traits:
+            from persona.scrub import scrub_card
+
             extra = list(dict.fromkeys(extra_traits))
             card.traits = [{"name": t, "weight": 1.0, "kind": "interest", "from": "survey"} for t in extra] + [
                 t for t in card.traits if not (t.get("kind", "interest") == "interest" and t["name"] in extra)]
             from persona.evidence import verbalize_cards
 
             verbalize_cards([card], backend, item_noun=ctx.meta.get("item_noun", "items"))
-        return scrub_card(card)
+            card = scrub_card(card)  # the survey traits and the new text (build_card scrubbed the rest)
+        return card
 
     def from_survey(self, user_id: str, survey: Survey, answers: dict[str, Any], attributes: dict[str, Any] | None = None,
                     *, backend=None) -> PersonaCard:

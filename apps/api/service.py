@@ -83,8 +83,6 @@ class JournalWriter:
 
     def __init__(self, gate, batch_s: float, max_delay_s: float = 2.0, min_gap_s: float = 0.0):
         self.gate, self.batch_s, self.max_delay_s, self.min_gap_s = gate, batch_s, max_delay_s, min_gap_s
-        self.applied = 0
-        self.rejected = 0
         self.waiting_since: float | None = None
         self._wake = threading.Event()
         self._stop = False
@@ -99,7 +97,7 @@ class JournalWriter:
         from evalbench.store.workspace import WorkspaceBusy
 
         try:
-            res = self.gate.apply_journal(wait_s=wait_s)
+            self.gate.apply_journal(wait_s=wait_s)  # the replay logs what it applied and rejected
         except WorkspaceBusy as exc:
             now = time.monotonic()
             if self.waiting_since is None:
@@ -113,8 +111,6 @@ class JournalWriter:
         if self.waiting_since is not None:
             log.info("journal caught up", extra={"event": "store_resumed", "waited_s": round(time.monotonic() - self.waiting_since, 2)})
             self.waiting_since = None
-        self.applied += res.applied
-        self.rejected += len(res.rejected)
         return True
 
     def _loop(self) -> None:
