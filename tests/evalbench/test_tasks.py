@@ -268,3 +268,14 @@ def test_lift_vs_k_plot_appears_for_k_shot_systems(task_run):
     rep["groups"] = {}
     html = render_html(rep)
     assert 'alt="lift_vs_k"' in html and 'alt="cost"' in html
+
+
+def test_the_fixed_seed_report_matches_the_golden_one(task_run, tmp_path):
+    """The synthetic task's report (raw bias, seed 0) equals the one recorded before the layers refactor
+    (tests/evalbench/golden/, written by the same code path): a refactor keeps every score."""
+    _, spec, _, _ = task_run
+    spec = load_task("synthetic_recovery")
+    with Workspace(tmp_path / "golden.duckdb") as ws:
+        rep = task_report(ws, run_task(ws, spec)["run_id"])
+    golden = json.loads((Path(__file__).parent / "golden" / "synthetic_recovery_report.json").read_text())
+    assert_close(json.loads(scores_only(rep)), golden)
