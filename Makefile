@@ -27,7 +27,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/pwb demo
 
+# Lint (ruff), the one-way layers (import-linter's contract in pyproject.toml), then the suite.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean-venv:

@@ -155,7 +155,7 @@ def req_name(resp) -> str:
 
 
 def stored_personas(db: Path, users: list[str]) -> int:
-    from evalbench.store.workspace import Workspace
+    from workbench.store.workspace import Workspace
 
     with Workspace(db, wait_s=120) as ws:  # read-write: applies anything still in the journal
         return ws.scalar("SELECT count(DISTINCT user_id) FROM personas WHERE encoder = 'gat-coldstart' "

@@ -58,8 +58,8 @@ def main() -> None:
     write_result(args.out, "api_schemathesis", [], exit_code=p.returncode, seconds=round(seconds, 1),
                  cases=int(cases.group(1)) if cases else None, failures=failures,
                  server_500s_logged=sum(1 for x in logged if x["status"] >= 500 and x["status"] != 503),
-                 command="st --config-file schemathesis.toml run <spec> --checks all --max-examples %d --seed %d"
-                 % (args.max_examples, args.seed),
+                 command=f"st --config-file schemathesis.toml run <spec> --checks all --max-examples {args.max_examples} "
+                         f"--seed {args.seed}",
                  summary=summary.strip()[-3000:], failure_details=details.strip()[-6000:])
     sys.exit(p.returncode)
 

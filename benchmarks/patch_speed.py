@@ -88,8 +88,8 @@ def main(argv=None) -> int:
 
     write_result(args.out, "patch_speed", rows, threads=torch.get_num_threads(),
                  gpu=torch.cuda.get_device_name() if cuda else None,
-                 note=("CPU: torch with %d threads; the reference implementation needs CUDA and was not run"
-                       % torch.get_num_threads()) if not cuda else None)
+                 note=(f"CPU: torch with {torch.get_num_threads()} threads; the reference implementation needs CUDA and "
+                       "was not run") if not cuda else None)
     return 0
 
 

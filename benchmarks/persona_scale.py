@@ -131,7 +131,7 @@ def run_size(n_users: int, n_items: int, per_user: int, steps: int, seed: int) -
     from persona.coldstart import ColdStart
     from persona.models.base import PersonaContext
     from persona.models.gat import GatPersonaEncoder, infer, train_gat
-    from persona.records import Interaction, Item
+    from workbench.records import Interaction, Item
 
     torch.set_num_threads(os.cpu_count() or 1)
     out = {"users": n_users, "items": n_items}

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 def pairs(n: int):
     from importlib import resources
 
-    from persona.records import Evidence, PersonaCard
+    from workbench.records import Evidence, PersonaCard
 
     rows = resources.files("evalbench.tasks.prompts").joinpath("parti36.tsv").read_text("utf-8").splitlines()[1:]
     prompts = [r.split("\t")[1] for r in rows if r.strip()]

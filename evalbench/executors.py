@@ -9,7 +9,8 @@ same numbers on every executor.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 EXECUTORS = ("local", "process", "ray")
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.store.labels import insert_label, label_choices, label_pair_rows
+
 CHOICES = ("a", "b", "flag")
 
 
@@ -57,27 +59,9 @@ def system_name(persona_id: str | None, backend: str, model: str) -> str:
 
 def label_pairs(ws, *, user_id: str | None = None, prompt_id: str | None = None) -> list[LabelPair]:
     """Every (system image, baseline image) pair stored, optionally for one user or prompt."""
-    sql = """
-        SELECT cs.user_id, cs.prompt_id, cs.persona_id, gs.backend, gs.model, gs.generation_id, gb.generation_id,
-               gs.image_path, gb.image_path, cs.prompt, cb.prompt
-        FROM generations gs JOIN conditions cs ON cs.condition_id = gs.condition_id
-        JOIN conditions cb ON cb.user_id = cs.user_id AND cb.prompt_id = cs.prompt_id AND cb.seed = cs.seed
-                          AND cb.persona_id IS NULL
-                          AND cb.reference_images IS NOT DISTINCT FROM cs.reference_images
-                          AND CAST(cb.guidance AS VARCHAR) IS NOT DISTINCT FROM CAST(cs.guidance AS VARCHAR)
-        JOIN generations gb ON gb.condition_id = cb.condition_id AND gb.backend = gs.backend AND gb.model = gs.model
-        WHERE cs.persona_id IS NOT NULL AND cs.prompt_id IS NOT NULL
-    """
-    params: list[Any] = []
-    if user_id is not None:
-        sql += " AND cs.user_id = ?"
-        params.append(user_id)
-    if prompt_id is not None:
-        sql += " AND cs.prompt_id = ?"
-        params.append(prompt_id)
-    sql += " ORDER BY cs.user_id, cs.prompt_id, gs.generation_id, gb.generation_id"
     out, seen = [], set()
-    for u, p, pid, backend, model, gs, gb, ps, pb, txt_s, txt_b in ws.query(sql, params):
+    for u, p, pid, backend, model, gs, gb, ps, pb, txt_s, txt_b in label_pair_rows(ws, user_id=user_id,
+                                                                                   prompt_id=prompt_id):
         if gs in seen:  # one baseline per system image (the newest condition wins on re-draws)
             continue
         seen.add(gs)
@@ -99,18 +83,8 @@ def label_row(pair: LabelPair, choice: str, *, annotator: str | None = None, not
 def add_label(ws, pair: LabelPair, choice: str, *, annotator: str | None = None, note: str | None = None) -> str:
     """Store one label (``choice``: ``a`` = left, ``b`` = right, ``flag`` = something wrong); returns its id."""
     row = label_row(pair, choice, annotator=annotator, note=note)
-    with ws.transaction() as con:
-        con.execute(f"INSERT INTO labels ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values()))
+    insert_label(ws, row)
     return row["label_id"]
-
-
-def list_labels(ws, limit: int | None = None) -> list[dict[str, Any]]:
-    sql = ("SELECT label_id, user_id, prompt_id, system_generation_id, baseline_generation_id, system_side, choice, "
-           "annotator, note, created_at FROM labels ORDER BY created_at DESC, label_id")
-    cols = ["label_id", "user_id", "prompt_id", "system_generation_id", "baseline_generation_id", "system_side",
-            "choice", "annotator", "note", "created_at"]
-    rows = ws.query(sql + (f" LIMIT {int(limit)}" if limit else ""))
-    return [dict(zip(cols, r)) for r in rows]
 
 
 def human_preference(ws, *, seed: int = 0) -> list[dict[str, Any]]:
@@ -119,14 +93,8 @@ def human_preference(ws, *, seed: int = 0) -> list[dict[str, Any]]:
 
     from evalbench.metrics.preference import cluster_mean_ci
 
-    rows = ws.query("""
-        SELECT l.user_id, l.system_side, l.choice, cs.persona_id, g.backend, g.model
-        FROM labels l JOIN generations g ON g.generation_id = l.system_generation_id
-        JOIN conditions cs ON cs.condition_id = g.condition_id
-        ORDER BY l.created_at, l.label_id
-    """)
     by: dict[str, list[tuple[str, str, str]]] = {}
-    for u, side, choice, pid, backend, model in rows:
+    for u, side, choice, pid, backend, model in label_choices(ws):
         by.setdefault(system_name(pid, backend, model), []).append((u, side, choice))
     out = []
     for system, labs in sorted(by.items()):

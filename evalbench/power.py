@@ -27,9 +27,9 @@ def split_power(ws, split: str | None = None, *, text_encoder: str = "minilm", p
     """The split's power figures (see the module docstring); runs (or reuses) the history-ceiling run."""
     from scipy.stats import norm
 
-    from evalbench.report import summarise_units, unit_table
-    from evalbench.runner import BenchConfig, run_bench
-    from persona.data.splits import hidden_targets, resolve_split, split_users
+    from evalbench.leaderboard import summarise_units
+    from evalbench.runner import BenchConfig, run_bench, unit_table
+    from workbench.store.splits import hidden_targets, resolve_split, split_users
 
     split_id = resolve_split(ws, split)
     cfg = BenchConfig(split_id, reference="history", text_encoder=text_encoder, partners=partners, seed=seed)

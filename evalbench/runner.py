@@ -11,12 +11,29 @@ from typing import Any
 
 import numpy as np
 
-from evalbench.store.datasets import load_items
-from evalbench.store.prompts import load_prompts, register_prompt_set
-from evalbench.store.runs import done_units, finish_run, start_run, write_units
-from evalbench.store.workspace import Workspace, WorkspaceError
-from persona.data.splits import hidden_targets, resolve_split, split_dataset, split_users, visible_interactions
-from persona.records import Score
+from evalbench.metrics import PRIMARY, MetricSpec
+from workbench.records import Score
+from workbench.store.datasets import load_items
+from workbench.store.prompts import load_prompts, register_prompt_set
+from workbench.store.rewrites import RewriteKey, load_rewrites, resolve_rewrite_model
+from workbench.store.runs import (
+    done_units,
+    finish_run,
+    metric_results,
+    start_run,
+    unit_scores,
+    write_metric_results,
+    write_units,
+)
+from workbench.store.splits import (
+    hidden_targets,
+    most_liked_titles,
+    resolve_split,
+    split_dataset,
+    split_users,
+    visible_interactions,
+)
+from workbench.store.workspace import Workspace, WorkspaceError
 
 CONTROLS = ("none", "shuffled")
 #: reference rows every personal table carries: the history ceiling (the user's own visible likes, no
@@ -36,7 +53,10 @@ class BenchConfig:
         backend: Rewriter backend.
         model: Rewriter model label as stored (``None``: the backend's default).
         prompts: Prompt set name or file.
-        metric: Metric name (``text_preference``).
+        metric: The metric every text run scores (``text_preference``: the personal win rate and the win
+            rate against the generic prompt).
+        more_metrics: Further text metrics scored on the same units (:class:`evalbench.metrics.MetricSpec`,
+            e.g. ``rewrite_spread``); none for the history ceiling, which has no rewrites.
         text_encoder: Text encoder for the metric (``minilm`` embedded, ``mpnet`` fetched at first use, or a
             sentence-transformers id/path).
         control: ``none``, or ``shuffled``: each user gets another held-out user's rewrite of the same
@@ -64,12 +84,18 @@ class BenchConfig:
     reference: str = ""
     popular_titles: int = 3
     max_users: int = 0
+    more_metrics: tuple[MetricSpec, ...] = ()
 
     def __post_init__(self):
         if self.control not in CONTROLS:
             raise ValueError(f"control must be one of {', '.join(CONTROLS)}, got {self.control!r}")
-        if self.metric != "text_preference":
-            raise ValueError(f"metric must be 'text_preference' (the only one so far), got {self.metric!r}")
+        if self.metric != PRIMARY:
+            raise ValueError(f"metric must be {PRIMARY!r} (further metrics go in more_metrics), got {self.metric!r}")
+        self.more_metrics = tuple(m if isinstance(m, MetricSpec) else MetricSpec.of(m) for m in self.more_metrics)
+        if any(m.name == PRIMARY for m in self.more_metrics):
+            raise ValueError(f"more_metrics: {PRIMARY} is the run's metric already; list only further ones")
+        if self.more_metrics and self.reference == "history":
+            raise ValueError("more_metrics: the history ceiling has no rewrites to score; drop them for it")
         if isinstance(self.partners, bool) or not isinstance(self.partners, int) or self.partners < 0:
             raise ValueError(f"partners must be 0 (every other held-out user) or a positive number, got {self.partners!r}")
         if isinstance(self.max_users, bool) or not isinstance(self.max_users, int) or self.max_users < 0:
@@ -89,9 +115,24 @@ class BenchConfig:
     @property
     def metric_name(self) -> str:
         """The metric with its encoder, as stored: ``text_preference[minilm]``."""
-        from evalbench.metrics.encoders import encoder_label
+        return self.label_of(self.metric)
 
-        return f"{self.metric}[{encoder_label(self.text_encoder)}]"
+    def label_of(self, metric: str) -> str:
+        """``metric`` with this run's text encoder, the prefix of its unit scores: ``rewrite_spread[minilm]``."""
+        from workbench.encoders.text import encoder_label
+
+        return f"{metric}[{encoder_label(self.text_encoder)}]"
+
+    def stored(self, split_id: str, model: str | None, prompt_set: str) -> dict[str, Any]:
+        """The config as the run stores (and hashes) it, with the resolved split, model and prompt set. Further
+        metrics appear only when there are some (compact, see :meth:`MetricSpec.compact`), so a run of the
+        metric alone keeps the id it had before runs could score more."""
+        full = {**asdict(self), "split": split_id, "model": model, "prompts": prompt_set,
+                "system": self.system_for(model), "metric_name": self.metric_name}
+        del full["more_metrics"]
+        if self.more_metrics:
+            full["more_metrics"] = [m.compact() for m in self.more_metrics]
+        return full
 
     def system_for(self, model: str | None) -> str:
         """``gat+embedded``, with the shot count of a k-shot model label (``gat+embedded k=3``), the
@@ -113,31 +154,20 @@ def score_chunk(payload: dict[str, Any]) -> tuple[list[tuple[str, str, str | Non
     personal win: the share of the user's partners whose rewrite of the same prompt the user's scores below their own,
     on the user's hidden items (``personal``), the same with the hidden dislikes as the only negatives
     (``personal_dislikes``, users with hidden dislikes only), and the margin over the partners' mean
-    (``personal_margin``). The history ceiling (``reference: history``) scores one unit per user: the
-    centroid of the user's visible likes against each partner's. A user without hidden liked items or
-    negatives is skipped with the reason.
+    (``personal_margin``); then each further metric's unit values from the user's rewrite and the
+    partners' (``payload["more_metrics"]``). The history ceiling (``reference: history``) scores one unit
+    per user: the centroid of the user's visible likes against each partner's. A user without hidden liked
+    items or negatives is skipped with the reason.
     """
-    from evalbench.metrics.encoders import load_text_encoder
-    from evalbench.metrics.preference import personal_win, preference_margin, win
+    from workbench.encoders.text import load_text_encoder
 
     enc = load_text_encoder(payload["text_encoder"])
-    metric = payload["metric"]
-    run_id = payload["run_id"]
-    pool_users = payload["pool_users"]
-    row = {u: k for k, u in enumerate(pool_users)}
+    history = payload.get("reference") == "history"
+    pool = _history_pool(enc, payload) if history else {pid: enc.encode(texts) for pid, texts in payload["pool"].items()}
     units, scores = [], []
-    if payload.get("reference") == "history":
-        cents = []
-        for u in pool_users:
-            e = enc.encode(payload["history"][u]) if payload["history"][u] else np.zeros((1, 1), np.float32)
-            c = e.mean(axis=0)
-            cents.append(c / max(float(np.linalg.norm(c)), 1e-12))
-        pool = {"history": np.stack(cents)}
-    else:
-        pool = {pid: enc.encode(texts) for pid, texts in payload["pool"].items()}
 
-    def add(unit, name, value):
-        scores.append((run_id, unit, f"{metric}.{name}", float(value), enc.model_id))
+    def add(unit, name, value, metric=payload["metric"]):
+        scores.append((payload["run_id"], unit, f"{metric}.{name}", float(value), enc.model_id))
 
     for u in payload["users"]:
         ids = [f"{u['user']}|{pid}" for pid in u["prompt_ids"]]
@@ -145,51 +175,70 @@ def score_chunk(payload: dict[str, Any]) -> tuple[list[tuple[str, str, str | Non
             detail = "no hidden liked items" if not u["liked"] else "no hidden negatives"
             units.extend((i, "skipped", detail) for i in ids)
             continue
-        le, ne = enc.encode(u["liked"]), enc.encode(u["negatives"])
-        de = enc.encode(u["disliked"]) if u["disliked"] else None
-        part = [row[v] for v in u["partners"]]
-        if payload.get("reference") == "history":
-            everyone, me = preference_margin(pool["history"], le, ne), row[u["user"]]
-            add(ids[0], "personal", personal_win(everyone[[me]], everyone[part][None, :])[0])
-            add(ids[0], "personal_margin", everyone[me] - everyone[part].mean())
-            if de is not None:
-                d_all = preference_margin(pool["history"], le, de)
-                add(ids[0], "personal_dislikes", personal_win(d_all[[me]], d_all[part][None, :])[0])
-            units.append((ids[0], "scored", None))
-            continue
-        g = preference_margin(enc.encode(u["generic"]), le, ne)
-        src = row[u["source"]]
-        for k, (unit, pid) in enumerate(zip(ids, u["prompt_ids"])):
-            # every user's rewrite of this prompt scored on this user's hidden items in one product, so equal
-            # texts (the popularity control) get bit-equal scores and tie
-            everyone = preference_margin(pool[pid], le, ne)
-            r, others = everyone[src], everyone[part]
-            lift = r - g[k]
-            for name, value in (("generic", g[k]), ("rewritten", r), ("lift", lift), ("win", win(lift))):
-                add(unit, name, value)
-            add(unit, "personal", personal_win(np.array([r]), others[None, :])[0])
-            add(unit, "personal_margin", r - others.mean())
-            if de is not None:
-                d_all = preference_margin(pool[pid], le, de)
-                add(unit, "personal_dislikes", personal_win(d_all[[src]], d_all[part][None, :])[0])
-            units.append((unit, "scored", None))
+        score_user = _score_history_user if history else _score_prompts
+        units.extend((unit, "scored", None) for unit in score_user(enc, payload, pool, u, ids, add))
     return units, scores
 
 
-def _stored_model(ws: Workspace, cfg: BenchConfig, split_id: str, prompt_set: str) -> str:
-    models = [r[0] for r in ws.query("SELECT DISTINCT model FROM rewrites WHERE split_id = ? AND encoder = ? AND backend = ? "
-                                     "AND prompt_set = ? ORDER BY 1", [split_id, cfg.encoder, cfg.backend, prompt_set])]
-    if cfg.model is not None:
-        if cfg.model not in models:
-            raise WorkspaceError(f"No rewrites by model {cfg.model!r}; stored: {', '.join(models) or '(none)'}")
-        return cfg.model
-    if not models:
-        raise WorkspaceError(f"No {cfg.backend} rewrites of {cfg.encoder} personas for prompt set {prompt_set!r} in "
-                             f"split {split_id!r}: run `pwb rewrite --split {split_id} --encoder {cfg.encoder} "
-                             f"--backend {cfg.backend} --prompts {cfg.prompts}` first.")
-    if len(models) > 1:
-        raise WorkspaceError(f"Several {cfg.backend} models have rewrites ({', '.join(models)}); pass --model.")
-    return models[0]
+def _history_pool(enc, payload: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The history ceiling's "rewrites": each pool user's unit-length centroid of their visible likes."""
+    cents = []
+    for u in payload["pool_users"]:
+        e = enc.encode(payload["history"][u]) if payload["history"][u] else np.zeros((1, 1), np.float32)
+        c = e.mean(axis=0)
+        cents.append(c / max(float(np.linalg.norm(c)), 1e-12))
+    return {"history": np.stack(cents)}
+
+
+def _hidden(enc, u: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The user's hidden liked, negative and disliked items embedded (no dislikes: ``None``)."""
+    return enc.encode(u["liked"]), enc.encode(u["negatives"]), (enc.encode(u["disliked"]) if u["disliked"] else None)
+
+
+def _score_history_user(enc, payload, pool, u, ids, add) -> list[str]:
+    """The history ceiling's one unit of user ``u``: the user's centroid against the partners'."""
+    from evalbench.metrics.preference import personal_win, preference_margin
+
+    row = {v: k for k, v in enumerate(payload["pool_users"])}
+    le, ne, de = _hidden(enc, u)
+    part, me = [row[v] for v in u["partners"]], row[u["user"]]
+    everyone = preference_margin(pool["history"], le, ne)
+    add(ids[0], "personal", personal_win(everyone[[me]], everyone[part][None, :])[0])
+    add(ids[0], "personal_margin", everyone[me] - everyone[part].mean())
+    if de is not None:
+        d_all = preference_margin(pool["history"], le, de)
+        add(ids[0], "personal_dislikes", personal_win(d_all[[me]], d_all[part][None, :])[0])
+    return ids[:1]
+
+
+def _score_prompts(enc, payload, pool, u, ids, add) -> list[str]:
+    """User ``u``'s units, one per prompt: the text-preference values, then the further metrics'."""
+    from evalbench.metrics import METRICS
+    from evalbench.metrics.preference import personal_win, preference_margin, win
+
+    row = {v: k for k, v in enumerate(payload["pool_users"])}
+    more = [(METRICS.get(name), label) for name, label in payload.get("more_metrics", [])]
+    le, ne, de = _hidden(enc, u)
+    part = [row[v] for v in u["partners"]]
+    g = preference_margin(enc.encode(u["generic"]), le, ne)
+    src = row[u["source"]]
+    for k, (unit, pid) in enumerate(zip(ids, u["prompt_ids"])):
+        # every user's rewrite of this prompt scored on this user's hidden items in one product, so equal
+        # texts (the popularity control) get bit-equal scores and tie
+        everyone = preference_margin(pool[pid], le, ne)
+        r, others = everyone[src], everyone[part]
+        lift = r - g[k]
+        for name, value in (("generic", g[k]), ("rewritten", r), ("lift", lift), ("win", win(lift))):
+            add(unit, name, value)
+        add(unit, "personal", personal_win(np.array([r]), others[None, :])[0])
+        add(unit, "personal_margin", r - others.mean())
+        if de is not None:
+            d_all = preference_margin(pool[pid], le, de)
+            add(unit, "personal_dislikes", personal_win(d_all[[src]], d_all[part][None, :])[0])
+        for cls, label in more:
+            for name, value in cls.score_unit(pool[pid][src], pool[pid][part]).items():
+                add(unit, name, value, metric=label)
+    return ids
 
 
 def partners_of(users: list[str], k: int, seed: int, exclude: dict[str, str] | None = None) -> dict[str, list[str]]:
@@ -212,19 +261,11 @@ def partners_of(users: list[str], k: int, seed: int, exclude: dict[str, str] | N
 
 def popular_titles(ws: Workspace, split_id: str, n: int = 3) -> list[str]:
     """Titles of the ``n`` items the most training users liked (visible interactions only; ties by id)."""
-    from evalbench.store.datasets import dataset_meta
+    from workbench.store.datasets import dataset_meta
 
     dataset_id = split_dataset(ws, split_id)
     like = dataset_meta(ws, dataset_id).get("like_threshold")
-    rows = ws.query(
-        """
-        SELECT i.title FROM interactions x
-        JOIN split_users s ON s.user_id = x.user_id AND s.split_id = ? AND s.role = 'train'
-        JOIN items i ON i.dataset_id = x.dataset_id AND i.item_id = x.item_id
-        WHERE x.dataset_id = ? AND (? IS NULL OR x.value IS NULL OR x.value >= ?) AND coalesce(i.title, '') <> ''
-        GROUP BY i.item_id, i.title ORDER BY count(DISTINCT x.user_id) DESC, i.item_id LIMIT ?
-        """, [split_id, dataset_id, like, like, n])
-    return [r[0] for r in rows]
+    return most_liked_titles(ws, split_id, dataset_id, like, n)
 
 
 def popularity_rewrite(prompt: str, titles: list[str]) -> str:
@@ -246,108 +287,190 @@ def run_bench(ws: Workspace, config: BenchConfig, *, progress: bool = False, exe
         workers: pool size for ``process`` / CPUs for a local Ray cluster.
         chunk_users: users per work unit (each unit is written in one transaction).
     """
-    # 1. Resolve inputs.
+    # 1. Resolve inputs: the users, prompts, rewrites, donors and partners.
+    inputs = _bench_inputs(ws, config)
+    # 2. Start or resume the run.
+    full = config.stored(inputs.split_id, inputs.model, inputs.prompt_set)
+    units_total = len(inputs.users) * len(inputs.prompts)
+    run_id, before = start_run(ws, "bench", full, units_total)
+    done = done_units(ws, run_id)
+    todo = [u for u in inputs.users if any(f"{u}|{p}" not in done for p, _ in inputs.prompts)]
+    result = {"run_id": run_id, "system": full["system"], "resumed": before not in ("new",), "units": units_total,
+              "units_done_before": len(done), "status": "completed"}
+    if not todo and before == "completed":
+        if not metric_results(ws, run_id):  # finished before results were stored
+            write_metric_results(ws, run_id, compute_metric_results(ws, run_id, full))
+        return result
+    try:
+        # 3. Score the users left, chunk by chunk, on the executor.
+        if todo:
+            _score_users(ws, config, inputs, run_id, todo, done, progress=progress, executor=executor, workers=workers,
+                         chunk_users=chunk_users, total=units_total, desc=f"bench {full['system']}")
+        # 4. Each metric over the run's units, stored with the run.
+        write_metric_results(ws, run_id, compute_metric_results(ws, run_id, full))
+    except BaseException as exc:
+        finish_run(ws, run_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    finish_run(ws, run_id)
+    return result
+
+
+@dataclass
+class _Inputs:
+    """What a bench run scores, resolved from its config and the workspace."""
+
+    split_id: str
+    users: list[str]
+    prompt_set: str
+    model: str | None
+    prompts: list[tuple[str, str]]
+    rewrites: dict[tuple[str, str], str]
+    donor: dict[str, str]
+    partners: dict[str, list[str]]
+
+
+def _bench_inputs(ws: Workspace, config: BenchConfig) -> _Inputs:
+    """The held-out users (the first ``max_users``), the prompts and each user's rewrite of each (the
+    reference rows make theirs), whose rewrite each user is scored with (another user's in the shuffled
+    control) and each user's partners."""
     split_id = resolve_split(ws, config.split)
     users = split_users(ws, split_id, ("heldout",))
     if config.max_users:
         users = users[:config.max_users]
     if not users:
         raise WorkspaceError(f"Split {split_id!r} has no held-out users; make a split with --heldout > 0.")
-    reference = config.reference
-    if reference == "history":
-        prompt_set, model, prompts = "-", None, [("history", "")]
-        rewrites: dict[tuple[str, str], str] = {}
+    if config.reference == "history":
+        prompt_set, model, prompts, rewrites = "-", None, [("history", "")], {}
     else:
         prompt_set = register_prompt_set(ws, config.prompts)
         prompts = load_prompts(ws, prompt_set)
-        if reference == "popularity":
-            titles = popular_titles(ws, split_id, config.popular_titles)
-            model = "popular-titles(" + ", ".join(titles) + ")"
-            rewrites = {(u, pid): popularity_rewrite(p, titles) for u in users for pid, p in prompts}
-        else:
-            model = _stored_model(ws, config, split_id, prompt_set)
-            rewrites = dict(((u, p), r) for u, p, r in ws.query(
-                "SELECT user_id, prompt_id, rewritten FROM rewrites WHERE split_id = ? AND encoder = ? AND backend = ? "
-                "AND model = ? AND prompt_set = ?", [split_id, config.encoder, config.backend, model, prompt_set]))
-            lacking = [u for u in users if any((u, p) not in rewrites for p, _ in prompts)]
-            if lacking:
-                raise WorkspaceError(f"{len(lacking)} held-out users lack rewrites (e.g. {lacking[0]!r}): run `pwb rewrite "
-                                     f"--split {split_id} --encoder {config.encoder} --backend {config.backend}` first.")
+        model, rewrites = _rewrites(ws, config, split_id, prompt_set, users, prompts)
     donor = {u: u for u in users}
     if config.control == "shuffled":
         perm = np.random.default_rng(config.seed).permutation(len(users))
         donor = {users[perm[i]]: users[perm[(i + 1) % len(users)]] for i in range(len(users))}
-    partners = partners_of(users, config.partners, config.seed,
-                           exclude=donor if config.control == "shuffled" else None)
+    partners = partners_of(users, config.partners, config.seed, exclude=donor if config.control == "shuffled" else None)
+    return _Inputs(split_id, users, prompt_set, model, prompts, rewrites, donor, partners)
 
-    # 2. Start or resume the run.
-    full = {**asdict(config), "split": split_id, "model": model, "prompts": prompt_set, "system": config.system_for(model),
-            "metric_name": config.metric_name}
-    units_total = len(users) * len(prompts)
-    run_id, before = start_run(ws, "bench", full, units_total)
-    done = done_units(ws, run_id)
-    todo = [u for u in users if any(f"{u}|{p}" not in done for p, _ in prompts)]
-    result = {"run_id": run_id, "system": full["system"], "resumed": before not in ("new",), "units": units_total,
-              "units_done_before": len(done)}
-    if not todo:
-        if before != "completed":
-            finish_run(ws, run_id)
-        return {**result, "status": "completed"}
 
-    # 3. Work units: chunks of users, each a self-contained payload (texts in, score rows out), so any
-    #    executor can run them; the driver alone writes, one transaction per chunk.
+def _rewrites(ws: Workspace, config: BenchConfig, split_id: str, prompt_set: str, users: list[str],
+              prompts: list[tuple[str, str]]) -> tuple[str, dict[tuple[str, str], str]]:
+    """``(model label, {(user, prompt id): rewrite})``: the popularity control's, or the stored rewrites of
+    the config's system, every held-out user's (an error naming ``pwb rewrite`` when some lack them)."""
+    if config.reference == "popularity":
+        titles = popular_titles(ws, split_id, config.popular_titles)
+        return ("popular-titles(" + ", ".join(titles) + ")",
+                {(u, pid): popularity_rewrite(p, titles) for u in users for pid, p in prompts})
+    model = resolve_rewrite_model(ws, split_id, config.encoder, config.backend, prompt_set, config.model,
+                                  prompts=config.prompts)
+    rewrites = load_rewrites(ws, RewriteKey(split_id, config.encoder, config.backend, model, prompt_set))
+    lacking = [u for u in users if any((u, p) not in rewrites for p, _ in prompts)]
+    if lacking:
+        raise WorkspaceError(f"{len(lacking)} held-out users lack rewrites (e.g. {lacking[0]!r}): run `pwb rewrite "
+                             f"--split {split_id} --encoder {config.encoder} --backend {config.backend}` first.")
+    return model, rewrites
+
+
+def _score_users(ws: Workspace, config: BenchConfig, inputs: _Inputs, run_id: str, todo: list[str], done: set[str], *,
+                 progress: bool, executor: str, workers: int | None, chunk_users: int, total: int, desc: str) -> None:
+    """Score ``todo``'s units not yet ``done`` in chunks of users, each a self-contained payload (texts in,
+    score rows out) so any executor can run them; the driver alone writes, one transaction per chunk."""
     from tqdm.auto import tqdm
 
     from evalbench.executors import chunked, get_executor
 
+    items = load_items(ws, split_dataset(ws, inputs.split_id))
+    targets = hidden_targets(ws, inputs.split_id, todo)
+    shared = _shared_payload(ws, config, inputs, run_id, items)
+    payloads = [{**shared, "users": _user_payloads(inputs, users_chunk, done, targets, items)}
+                for users_chunk in chunked(todo, chunk_users)]
+    bar = tqdm(total=total, initial=len(done), desc=desc, unit="unit", disable=not progress, mininterval=0.2)
+    pool = get_executor(executor, workers=workers)
     try:
-        targets = hidden_targets(ws, split_id, todo)
-        items = load_items(ws, split_dataset(ws, split_id))
+        for _, (units, scores) in pool.imap(score_chunk, payloads):
+            write_units(ws, run_id, units, [Score(*s) for s in scores])
+            bar.update(len(units))
+    finally:
+        pool.close()
+    bar.close()
 
-        def text(i):
-            return items[i].text or items[i].title
 
-        shared: dict[str, Any] = {"run_id": run_id, "text_encoder": config.text_encoder, "metric": config.metric_name,
-                                  "reference": reference, "pool_users": users}
-        if reference == "history":
-            shared["history"] = {u: [text(i) for i in ids] for u, ids in visible_likes(ws, split_id, users).items()}
-        else:
-            shared["pool"] = {pid: [rewrites[(u, pid)] for u in users] for pid, _ in prompts}
-        payloads = []
-        for users_chunk in chunked(todo, chunk_users):
-            per_user = []
-            for u in users_chunk:
-                pending = [(pid, p) for pid, p in prompts if f"{u}|{pid}" not in done]
-                t = targets.get(u, {})
-                per_user.append({
-                    "user": u, "prompt_ids": [pid for pid, _ in pending], "generic": [p for _, p in pending],
-                    "source": donor[u],  # whose rewrite is scored as this user's (another user's in the control)
-                    "liked": [text(i) for i in t.get("liked", [])],
-                    "negatives": [text(i) for i in t.get("unseen", [])],
-                    "disliked": [text(i) for i in t.get("disliked", [])],
-                    "partners": partners[u],
-                })
-            payloads.append({**shared, "users": per_user})
-        bar = tqdm(total=units_total, initial=len(done), desc=f"bench {full['system']}", unit="unit",
-                   disable=not progress, mininterval=0.2)
-        pool = get_executor(executor, workers=workers)
-        try:
-            for _, (units, scores) in pool.imap(score_chunk, payloads):
-                write_units(ws, run_id, units, [Score(*s) for s in scores])
-                bar.update(len(units))
-        finally:
-            pool.close()
-        bar.close()
-    except BaseException as exc:
-        finish_run(ws, run_id, "failed", f"{type(exc).__name__}: {exc}")
-        raise
-    finish_run(ws, run_id)
-    return {**result, "status": "completed"}
+def _item_text(items, item_id: str) -> str:
+    return items[item_id].text or items[item_id].title
+
+
+def _shared_payload(ws: Workspace, config: BenchConfig, inputs: _Inputs, run_id: str, items) -> dict[str, Any]:
+    """What every chunk of the run shares: the encoder, the metrics, and the pool of every user's texts
+    (rewrites per prompt, or for the history ceiling, the visible likes)."""
+    shared: dict[str, Any] = {"run_id": run_id, "text_encoder": config.text_encoder, "metric": config.metric_name,
+                              "reference": config.reference, "pool_users": inputs.users}
+    if config.more_metrics:
+        shared["more_metrics"] = [(m.name, config.label_of(m.name)) for m in config.more_metrics]
+    if config.reference == "history":
+        shared["history"] = {u: [_item_text(items, i) for i in ids]
+                             for u, ids in visible_likes(ws, inputs.split_id, inputs.users).items()}
+    else:
+        shared["pool"] = {pid: [inputs.rewrites[(u, pid)] for u in inputs.users] for pid, _ in inputs.prompts}
+    return shared
+
+
+def _user_payloads(inputs: _Inputs, users: list[str], done: set[str], targets: dict[str, dict[str, list[str]]],
+                   items) -> list[dict[str, Any]]:
+    """Per user of a chunk: the prompts left, whose rewrite is scored as the user's, the hidden items' texts
+    (from the split's ``targets``) and the partners."""
+    out = []
+    for u in users:
+        pending = [(pid, p) for pid, p in inputs.prompts if f"{u}|{pid}" not in done]
+        t = targets.get(u, {})
+        out.append({
+            "user": u, "prompt_ids": [pid for pid, _ in pending], "generic": [p for _, p in pending],
+            "source": inputs.donor[u],  # whose rewrite is scored as this user's (another user's in the control)
+            "liked": [_item_text(items, i) for i in t.get("liked", [])],
+            "negatives": [_item_text(items, i) for i in t.get("unseen", [])],
+            "disliked": [_item_text(items, i) for i in t.get("disliked", [])],
+            "partners": inputs.partners[u],
+        })
+    return out
+
+
+def unit_table(ws: Workspace, run_id: str, metric: str, fields: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """The per-unit scores of a bench run's ``metric`` (its label, ``text_preference[minilm]``) as columns:
+    ``user``, ``unit`` and each of ``fields`` (default: the text-preference fields), NaN where a unit has
+    none (e.g. ``personal_dislikes`` for a user without hidden dislikes)."""
+    from evalbench.metrics.preference import TextPreference
+
+    fields = fields or TextPreference.fields
+    rows = unit_scores(ws, run_id, [f"{metric}.{f}" for f in fields])
+    c = list(zip(*rows)) if rows else [()] * (2 + len(fields))
+    out = {"user": np.array(c[0], dtype=object), "unit": np.array(c[1], dtype=object)}
+    for k, f in enumerate(fields):
+        out[f] = np.array([np.nan if v is None else v for v in c[2 + k]], dtype=float)
+    return out
+
+
+def compute_metric_results(ws: Workspace, run_id: str, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each metric of a bench run (``config``: the run's stored config) fed its units' scores through its
+    class's ``update`` and ``compute``: ``{metric, encoder, model, aggregation, higher_is_better, result}``
+    in the run's metric order, as :func:`workbench.store.runs.write_metric_results` stores them."""
+    from evalbench.metrics import METRICS, PRIMARY, MetricSpec
+    from workbench.encoders.text import EMBEDDED, encoder_label
+
+    text_encoder = config.get("text_encoder", "minilm")
+    out = []
+    for spec in [MetricSpec(config.get("metric", PRIMARY))] + [MetricSpec.of(m) for m in config.get("more_metrics", [])]:
+        cls = METRICS.get(spec.name)
+        metric = cls(encoder=encoder_label(text_encoder), aggregation=spec.aggregation)
+        t = unit_table(ws, run_id, metric.name, cls.inputs)
+        metric.update(users=t["user"], **{f: t[f] for f in cls.inputs})
+        out.append({"metric": spec.name, "encoder": metric.encoder, "model": EMBEDDED.get(text_encoder, text_encoder),
+                    "aggregation": spec.aggregation, "higher_is_better": cls.higher_is_better,
+                    "result": metric.compute(seed=config.get("seed", 0))})
+    return out
 
 
 def visible_likes(ws: Workspace, split_id: str, users: list[str]) -> dict[str, list[str]]:
     """Each user's visible liked item ids (all visible items for a user with no visible like), by id."""
-    from evalbench.store.datasets import dataset_meta
+    from workbench.store.datasets import dataset_meta
 
     like = dataset_meta(ws, split_dataset(ws, split_id)).get("like_threshold")
     out: dict[str, list[str]] = {u: [] for u in users}

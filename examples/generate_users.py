@@ -18,9 +18,9 @@ from PIL import Image
 
 from generation.backends.diffusers_sd import DiffusersBackend
 from generation.conditions import UserCondition
-from generation.io import read_provenance
 from generation.pipeline import generate
 from generation.random_weights import build_random_pipeline, random_ip_adapter_state_dict, save_ip_adapter
+from workbench.images import read_provenance
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="pwb-gen-"))
 MODEL = "random:sdxl-tiny"

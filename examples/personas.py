@@ -5,20 +5,19 @@ Run: python examples/personas.py [workspace.duckdb]
 
 import sys
 
-from evalbench.store import Workspace
-from evalbench.store.datasets import write_dataset
+from evalbench.flows.coldstart import load_coldstart, read_coldstart
 from persona.cohorts import archetypes, cohort_persona, planted_recovery
-from persona.coldstart import ColdStart, default_survey
 from persona.data.splits import make_split
 from persona.data.synthetic import generate_community
-from persona.mining import get_persona, load_context, mine_personas
-from persona.models import ENCODERS
-from persona.records import Interaction
+from persona.mining import get_persona, mine_personas
+from workbench.records import Interaction
+from workbench.store import Workspace
+from workbench.store.datasets import list_datasets, write_dataset
 
 db = sys.argv[1] if len(sys.argv) > 1 else "personas.duckdb"
 settings = {"epochs": 8, "hidden": 32}  # small and quick; the defaults are tuned for real data
 with Workspace(db) as ws:
-    if not ws.scalar("SELECT count(*) FROM datasets WHERE dataset_id = 'synthetic-s0'"):
+    if not any(d["dataset_id"] == "synthetic-s0" for d in list_datasets(ws)):
         write_dataset(ws, generate_community(n_users=300, n_items=200, seed=0))
     split = make_split(ws, "synthetic-s0")["split"]
     mined = mine_personas(ws, split, encoder="gat", encoder_kwargs=settings)
@@ -35,13 +34,12 @@ with Workspace(db) as ws:
     print(f"planted personas recovered: NMI {rec['nmi']:.2f}, ARI {rec['ari']:.2f}")
 
     # A new user: one forward pass of the trained model over their first three likes, no retraining.
-    ctx = load_context(ws, split)
-    enc = ENCODERS.get("gat")(checkpoint=mined["checkpoint"], **settings).fit(ctx)
-    cold = ColdStart(enc)
-    likes = [x.item_id for x in ctx.visible["u1"][:3]]
-    new = cold.persona("new-user", [Interaction("new-user", i, "rating", 5.0) for i in likes])
-    print("cold-start persona:", new.summary)
-    survey = default_survey(ctx)
-    first = survey.questions[0]
-    answer = cold.from_survey("survey-user", survey, {first.qid: [first.options[0].label]})
-    print(f"survey answer {first.options[0].label!r} ->", answer.summary)
+    source = read_coldstart(ws, split, "gat", settings)  # the split's catalogue and the trained model's file
+
+model = load_coldstart(source)  # what `pwb serve` loads at start-up (needs no workspace)
+likes = [x.item_id for x in source.context.visible["u1"][:3]]
+new = model.maker.persona("new-user", [Interaction(user_id="new-user", item_id=i, kind="rating", value=5.0) for i in likes])
+print("cold-start persona:", new.summary)
+first = model.survey.questions[0]
+answer = model.maker.from_survey("survey-user", model.survey, {first.qid: [first.options[0].label]})
+print(f"survey answer {first.options[0].label!r} ->", answer.summary)

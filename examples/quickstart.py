@@ -5,18 +5,18 @@ Run: python examples/quickstart.py [workspace.duckdb]
 
 import sys
 
-from evalbench.report import leaderboard
+from evalbench.leaderboard import leaderboard
 from evalbench.runner import BenchConfig, run_bench
-from evalbench.store import Workspace
-from evalbench.store.datasets import write_dataset
 from persona.data.splits import make_split
 from persona.data.synthetic import generate_community
 from persona.mining import get_persona, mine_personas
 from prompting.rewriter import Rewriter, rewrite_split
+from workbench.store import Workspace
+from workbench.store.datasets import list_datasets, write_dataset
 
 db = sys.argv[1] if len(sys.argv) > 1 else "quickstart.duckdb"
 with Workspace(db) as ws:
-    if not ws.scalar("SELECT count(*) FROM datasets WHERE dataset_id = 'synthetic-s0'"):
+    if not any(d["dataset_id"] == "synthetic-s0" for d in list_datasets(ws)):
         write_dataset(ws, generate_community(n_users=300, n_items=200, seed=0))
     split = make_split(ws, "synthetic-s0")["split"]
     mine_personas(ws, split, encoder="tfidf")

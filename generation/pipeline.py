@@ -8,34 +8,28 @@ evaluations, image hash).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench.images import save_content_addressed
+from workbench.registry import Registry
+
 from .conditions import Generation, UserCondition
-from .io import save_content_addressed
 
 if TYPE_CHECKING:
-    from evalbench.store.workspace import Workspace
+    from workbench.store.workspace import Workspace
 
-BACKENDS = {
+BACKENDS = Registry("generation backend", {
     "diffusers": "generation.backends.diffusers_sd:DiffusersBackend",
     "diffusers-pipeline": "generation.backends.stock:StockPipelineBackend",
     "patch": "generation.backends.patch:PatchBackend",
-}
+})
 
 
 def get_backend(name: str, **kwargs: Any):
     """Build a generation backend by name (``diffusers``, ``diffusers-pipeline``, ``patch``)."""
-    if name not in BACKENDS:
-        close = difflib.get_close_matches(name, BACKENDS, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"unknown generation backend {name!r}; {hint}available: {', '.join(BACKENDS)}")
-    import importlib
-
-    module, attr = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), attr)(**kwargs)
+    return BACKENDS.get(name, field="backend")(**kwargs)
 
 
 def images_dir(ws: Workspace | None, out_dir: str | Path | None) -> Path:
@@ -78,11 +72,11 @@ def generate(conditions: list[UserCondition], *, backend: Any = "diffusers", mod
     for i, c in enumerate(conditions):
         if not isinstance(c, UserCondition):
             raise TypeError(f"conditions[{i}] must be a UserCondition, got {type(c).__name__}")
+        c.check_consent()  # every identity reference, before anything is drawn
     if save:
-        from .io import ensure_writable
+        from workbench.images import ensure_writable
 
         ensure_writable(images_dir(workspace, out_dir))  # before drawing, not after
-        c.check_consent()
     if isinstance(backend, str):
         if model is None and backend != "patch":
             raise ValueError("generate() needs model= (a diffusers id or folder, or random:sdxl-tiny) with a backend name")
@@ -96,7 +90,7 @@ def generate(conditions: list[UserCondition], *, backend: Any = "diffusers", mod
     sims: list[float | None] = [None] * len(conditions)
     idx = [i for i, c in enumerate(conditions) if c.identity is not None]
     if idx:
-        from .adapters.identity import identity_similarity
+        from workbench.encoders.face import identity_similarity
 
         for i in idx:
             sims[i] = identity_similarity([outputs[i].image], conditions[i].identity.image, backend.face_embedder)[0]
@@ -120,14 +114,17 @@ def generate(conditions: list[UserCondition], *, backend: Any = "diffusers", mod
             g.params["image_sha256"] = sha
         gens.append(g)
     if save and workspace is not None:
-        record(workspace, conditions, gens)
+        from workbench.store.generations import save_generation_rows
+
+        save_generation_rows(workspace, record_rows(conditions, gens))
     return gens
 
 
 def record_rows(conditions: list[UserCondition], gens: list[Generation]) -> list[tuple[str, dict[str, Any]]]:
     """The ``conditions`` and ``generations`` rows for ``gens``, as ``(table, row)`` pairs (what
-    :func:`record` writes, and what the API journals while the workspace is busy)."""
-    from evalbench.store.workspace import dumps
+    :func:`generate` stores with :func:`workbench.store.generations.save_generation_rows`, and what the API
+    journals while the workspace is busy)."""
+    from workbench.store.workspace import dumps
 
     out: list[tuple[str, dict[str, Any]]] = []
     for c, g in zip(conditions, gens):
@@ -143,14 +140,3 @@ def record_rows(conditions: list[UserCondition], gens: list[Generation]) -> list
             "peak_mem": g.peak_mem, "user_id": g.user_id, "unet_evals": g.unet_evals,
             "image_sha256": g.params.get("image_sha256"), "identity_similarity": g.identity_similarity}))
     return out
-
-
-def record(ws: Workspace, conditions: list[UserCondition], gens: list[Generation]) -> None:
-    """Upsert ``conditions`` rows and insert ``generations`` rows in one transaction."""
-    keys = {"conditions": "condition_id", "generations": "generation_id"}
-    with ws.transaction() as con:
-        for table, row in record_rows(conditions, gens):
-            cols = list(row)
-            con.execute(f"DELETE FROM {table} WHERE {keys[table]} = ?", [row[keys[table]]])
-            con.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-                        [row[c] for c in cols])

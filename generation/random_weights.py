@@ -234,9 +234,9 @@ def random_ip_adapter_state_dict(unet, *, image_embed_dim: int, kind: str = "pla
 
 def save_ip_adapter(state_dict: dict[str, Any], path) -> None:
     """Write IP-Adapter weights as one flat safetensors file (``image_proj.*``, ``ip_adapter.*``)."""
-    from safetensors.torch import save_file
-
     from pathlib import Path
+
+    from safetensors.torch import save_file
 
     flat = {f"{part}.{k}": v.contiguous() for part, sd in state_dict.items() for k, v in sd.items()}
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,10 @@ Two encoders:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,7 @@ class ReferenceRetriever:
         self.pool = load_pool(pool)
         self.encoder = encoder
         if encoder == "caption-minilm":
-            from evalbench.metrics.encoders import load_text_encoder
+            from workbench.encoders.text import load_text_encoder
 
             self._text = load_text_encoder("minilm")
             self._keys = self._text.encode([p.caption for p in self.pool])
@@ -77,12 +78,12 @@ class ReferenceRetriever:
             raise ValueError(f"unknown retrieval encoder {encoder!r}: use caption-minilm or clip:<model id or path>")
 
     def _load_clip(self, name: str) -> None:
-        from evalbench.metrics.encoders import ClipEncoder
+        from workbench.encoders.clip import ClipEncoder
 
         self._clip = ClipEncoder(name)
 
     def _clip_images(self, images: Sequence[Any]) -> np.ndarray:
-        from .io import load_image
+        from workbench.images import load_image
 
         return self._clip.encode_image([load_image(i) for i in images])
 

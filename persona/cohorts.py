@@ -21,26 +21,29 @@ from typing import Any
 
 import numpy as np
 
-from evalbench.store.workspace import Workspace, WorkspaceError
-from persona.records import Evidence, PersonaCard
+from workbench.records import Evidence, PersonaCard
+from workbench.store.datasets import dataset_meta, load_users
+from workbench.store.personas import cohort_members, load_personas, save_cohort
+from workbench.store.splits import resolve_split, split_dataset, split_roles, split_users
+from workbench.store.workspace import Workspace, WorkspaceError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-def _member_table(ws: Workspace, split_id: str) -> tuple[str, list[str]]:
-    """Create the temporary ``cohort_users`` table; returns its name and column names."""
+def _member_columns(ws: Workspace, split_id: str) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """The per-user table a cohort's ``WHERE`` runs over: ``(columns, SQL types of the non-text ones)``."""
     from persona.mining import load_context
 
     ctx = load_context(ws, split_id)
     users = sorted(ctx.users)
     cols: dict[str, list[Any]] = {"user_id": users}
-    casts: dict[str, str] = {}
+    types: dict[str, str] = {}
     for key in ctx.meta.get("demographics", []):
         vals = [ctx.users[u].attributes.get(key) for u in users]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals if v not in (None, ""))
         cols[key] = [None if v in (None, "") else (float(v) if numeric else str(v)) for v in vals]
-        casts[key] = "DOUBLE" if numeric else "VARCHAR"
-    roles = dict(ws.query("SELECT user_id, role FROM split_users WHERE split_id = ?", [split_id]))
+        types[key] = "DOUBLE" if numeric else "VARCHAR"
+    roles = split_roles(ws, split_id)
     cols["role"] = [roles.get(u, "train") for u in users]
     n_vis, n_like, n_dis, mean_v, tags = [], [], [], [], []
     for u in users:
@@ -52,19 +55,13 @@ def _member_table(ws: Workspace, split_id: str) -> tuple[str, list[str]]:
         mean_v.append(float(np.mean(vals)) if vals else None)
         tags.append(sorted({t for x in xs if ctx.is_liked(x) for t in ctx.items[x.item_id].tags}))
     cols.update(n_visible=n_vis, n_liked=n_like, n_disliked=n_dis, mean_value=mean_v, liked_tags=tags)
-    casts.update(n_visible="INTEGER", n_liked="INTEGER", n_disliked="INTEGER", mean_value="DOUBLE", liked_tags="VARCHAR[]")
-    ddl = ", ".join(f'"{c}" {casts.get(c, "VARCHAR")}' for c in cols)
-    ws.con.execute("DROP TABLE IF EXISTS cohort_users")
-    ws.con.execute(f"CREATE TEMP TABLE cohort_users ({ddl})")
-    ws.insert_columns("cohort_users", cols, casts={k: v for k, v in casts.items() if k != "liked_tags"} | {"liked_tags": "VARCHAR[]"})
-    return "cohort_users", list(cols)
+    types.update(n_visible="INTEGER", n_liked="INTEGER", n_disliked="INTEGER", mean_value="DOUBLE", liked_tags="VARCHAR[]")
+    return cols, types
 
 
 def cohort_columns(ws: Workspace, split: str | None = None) -> list[str]:
     """Columns a cohort's ``WHERE`` expression may use."""
-    from persona.data.splits import resolve_split
-
-    return _member_table(ws, resolve_split(ws, split))[1]
+    return list(_member_columns(ws, resolve_split(ws, split))[0])
 
 
 def select_members(ws: Workspace, split_id: str, where: str) -> list[str]:
@@ -73,13 +70,7 @@ def select_members(ws: Workspace, split_id: str, where: str) -> list[str]:
         raise ValueError("--where must be a SQL condition, e.g. \"age < 30 AND gender = 'F'\"")
     if ";" in where:
         raise ValueError("--where must be a single SQL condition (no ';')")
-    table, cols = _member_table(ws, split_id)
-    try:
-        rows = ws.query(f"SELECT user_id FROM {table} WHERE ({where}) ORDER BY user_id")
-    except Exception as exc:  # duckdb raises several error types for a bad expression
-        raise ValueError(f"cannot evaluate --where {where!r}: {str(exc).splitlines()[0]}. "
-                         f"Columns: {', '.join(cols)}") from None
-    return [r[0] for r in rows]
+    return cohort_members(ws, *_member_columns(ws, split_id), where)
 
 
 def aggregate_cards(cohort_id: str, cards: list[PersonaCard], *, n_traits: int = 6, n_evidence: int = 10,
@@ -116,20 +107,8 @@ def aggregate_cards(cohort_id: str, cards: list[PersonaCard], *, n_traits: int =
     return verbalize_cards([card], backend, item_noun=item_noun)[0]
 
 
-def _store(ws: Workspace, split_id: str, encoder: str, cohort_id: str, kind: str, definition: str,
-           members: list[str], card: PersonaCard) -> None:
-    from evalbench.store.personas import save_personas
-
-    with ws.transaction() as con:
-        con.execute("DELETE FROM cohorts WHERE split_id = ? AND encoder = ? AND cohort_id = ?", [split_id, encoder, cohort_id])
-        con.execute("INSERT INTO cohorts (split_id, encoder, cohort_id, kind, definition, members, n_members) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", [split_id, encoder, cohort_id, kind, definition, members, len(members)])
-    save_personas(ws, split_id, encoder, [card])
-
-
 def _member_cards(ws: Workspace, split_id: str, encoder: str, members: list[str]) -> list[PersonaCard]:
-    from evalbench.store.personas import load_personas
-
+    """The stored persona cards of ``members`` who have one, in member order."""
     cards = load_personas(ws, split_id, encoder, members)
     if not cards:
         raise WorkspaceError(f"No {encoder} personas for these users in split {split_id!r}: run "
@@ -140,9 +119,6 @@ def _member_cards(ws: Workspace, split_id: str, encoder: str, members: list[str]
 def cohort_persona(ws: Workspace, name: str, where: str, *, split: str | None = None, encoder: str = "tfidf",
                    backend=None) -> dict[str, Any]:
     """Define cohort ``name`` by ``where``, aggregate its members' personas, store both."""
-    from evalbench.store.datasets import dataset_meta
-    from persona.data.splits import resolve_split, split_dataset
-
     if not _NAME.match(name or ""):
         raise ValueError(f"cohort name {name!r} must be 1-64 letters, digits, '_', '.' or '-'")
     split_id = resolve_split(ws, split)
@@ -152,7 +128,7 @@ def cohort_persona(ws: Workspace, name: str, where: str, *, split: str | None = 
     cards = _member_cards(ws, split_id, encoder, members)
     noun = dataset_meta(ws, split_dataset(ws, split_id)).get("item_noun", "items")
     card = aggregate_cards(f"cohort:{name}", cards, item_noun=noun, backend=backend)
-    _store(ws, split_id, encoder, f"cohort:{name}", "sql", where, [c.user_id for c in cards], card)
+    save_cohort(ws, split_id, encoder, card, "sql", where, [c.user_id for c in cards])
     return {"cohort": f"cohort:{name}", "members": len(cards), "matched": len(members), "card": card}
 
 
@@ -160,10 +136,6 @@ def archetypes(ws: Workspace, k: int = 8, *, split: str | None = None, encoder: 
                roles: tuple[str, ...] = ("train", "heldout", "coldstart"), backend=None) -> list[dict[str, Any]]:
     """Cluster the split's persona embeddings into ``k`` archetypes (k-means), store each as a persona."""
     from sklearn.cluster import KMeans
-
-    from evalbench.store.datasets import dataset_meta
-    from evalbench.store.personas import load_personas
-    from persona.data.splits import resolve_split, split_dataset, split_users
 
     if k < 2:
         raise ValueError(f"k must be >= 2, got {k}")
@@ -183,7 +155,7 @@ def archetypes(ws: Workspace, k: int = 8, *, split: str | None = None, encoder: 
     for c in range(k):
         members = [u for u, lab in zip(ids, labels) if lab == c]
         card = aggregate_cards(f"archetype:{c}", [cards[u] for u in members], item_noun=noun, backend=backend)
-        _store(ws, split_id, encoder, f"archetype:{c}", "archetype", f"kmeans k={k} seed={seed}", members, card)
+        save_cohort(ws, split_id, encoder, card, "archetype", f"kmeans k={k} seed={seed}", members)
         out.append({"cohort": f"archetype:{c}", "members": len(members), "card": card, "member_ids": members})
     return out
 
@@ -195,13 +167,9 @@ def planted_recovery(ws: Workspace, k: int | None = None, *, split: str | None =
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    from evalbench.store.personas import load_personas
-    from evalbench.store.workspace import loads
-    from persona.data.splits import resolve_split, split_dataset
-
     split_id = resolve_split(ws, split)
-    truth = {u: (loads(g) or {}).get("persona") for u, g in ws.query(
-        "SELECT user_id, ground_truth FROM users WHERE dataset_id = ?", [split_dataset(ws, split_id)])}
+    users = load_users(ws, split_dataset(ws, split_id))
+    truth = {u: (user.ground_truth or {}).get("persona") for u, user in users.items()}
     truth = {u: p for u, p in truth.items() if p is not None}
     if not truth:
         raise WorkspaceError(f"split {split_id!r} has no planted personas (import a synthetic dataset)")

@@ -11,7 +11,8 @@ Two ways in:
 * :meth:`ColdStart.from_survey` from intake-survey answers: each option of a :class:`Survey` question
   maps to catalogue items (treated as liked) or to traits (added to the card with unit weight).
 
-:func:`coldstart_curve` measures persona quality against the number of known interactions ``k``.
+:func:`evalbench.flows.coldstart.coldstart_curve` measures persona quality against the number of known
+interactions ``k``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from persona.records import Interaction, PersonaCard
+from workbench.records import Interaction, PersonaCard
 
 
 @dataclass
@@ -81,11 +80,11 @@ class Survey:
 
 def default_survey(context, n_options: int = 8, items_per_option: int = 3) -> Survey:
     """One "which do you enjoy?" question over the catalogue's most common tags (scrubbed of personal
-    identifiers: :func:`persona.scrub.scrub_terms`), each option mapped to the tag's most engaged-with
+    identifiers: :func:`workbench.scrub.scrub_terms`), each option mapped to the tag's most engaged-with
     items (by visible likes)."""
     from collections import Counter
 
-    from persona.scrub import scrub_terms
+    from workbench.scrub import scrub_terms
 
     likes = Counter(x.item_id for xs in context.visible.values() for x in xs if context.is_liked(x))
     terms = {i: scrub_terms(tuple(it.tags)) for i, it in context.items.items()}
@@ -140,10 +139,10 @@ class ColdStart:
     def persona(self, user_id: str, interactions: list[Interaction], attributes: dict[str, Any] | None = None,
                 *, extra_traits: list[str] | None = None, backend=None) -> PersonaCard:
         """A PersonaCard for a new user from a few interactions (and optional declared attributes); survey
-        traits are scrubbed of personal identifiers like every other part of the card (:mod:`persona.scrub`)."""
+        traits are scrubbed of personal identifiers like every other part of the card (:mod:`workbench.scrub`)."""
         from persona.evidence import build_card
         from persona.models.base import PersonaContext
-        from persona.records import User
+        from workbench.records import User
 
         ctx = self.enc.context
         demo_keys = ctx.meta.get("demographics", [])
@@ -158,7 +157,7 @@ class ColdStart:
                           token_budget=self.enc.token_budget, population=population_of(ctx),
                           recency_half_life=getattr(self.enc, "recency_half_life", None), backend=backend)
         if extra_traits:
-            from persona.scrub import scrub_card
+            from workbench.scrub import scrub_card
 
             extra = list(dict.fromkeys(extra_traits))
             card.traits = [{"name": t, "weight": 1.0, "kind": "interest", "from": "survey"} for t in extra] + [
@@ -179,70 +178,3 @@ class ColdStart:
         if not xs:
             raise ValueError("the answers map to no catalogue items; choose at least one option with items")
         return self.persona(user_id, xs, attributes, extra_traits=traits, backend=backend)
-
-
-def coldstart_curve(ws, split: str | None = None, encoder: str = "gat", *, ks: tuple[int, ...] = (1, 3, 5, 10),
-                    prompts: str = "parti36", encoder_kwargs: dict[str, Any] | None = None, seed: int = 0,
-                    progress: bool = False) -> list[dict[str, Any]]:
-    """Persona quality of held-out users seen as *new* users with only their first ``k`` interactions.
-
-    The encoder is fitted on the split without the held-out users' edges (they are truly unseen);
-    each held-out user then gets a one-pass persona from their ``k`` oldest visible interactions. Per
-    ``k``: link AUC of hidden liked vs hidden negatives, and the ``text_preference[minilm]`` lift and
-    win rate of template rewrites of ``prompts`` over the generic prompts (user-bootstrap CIs).
-    """
-    from sklearn.metrics import roc_auc_score
-
-    from evalbench.metrics.encoders import load_text_encoder
-    from evalbench.metrics.preference import cluster_mean_ci, preference_margin, win
-    from evalbench.store.prompts import load_prompts, register_prompt_set
-    from persona.data.splits import hidden_targets, resolve_split, split_users
-    from persona.mining import load_context
-    from persona.models import ENCODERS
-    from prompting.backends.base import RewriteRequest
-    from prompting.backends.template import TemplateBackend
-
-    split_id = resolve_split(ws, split)
-    held = split_users(ws, split_id, ("heldout",))
-    full = load_context(ws, split_id)
-    held = [u for u in held if u in full.visible]
-    train_ctx = type(full)(full.split_id, full.dataset_id, full.users, full.items,
-                           {u: xs for u, xs in full.visible.items() if u not in set(held)}, full.meta)
-    enc = ENCODERS.get(encoder)(seed=seed, **(encoder_kwargs or {})).fit(train_ctx)
-    cs = ColdStart(enc)
-    targets = hidden_targets(ws, split_id, held)
-    text = load_text_encoder("minilm")
-    prompt_rows = load_prompts(ws, register_prompt_set(ws, prompts))
-    generic = text.encode([p for _, p in prompt_rows])
-    backend = TemplateBackend()
-    items = full.items
-    out = []
-    from tqdm.auto import tqdm
-
-    for k in ks:
-        aucs, lifts, wins, users = [], [], [], []
-        for u in tqdm(held, desc=f"cold start k={k}", unit="user", disable=not progress):
-            t = targets.get(u, {})
-            liked, negs = t.get("liked", []), t.get("disliked", []) + t.get("unseen", [])
-            if not liked or not negs:
-                continue
-            card = cs.persona(u, full.visible[u][:k], full.users[u].attributes, backend=backend)
-            h = np.asarray(card.embedding, dtype=np.float32)
-            cand = liked + negs
-            idx = [cs.item_pos[i] for i in cand]
-            s = enc.emb.i1[idx].numpy() @ h + enc.emb.bias[idx].numpy()
-            aucs.append(roc_auc_score([1] * len(liked) + [0] * len(negs), s))
-            rewrites = [r.rewritten for r in backend.rewrite_batch([RewriteRequest(card, p) for _, p in prompt_rows])]
-            le = text.encode([items[i].text or items[i].title for i in liked])
-            ne = text.encode([items[i].text or items[i].title for i in negs])
-            lift = preference_margin(text.encode(rewrites), le, ne) - preference_margin(generic, le, ne)
-            lifts.append(float(lift.mean()))
-            wins.append(float(win(lift).mean()))
-            users.append(u)
-        uu = np.array(users)
-        row = {"k": k, "users": len(users)}
-        for name, vals in (("link_auc", aucs), ("lift", lifts), ("win_rate", wins)):
-            m, lo, hi = cluster_mean_ci(np.array(vals), uu, seed=seed)
-            row.update({name: m, f"{name}_low": lo, f"{name}_high": hi})
-        out.append(row)
-    return out

@@ -4,7 +4,7 @@ A user's visible interactions are ranked by the encoder's learned weight (Person
 averaged over heads and layers); the top ones fill a **token budget** (default 2,048: ZIPP's gains
 saturate near 2K evidence tokens and hallucinations grow above 8K) with each item's title and a
 snippet of its text. Every snippet, trait and summary is scrubbed of personal identifiers
-(:mod:`persona.scrub`) before the card is returned.
+(:mod:`workbench.scrub`) before the card is returned.
 
 The card then holds known demographics only, interests ranked by what sets the user apart from the
 population (:mod:`persona.traits`: weighted log-odds; ``traits="share"`` ranks by raw share instead),
@@ -21,8 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from persona.models.base import PersonaContext
-from persona.records import Evidence, PersonaCard
-from persona.scrub import scrub_card, scrub_label, scrub_text
+from persona.verbalize import verbalize_card
+from workbench.records import Evidence, PersonaCard, PersonaRequest, PersonaVerbalizer
+from workbench.scrub import scrub_card, scrub_label, scrub_text
 
 DEFAULT_TOKEN_BUDGET = 2048
 #: the recency prior's half-life, in interactions (how it was chosen, and its effect on other splits and on
@@ -150,15 +151,14 @@ def build_card(context: PersonaContext, user_id: str, ranked: list[tuple[str, fl
     return scrub_card(card, names)
 
 
-def verbalize_cards(cards: list[PersonaCard], backend=None, *, item_noun: str = "items") -> list[PersonaCard]:
-    """Rewrite each card's ``summary`` through a prompting backend (default: ``template``)."""
-    from prompting.backends.base import PersonaRequest
-
+def verbalize_cards(cards: list[PersonaCard], backend: PersonaVerbalizer | None = None, *,
+                    item_noun: str = "items") -> list[PersonaCard]:
+    """Write each card's ``summary``: through ``backend`` (any :class:`~workbench.records.PersonaVerbalizer`,
+    e.g. a ``prompting`` rewriter backend), or the template text of :func:`persona.verbalize.verbalize_card`."""
     if backend is None:
-        from prompting.backends.template import TemplateBackend
-
-        backend = TemplateBackend()
-    texts = backend.verbalize_batch([PersonaRequest(c, item_noun) for c in cards])
+        texts = [verbalize_card(c, item_noun) for c in cards]
+    else:
+        texts = backend.verbalize_batch([PersonaRequest(c, item_noun) for c in cards])
     for card, text in zip(cards, texts):
         card.summary = scrub_text(text)
     return cards

@@ -70,7 +70,7 @@ class UserItemGraph:
 
 
 def item_features(context: PersonaContext, text_encoder: str = "minilm") -> np.ndarray:
-    from evalbench.metrics.encoders import load_text_encoder
+    from workbench.encoders.text import load_text_encoder
 
     items = sorted(context.items)
     return load_text_encoder(text_encoder).encode([context.items[i].text or context.items[i].title for i in items])
@@ -88,7 +88,7 @@ def image_features(context: PersonaContext, image_encoder: str = "effnet-lite0")
     uris = [context.items[i].image_uri for i in items]
     if not uris or any(not u for u in uris):
         return None
-    from evalbench.metrics.image_encoders import load_image_encoder
+    from workbench.encoders.image import load_image_encoder
 
     return load_image_encoder(image_encoder).encode(uris)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from evalbench.store.datasets import dataset_meta, load_items, load_users
-from evalbench.store.personas import load_personas, save_personas
-from evalbench.store.workspace import Workspace, WorkspaceError
-from persona.data.splits import resolve_split, split_dataset, split_users, visible_interactions
 from persona.models import ENCODERS
 from persona.models.base import PersonaContext
-from persona.records import PersonaCard
+from workbench.records import PersonaCard
+from workbench.store.datasets import dataset_meta, load_items, load_users
+from workbench.store.personas import load_personas, save_personas
+from workbench.store.splits import resolve_split, split_dataset, split_record, split_users, visible_interactions
+from workbench.store.workspace import Workspace, WorkspaceError, dumps
 
 ROLES = ("train", "heldout", "coldstart")
 
@@ -95,15 +95,15 @@ def checkpoint_path(ws: Workspace, split_id: str, encoder: str, kwargs: dict[str
     are, so a model is never reused for another split of the same name."""
     from pathlib import Path
 
-    from evalbench.store.runs import config_hash
+    from workbench.store.runs import config_hash
 
     card_options = getattr(ENCODERS.get(encoder), "card_options", ()) if encoder in ENCODERS else ()
     base = Path(str(ws.path)).parent if str(ws.path) != ":memory:" else Path(".pwb")
     cfg = {k: v for k, v in sorted(kwargs.items()) if k not in ("progress", "checkpoint") and k not in card_options}
     # the split's own settings too: two workspaces in one folder may hold different splits of one name
-    row = ws.query("SELECT dataset_id, params FROM splits WHERE split_id = ?", [split_id])
-    if row:
-        cfg["_split"] = [row[0][0], row[0][1]]
+    stored = split_record(ws, split_id)
+    if stored is not None:
+        cfg["_split"] = [stored[0], dumps(stored[1])]  # the stored text, so existing checkpoints keep their names
     return base / "models" / f"{split_id.replace('/', '_')}-{encoder}-{config_hash(cfg)[:12]}.pt"
 
 

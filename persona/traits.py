@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from persona.scrub import PLACEHOLDER, scrub_terms, scrub_text
+from workbench.scrub import PLACEHOLDER, scrub_terms, scrub_text
 
 TRAIT_MODES = ("distinctive", "share")
 DEFAULT_PRIOR = 10.0
@@ -68,7 +68,7 @@ _STOP = frozenset({"the", "and", "for", "with", "from", "that", "this", "are", "
 
 def item_terms(context, item_id: str) -> tuple[str, ...]:
     """The terms a trait can be: the item's tags, or the words of its title where the dataset has no tags;
-    scrubbed of personal identifiers first (:func:`persona.scrub.scrub_terms`: a tag that is an identifier,
+    scrubbed of personal identifiers first (:func:`workbench.scrub.scrub_terms`: a tag that is an identifier,
     such as ``@carol99``, is no term at all)."""
     use_tags = context.cache.get("use_tags")
     if use_tags is None:

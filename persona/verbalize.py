@@ -1,6 +1,6 @@
 """Turn a persona's traits, evidence and demographics into one or two plain sentences.
 
-Persona text is scrubbed of personal identifiers (:mod:`persona.scrub`) before it is stored or sent to
+Persona text is scrubbed of personal identifiers (:mod:`workbench.scrub`) before it is stored or sent to
 any rewriter.
 """
 
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from persona.scrub import scrub_text
+from workbench.records import PersonaCard
+from workbench.scrub import sanitize, scrub_text, tag_like
 
 
 def _join(words: list[str]) -> str:
@@ -74,3 +75,13 @@ def verbalize(traits: list[dict[str, Any]], evidence_titles: list[str], demograp
     if demo:
         sentences.append(f"Known: {demo}.")
     return scrub_text(" ".join(sentences))
+
+
+def verbalize_card(card: PersonaCard, item_noun: str = "items") -> str:
+    """The template persona text of a card (:func:`verbalize`): its tag-like interests in the card's order,
+    its three most telling titles (else the top evidence), up to three keyphrases as themes."""
+    traits = [t for t in card.traits if t.get("kind", "interest") == "interest" and tag_like(t["name"])]
+    titles = [sanitize(t["name"], 80) for t in card.traits if t.get("kind") == "title"][:3] \
+        or [sanitize(e.snippet.split(": ")[0], 80) for e in card.evidence[:3]]
+    themes = [sanitize(t["name"], 60) for t in card.traits if t.get("kind") == "keyphrase"][:3]
+    return verbalize(traits, [t for t in titles if t], card.demographics, item_noun, themes=[t for t in themes if t])

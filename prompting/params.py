@@ -61,9 +61,6 @@ class RewriteParams:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def with_seed(self, seed: int) -> RewriteParams:
-        return RewriteParams(**{**asdict(self), "seed": seed})
-
     def label(self) -> str:
         """The settings that differ from the defaults, as a suffix of the stored model label
         (``|k3|t0.7|s9``), so rewrites made with other settings are stored beside, not instead of,

@@ -18,19 +18,20 @@ import numpy as np
 
 def rewrite_quality(ws, split: str | None = None, *, encoder: str = "tfidf", backend: str | None = None,
                     prompts: str = "parti36") -> list[dict[str, Any]]:
-    from evalbench.metrics.encoders import load_text_encoder
-    from evalbench.store.personas import load_personas
-    from evalbench.store.prompts import register_prompt_set
-    from evalbench.store.workspace import WorkspaceError
-    from persona.data.splits import resolve_split
-    from prompting.design import first_person
+    """One row per stored ``(backend, model)`` (only ``backend``'s when given) of the split's rewrites of
+    ``encoder`` personas for ``prompts``: the measures of the module docstring."""
     from prompting.guard import SUBJECT_MIN_SIMILARITY
+    from prompting.messages import first_person
+    from workbench.encoders.text import load_text_encoder
+    from workbench.store.personas import load_personas
+    from workbench.store.prompts import register_prompt_set
+    from workbench.store.rewrites import RewriteKey, rewrites_by_model
+    from workbench.store.splits import resolve_split
+    from workbench.store.workspace import WorkspaceError
 
     split_id = resolve_split(ws, split)
     prompt_set = register_prompt_set(ws, prompts) if not ws.read_only else prompts
-    sql = ("SELECT backend, model, user_id, prompt, rewritten, fallback FROM rewrites WHERE split_id = ? AND encoder = ? "
-           "AND prompt_set = ?" + (" AND backend = ?" if backend else "") + " ORDER BY backend, model, user_id, prompt_id")
-    rows = ws.query(sql, [split_id, encoder, prompt_set] + ([backend] if backend else []))
+    rows = rewrites_by_model(ws, RewriteKey(split_id, encoder, backend or None, prompt_set=prompt_set))
     if not rows:
         raise WorkspaceError(f"No stored rewrites of {encoder} personas for prompt set {prompt_set!r} in split {split_id!r}: "
                              f"run `pwb rewrite --split {split_id} --encoder {encoder}` first.")

@@ -8,15 +8,23 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from evalbench.store.personas import load_personas
-from evalbench.store.prompts import load_prompts, register_prompt_set
-from evalbench.store.workspace import Workspace, WorkspaceError
-from persona.data.splits import resolve_split, split_dataset, split_users
-from persona.records import PersonaCard, Rewrite
 from prompting.backends import BACKENDS
 from prompting.backends.base import RewriteRequest
 from prompting.guard import validate_rewrite
 from prompting.params import RewriteParams
+from workbench.records import PersonaCard, Rewrite
+from workbench.store.datasets import load_items
+from workbench.store.personas import load_personas
+from workbench.store.prompts import load_prompts, register_prompt_set
+from workbench.store.rewrites import (
+    RewriteKey,
+    cache_rewrites,
+    cached_rewrites,
+    save_user_rewrites,
+    users_with_rewrites,
+)
+from workbench.store.splits import resolve_split, split_dataset, split_users
+from workbench.store.workspace import Workspace, WorkspaceError
 
 
 def persona_hash(card: PersonaCard) -> str:
@@ -37,14 +45,14 @@ class Rewriter:
     Args:
         backend: A registered backend name: ``template``, ``embedded``, ``transformers``, ``vllm``, ``openai``.
         model: The backend's model (GGUF path, model id or served name); ``None``: the backend's default.
-        workspace: A :class:`~evalbench.store.Workspace` whose cache answers repeated requests for free.
+        workspace: A :class:`~workbench.store.Workspace` whose cache answers repeated requests for free.
         selector: Picks one of ``params.candidates`` rewrites per pair and scores every kept rewrite
             (default :class:`~prompting.select.TfidfHistorySelector` with each card's own IDF; never the
             benchmark's text encoder).
         **backend_options: Passed to the backend's constructor (``base_url=...``, ``batch_size=...``).
 
     Example:
-        >>> from persona.records import PersonaCard
+        >>> from workbench.records import PersonaCard
         >>> card = PersonaCard("u1", "", traits=[{"name": "Film-Noir", "weight": 0.4}])
         >>> Rewriter("template").rewrite([card], ["a cat on a stairway"])[0].rewritten
         'a cat on a stairway, film-noir shadows in black and white'
@@ -144,27 +152,11 @@ class Rewriter:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _cache_get(self, keys: list[str]) -> dict[str, Rewrite]:
-        if self.workspace is None or not keys:
-            return {}
-        rows = self.workspace.query("SELECT key, user_id, prompt, rewritten, negative, shots, fallback, selector_score "
-                                    "FROM rewrite_cache WHERE list_contains(?, key)", [list(set(keys))])
-        return {k: Rewrite(u, p, r, neg or "", self.backend_name, self.model, s or 0, 0.0, fallback=fb or "",
-                           selector_score=sc) for k, u, p, r, neg, s, fb, sc in rows}
+        return {} if self.workspace is None else cached_rewrites(self.workspace, keys)
 
     def _cache_put(self, fresh) -> None:
-        if self.workspace is None or not fresh:
-            return
-        uniq = {k: (pp, r) for k, pp, _, r in fresh}
-        with self.workspace.transaction() as con:
-            con.execute("DELETE FROM rewrite_cache WHERE list_contains(?, key)", [list(uniq)])
-            self.workspace.insert_columns("rewrite_cache", {
-                "key": list(uniq), "backend": [self.backend_name] * len(uniq), "model": [self.model] * len(uniq),
-                "params": [json.dumps(asdict(pp)) for pp, _ in uniq.values()],
-                "user_id": [r.user_id for _, r in uniq.values()], "prompt": [r.prompt for _, r in uniq.values()],
-                "rewritten": [r.rewritten for _, r in uniq.values()], "negative": [r.negative for _, r in uniq.values()],
-                "shots": [r.shots for _, r in uniq.values()], "fallback": [r.fallback for _, r in uniq.values()],
-                "selector_score": [r.selector_score for _, r in uniq.values()],
-            }, casts={"params": "JSON", "shots": "INTEGER", "selector_score": "DOUBLE"})
+        if self.workspace is not None:
+            cache_rewrites(self.workspace, {k: (asdict(pp), r) for k, pp, _, r in fresh})
 
 
 def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tfidf", backend: str = "template",
@@ -188,9 +180,7 @@ def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tf
     params = params or RewriteParams()
     split_id = resolve_split(ws, split)
     # the selector's IDF comes from the item catalogue (public, the same for every user and every run)
-    # (read with one query here rather than through evalbench's loaders: prompting sits below evalbench)
-    catalogue = [f"{t or ''}. {x or ''}" for t, x in ws.query(
-        "SELECT title, text FROM items WHERE dataset_id = ? ORDER BY item_id", [split_dataset(ws, split_id)])]
+    catalogue = [f"{it.title}. {it.text}" for it in load_items(ws, split_dataset(ws, split_id)).values()]
     rw = Rewriter(backend, model, workspace=ws, selector=TfidfHistorySelector(catalogue), **(backend_kwargs or {}))
     label = rw.model + params.label()
     prompt_set = register_prompt_set(ws, prompts)
@@ -203,9 +193,8 @@ def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tf
     if missing:
         raise WorkspaceError(f"{len(missing)} of {len(users)} users have no {encoder} persona in split {split_id!r} "
                              f"(e.g. {missing[0]!r}): run `pwb personas mine --split {split_id} --encoder {encoder}` first.")
-    done = {r[0] for r in ws.query(
-        "SELECT user_id FROM rewrites WHERE split_id = ? AND encoder = ? AND backend = ? AND model = ? AND prompt_set = ? "
-        "GROUP BY user_id HAVING count(*) = ?", [split_id, encoder, backend, label, prompt_set, len(plist)])}
+    key = RewriteKey(split_id, encoder, backend, label, prompt_set)
+    done = users_with_rewrites(ws, key, len(plist))
     todo = [u for u in users if u not in done]
     from tqdm.auto import tqdm
 
@@ -220,27 +209,10 @@ def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tf
         for j, u in enumerate(chunk):
             out = outs[j * len(plist):(j + 1) * len(plist)]
             fallbacks += sum(1 for r in out if r.fallback)
-            n = len(out)
-            with ws.transaction() as con:
-                con.execute("DELETE FROM rewrites WHERE split_id = ? AND encoder = ? AND backend = ? AND model = ? "
-                            "AND prompt_set = ? AND user_id = ?", [split_id, encoder, backend, label, prompt_set, u])
-                ws.insert_columns("rewrites", {
-                    "split_id": [split_id] * n, "encoder": [encoder] * n, "backend": [backend] * n, "model": [label] * n,
-                    "user_id": [u] * n, "prompt_set": [prompt_set] * n, "prompt_id": [pid for pid, _ in plist],
-                    "prompt": [r.prompt for r in out], "rewritten": [r.rewritten for r in out],
-                    "negative": [r.negative for r in out], "shots": [r.shots for r in out],
-                    "latency_s": [r.latency_s for r in out], "fallback": [r.fallback or None for r in out],
-                    "selector_score": [r.selector_score for r in out],
-                }, casts={"shots": "INTEGER", "latency_s": "DOUBLE", "fallback": "VARCHAR", "selector_score": "DOUBLE"})
+            save_user_rewrites(ws, key, u, [pid for pid, _ in plist], out)
         bar.update(len(chunk))
     bar.close()
     return {"split": split_id, "encoder": encoder, "backend": backend, "model": label, "prompts": prompt_set,
             "users": len(users), "rewritten": len(todo), "already_stored": len(done),
             "requests": len(todo) * len(plist), "fallbacks": fallbacks,
             "cached": rw.stats["cached"]}
-
-
-def load_rewrites(ws: Workspace, split_id: str, encoder: str, backend: str, model: str, prompt_set: str) -> dict[tuple[str, str], str]:
-    rows = ws.query("SELECT user_id, prompt_id, rewritten FROM rewrites WHERE split_id = ? AND encoder = ? AND backend = ? "
-                    "AND model = ? AND prompt_set = ?", [split_id, encoder, backend, model, prompt_set])
-    return {(u, p): r for u, p, r in rows}

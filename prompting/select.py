@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from persona.records import PersonaCard
+from workbench.records import PersonaCard
 
 
 class TfidfHistorySelector:

@@ -1,4 +1,5 @@
-"""Request and response bodies of the HTTP API (pydantic; they are the OpenAPI spec's schemas).
+"""Request bodies of the HTTP API (pydantic; they are the OpenAPI spec's request schemas) and the work
+budget they state; the response bodies are :mod:`apps.api.responses`.
 
 Every list and string has a bound, so a request's size is limited field by field as well as in bytes.
 """
@@ -102,45 +103,6 @@ class ColdStartIn(Strict):
         return self
 
 
-class EvidenceOut(BaseModel):
-    item_id: str
-    weight: float = Field(description="Attention weight (GAT) or score that ranked this evidence.")
-    snippet: str
-
-
-class PersonaOut(BaseModel):
-    user_id: str
-    summary: str = Field(description="The persona text.")
-    traits: list[dict[str, Any]]
-    evidence: list[EvidenceOut]
-    demographics: dict[str, Any]
-    model_version: str
-    source: Literal["coldstart", "mined"]
-
-
-class ColdStartOut(BaseModel):
-    persona: PersonaOut
-    unknown_items: list[str] = Field(description="Interaction item ids not in the catalogue (ignored).")
-    stored: bool
-
-
-class SurveyOptionOut(BaseModel):
-    label: str
-    items: list[str]
-    traits: list[str]
-
-
-class SurveyQuestionOut(BaseModel):
-    id: str
-    text: str
-    multiple: bool
-    options: list[SurveyOptionOut]
-
-
-class SurveyOut(BaseModel):
-    questions: list[SurveyQuestionOut]
-
-
 class TraitIn(Strict):
     name: str = Field(min_length=1, max_length=200, pattern=NonBlank)
     weight: float = Field(default=1.0, ge=-1e6, le=1e6, allow_inf_nan=False)
@@ -186,20 +148,6 @@ class RewriteIn(Strict):
         if (self.user_id is None) == (self.persona is None):
             raise ValueError("give exactly one of `user_id` (a stored persona) and `persona` (inline)")
         return self
-
-
-class RewriteOut(BaseModel):
-    prompt: str
-    rewritten: str
-    negative_prompt: str
-    fallback: str = Field(description="Why the template answered instead of the LLM, if it did.")
-
-
-class RewritesOut(BaseModel):
-    user_id: str | None
-    backend: str
-    model: str
-    rewrites: list[RewriteOut]
 
 
 def _scale_rules() -> dict[str, Any]:
@@ -303,63 +251,3 @@ def generate_in(max_side: int, max_steps: int, max_work: float = float("inf"), d
     model.work_tiers = tiers
     model.default_steps = default_steps
     return model
-
-
-class JobOut(BaseModel):
-    job_id: str
-    status: Literal["queued", "running", "completed", "failed"]
-    status_url: str
-    created_at: float
-    started_at: float | None = Field(default=None, description="When its first image started (None: still queued).")
-    finished_at: float | None = None
-    error: str | None = None
-    images: list[dict[str, Any]] = Field(default_factory=list,
-                                         description="Per condition: user_id, prompt, url, sha256, seconds.")
-
-
-class RunOut(BaseModel):
-    run_id: str
-    kind: str
-    status: str
-    started_at: str | None
-    ended_at: str | None
-    n_units: int | None
-    units_done: int | None = None
-    config_hash: str | None = None
-    code_version: str | None = None
-
-
-class RunsOut(BaseModel):
-    runs: list[RunOut]
-
-
-class MetricSummary(BaseModel):
-    metric: str
-    units: int
-    mean: float | None
-
-
-class ScoresOut(BaseModel):
-    run: RunOut
-    metrics: list[MetricSummary]
-    leaderboard: list[dict[str, Any]]
-    groups: list[dict[str, Any]]
-
-
-class Health(BaseModel):
-    status: str
-
-
-class Readiness(BaseModel):
-    ready: bool
-    detail: str
-    split: str | None = None
-    encoder: str | None = None
-    catalogue_items: int | None = None
-    rewriters: list[str] = []
-    generate_backend: str | None = None
-
-
-class ErrorOut(BaseModel):
-    detail: str
-    errors: list[dict[str, Any]] = Field(default_factory=list)

@@ -14,9 +14,9 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
-from apps.dashboard import data
-from evalbench.store.gate import WorkspaceBusy, WorkspaceGate
-from evalbench.store.workspace import WorkspaceError, resolve_db_path
+from apps.dashboard import cohort_data, data
+from workbench.store.gate import WorkspaceBusy, WorkspaceGate
+from workbench.store.workspace import WorkspaceError, resolve_db_path
 
 #: seconds a cached read stays fresh (the sidebar's "Reload data" clears it at once)
 TTL_S = 60
@@ -60,9 +60,14 @@ def require_workspace() -> Path:
     return path
 
 
+#: where :func:`load` finds the read it is named: the pages' queries, then the cohort report's
+READ_MODULES = (data, cohort_data)
+
+
 def _read(path: str, name: str, args: tuple) -> Any:
+    fn = next(getattr(m, name) for m in READ_MODULES if hasattr(m, name))
     with _gate(path).reading() as ws:
-        return getattr(data, name)(ws, *args)
+        return fn(ws, *args)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False, max_entries=512)
@@ -76,7 +81,8 @@ def _cached_labels(path: str, name: str, *args: Any) -> Any:
 
 
 def load(name: str, *args: Any, labels: bool = False) -> Any:
-    """``data.<name>(ws, *args)`` on a read-only connection, cached; ``None`` (after showing why) on errors.
+    """``<module>.<name>(ws, *args)`` (:data:`READ_MODULES`) on a read-only connection, cached; ``None`` (after
+    showing why) on errors.
 
     ``labels=True`` puts the result in the cache that every label write clears.
     """

@@ -1,4 +1,5 @@
-"""Every workspace query behind the dashboard, as plain functions of an open :class:`Workspace`.
+"""What the dashboard's pages read, as plain functions of an open :class:`Workspace` over the library and the
+store (the Cohorts and bias page's reads are :mod:`apps.dashboard.cohort_data`).
 
 Nothing here imports Streamlit: the pages (``apps/dashboard/views``) call these through the gate's
 read-only connection (and :func:`store_label` through its one writer), cache the results, and render them.
@@ -15,11 +16,15 @@ from typing import Any
 import pandas as pd
 
 from evalbench.labels import add_label, human_preference, label_pairs
-from evalbench.report import group_report, leaderboard
-from evalbench.store.runs import list_runs
-from evalbench.store.workspace import Workspace, WorkspaceError, loads
-from evalbench.taskreport import MIN_GROUP, compare_runs, leaderboard_rows, task_report
-
+from evalbench.leaderboard import leaderboard
+from evalbench.task_render import leaderboard_rows
+from evalbench.task_report import compare_runs, task_report
+from workbench.store.generations import generation_user
+from workbench.store.labels import list_labels
+from workbench.store.personas import list_persona_sets, load_personas, persona_evidence, persona_user_ids
+from workbench.store.rewrites import RewriteKey, user_rewrites
+from workbench.store.runs import list_runs
+from workbench.store.workspace import Workspace, WorkspaceError
 
 # -- small helpers -------------------------------------------------------------------------------------------
 
@@ -47,8 +52,8 @@ def fci(lo: Any, hi: Any, nd: int = 3) -> str:
 
 
 def resolve_image(path: str | None, db_path: str | Path | None = None) -> str | None:
-    """See :func:`generation.io.resolve_image_path`."""
-    from generation.io import resolve_image_path
+    """See :func:`workbench.images.resolve_image_path`."""
+    from workbench.images import resolve_image_path
 
     return resolve_image_path(path, db_path)
 
@@ -56,7 +61,8 @@ def resolve_image(path: str | None, db_path: str | Path | None = None) -> str | 
 # -- overview ------------------------------------------------------------------------------------------------
 
 
-def _run_subject(kind: str, cfg: dict[str, Any]) -> str:
+def run_subject(kind: str, cfg: dict[str, Any]) -> str:
+    """What a run ran, in a few words: the task and its systems, or the system."""
     if kind == "task":
         task = cfg.get("task") or {}
         return f"{task.get('task', '?')} v{task.get('version', '?')} ({len(cfg.get('members') or [])} systems)"
@@ -70,7 +76,7 @@ def runs_table(ws: Workspace) -> pd.DataFrame:
         cfg = r.get("config") or {}
         units = f"{r['units_done']}/{r['n_units']}" if r["kind"] != "task" else f"{len(cfg.get('members') or [])} runs"
         rows.append({"run": r["run_id"], "kind": r["kind"], "status": r["status"],
-                     "what": _run_subject(r["kind"], cfg), "split": cfg.get("split"),
+                     "what": run_subject(r["kind"], cfg), "split": cfg.get("split"),
                      "started": r["started_at"], "ended": r["ended_at"], "units": units})
     return pd.DataFrame(rows, columns=["run", "kind", "status", "what", "split", "started", "ended", "units"])
 
@@ -123,129 +129,33 @@ def human_preference_table(ws: Workspace) -> pd.DataFrame:
                                        "CI", "users", "sign test p"])
 
 
-# -- cohorts and bias ----------------------------------------------------------------------------------------
-
-
-def run_options(ws: Workspace) -> list[dict[str, Any]]:
-    """Runs with scores to break down: task runs first, then bench runs, newest first within each."""
-    out = []
-    for kind in ("task", "bench"):
-        for r in reversed(list_runs(ws, kind)):
-            cfg = r.get("config") or {}
-            out.append({"run_id": r["run_id"], "kind": kind, "status": r["status"],
-                        "label": f"{r['run_id']} · {kind} · {_run_subject(kind, cfg)} · {r['status']}"})
-    return out
-
-
-def _worst_rows(system: str, attribute: str, rep: dict[str, Any]) -> dict[str, Any]:
-    return {"system": system, "attribute": attribute, "worst group": rep.get("worst_group"),
-            "best group": rep.get("best_group"), "gap": fnum(rep.get("gap")),
-            "disparity ratio": fnum(rep.get("disparity_ratio")), "IPF gap": fnum(rep.get("gap_reweighted"))}
-
-
-def _task_cohorts(ws: Workspace, run_id: str) -> dict[str, Any]:
-    from evalbench.taskreport import _group_key
-
-    rep = task_report(ws, run_id)
-    text = rep.get("kind", "text") not in ("image", "reference")
-    groups, overall, worst = [], [], []
-    for s in rep["systems"]:
-        bias = s.get("bias") or {}
-        if not bias:
-            continue
-        o, ipf = bias.get("overall") or {}, bias.get("ipf") or {}
-        name = s["name"] + (f" [{s['text_encoder']}]" if text and len(rep.get("text_encoders") or []) > 1 else "")
-        overall.append({"system": name, "raw": fnum(o.get("raw_mean")), "raw CI": fci(o.get("ci_low"), o.get("ci_high")),
-                        "IPF-reweighted": fnum(o.get("reweighted_mean")), "delta %": fnum(o.get("delta_pct"), 2),
-                        "IPF effective users": fnum(ipf.get("effective_users"), 1), "users": s["n_users"]})
-        for attribute, arep in (rep["groups"].get(_group_key(s) if text else s["name"]) or {}).items():
-            worst.append(_worst_rows(name, attribute, arep))
-            for group, v in arep["groups"].items():
-                groups.append({"system": name, "attribute": attribute, "group": group, "users": v["n"],
-                               "score": fnum(v["mean"]), "ci_low": fnum(v["ci_low"]), "ci_high": fnum(v["ci_high"]),
-                               "share": fnum(v.get("share")), "IPF score": fnum(v.get("mean_reweighted")),
-                               "target share": fnum(v.get("target_share"))})
-    has_ipf = any(r["IPF-reweighted"] is not None for r in overall)
-    return {"kind": "task", "value_label": "personal win rate" if text else "win rate vs baseline",
-            "attributes": list(rep["attributes"]), "has_ipf": has_ipf,
-            "targets": rep.get("targets_source"), "overall": pd.DataFrame(overall), "worst": pd.DataFrame(worst),
-            "groups": pd.DataFrame(groups)}
-
-
-def _bench_cohorts(ws: Workspace, run_id: str) -> dict[str, Any]:
-    system = (loads(ws.scalar("SELECT config FROM runs WHERE run_id = ?", [run_id])) or {}).get("system", run_id)
-    rows = group_report(ws, run_id)
-    groups = [{"system": system, "attribute": r["attribute"], "group": r["group"], "users": r["n_users"],
-               "score": fnum(r["personal_win_rate"]), "ci_low": fnum(r["personal_ci"][0]),
-               "ci_high": fnum(r["personal_ci"][1]), "vs generic": fnum(r["win_rate"]), "lift": fnum(r["lift"], 4)}
-              for r in rows]
-    worst = []
-    for attribute in dict.fromkeys(r["attribute"] for r in rows):
-        eligible = {r["group"]: r["personal_win_rate"] for r in rows
-                    if r["attribute"] == attribute and r["n_users"] >= MIN_GROUP
-                    and r["personal_win_rate"] == r["personal_win_rate"]}
-        if eligible:
-            lo, hi = min(eligible, key=eligible.get), max(eligible, key=eligible.get)
-            ratio = eligible[lo] / eligible[hi] if eligible[hi] else float("nan")
-            worst.append(_worst_rows(system, attribute, {"worst_group": lo, "best_group": hi,
-                                                         "gap": eligible[hi] - eligible[lo], "disparity_ratio": ratio}))
-    lb = leaderboard(ws, [run_id])
-    overall = [{"system": system, "raw": fnum(r["personal_win_rate"]), "raw CI": fci(*r["personal_ci"]),
-                "IPF-reweighted": None, "delta %": None, "IPF effective users": None, "users": r["n_users"]} for r in lb]
-    return {"kind": "bench", "value_label": "personal win rate",
-            "attributes": list(dict.fromkeys(r["attribute"] for r in rows)), "has_ipf": False,
-            "targets": None, "overall": pd.DataFrame(overall), "worst": pd.DataFrame(worst), "groups": pd.DataFrame(groups)}
-
-
-def cohort_report(ws: Workspace, run_id: str) -> dict[str, Any]:
-    """Per-group results of a task or bench run.
-
-    Returns ``kind``, ``attributes``, ``has_ipf``, ``targets`` (citation or ``None``) and DataFrames
-    ``overall`` (raw vs IPF-reweighted per system), ``worst`` (worst / best group and gap per system and
-    attribute; groups under ``MIN_GROUP`` users left out) and ``groups`` (one row per system, attribute, group).
-    """
-    kind = ws.scalar("SELECT kind FROM runs WHERE run_id = ?", [run_id])
-    if kind is None:
-        raise WorkspaceError(f"No run {run_id!r} in this workspace; see `pwb runs list`.")
-    return _task_cohorts(ws, run_id) if kind == "task" else _bench_cohorts(ws, run_id)
-
-
 # -- personas ------------------------------------------------------------------------------------------------
 
 
 def persona_sets(ws: Workspace) -> list[dict[str, Any]]:
     """``(split_id, encoder)`` pairs that have personas, with their counts (users, cohorts and archetypes)."""
-    rows = ws.query("SELECT split_id, encoder, count(*) FROM personas GROUP BY split_id, encoder ORDER BY split_id, encoder")
-    return [{"split_id": s, "encoder": e, "users": int(n)} for s, e, n in rows]
+    return list_persona_sets(ws)
 
 
 def persona_users(ws: Workspace, split_id: str, encoder: str) -> list[str]:
     """Users with a persona of ``encoder`` in ``split_id``, in natural order."""
-    rows = ws.query("SELECT user_id FROM personas WHERE split_id = ? AND encoder = ?", [split_id, encoder])
-    return sorted((r[0] for r in rows), key=natural_key)
+    return sorted(persona_user_ids(ws, split_id, encoder), key=natural_key)
 
 
 def persona_detail(ws: Workspace, split_id: str, encoder: str, user_id: str) -> dict[str, Any] | None:
     """The persona card of one user: summary, traits, demographics, attention-ranked evidence, rewrites."""
-    row = ws.query("SELECT summary, traits, demographics, model_version FROM personas "
-                   "WHERE split_id = ? AND encoder = ? AND user_id = ?", [split_id, encoder, user_id])
-    if not row:
+    card = load_personas(ws, split_id, encoder, [user_id]).get(user_id)
+    if card is None:
         return None
-    summary, traits, demographics, model_version = row[0]
-    evidence = ws.query_dicts(
-        "SELECT e.rank, e.item_id AS item, i.title, e.weight, e.snippet FROM persona_evidence e "
-        "LEFT JOIN splits s ON s.split_id = e.split_id "
-        "LEFT JOIN items i ON i.dataset_id = s.dataset_id AND i.item_id = e.item_id "
-        "WHERE e.split_id = ? AND e.encoder = ? AND e.user_id = ? ORDER BY e.rank", [split_id, encoder, user_id])
-    rewrites = ws.query_dicts(
-        "SELECT prompt_set AS \"prompt set\", prompt_id AS \"prompt id\", backend || ':' || model AS rewriter, "
-        "prompt, rewritten, negative FROM rewrites WHERE split_id = ? AND encoder = ? AND user_id = ? "
-        "ORDER BY prompt_set, prompt_id, rewriter", [split_id, encoder, user_id])
+    rewrites = [{"prompt set": r["prompt_set"], "prompt id": r["prompt_id"], "rewriter": f"{r['backend']}:{r['model']}",
+                 "prompt": r["prompt"], "rewritten": r["rewritten"], "negative": r["negative"]}
+                for r in user_rewrites(ws, RewriteKey(split_id=split_id, encoder=encoder), user_id)]
     trait_rows = [{"trait": t.get("name", str(t)), "weight": fnum(t.get("weight"))} if isinstance(t, dict)
-                  else {"trait": str(t), "weight": None} for t in (loads(traits) or [])]
-    return {"user_id": user_id, "summary": summary or "", "model_version": model_version,
-            "demographics": loads(demographics) or {}, "traits": pd.DataFrame(trait_rows, columns=["trait", "weight"]),
-            "evidence": pd.DataFrame(evidence, columns=["rank", "item", "title", "weight", "snippet"]),
+                  else {"trait": str(t), "weight": None} for t in card.traits]
+    return {"user_id": user_id, "summary": card.summary or "", "model_version": card.model_version,
+            "demographics": card.demographics, "traits": pd.DataFrame(trait_rows, columns=["trait", "weight"]),
+            "evidence": pd.DataFrame(persona_evidence(ws, split_id, encoder, user_id),
+                                     columns=["rank", "item", "title", "weight", "snippet"]),
             "rewrites": pd.DataFrame(rewrites, columns=["prompt set", "prompt id", "rewriter", "prompt", "rewritten",
                                                         "negative"])}
 
@@ -283,24 +193,22 @@ def labels_by_pair(ws: Workspace, pair_ids: list[str] | tuple[str, ...] | None =
     Each label has ``choice``, ``system_side``, ``annotator``, ``note``, ``created_at`` and ``verdict``
     (``persona``, ``baseline`` or ``flag``: what the choice means once the sides are known).
     """
-    sql = ("SELECT system_generation_id || ':' || baseline_generation_id AS pair_id, choice, system_side, annotator, "
-           "note, created_at FROM labels")
-    params: list[Any] = []
-    if pair_ids is not None:
-        sql += " WHERE list_contains(?, system_generation_id || ':' || baseline_generation_id)"
-        params.append(list(pair_ids))
+    wanted = None if pair_ids is None else set(pair_ids)
     out: dict[str, list[dict[str, Any]]] = {}
-    for r in ws.query_dicts(sql + " ORDER BY created_at DESC, label_id", params):
+    for lab in list_labels(ws):
+        pair_id = f"{lab['system_generation_id']}:{lab['baseline_generation_id']}"
+        if wanted is not None and pair_id not in wanted:
+            continue
+        r = {"pair_id": pair_id, **{k: lab[k] for k in ("choice", "system_side", "annotator", "note", "created_at")}}
         r["verdict"] = "flag" if r["choice"] == "flag" else ("persona" if r["choice"] == r["system_side"] else "baseline")
-        out.setdefault(r["pair_id"], []).append(r)
+        out.setdefault(pair_id, []).append(r)
     return out
 
 
 def find_pair(ws: Workspace, pair_id: str):
     """The :class:`~evalbench.labels.LabelPair` called ``pair_id`` (``<system gen>:<baseline gen>``)."""
     system_gen, _, _ = str(pair_id).partition(":")
-    user = ws.scalar("SELECT c.user_id FROM generations g JOIN conditions c ON c.condition_id = g.condition_id "
-                     "WHERE g.generation_id = ?", [system_gen])
+    user = generation_user(ws, system_gen)
     for p in label_pairs(ws, user_id=user) if user is not None else []:
         if p.pair_id == pair_id:
             return p
@@ -337,7 +245,7 @@ def bench_runs(ws: Workspace) -> list[dict[str, Any]]:
 
 
 def comparison(ws: Workspace, run_a: str, run_b: str) -> dict[str, Any]:
-    """:func:`evalbench.taskreport.compare_runs` (A's rewritten prompts against B's, paired on shared units)."""
+    """:func:`evalbench.task_report.compare_runs` (A's rewritten prompts against B's, paired on shared units)."""
     if run_a == run_b:
         raise ValueError("pick two different runs")
     return compare_runs(ws, run_a, run_b)

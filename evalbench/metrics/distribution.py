@@ -14,7 +14,7 @@ Two questions about a held-out user's generations (ZIPP-style persona-driven per
   user's generations, then over users.
 
 The paper computes CMMD on CLIP ViT-L/14@336px embeddings. The default encoder here is the embedded
-EfficientNet-Lite0 stand-in (see :mod:`evalbench.metrics.image_encoders`), and a metric computed with it
+EfficientNet-Lite0 stand-in (see :mod:`workbench.encoders.image`), and a metric computed with it
 is named ``cmmd[effnet-lite0]``: a stand-in, **not** CLIP, so its values are not comparable with
 published CMMD numbers. A CLIP model id as encoder gives e.g. ``cmmd[clip-vit-large-patch14-336]``.
 Injected objects and functions are named by ``encoder_name``, their ``label`` or their ``__name__``.
@@ -28,14 +28,15 @@ images, ``HxWx3`` uint8 arrays). A 2-D float array ``(n, d)`` is taken instead a
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Union
 
 import numpy as np
 
 from evalbench.metrics.preference import cluster_mean_ci, preference_margin
 
 ImageLike = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray]  # noqa: F821
-Images = Union[Sequence[ImageLike], np.ndarray]
+Images = Union[Sequence[ImageLike], np.ndarray]  # noqa: UP007 (ImageLike holds a string annotation)
 EncodeFn = Callable[[Sequence[ImageLike]], np.ndarray]
 KernelFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -80,7 +81,7 @@ def median_bandwidth(x: np.ndarray, y: np.ndarray) -> float:
     return med if med > 0 else 1.0
 
 
-def _kernel_fn(kernel: Union[str, KernelFn], bandwidth: Union[float, str], x, y) -> KernelFn:
+def _kernel_fn(kernel: str | KernelFn, bandwidth: float | str, x, y) -> KernelFn:
     if callable(kernel):
         return kernel
     if kernel != "rbf":
@@ -126,8 +127,8 @@ def _mmd2(x, y, kernel, bandwidth, *, unbiased: bool) -> float:
     return float(kxx + kyy - 2.0 * kxy)
 
 
-def mmd2_unbiased(x: np.ndarray, y: np.ndarray, kernel: Union[str, KernelFn] = "rbf",
-                  bandwidth: Union[float, str] = "median") -> float:
+def mmd2_unbiased(x: np.ndarray, y: np.ndarray, kernel: str | KernelFn = "rbf",
+                  bandwidth: float | str = "median") -> float:
     """Unbiased estimate of the squared maximum mean discrepancy (Gretton et al. 2012, JMLR 13, Lemma 6).
 
     .. math::
@@ -156,8 +157,8 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray, kernel: Union[str, KernelFn] = "
     return _mmd2(x, y, kernel, bandwidth, unbiased=True)
 
 
-def mmd2_biased(x: np.ndarray, y: np.ndarray, kernel: Union[str, KernelFn] = "rbf",
-                bandwidth: Union[float, str] = "median") -> float:
+def mmd2_biased(x: np.ndarray, y: np.ndarray, kernel: str | KernelFn = "rbf",
+                bandwidth: float | str = "median") -> float:
     """The biased (V-statistic, "minimum variance") estimate of :math:`\\mathrm{MMD}^2`: Gretton et al.
     2012, Eq. 5, means over the full Gram matrices, diagonals included; never negative. With the RBF
     kernel (:math:`k(a, a) = 1`) it exceeds :func:`mmd2_unbiased` by
@@ -265,7 +266,7 @@ class CMMD:
 
     Args:
         encoder: ``None`` or a name (``"effnet-lite0"``, the default stand-in, not CLIP; or a CLIP model id
-            or directory, see :class:`~evalbench.metrics.image_encoders.ImageEncoder`; loaded on first
+            or directory, see :class:`~workbench.encoders.image.ImageEncoder`; loaded on first
             use), an object with ``encode(images)``, or a function ``images -> (n, d)`` embeddings.
         encoder_name: Label in the metric's id; default the encoder's name, ``label`` or ``__name__``.
         pooled: Pool all users' references and generations into one CMMD instead of averaging per user.
@@ -284,7 +285,7 @@ class CMMD:
 
     higher_is_better = False
 
-    def __init__(self, encoder: Union[None, str, EncodeFn] = None, *, encoder_name: str | None = None,
+    def __init__(self, encoder: None | str | EncodeFn = None, *, encoder_name: str | None = None,
                  pooled: bool = False, sigma: float = CMMD_SIGMA, scale: float = CMMD_SCALE,
                  estimator: str = "unbiased"):
         if estimator not in ("unbiased", "biased"):
@@ -403,7 +404,7 @@ class ImagePreference:
 
     higher_is_better = True
 
-    def __init__(self, encoder: Union[None, str, EncodeFn] = None, *, encoder_name: str | None = None):
+    def __init__(self, encoder: None | str | EncodeFn = None, *, encoder_name: str | None = None):
         self._encode, self.encoder = _resolve_encoder(encoder, encoder_name)
         self.margins: list[float] = []
         self.users: list = []

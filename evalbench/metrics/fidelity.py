@@ -9,14 +9,15 @@ averaged over (prompt, image) pairs. It needs one encoder that embeds text and i
 so only ``clip:<model id or path>`` encoders qualify: the embedded stand-ins (MiniLM for text,
 EfficientNet-Lite0 for images) live in different spaces, and a "prompt alignment" between them would be
 meaningless, so it is refused rather than faked. Reference alignment (image to image) is
-``reference_alignment[<encoder>]`` in :mod:`evalbench.imagebench`; identity similarity is
-``generation.adapters.identity.identity_similarity``.
+``reference_alignment[<encoder>]`` in :mod:`evalbench.image_runs`; identity similarity is
+``workbench.encoders.face.identity_similarity``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class PromptAlignment:
             if not self.encoder.startswith("clip:"):
                 raise ValueError(f"prompt alignment needs a joint text-image encoder (clip:<model id or path>), not "
                                  f"{self.encoder!r}: the embedded stand-ins embed text and images in different spaces")
-            from evalbench.metrics.encoders import load_encoder
+            from workbench.encoders import load_encoder
 
             self.encoder = load_encoder(self.encoder)
 

@@ -168,7 +168,7 @@ def bootstrap_coverage(effect: float, n_clusters: int, units_per_cluster: int, n
     rng = np.random.default_rng(seed)
     clusters = np.repeat(np.arange(n_clusters), units_per_cluster)
     hits = 0
-    for t in range(n_trials):
+    for _t in range(n_trials):
         mu = effect + cluster_sd * rng.standard_normal(n_clusters)
         x = np.repeat(mu, units_per_cluster) + unit_sd * rng.standard_normal(clusters.size)
         _, lo, hi = cluster_mean_ci(x, clusters, n_resamples=n_resamples, seed=int(rng.integers(2**31)),

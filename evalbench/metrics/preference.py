@@ -28,6 +28,7 @@ percentile-bootstrap CI over users and a Wilcoxon signed-rank test on the per-us
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -51,8 +52,9 @@ def win(lift: np.ndarray, tie_eps: float = TIE_EPS) -> np.ndarray:
 
 
 def cluster_mean_ci(values: np.ndarray, clusters: np.ndarray, *, n_resamples: int = 2000, seed: int = 0,
-                    confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean of per-cluster means and its percentile-bootstrap CI over clusters.
+                    confidence: float = 0.95, statistic=np.mean) -> tuple[float, float, float]:
+    """Mean (or another ``statistic``, e.g. ``np.median``) of per-cluster means and its percentile-bootstrap
+    CI over clusters.
 
     Returns ``(mean, low, high)``; the CI is ``(nan, nan)`` with fewer than two clusters.
     """
@@ -63,17 +65,45 @@ def cluster_mean_ci(values: np.ndarray, clusters: np.ndarray, *, n_resamples: in
         return float("nan"), float("nan"), float("nan")
     _, inv = np.unique(clusters, return_inverse=True)
     per = np.bincount(inv, weights=values) / np.bincount(inv)
-    mean = float(per.mean())
+    mean = float(statistic(per))
     if per.size < 2 or np.all(per == per[0]):
         return mean, (mean if per.size >= 2 else float("nan")), (mean if per.size >= 2 else float("nan"))
-    res = bootstrap((per,), np.mean, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+    res = bootstrap((per,), statistic, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
                     random_state=np.random.default_rng(seed))
     return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+#: how a metric's unit values become its result: ``mean`` of the per-user means (users weighted equally),
+#: ``median`` of them; both with a percentile-bootstrap CI over users
+AGGREGATIONS = ("mean", "median")
+
+
+def _user_ci(values, users, *, seed: int, n_resamples: int = 2000, statistic=np.mean) -> tuple[float, float, float, int]:
+    """``(statistic of the per-user means, CI low, CI high, users)`` of the non-NaN ``values``."""
+    values, users = np.asarray(values, dtype=float), np.asarray(users)
+    keep = ~np.isnan(values)
+    if not keep.any():
+        return float("nan"), float("nan"), float("nan"), 0
+    m, lo, hi = cluster_mean_ci(values[keep], users[keep], n_resamples=n_resamples, seed=seed, statistic=statistic)
+    return m, lo, hi, int(np.unique(users[keep]).size)
+
+
+def _column(values, n: int, what: str) -> list[float]:
+    """``values`` as floats (NaN for ``None``: a unit without that score), checked to hold ``n`` of them."""
+    out = [np.nan if v is None else float(v) for v in (values if values is not None else [None] * n)]
+    if len(out) != n:
+        raise ValueError(f"{what} and users must have the same length, got {len(out)} and {n}")
+    return out
+
+
 @dataclass
 class TextPreference:
-    """Accumulate per-unit lifts and compute the win rate against the generic prompt.
+    """The text-preference measure of a bench run: the rewrite against the generic prompt (win rate, lift)
+    and against the partners' rewrites (the personal win rate), from per-unit values.
+
+    Per unit the runner stores :attr:`fields` under ``text_preference[<encoder>].<field>``; :meth:`update`
+    takes the ones :meth:`compute` reads (:attr:`inputs`), NaN where a unit has none (the history ceiling
+    has no generic prompt; users without hidden dislikes have no ``personal_dislikes``).
 
     Example:
         >>> m = TextPreference("minilm")
@@ -83,27 +113,92 @@ class TextPreference:
     """
 
     encoder: str = "minilm"
+    aggregation: str = "mean"
     higher_is_better: bool = True
     lifts: list[float] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
+    personal: list[float] = field(default_factory=list)
+    personal_margins: list[float] = field(default_factory=list)
+    personal_dislikes: list[float] = field(default_factory=list)
+
+    fields = ("generic", "rewritten", "lift", "win", "personal", "personal_margin", "personal_dislikes")
+    inputs = ("lift", "personal", "personal_margin", "personal_dislikes")
+    aggregations = ("mean",)
 
     @property
     def name(self) -> str:
         return f"text_preference[{self.encoder}]"
 
-    def update(self, lift, users) -> None:
-        lift = list(np.asarray(lift, dtype=float))
-        if len(lift) != len(users):
-            raise ValueError(f"lift and users must have the same length, got {len(lift)} and {len(users)}")
-        self.lifts += lift
+    def update(self, lift, users, *, personal=None, personal_margin=None, personal_dislikes=None) -> None:
+        n = len(users)
+        self.lifts += _column(lift, n, "lift")
+        self.personal += _column(personal, n, "personal")
+        self.personal_margins += _column(personal_margin, n, "personal_margin")
+        self.personal_dislikes += _column(personal_dislikes, n, "personal_dislikes")
         self.users += list(users)
 
-    def compute(self, *, n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-        lifts, users = np.array(self.lifts), np.array(self.users)
-        w, lo, hi = cluster_mean_ci(win(lifts), users, n_resamples=n_resamples, seed=seed)
-        lm, llo, lhi = cluster_mean_ci(lifts, users, n_resamples=n_resamples, seed=seed)
-        return {"win_rate": w, "ci_low": lo, "ci_high": hi, "lift": lm, "lift_ci_low": llo, "lift_ci_high": lhi,
-                "n_users": int(np.unique(users).size), "n_units": int(lifts.size)}
+    def compute(self, *, n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+        """Personal win rate (negatives: the hidden unseen items; then the hidden dislikes only) with CIs and
+        the Wilcoxon p of the per-user margins; the win rate and lift against the generic prompt with CIs."""
+        users, lifts = np.array(self.users, dtype=object), np.array(self.lifts)
+        wins = np.where(np.isnan(lifts), np.nan, win(lifts))
+        margins = np.array(self.personal_margins)
+        keep = ~np.isnan(margins)
+        pw, plo, phi, _ = _user_ci(self.personal, users, seed=seed, n_resamples=n_resamples)
+        dw, dlo, dhi, n_d = _user_ci(self.personal_dislikes, users, seed=seed, n_resamples=n_resamples)
+        w, lo, hi, _ = _user_ci(wins, users, seed=seed, n_resamples=n_resamples)
+        lm, llo, lhi, _ = _user_ci(lifts, users, seed=seed, n_resamples=n_resamples)
+        return {"personal_win_rate": pw, "personal_ci": [plo, phi],
+                "personal_wilcoxon_p": cluster_wilcoxon(margins[keep], users[keep]),
+                "personal_dislikes": dw, "personal_dislikes_ci": [dlo, dhi], "personal_dislikes_users": n_d,
+                "win_rate": w, "ci_low": lo, "ci_high": hi, "lift": lm, "lift_ci_low": llo, "lift_ci_high": lhi,
+                "n_users": int(np.unique(users).size), "n_units": int(users.size)}
+
+
+@dataclass
+class RewriteSpread:
+    """How far a user's rewrite is from the rewrites the same system made for the user's partners (same
+    prompt): ``1 - mean cosine``, per unit. 0 when everyone gets the same prompt (the popularity control);
+    a persona system must spread its rewrites to be personal at all, though spread alone proves nothing.
+
+    Example:
+        >>> m = RewriteSpread("minilm")
+        >>> m.update(spread=[0.2, 0.4, 0.1, 0.1], users=["a", "a", "b", "b"])
+        >>> round(m.compute(n_resamples=200)["value"], 3)
+        0.2
+    """
+
+    encoder: str = "minilm"
+    aggregation: str = "mean"
+    higher_is_better: bool = True
+    values: list[float] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+
+    fields = ("spread",)
+    inputs = ("spread",)
+    aggregations = AGGREGATIONS
+
+    @property
+    def name(self) -> str:
+        return f"rewrite_spread[{self.encoder}]"
+
+    @staticmethod
+    def score_unit(own: np.ndarray, partners: np.ndarray) -> dict[str, float]:
+        """The unit's :attr:`fields` from the unit-normalised embeddings of its own rewrite ``(d,)`` and of
+        its partners' rewrites ``(K, d)``."""
+        cos = np.asarray(partners, dtype=np.float64) @ np.asarray(own, dtype=np.float64)
+        return {"spread": float(1.0 - cos.mean())}
+
+    def update(self, spread, users) -> None:
+        self.values += _column(spread, len(users), "spread")
+        self.users += list(users)
+
+    def compute(self, *, n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+        """The :attr:`aggregation` of the per-user mean spreads with its CI, users and units."""
+        statistic = np.median if self.aggregation == "median" else np.mean
+        m, lo, hi, n = _user_ci(self.values, np.array(self.users, dtype=object), seed=seed, n_resamples=n_resamples,
+                                statistic=statistic)
+        return {"value": m, "ci": [lo, hi], "n_users": n, "n_units": int(np.sum(~np.isnan(self.values)))}
 
 
 def cluster_wilcoxon(differences, clusters) -> float:

@@ -16,7 +16,7 @@ of one reference picture. Three questions, three metrics, each a functional form
   image's patches that are near-verbatim copies of some reference patch, in pixel space (no model).
 
 Metric names carry the encoder they were computed with, as everywhere in :mod:`evalbench.metrics`:
-the default stand-in is ``effnet-lite0`` (see :mod:`evalbench.metrics.image_encoders`); a metric computed
+the default stand-in is ``effnet-lite0`` (see :mod:`workbench.encoders.image`); a metric computed
 with it is labelled as such in its name and in reports. Injected functions (tests pass tiny ones) are
 named by ``encoder_name`` or the function's ``__name__``.
 
@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence, Union
+from typing import Union
 
 import numpy as np
 
@@ -146,13 +147,13 @@ def _resolve_encoder(encoder, encoder_name: str | None) -> tuple[Callable, str]:
 
         def encode(images):  # loads the encoder on first use only
             if "enc" not in state:
-                from evalbench.metrics.image_encoders import load_image_encoder
+                from workbench.encoders.image import load_image_encoder
 
                 state["enc"] = load_image_encoder(name)
             return state["enc"].encode(images)
 
         if encoder_name is None:
-            from evalbench.metrics.image_encoders import EMBEDDED
+            from workbench.encoders.image import EMBEDDED
 
             encoder_name = name if name in EMBEDDED else name.rstrip("/").split("/")[-1]
         return encode, encoder_name
@@ -174,7 +175,7 @@ class Diversity:
 
     Args:
         encoder: ``None`` or a name (``"effnet-lite0"``, the default stand-in, or a CLIP model id as in
-            :class:`~evalbench.metrics.image_encoders.ImageEncoder`; loaded on first :meth:`update`), an
+            :class:`~workbench.encoders.image.ImageEncoder`; loaded on first :meth:`update`), an
             object with ``encode(images)``, or a function ``images -> (n, d)`` features (tests inject a
             tiny one). ``"lpips"`` raises :class:`ImportError`: it needs torchvision-based packages.
         encoder_name: Label in the metric's name; default the encoder's name or the function's
@@ -193,7 +194,7 @@ class Diversity:
 
     higher_is_better = True
 
-    def __init__(self, encoder: Union[None, str, FeatureFn] = None, *, encoder_name: str | None = None):
+    def __init__(self, encoder: None | str | FeatureFn = None, *, encoder_name: str | None = None):
         self._encode, self.encoder = _resolve_encoder(encoder, encoder_name)
         self._features: dict[str, list[np.ndarray]] = {}
         self.per_group: dict[str, float] = {}
@@ -322,7 +323,7 @@ class EffNetEarlyFeatures:
 
     def _load(self):
         if self._model is None:
-            from evalbench.metrics.image_encoders import load_image_encoder
+            from workbench.encoders.image import load_image_encoder
 
             self._model = load_image_encoder("effnet-lite0")._model
         return self._model
@@ -331,7 +332,7 @@ class EffNetEarlyFeatures:
         import torch
         import torch.nn.functional as F
 
-        from evalbench.metrics.image_encoders import IMAGENET_MEAN, IMAGENET_STD
+        from workbench.encoders.image import IMAGENET_MEAN, IMAGENET_STD
 
         model = self._load()
         device = next(model.parameters()).device
@@ -422,7 +423,7 @@ class SingleImageFD:
     def name(self) -> str:
         return f"single_image_fd[{self.encoder}]"
 
-    def update(self, reference: ImageLike, generated: Union[ImageLike, Sequence[ImageLike]]) -> None:
+    def update(self, reference: ImageLike, generated: ImageLike | Sequence[ImageLike]) -> None:
         """Add one value per generated image (one image, or a list of variations of ``reference``)."""
         gens = list(generated) if isinstance(generated, (list, tuple)) else [generated]
         ref_stats = gaussian_stats(self._fn(reference))
@@ -594,7 +595,7 @@ class CopyRate:
         """``copy_rate[<patch>px]``: the window size changes what counts as a copy, so it is in the id."""
         return f"copy_rate[{self.patch}px]"
 
-    def update(self, generated: Union[ImageLike, Sequence[ImageLike]], reference: ImageLike) -> None:
+    def update(self, generated: ImageLike | Sequence[ImageLike], reference: ImageLike) -> None:
         """Add one value per generated image (one image, or a list of variations of ``reference``)."""
         gens = list(generated) if isinstance(generated, (list, tuple)) else [generated]
         for g in gens:

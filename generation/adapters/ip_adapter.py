@@ -211,6 +211,36 @@ def from_tokens(attn, hidden_states, shape4, residual):
     return hidden_states / attn.rescale_output_factor
 
 
+def add_image_attention(proc, attn, hidden_states, query, ip_hidden_states):
+    """``hidden_states`` plus each adapter's attention over its image tokens, weighted by the adapter's
+    block scale times, when ``proc.sample_scale`` is set, each row's own scale (an adapter whose weights are
+    all zero is skipped)."""
+    import torch
+    import torch.nn.functional as F
+
+    batch_size, head_dim = query.shape[0], query.shape[-1]
+    for a, (ip_states, to_k_ip, to_v_ip) in enumerate(zip(ip_hidden_states, proc.to_k_ip, proc.to_v_ip)):
+        block = float(proc.scale[a]) if not isinstance(proc.scale[a], list) else float(proc.scale[a][0])
+        rows = None if proc.sample_scale is None else proc.sample_scale[a]
+        if block == 0.0 or (rows is not None and not bool(torch.any(rows != 0))):
+            continue
+        if ip_states.ndim == 4:  # (batch, n_images, tokens, dim): images of one row as more tokens
+            ip_states = ip_states.flatten(1, 2)
+        ip_key = to_k_ip(ip_states).view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        ip_value = to_v_ip(ip_states).view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        ip_out = F.scaled_dot_product_attention(query, ip_key, ip_value, attn_mask=None, dropout_p=0.0,
+                                                is_causal=False)
+        ip_out = ip_out.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
+        if rows is None:
+            hidden_states = hidden_states + block * ip_out
+        else:
+            if rows.shape[0] != batch_size:
+                raise ValueError(f"IP-Adapter per-sample scales have {rows.shape[0]} rows for a batch of {batch_size}")
+            w = (rows * block).to(device=ip_out.device, dtype=ip_out.dtype).view(-1, 1, 1)
+            hidden_states = hidden_states + w * ip_out
+    return hidden_states
+
+
 def _processor_base():
     from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 
@@ -275,27 +305,7 @@ def _build_processor_class():
                                                            dropout_p=0.0, is_causal=False)
             hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
             hidden_states = hidden_states.to(query.dtype)
-
-            for a, (ip_states, to_k_ip, to_v_ip) in enumerate(zip(ip_hidden_states, self.to_k_ip, self.to_v_ip)):
-                block = float(self.scale[a]) if not isinstance(self.scale[a], list) else float(self.scale[a][0])
-                rows = None if self.sample_scale is None else self.sample_scale[a]
-                if block == 0.0 or (rows is not None and not bool(torch.any(rows != 0))):
-                    continue
-                if ip_states.ndim == 4:  # (batch, n_images, tokens, dim): images of one row as more tokens
-                    ip_states = ip_states.flatten(1, 2)
-                ip_key = to_k_ip(ip_states).view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-                ip_value = to_v_ip(ip_states).view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-                ip_out = F.scaled_dot_product_attention(query, ip_key, ip_value, attn_mask=None, dropout_p=0.0,
-                                                        is_causal=False)
-                ip_out = ip_out.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
-                if rows is None:
-                    hidden_states = hidden_states + block * ip_out
-                else:
-                    if rows.shape[0] != batch_size:
-                        raise ValueError(f"IP-Adapter per-sample scales have {rows.shape[0]} rows for a batch of {batch_size}")
-                    w = (rows * block).to(device=ip_out.device, dtype=ip_out.dtype).view(-1, 1, 1)
-                    hidden_states = hidden_states + w * ip_out
-
+            hidden_states = add_image_attention(self, attn, hidden_states, query, ip_hidden_states)
             hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
             return from_tokens(attn, hidden_states, shape4, residual)
 

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from workbench.registry import Registry
+
 from ..adapters import ip_adapter as ipa
 
 if TYPE_CHECKING:
@@ -27,15 +29,15 @@ if TYPE_CHECKING:
 
     from ..conditions import UserCondition
 
-SCHEDULERS = {
-    "ddim": "DDIMScheduler",
-    "ddpm": "DDPMScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "euler-a": "EulerAncestralDiscreteScheduler",
-    "dpm++": "DPMSolverMultistepScheduler",
-    "unipc": "UniPCMultistepScheduler",
-    "pndm": "PNDMScheduler",
-}
+SCHEDULERS = Registry("scheduler", {
+    "ddim": "diffusers:DDIMScheduler",
+    "ddpm": "diffusers:DDPMScheduler",
+    "euler": "diffusers:EulerDiscreteScheduler",
+    "euler-a": "diffusers:EulerAncestralDiscreteScheduler",
+    "dpm++": "diffusers:DPMSolverMultistepScheduler",
+    "unipc": "diffusers:UniPCMultistepScheduler",
+    "pndm": "diffusers:PNDMScheduler",
+})
 
 
 @dataclass
@@ -98,15 +100,7 @@ def make_scheduler(pipe, name: str | None):
     """Replace the pipeline's scheduler by name (same config); ``None``/``"default"`` keeps it."""
     if name in (None, "default"):
         return pipe.scheduler
-    if name not in SCHEDULERS:
-        import difflib
-
-        close = difflib.get_close_matches(name, SCHEDULERS, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"unknown scheduler {name!r}; {hint}available: default, {', '.join(SCHEDULERS)}")
-    import diffusers
-
-    cls = getattr(diffusers, SCHEDULERS[name])
+    cls = SCHEDULERS.get(name, field="scheduler")
     pipe.scheduler = cls.from_config(pipe.scheduler.config)
     return pipe.scheduler
 
@@ -184,7 +178,7 @@ class DiffusersBackend:
     @property
     def face_embedder(self):
         if self._face is None:
-            from ..adapters.identity import get_face_embedder
+            from workbench.encoders.face import get_face_embedder
 
             self._face = get_face_embedder(self.face_provider)
         return self._face
@@ -239,7 +233,7 @@ class DiffusersBackend:
         """Weighted mean of a user's reference-image embeddings (cond) and the empty-image ones (uncond)."""
         import torch
 
-        from ..io import load_image
+        from workbench.images import load_image
 
         if not c.references:
             return None, None

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -410,7 +411,7 @@ class PatchDiffusion:
     def __init__(self, references: Sequence[Any], config: PatchConfig | None = None):
         import torch
 
-        from ..io import load_image
+        from workbench.images import load_image
 
         self.config = config or PatchConfig()
         if not references:
@@ -504,7 +505,7 @@ def fit_reference(image, size: tuple[int, int] | None):
     so the short sides match (aspect kept). Objects then keep their size in pixels, as in the reference."""
     from PIL import Image
 
-    from ..io import load_image
+    from workbench.images import load_image
 
     img = load_image(image)
     if size is None:

@@ -53,7 +53,7 @@ class StockPipelineBackend:
         import torch
 
         steps = 30 if steps is None else steps
-        from ..io import load_image
+        from workbench.images import load_image
 
         outs = []
         for c in conditions:

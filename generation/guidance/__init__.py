@@ -14,15 +14,15 @@ diffusers; a rule's module is imported when the rule is first asked for. See
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from typing import Any
+
+from workbench.registry import Registry
 
 from .base import Branch, GuidanceRule, StepContext
 from .schedules import Schedule, available_schedules, get_schedule
 
 #: rule name -> ``"module:attr"`` of its class.
-RULES: dict[str, str] = {
+RULES = Registry("guidance rule", {
     "adaptive": "generation.guidance.adaptive:AdaptiveGuidance",
     "apg": "generation.guidance.apg:APG",
     "beta_cfg": "generation.guidance.beta_cfg:BetaCFG",
@@ -31,7 +31,7 @@ RULES: dict[str, str] = {
     "cfgpp": "generation.guidance.cfgpp:CFGPlusPlus",
     "interval": "generation.guidance.interval:Interval",
     "pag": "generation.guidance.pag:PAG",
-}
+}, normalize=lambda s: s.strip().lower())
 
 
 def available_rules() -> list[str]:
@@ -39,19 +39,9 @@ def available_rules() -> list[str]:
     return sorted(RULES)
 
 
-def _load(target: str) -> type[GuidanceRule]:
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def get_rule_class(name: str) -> type[GuidanceRule]:
     """The class registered under ``name`` (imports its module)."""
-    key = name.strip().lower() if isinstance(name, str) else name
-    if key not in RULES:
-        close = difflib.get_close_matches(str(key), RULES, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ";"
-        raise ValueError(f"unknown guidance rule '{name}'{hint} available: {', '.join(available_rules())}")
-    return _load(RULES[key])
+    return RULES.get(name, field="guidance")
 
 
 def get_rule(spec: str | dict | GuidanceRule, **kwargs: Any) -> GuidanceRule:
@@ -83,9 +73,9 @@ def get_rule(spec: str | dict | GuidanceRule, **kwargs: Any) -> GuidanceRule:
 
 def __getattr__(attr: str) -> Any:
     # lazy access to the rule classes: ``from generation.guidance import CFG``
-    for target in RULES.values():
+    for name, target in RULES.targets().items():
         if target.rpartition(":")[2] == attr:
-            return _load(target)
+            return RULES.get(name)
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 

@@ -14,9 +14,10 @@ Progress outside [0, 1] is clipped to it.
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Any, ClassVar
+
+from workbench.registry import Registry
 
 
 def _number(name: str, value: Any, where: str = "") -> float:
@@ -139,9 +140,9 @@ class BetaSchedule(Schedule):
         return (p / m) ** (self.a - 1.0) * ((1.0 - p) / (1.0 - m)) ** (self.b - 1.0)
 
 
-SCHEDULES: dict[str, type[Schedule]] = {
-    cls.name: cls for cls in (ConstantSchedule, LinearSchedule, CosineSchedule, BetaSchedule)
-}
+SCHEDULES = Registry("schedule", {
+    cls.name: f"{__name__}:{cls.__name__}" for cls in (ConstantSchedule, LinearSchedule, CosineSchedule, BetaSchedule)
+}, normalize=lambda s: s.strip().lower())
 
 
 def available_schedules() -> list[str]:
@@ -149,19 +150,11 @@ def available_schedules() -> list[str]:
     return sorted(SCHEDULES)
 
 
-def _unknown(name: str) -> ValueError:
-    close = difflib.get_close_matches(name, SCHEDULES, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ";"
-    return ValueError(f"unknown schedule '{name}'{hint} available: {', '.join(available_schedules())}")
-
-
 def _build(name: str, kwargs: dict) -> Schedule:
     if not isinstance(name, str):
         raise ValueError(f"Expected a schedule name (str), got {name!r}")
-    key = name.strip().lower()
-    if key not in SCHEDULES:
-        raise _unknown(name)
-    cls = SCHEDULES[key]
+    key = SCHEDULES.canonical(name, field="schedule")
+    cls = SCHEDULES.get(key)
     extra = sorted(set(kwargs) - set(cls.params))
     if extra:
         expected = ", ".join(cls.params) if cls.params else "none"

@@ -1,10 +1,10 @@
 """Importers into the common records, the synthetic generator and user splits.
 
-Every importer returns a :class:`~persona.data.base.DatasetBundle`; store it with
-:func:`evalbench.store.datasets.write_dataset` (one transaction). Heavy modules load on first use.
+Every importer returns a :class:`~workbench.dataset.DatasetBundle`; store it with
+:func:`workbench.store.datasets.write_dataset` (one transaction). Heavy modules load on first use.
 """
 
-from persona.data.base import DatasetBundle
-from persona.data.errors import DataError, Problems
+from workbench.dataset import DatasetBundle
+from workbench.errors import DataError, Problems
 
 __all__ = ["DatasetBundle", "DataError", "Problems"]

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from persona.data.base import DatasetBundle
-from persona.data.errors import DataError, Problems
-from persona.data.tabular import csv_rows, parse_float
-from persona.records import Interaction, Item, User
+from workbench.dataset import DatasetBundle
+from workbench.errors import DataError, Problems
+from workbench.records import Interaction, Item, User
+from workbench.tabular import csv_rows, parse_float
 
 LICENCE = "CC BY 4.0: DeBruine & Jones (2017), Face Research Lab London Set; ratings from the faux R package"
 

@@ -14,11 +14,11 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from persona.data.base import DatasetBundle
-from persona.data.errors import DataError, Problems
-from persona.data.fetch import cache_dir, pip_download
-from persona.data.tabular import decode_utf8
-from persona.records import Interaction, Item, User
+from workbench.dataset import DatasetBundle
+from workbench.errors import DataError, Problems
+from workbench.fetch import cache_dir, pip_download
+from workbench.records import Interaction, Item, User
+from workbench.tabular import decode_utf8
 
 RECBOLE_VERSION = "1.2.1"
 WHEEL_NAME = f"recbole-{RECBOLE_VERSION}-py3-none-any.whl"
@@ -143,7 +143,7 @@ def load_movielens(path: str | os.PathLike | None = None, *, name: str = "ml-100
 
     text, display = _read_member(source, "ml-100k.item")
     items = []
-    for n, row in _rows(text, display, ["item_id", "movie_title", "release_year", "class"], problems):
+    for _, row in _rows(text, display, ["item_id", "movie_title", "release_year", "class"], problems):
         genres = tuple(g for g in row["class"].split() if g and g != "unknown")
         year = row["release_year"].strip()
         title = _natural_title(row["movie_title"].strip())

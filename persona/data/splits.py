@@ -35,8 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from evalbench.store.datasets import dataset_meta, load_interactions, load_items, resolve_dataset
-from evalbench.store.workspace import Workspace, WorkspaceError, dumps, loads
+from workbench.records import Interaction
+from workbench.store.datasets import dataset_meta, load_interactions, load_items, resolve_dataset
+from workbench.store.splits import split_record, split_summary, write_split
+from workbench.store.workspace import Workspace, WorkspaceError
 
 NEGATIVE_SAMPLING = ("popularity", "popularity+time", "uniform")
 
@@ -96,26 +98,56 @@ def _label(value: float | None, like: float | None, dislike: float | None) -> st
 
 def make_split(ws: Workspace, dataset: str | None = None, params: SplitParams | None = None,
                *, name: str | None = None) -> dict[str, Any]:
-    """Split a stored dataset's users and store the split (one transaction). Returns its summary.
+    """Split a stored dataset's users and store the split (one transaction). Returns its summary
+    (:func:`workbench.store.splits.split_summary`).
 
     Re-running with the same name and parameters returns the stored split unchanged; the same name
     with other parameters is an error (nothing is overwritten).
     """
+    # 1. A split of this name is returned when its settings are these, else refused
     p = params or SplitParams()
     dataset_id = resolve_dataset(ws, dataset)
     split_id = name or f"{dataset_id}/s{p.seed}"
-    existing = ws.query("SELECT dataset_id, params FROM splits WHERE split_id = ?", [split_id])
-    if existing:
-        if existing[0][0] == dataset_id and _stored_params(loads(existing[0][1])) == asdict(p):
+    stored = split_record(ws, split_id)
+    if stored is not None:
+        if stored[0] == dataset_id and _stored_params(stored[1]) == asdict(p):
             return split_summary(ws, split_id)
         raise WorkspaceError(f"split {split_id!r} already exists with other settings; pass another --name")
-    meta = dataset_meta(ws, dataset_id)
-    like, dislike = meta.get("like_threshold"), meta.get("dislike_threshold")
+    # 2. Every user's role (one seeded generator draws the roles, then each evaluated user's items in turn)
     rng = np.random.default_rng(p.seed)
-
-    by_user: dict[str, list] = defaultdict(list)
+    by_user: dict[str, list[Interaction]] = defaultdict(list)
     for x in load_interactions(ws, dataset_id):
         by_user[x.user_id].append(x)
+    roles = _draw_roles(by_user, p, rng)
+    # 3. Each evaluated user's visible history, hidden targets and unseen negatives
+    meta = dataset_meta(ws, dataset_id)
+    like, dislike = meta.get("like_threshold"), meta.get("dislike_threshold")
+    items = load_items(ws, dataset_id)
+    by_kind = _items_by_kind(items)
+    features = _matching_features(by_kind, by_user, roles, p.negative_sampling) if p.negative_sampling != "uniform" else {}
+    visible_rows, hidden_rows = [], []
+    for u in sorted(u for u, role in roles.items() if role != "train"):
+        xs = _in_time_order(by_user[u], rng)
+        cut = len(xs) - max(1, int(round(p.hidden_frac * len(xs)))) if roles[u] == "heldout" else p.k
+        vis_items = {x.item_id for x in xs[:cut]}
+        hidden_items = _hidden_labels(xs[cut:], vis_items, like, dislike)
+        visible_rows += [(u, iid, "visible", None) for iid in sorted(vis_items)]
+        hidden_rows += [(u, iid, "hidden", lab) for iid, lab in sorted(hidden_items.items())]
+        liked_ids = sorted(i for i, lab in hidden_items.items() if lab == "liked")
+        negs = _unseen_negatives(liked_ids, {x.item_id for x in xs}, items, by_kind, features, p, rng)
+        hidden_rows += [(u, iid, "hidden", "unseen") for iid in sorted(negs)]
+    # 4. Store it in one transaction
+    write_split(ws, split_id, dataset_id, p.seed, asdict(p), roles, visible_rows + hidden_rows)
+    return split_summary(ws, split_id)
+
+
+def _draw_roles(by_user: dict[str, list[Interaction]], p: SplitParams, rng: np.random.Generator) -> dict[str, str]:
+    """``{user_id: role}``: held-out and cold-start users drawn from those with at least
+    ``p.min_interactions`` distinct items, the rest train users.
+
+    Raises:
+        WorkspaceError: when too few users are eligible for the fractions asked.
+    """
     users = sorted(by_user)
     eligible = [u for u in users if len({x.item_id for x in by_user[u]}) >= p.min_interactions]
     order = rng.permutation(len(eligible))
@@ -126,68 +158,55 @@ def make_split(ws: Workspace, dataset: str | None = None, params: SplitParams | 
                              f"{n_held} + {n_cold}. Lower --heldout/--coldstart or --min-interactions.")
     held = {eligible[i] for i in order[:n_held]}
     cold = {eligible[i] for i in order[n_held:n_held + n_cold]}
-    roles = {u: "heldout" if u in held else "coldstart" if u in cold else "train" for u in users}
+    return {u: "heldout" if u in held else "coldstart" if u in cold else "train" for u in users}
 
-    items = load_items(ws, dataset_id)
-    by_kind: dict[str, np.ndarray] = defaultdict(list)
+
+def _items_by_kind(items: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The item ids of each kind, sorted (an object array per kind, for the negative pools)."""
+    by_kind: dict[str, list[str]] = defaultdict(list)
     for iid, it in items.items():
         by_kind[it.kind].append(iid)
-    by_kind = {k: np.array(sorted(v), dtype=object) for k, v in by_kind.items()}
-    features = _matching_features(by_kind, by_user, roles, p.negative_sampling) if p.negative_sampling != "uniform" else {}
+    return {k: np.array(sorted(v), dtype=object) for k, v in by_kind.items()}
 
-    rows: dict[str, list] = defaultdict(list)
-    for u in sorted(held | cold):
-        xs = by_user[u]
-        tie = rng.permutation(len(xs))
-        xs = [x for _, _, x in sorted(zip([x.timestamp if x.timestamp is not None else -1.0 for x in xs], tie, xs),
-                                      key=lambda t: (t[0], t[1]))]
-        # One entry per item: an item seen visibly is never also a hidden target.
-        if roles[u] == "heldout":
-            cut = len(xs) - max(1, int(round(p.hidden_frac * len(xs))))
-        else:
-            cut = p.k
-        visible, hidden = xs[:cut], xs[cut:]
-        vis_items = {x.item_id for x in visible}
-        hidden_items: dict[str, str] = {}
-        for x in hidden:
-            if x.item_id in vis_items:
-                continue
-            lab = _label(x.value, like, dislike)
-            prev = hidden_items.get(x.item_id)
-            hidden_items[x.item_id] = "liked" if "liked" in (prev, lab) else lab
-        for iid in sorted(vis_items):
-            rows["visible"].append((u, iid, "visible", None))
-        for iid, lab in sorted(hidden_items.items()):
-            rows["hidden"].append((u, iid, "hidden", lab))
-        liked_ids = sorted(i for i, lab in hidden_items.items() if lab == "liked")
-        liked_kinds = sorted({items[i].kind for i in liked_ids})
-        n_neg = p.negatives_per_like * len(liked_ids)
-        if n_neg and liked_kinds:
-            seen = {x.item_id for x in xs}
-            if p.negative_sampling == "uniform":
-                pool = np.concatenate([by_kind[k] for k in liked_kinds])
-                pool = pool[~np.isin(pool, list(seen))]
-                negs = rng.choice(pool, size=min(n_neg, len(pool)), replace=False).tolist()
-            else:
-                negs = []
-                for kind in liked_kinds:
-                    pool = by_kind[kind][~np.isin(by_kind[kind], list(seen))]
-                    negs += _matched_negatives([i for i in liked_ids if items[i].kind == kind], pool, features,
-                                               p.negatives_per_like, p.popularity_window, rng)
-            for iid in sorted(negs):
-                rows["hidden"].append((u, iid, "hidden", "unseen"))
 
-    all_rows = rows["visible"] + rows["hidden"]
-    with ws.transaction() as con:
-        con.execute("INSERT INTO splits (split_id, dataset_id, seed, params) VALUES (?, ?, ?, ?)",
-                    [split_id, dataset_id, p.seed, dumps(asdict(p))])
-        ws.insert_columns("split_users", {"split_id": [split_id] * len(users), "user_id": users,
-                                          "role": [roles[u] for u in users]})
-        ws.insert_columns("split_items", {
-            "split_id": [split_id] * len(all_rows), "user_id": [r[0] for r in all_rows],
-            "item_id": [r[1] for r in all_rows], "part": [r[2] for r in all_rows], "label": [r[3] for r in all_rows],
-        }, casts={"label": "VARCHAR"})
-    return split_summary(ws, split_id)
+def _in_time_order(xs: list[Interaction], rng: np.random.Generator) -> list[Interaction]:
+    """A user's interactions by time, unknown times first, ties (and unknown times) in a seeded random order."""
+    tie = rng.permutation(len(xs))
+    stamps = [x.timestamp if x.timestamp is not None else -1.0 for x in xs]
+    return [x for _, _, x in sorted(zip(stamps, tie, xs), key=lambda t: (t[0], t[1]))]
+
+
+def _hidden_labels(hidden: list[Interaction], visible_items: set[str], like: float | None,
+                   dislike: float | None) -> dict[str, str]:
+    """``{item_id: label}`` of a user's hidden interactions, one entry per item: an item seen visibly is never
+    also a hidden target, and an item hidden several times is ``liked`` if any of them is."""
+    out: dict[str, str] = {}
+    for x in hidden:
+        if x.item_id in visible_items:
+            continue
+        lab = _label(x.value, like, dislike)
+        out[x.item_id] = "liked" if "liked" in (out.get(x.item_id), lab) else lab
+    return out
+
+
+def _unseen_negatives(liked_ids: list[str], seen: set[str], items: dict[str, Any], by_kind: dict[str, np.ndarray],
+                      features: dict[str, np.ndarray], p: SplitParams, rng: np.random.Generator) -> list[str]:
+    """``p.negatives_per_like`` items the user never saw per hidden like, of the liked items' kinds: uniform, or
+    popularity-matched within each kind (:func:`_matched_negatives`)."""
+    liked_kinds = sorted({items[i].kind for i in liked_ids})
+    n_neg = p.negatives_per_like * len(liked_ids)
+    if not n_neg or not liked_kinds:
+        return []
+    if p.negative_sampling == "uniform":
+        pool = np.concatenate([by_kind[k] for k in liked_kinds])
+        pool = pool[~np.isin(pool, list(seen))]
+        return rng.choice(pool, size=min(n_neg, len(pool)), replace=False).tolist()
+    negs: list[str] = []
+    for kind in liked_kinds:
+        pool = by_kind[kind][~np.isin(by_kind[kind], list(seen))]
+        negs += _matched_negatives([i for i in liked_ids if items[i].kind == kind], pool, features,
+                                   p.negatives_per_like, p.popularity_window, rng)
+    return negs
 
 
 def _matching_features(by_kind: dict[str, np.ndarray], by_user: dict[str, list], roles: dict[str, str],
@@ -235,60 +254,3 @@ def _matched_negatives(liked: list[str], pool: np.ndarray, features: dict[str, n
         taken[pick] = True
         out += pool[pick].tolist()
     return out
-
-
-def resolve_split(ws: Workspace, name: str | None) -> str:
-    """The split called ``name``, or the only one when ``name`` is ``None``."""
-    return ws.resolve("split", "splits", "split_id", name, "--split", "pwb data split")
-
-
-def split_summary(ws: Workspace, split_id: str) -> dict[str, Any]:
-    roles = dict(ws.query("SELECT role, count(*) FROM split_users WHERE split_id = ? GROUP BY role", [split_id]))
-    labels = dict(ws.query("SELECT coalesce(label, 'visible'), count(*) FROM split_items WHERE split_id = ? GROUP BY 1",
-                           [split_id]))
-    dataset_id = ws.scalar("SELECT dataset_id FROM splits WHERE split_id = ?", [split_id])
-    return {"split": split_id, "dataset": dataset_id, "train": roles.get("train", 0),
-            "heldout": roles.get("heldout", 0), "coldstart": roles.get("coldstart", 0),
-            **{f"items_{k}": v for k, v in sorted(labels.items())}}
-
-
-def split_dataset(ws: Workspace, split_id: str) -> str:
-    return ws.scalar("SELECT dataset_id FROM splits WHERE split_id = ?", [split_id])
-
-
-def split_users(ws: Workspace, split_id: str, roles: tuple[str, ...] = ("heldout",)) -> list[str]:
-    return [r[0] for r in ws.query("SELECT user_id FROM split_users WHERE split_id = ? AND list_contains(?, role) "
-                                   "ORDER BY user_id", [split_id, list(roles)])]
-
-
-def visible_interactions(ws: Workspace, split_id: str, user_ids: list[str] | None = None):
-    """Each user's visible interactions: all of a train user's, the visible part of the others'."""
-    dataset_id = split_dataset(ws, split_id)
-    sql = """
-        SELECT x.user_id, x.item_id, x.kind, x.value, x.timestamp, x.text
-        FROM interactions x JOIN split_users s ON s.user_id = x.user_id AND s.split_id = ?
-        WHERE x.dataset_id = ? AND (s.role = 'train' OR EXISTS (
-            SELECT 1 FROM split_items v WHERE v.split_id = s.split_id AND v.user_id = x.user_id
-              AND v.item_id = x.item_id AND v.part = 'visible'))
-    """
-    params: list[Any] = [split_id, dataset_id]
-    if user_ids is not None:
-        sql += " AND list_contains(?, x.user_id)"
-        params.append(list(user_ids))
-    sql += " ORDER BY x.user_id, x.timestamp NULLS LAST, x.item_id"
-    from persona.records import Interaction
-
-    return [Interaction(*r[:5], r[5] or "") for r in ws.query(sql, params)]
-
-
-def hidden_targets(ws: Workspace, split_id: str, user_ids: list[str] | None = None) -> dict[str, dict[str, list[str]]]:
-    """``{user: {label: [item ids]}}`` of each evaluated user's hidden items (for scoring only)."""
-    sql = "SELECT user_id, label, item_id FROM split_items WHERE split_id = ? AND part = 'hidden'"
-    params: list[Any] = [split_id]
-    if user_ids is not None:
-        sql += " AND list_contains(?, user_id)"
-        params.append(list(user_ids))
-    out: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for u, lab, iid in ws.query(sql + " ORDER BY user_id, item_id", params):
-        out[u][lab].append(iid)
-    return {u: dict(v) for u, v in out.items()}

@@ -14,12 +14,13 @@ import re
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
-from persona.data.base import DatasetBundle
-from persona.data.errors import DataError, Problems
-from persona.records import Interaction, Item, User
+from workbench.dataset import DatasetBundle
+from workbench.errors import DataError, Problems
+from workbench.records import Interaction, Item, User
 
 LICENCE = "CC BY-SA 4.0 (Stack Exchange Inc. and the site's contributors)"
 _TAG_RE = re.compile(r"<[^>]+>")
@@ -65,7 +66,7 @@ def _timestamp(value: str | None, path: Path, line: int, problems: Problems) -> 
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc).timestamp()
+        return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
     except ValueError:
         problems.report(DataError(f"expected an ISO date, got {value!r}", file=str(path), line=line,
                                   field="CreationDate"), "bad date")
@@ -100,6 +101,7 @@ def load_stackexchange(path: str | os.PathLike, *, name: str | None = None, leni
         name: Dataset id (default: the folder name).
         lenient: Skip and count malformed rows instead of failing on the first.
     """
+    # 1. The folder holds the files a dump needs
     folder = Path(path)
     if not folder.is_dir():
         raise DataError("not a folder", file=str(folder), field="path", fix="Pass the unpacked dump folder.")
@@ -107,9 +109,30 @@ def load_stackexchange(path: str | os.PathLike, *, name: str | None = None, leni
         if not (folder / required).exists():
             raise DataError("file not found", file=str(folder / required), fix="A dump folder holds Users.xml and Posts.xml.")
     problems = Problems(lenient)
+    # 2. Users, questions with their asks and answers, then comments on either
+    users = _read_users(folder / "Users.xml", problems)
+    posts = _read_posts(folder / "Posts.xml", users, problems)
+    if (folder / "Comments.xml").exists():
+        posts.interactions += _read_comments(folder / "Comments.xml", users, posts.post_question, problems)
+    # 3. Tags as items, each user's use of a tag as one interaction
+    all_tags = sorted({t for q in posts.questions.values() for t in q.tags})
+    items = list(posts.questions.values()) + [Item(f"t:{t}", "tag", t, f"Stack Exchange tag: {t}", None, (t,))
+                                              for t in all_tags]
+    inters = posts.interactions
+    for (uid, tag), stamps in sorted(posts.tag_use.items()):
+        inters.append(Interaction(uid, f"t:{tag}", "tag", float(len(stamps)), max(stamps)))
+    active = {x.user_id for x in inters}
+    return DatasetBundle(
+        name or folder.name, "stackexchange", [u for u in users.values() if u.user_id in active], items, inters,
+        meta={"demographics": [], "like_threshold": None, "dislike_threshold": None, "licence": LICENCE,
+              "item_noun": "questions and tags", "n_users_without_activity": len(users) - len(active)},
+        params={"path": str(folder)}, problems=problems,
+    )
 
+
+def _read_users(upath: Path, problems: Problems) -> dict[str, User]:
+    """``{user_id: User}`` of ``Users.xml``: reputation as the one attribute, the *AboutMe* text as plain text."""
     users: dict[str, User] = {}
-    upath = folder / "Users.xml"
     for line, row in _rows(upath):
         if not _required(row, ["Id"], upath, line, problems):
             continue
@@ -121,12 +144,24 @@ def load_stackexchange(path: str | os.PathLike, *, name: str | None = None, leni
             problems.report(DataError(f"duplicate user id {uid!r}", file=str(upath), line=line, field="Id"), "duplicate id")
             continue
         users[uid] = User(uid, {"reputation": rep}, strip_html(row.get("AboutMe")))
+    return users
 
-    ppath = folder / "Posts.xml"
-    questions: dict[str, Item] = {}
-    post_question: dict[str, str] = {}  # post id -> the question it belongs to
-    inters: list[Interaction] = []
-    tag_use: dict[tuple[str, str], list[float]] = defaultdict(list)  # (user, tag) -> timestamps
+
+@dataclass
+class _Posts:
+    """What ``Posts.xml`` yields: the questions (as items), the question each post belongs to, the ``ask`` and
+    ``answer`` interactions, and the times each user used each tag."""
+
+    questions: dict[str, Item] = field(default_factory=dict)
+    post_question: dict[str, str] = field(default_factory=dict)
+    interactions: list[Interaction] = field(default_factory=list)
+    tag_use: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
+
+
+def _read_posts(ppath: Path, users: dict[str, User], problems: Problems) -> _Posts:
+    """Questions and answers of ``Posts.xml``; answers are attached once every question is known (an answer
+    to a missing question is dropped)."""
+    out = _Posts()
     pending_answers = []
     for line, row in _rows(ppath):
         if not _required(row, ["Id", "PostTypeId"], ppath, line, problems):
@@ -140,50 +175,42 @@ def load_stackexchange(path: str | os.PathLike, *, name: str | None = None, leni
             tags = tuple(t for t in re.split(r"[<>|]", row.get("Tags", "")) if t)
             title = row.get("Title", "").strip()
             body = strip_html(row.get("Body"), 1000)
-            if pid in questions:
+            if pid in out.questions:
                 problems.report(DataError(f"duplicate post id {pid!r}", file=str(ppath), line=line, field="Id"),
                                 "duplicate id")
                 continue
-            questions[pid] = Item(f"q{pid}", "question", title, f"{title}. {body}".strip(), None, tags)
-            post_question[pid] = pid
+            out.questions[pid] = Item(f"q{pid}", "question", title, f"{title}. {body}".strip(), None, tags)
+            out.post_question[pid] = pid
             if owner in users:
-                inters.append(Interaction(owner, f"q{pid}", "ask", float(score), ts, body))
+                out.interactions.append(Interaction(owner, f"q{pid}", "ask", float(score), ts, body))
                 for t in tags:
-                    tag_use[(owner, t)].append(ts or 0.0)
+                    out.tag_use[(owner, t)].append(ts or 0.0)
         elif ptype == "2":
-            pending_answers.append((line, pid, row.get("ParentId"), owner, float(score), ts, strip_html(row.get("Body"), 1000)))
-    for line, pid, parent, owner, score, ts, body in pending_answers:
-        if parent not in questions:
+            pending_answers.append((pid, row.get("ParentId"), owner, float(score), ts, strip_html(row.get("Body"), 1000)))
+    for pid, parent, owner, score, ts, body in pending_answers:
+        if parent not in out.questions:
             continue  # answer to a deleted or missing question: nothing to attach it to
-        post_question[pid] = parent
+        out.post_question[pid] = parent
         if owner in users:
-            inters.append(Interaction(owner, f"q{parent}", "answer", score, ts, body))
-            for t in questions[parent].tags:
-                tag_use[(owner, t)].append(ts or 0.0)
+            out.interactions.append(Interaction(owner, f"q{parent}", "answer", score, ts, body))
+            for t in out.questions[parent].tags:
+                out.tag_use[(owner, t)].append(ts or 0.0)
+    return out
 
-    cpath = folder / "Comments.xml"
-    if cpath.exists():
-        for line, row in _rows(cpath):
-            if not _required(row, ["Id", "PostId"], cpath, line, problems):
-                continue
-            ts = _timestamp(row.get("CreationDate"), cpath, line, problems)
-            score = _int(row, "Score", cpath, line, problems)
-            if ts is False or score is False:
-                continue
-            q = post_question.get(row["PostId"])
-            owner = row.get("UserId")
-            if q is not None and owner in users:
-                inters.append(Interaction(owner, f"q{q}", "comment", float(score), ts, strip_html(row.get("Text"), 600)))
 
-    all_tags = sorted({t for q in questions.values() for t in q.tags})
-    items = list(questions.values()) + [Item(f"t:{t}", "tag", t, f"Stack Exchange tag: {t}", None, (t,)) for t in all_tags]
-    for (uid, tag), stamps in sorted(tag_use.items()):
-        inters.append(Interaction(uid, f"t:{tag}", "tag", float(len(stamps)), max(stamps)))
-
-    active = {x.user_id for x in inters}
-    return DatasetBundle(
-        name or folder.name, "stackexchange", [u for u in users.values() if u.user_id in active], items, inters,
-        meta={"demographics": [], "like_threshold": None, "dislike_threshold": None, "licence": LICENCE,
-              "item_noun": "questions and tags", "n_users_without_activity": len(users) - len(active)},
-        params={"path": str(folder)}, problems=problems,
-    )
+def _read_comments(cpath: Path, users: dict[str, User], post_question: dict[str, str],
+                   problems: Problems) -> list[Interaction]:
+    """``comment`` interactions of ``Comments.xml``: a known user on the question of a known post."""
+    out = []
+    for line, row in _rows(cpath):
+        if not _required(row, ["Id", "PostId"], cpath, line, problems):
+            continue
+        ts = _timestamp(row.get("CreationDate"), cpath, line, problems)
+        score = _int(row, "Score", cpath, line, problems)
+        if ts is False or score is False:
+            continue
+        q = post_question.get(row["PostId"])
+        owner = row.get("UserId")
+        if q is not None and owner in users:
+            out.append(Interaction(owner, f"q{q}", "comment", float(score), ts, strip_html(row.get("Text"), 600)))
+    return out

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from persona.data.base import DatasetBundle
-from persona.records import Interaction, Item, User
+from workbench.dataset import DatasetBundle
+from workbench.records import Interaction, Item, User
 
 TAGS = (
     "watercolor", "cyberpunk", "minimalist", "vintage film", "anime", "baroque", "street photography",

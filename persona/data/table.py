@@ -26,14 +26,15 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from persona.data.base import DatasetBundle
-from persona.data.errors import DataError, Problems
-from persona.data.tabular import csv_rows, parquet_rows, parse_float
-from persona.records import Interaction, Item, User
+from workbench.dataset import DatasetBundle
+from workbench.errors import DataError, Problems
+from workbench.records import Interaction, Item, User
+from workbench.store.files import parquet_rows
+from workbench.tabular import csv_rows, parse_float
 
 
 @dataclass
@@ -103,15 +104,14 @@ def _hf_rows(source: str, required: list[str], split: str) -> Iterator[tuple[int
     if missing:
         raise DataError(f"missing column(s) {', '.join(missing)}; the dataset has {', '.join(ds.column_names)}",
                         file=source, field=missing[0], fix="Rename the column or map it with the column options.")
-    for n, row in enumerate(ds, start=1):
-        yield n, row
+    yield from enumerate(ds, start=1)
 
 
 def _timestamp(value: Any, *, file: str, line: int, field: str, problems: Problems):
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, datetime):
-        return value.replace(tzinfo=value.tzinfo or timezone.utc).timestamp()
+        return value.replace(tzinfo=value.tzinfo or UTC).timestamp()
     try:
         out = float(value)
     except (TypeError, ValueError):
@@ -124,7 +124,7 @@ def _timestamp(value: Any, *, file: str, line: int, field: str, problems: Proble
         return False
     try:
         dt = datetime.fromisoformat(str(value).strip())
-        return dt.replace(tzinfo=dt.tzinfo or timezone.utc).timestamp()
+        return dt.replace(tzinfo=dt.tzinfo or UTC).timestamp()
     except ValueError:
         problems.report(DataError(f"expected seconds since the epoch or an ISO date, got {value!r}", file=file,
                                   line=line, field=field), "bad timestamp")
@@ -133,6 +133,69 @@ def _timestamp(value: Any, *, file: str, line: int, field: str, problems: Proble
 
 def _cell(value: Any) -> str:
     return "" if value is None else str(value).strip()
+
+
+class _Records:
+    """The users and items of an import, from their own files or repeated on the interaction rows; a row that
+    contradicts an earlier one is reported (and skipped) through ``problems``."""
+
+    def __init__(self, mapping: ColumnMapping, problems: Problems):
+        self.m, self.problems = mapping, problems
+        self.users: dict[str, User] = {}
+        self.items: dict[str, Item] = {}
+
+    def add_item(self, row: dict[str, Any], file: str, line: int) -> bool:
+        m = self.m
+        iid = _cell(row.get(m.item))
+        title = _cell(row.get(m.item_title)) if m.item_title else ""
+        tags = tuple(t.strip() for t in _cell(row.get(m.item_tags)).split(m.tags_separator) if t.strip()) if m.item_tags else ()
+        text = _cell(row.get(m.item_text)) if m.item_text else ""
+        image = _cell(row.get(m.item_image)) or None if m.item_image else None
+        new = Item(iid, "item", title or iid, text or title or iid, image, tags)
+        old = self.items.get(iid)
+        if old is not None and old != new:
+            self.problems.report(DataError(f"item {iid!r} has conflicting values across rows", file=file, line=line,
+                                           field=m.item, fix="Give each item one title/text/tags/image."), "conflict")
+            return False
+        self.items[iid] = new
+        return True
+
+    def add_user(self, row: dict[str, Any], file: str, line: int) -> bool:
+        m = self.m
+        uid = _cell(row.get(m.user))
+        attrs = {c: row.get(c) if not isinstance(row.get(c), str) else row.get(c).strip() for c in m.user_attributes}
+        old = self.users.get(uid)
+        if old is not None and old.attributes != attrs:
+            self.problems.report(DataError(f"user {uid!r} has conflicting attributes across rows", file=file, line=line,
+                                           field=m.user, fix="Give each user one value per attribute column."), "conflict")
+            return False
+        self.users[uid] = User(uid, attrs)
+        return True
+
+    def read_file(self, what: str, source: str | os.PathLike, split: str) -> None:
+        """Read the ``users`` or ``items`` file (one row per id; a repeated id is an error)."""
+        column = self.m.user if what == "user" else self.m.item
+        required = [column, *(self.m.user_attributes if what == "user" else self.m.item_columns())]
+        records, add = (self.users, self.add_user) if what == "user" else (self.items, self.add_item)
+        file, rows = _source_rows(source, required, self.problems, split)
+        for line, row in rows:
+            key = _cell(row.get(column))
+            if not key:
+                self.problems.report(DataError(f"empty {what} id", file=file, line=line, field=column), "missing field")
+            elif key in records:
+                raise DataError(f"duplicate {what} id {key!r}", file=file, line=line, field=column,
+                                fix=f"{'An' if what == 'item' else 'A'} {what}s file has one row per {what}.")
+            else:
+                add(row, file, line)
+
+    def known(self, what: str, key: str, file: str, line: int) -> bool:
+        """Whether ``key`` is in the ``users`` / ``items`` file read before (else reported)."""
+        if key in (self.users if what == "user" else self.items):
+            return True
+        column = self.m.user if what == "user" else self.m.item
+        self.problems.report(DataError(f"unknown {what} {key!r} (not in the {what}s file)", file=file, line=line,
+                                       field=column), f"unknown {what}")
+        return False
 
 
 def load_table(interactions: str | os.PathLike, mapping: ColumnMapping | None = None, *,
@@ -152,71 +215,39 @@ def load_table(interactions: str | os.PathLike, mapping: ColumnMapping | None = 
         like_threshold / dislike_threshold: ``value`` at or above which a hidden interaction counts as
             liked (at or below: disliked). Default: every interaction is a like (engagement data).
     """
+    # 1. Users and items from their own files, when given
     m = mapping or ColumnMapping()
     problems = Problems(lenient)
-    user_recs: dict[str, User] = {}
-    item_recs: dict[str, Item] = {}
-
-    def add_item(row: dict[str, Any], file: str, line: int) -> bool:
-        iid = _cell(row.get(m.item))
-        title = _cell(row.get(m.item_title)) if m.item_title else ""
-        tags = tuple(t.strip() for t in _cell(row.get(m.item_tags)).split(m.tags_separator) if t.strip()) if m.item_tags else ()
-        text = _cell(row.get(m.item_text)) if m.item_text else ""
-        image = _cell(row.get(m.item_image)) or None if m.item_image else None
-        new = Item(iid, "item", title or iid, text or title or iid, image, tags)
-        old = item_recs.get(iid)
-        if old is not None and old != new:
-            problems.report(DataError(f"item {iid!r} has conflicting values across rows", file=file, line=line,
-                                      field=m.item, fix="Give each item one title/text/tags/image."), "conflict")
-            return False
-        item_recs[iid] = new
-        return True
-
-    def add_user(row: dict[str, Any], file: str, line: int) -> bool:
-        uid = _cell(row.get(m.user))
-        attrs = {c: row.get(c) if not isinstance(row.get(c), str) else row.get(c).strip() for c in m.user_attributes}
-        old = user_recs.get(uid)
-        if old is not None and old.attributes != attrs:
-            problems.report(DataError(f"user {uid!r} has conflicting attributes across rows", file=file, line=line,
-                                      field=m.user, fix="Give each user one value per attribute column."), "conflict")
-            return False
-        user_recs[uid] = User(uid, attrs)
-        return True
-
+    rec = _Records(m, problems)
     if users is not None:
-        file, rows = _source_rows(users, [m.user, *m.user_attributes], problems, split)
-        for line, row in rows:
-            if not _cell(row.get(m.user)):
-                problems.report(DataError("empty user id", file=file, line=line, field=m.user), "missing field")
-            elif _cell(row.get(m.user)) in user_recs:
-                raise DataError(f"duplicate user id {_cell(row.get(m.user))!r}", file=file, line=line, field=m.user,
-                                fix="A users file has one row per user.")
-            else:
-                add_user(row, file, line)
+        rec.read_file("user", users, split)
     if items is not None:
-        file, rows = _source_rows(items, [m.item, *m.item_columns()], problems, split)
-        for line, row in rows:
-            if not _cell(row.get(m.item)):
-                problems.report(DataError("empty item id", file=file, line=line, field=m.item), "missing field")
-            elif _cell(row.get(m.item)) in item_recs:
-                raise DataError(f"duplicate item id {_cell(row.get(m.item))!r}", file=file, line=line, field=m.item,
-                                fix="An items file has one row per item.")
-            else:
-                add_item(row, file, line)
+        rec.read_file("item", items, split)
+    # 2. The interactions (with the user and item columns on each row when those have no file)
+    inters = _read_interactions(interactions, rec, split, users_file=users is not None, items_file=items is not None)
+    # 3. The bundle
+    default_name = Path(str(interactions).removeprefix("hf:")).name.split(".")[0] or "table"
+    return DatasetBundle(
+        name or default_name, "table", list(rec.users.values()), list(rec.items.values()), inters,
+        meta={"demographics": list(m.user_attributes), "like_threshold": like_threshold,
+              "dislike_threshold": dislike_threshold, "licence": "as supplied by the user", "item_noun": "items"},
+        params={"interactions": str(interactions), "users": str(users) if users else None,
+                "items": str(items) if items else None, "mapping": asdict(m), "split": split},
+        problems=problems,
+    )
 
-    def known(what: str, key: str, records: dict, column: str, file: str, line: int) -> bool:
-        if key in records:
-            return True
-        problems.report(DataError(f"unknown {what} {key!r} (not in the {what}s file)", file=file, line=line,
-                                  field=column), f"unknown {what}")
-        return False
 
+def _read_interactions(source: str | os.PathLike, rec: _Records, split: str, *, users_file: bool,
+                       items_file: bool) -> list[Interaction]:
+    """The interaction rows of ``source``; a row with an empty id, a bad value or time, or an unknown or
+    conflicting user or item is reported through ``rec.problems`` and skipped."""
+    m, problems = rec.m, rec.problems
     required = m.interaction_columns()
-    if users is None:
+    if not users_file:
         required += m.user_attributes
-    if items is None:
+    if not items_file:
         required += m.item_columns()
-    file, rows = _source_rows(interactions, required, problems, split)
+    file, rows = _source_rows(source, required, problems, split)
     inters: list[Interaction] = []
     for line, row in rows:
         uid, iid = _cell(row.get(m.user)), _cell(row.get(m.item))
@@ -227,19 +258,10 @@ def load_table(interactions: str | os.PathLike, mapping: ColumnMapping | None = 
         ts = _timestamp(row.get(m.timestamp), file=file, line=line, field=m.timestamp, problems=problems) if m.timestamp else None
         if value is False or ts is False:
             continue
-        if not (add_user(row, file, line) if users is None else known("user", uid, user_recs, m.user, file, line)):
+        if not (rec.known("user", uid, file, line) if users_file else rec.add_user(row, file, line)):
             continue
-        if not (add_item(row, file, line) if items is None else known("item", iid, item_recs, m.item, file, line)):
+        if not (rec.known("item", iid, file, line) if items_file else rec.add_item(row, file, line)):
             continue
         kind = _cell(row.get(m.kind)) or "interaction" if m.kind else "interaction"
         inters.append(Interaction(uid, iid, kind, value, ts, _cell(row.get(m.text)) if m.text else ""))
-
-    default_name = Path(str(interactions).removeprefix("hf:")).name.split(".")[0] or "table"
-    return DatasetBundle(
-        name or default_name, "table", list(user_recs.values()), list(item_recs.values()), inters,
-        meta={"demographics": list(m.user_attributes), "like_threshold": like_threshold,
-              "dislike_threshold": dislike_threshold, "licence": "as supplied by the user", "item_noun": "items"},
-        params={"interactions": str(interactions), "users": str(users) if users else None,
-                "items": str(items) if items else None, "mapping": asdict(m), "split": split},
-        problems=problems,
-    )
+    return inters

@@ -5,7 +5,7 @@
 ``tfidf`` the bag-of-tags baseline.
 """
 
-from persona.registry import Registry
+from workbench.registry import Registry
 
 ENCODERS = Registry("persona encoder", {
     "tfidf": "persona.models.tfidf:TfidfPersonaEncoder",

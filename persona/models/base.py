@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from persona.records import Interaction, Item, PersonaCard, User
+from workbench.records import Interaction, Item, PersonaCard, User
 
 
 @dataclass

@@ -22,8 +22,7 @@ from collections import Counter
 import numpy as np
 
 from persona.models.base import PersonaContext, PersonaEncoder
-from persona.records import PersonaCard
-
+from workbench.records import PersonaCard
 
 
 class TfidfPersonaEncoder(PersonaEncoder):

@@ -5,7 +5,7 @@
 OpenAI-compatible chat-completions server, e.g. ``vllm serve``).
 """
 
-from persona.registry import Registry
+from workbench.registry import Registry
 
 BACKENDS = Registry("rewriter backend", {
     "template": "prompting.backends.template:TemplateBackend",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from persona.records import PersonaCard
+from workbench.records import PersonaCard, PersonaRequest
 
 
 @dataclass
@@ -24,14 +24,6 @@ class RewriteRequest:
     def __post_init__(self):
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise ValueError(f"prompt must be a non-empty string, got {self.prompt!r}")
-
-
-@dataclass
-class PersonaRequest:
-    """A structured persona card to turn into persona text (``summary`` is ignored)."""
-
-    card: PersonaCard
-    item_noun: str = "items"
 
 
 @dataclass

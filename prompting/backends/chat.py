@@ -1,7 +1,7 @@
 """Shared machinery of the language-model backends: messages in, guarded rewrites out.
 
 A backend implements :meth:`ChatBackend.complete` (a batch of chat conversations -> reply texts).
-This class builds the conversations from the versioned template (:mod:`prompting.design`), parses the
+This class builds the conversations from the versioned template (:mod:`prompting.messages`), parses the
 replies, checks them (:func:`prompting.guard.check_rewrite`), retries the failures once with the next
 seed and sampling on (:meth:`RewriteParams.for_retry`), and falls back to the ``template`` rewrite for
 whatever still fails, saying why (``RewriteResult.fallback``), so every fallback is counted where the
@@ -10,7 +10,7 @@ rewrite is stored.
 
 from __future__ import annotations
 
-from prompting.backends.base import PersonaRequest, RewriteRequest, RewriteResult, RewriterBackend
+from prompting.backends.base import PersonaRequest, RewriterBackend, RewriteRequest, RewriteResult
 from prompting.params import RewriteParams
 
 
@@ -24,12 +24,12 @@ class ChatBackend(RewriterBackend):
     """
 
     name = "chat"
-    #: Replies are one line (the rules say so and :func:`~prompting.design.parse_reply` keeps the first
+    #: Replies are one line (the rules say so and :func:`~prompting.messages.parse_reply` keeps the first
     #: non-empty line), so generation stops at a newline instead of spending tokens that are dropped.
     stop: tuple[str, ...] = ("\n",)
 
     def __init__(self, template: str = "rewrite_v2", check_subject: bool = True):
-        from prompting.design import load_template
+        from prompting.messages import load_template
 
         self.template = template
         self.template_version = load_template(template)["version"]
@@ -55,14 +55,14 @@ class ChatBackend(RewriterBackend):
 
     def _text_encoder(self):
         if self.check_subject and self._encoder is None:
-            from evalbench.metrics.encoders import load_text_encoder
+            from workbench.encoders.text import load_text_encoder
 
             self._encoder = load_text_encoder("minilm")
         return self._encoder
 
     def _check(self, reqs: list[RewriteRequest], texts: list[str], params: RewriteParams) -> list[list[str]]:
-        from prompting.design import first_person
         from prompting.guard import check_rewrites
+        from prompting.messages import first_person
 
         personas = [first_person(r.persona, params.persona_tokens) for r in reqs]
         data = [p + "\n" + "\n".join(r.history[: params.shots]) for p, r in zip(personas, reqs)]
@@ -70,7 +70,7 @@ class ChatBackend(RewriterBackend):
                               encoder=self._text_encoder(), data=data)
 
     def rewrite_batch(self, requests: list[RewriteRequest], params: RewriteParams | None = None) -> list[RewriteResult]:
-        from prompting.design import negative_messages, parse_reply, rewrite_messages
+        from prompting.messages import negative_messages, parse_reply, rewrite_messages
 
         params = params or RewriteParams()
         convs = [rewrite_messages(r.persona, r.prompt, r.history, params, self.template) for r in requests]

@@ -20,8 +20,8 @@ from __future__ import annotations
 import itertools
 
 from persona.traits import load_cues
-from prompting.backends.base import PersonaRequest, RewriteRequest, RewriteResult, RewriterBackend
-from prompting.guard import sanitize, tag_like
+from prompting.backends.base import PersonaRequest, RewriterBackend, RewriteRequest, RewriteResult
+from workbench.scrub import sanitize, tag_like
 
 
 def _join(words: list[str]) -> str:
@@ -123,17 +123,7 @@ class TemplateBackend(RewriterBackend):
         return out
 
     def verbalize_batch(self, requests: list[PersonaRequest]) -> list[str]:
-        """The template persona text of :func:`persona.verbalize.verbalize`: interests in the card's order,
-        its three most telling titles (else the top evidence), up to three keyphrases as themes."""
-        from persona.verbalize import verbalize
+        """The template persona text of :func:`persona.verbalize.verbalize_card`."""
+        from persona.verbalize import verbalize_card
 
-        out = []
-        for req in requests:
-            card = req.card
-            traits = [t for t in card.traits if t.get("kind", "interest") == "interest" and tag_like(t["name"])]
-            titles = [sanitize(t["name"], 80) for t in card.traits if t.get("kind") == "title"][:3] \
-                or [sanitize(e.snippet.split(": ")[0], 80) for e in card.evidence[:3]]
-            themes = [sanitize(t["name"], 60) for t in card.traits if t.get("kind") == "keyphrase"][:3]
-            out.append(verbalize(traits, [t for t in titles if t], card.demographics, req.item_noun,
-                                 themes=[t for t in themes if t]))
-        return out
+        return [verbalize_card(req.card, req.item_noun) for req in requests]

@@ -16,10 +16,12 @@ pytest.importorskip("httpx")
 from fastapi.routing import APIRoute  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from apps.api.app import JsonFormatter, create_app  # noqa: E402
-from apps.api.keys import create_key, parse_token, revoke_key  # noqa: E402
+from apps.api.app import create_app  # noqa: E402
+from apps.api.keys import parse_token  # noqa: E402
+from apps.api.logs import JsonFormatter  # noqa: E402
 from apps.api.service import ServiceConfig  # noqa: E402
-from evalbench.store.workspace import Workspace  # noqa: E402
+from workbench.store.keys import create_key, revoke_key  # noqa: E402
+from workbench.store.workspace import Workspace  # noqa: E402
 
 ENC = {"encoder": "sage", "encoder_params": {"epochs": 3}}  # the checkpoint synthetic_recovery trained
 
@@ -139,7 +141,7 @@ def test_coldstart_persona_is_the_library_persona_and_is_stored(client, api_db):
     from persona.coldstart import ColdStart
     from persona.mining import checkpoint_path, load_context
     from persona.models import ENCODERS
-    from persona.records import Interaction
+    from workbench.records import Interaction
 
     items = catalogue(client)[:4]
     r = client.post("/v1/personas", json={"user_id": "api-new-1", "interactions": [{"item_id": i} for i in items] +
@@ -188,8 +190,8 @@ def test_coldstart_from_survey_answers(client):
 
 
 def test_rewrite_equals_the_rewriter(client):
-    from persona.records import PersonaCard
     from prompting.rewriter import Rewriter
+    from workbench.records import PersonaCard
 
     traits = [{"name": "Film-Noir", "weight": 0.6}, {"name": "ocean", "weight": 0.3}]
     prompts = ["a cat on a stairway", "a lighthouse at dusk"]
@@ -239,7 +241,7 @@ def test_generate_is_an_async_job_with_a_status_url_and_images(client, api_db):
 
 
 def test_runs_and_scores_match_the_store(client, api_db):
-    from evalbench.store.runs import list_runs
+    from workbench.store.runs import list_runs
 
     runs = client.get("/v1/runs").json()["runs"]
     with client.app.state.gate.reading() as ws:

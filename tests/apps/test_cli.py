@@ -102,8 +102,8 @@ def _generate_from_rewrites(tmp_path, db):
     import numpy as np
     from PIL import Image
 
-    from generation.io import read_provenance
     from generation.random_weights import build_random_pipeline, random_ip_adapter_state_dict, save_ip_adapter
+    from workbench.images import read_provenance
 
     probe = build_random_pipeline("sdxl")
     adapter = tmp_path / "ip-adapter_sdxl_tiny.safetensors"
@@ -120,7 +120,7 @@ def _generate_from_rewrites(tmp_path, db):
     assert meta["guidance"]["rule"] == "interval" and meta["persona_id"].endswith(f"/tfidf/{rows[0]['user']}")
     again = json.loads(run_json(args, db).output)
     assert [r["image"] for r in again] == [r["image"] for r in rows]  # content-addressed, deterministic
-    from evalbench.store import Workspace
+    from workbench.store import Workspace
 
     with Workspace(db) as ws:
         n, evals = ws.query("SELECT count(*), min(unet_evals) FROM generations")[0]
@@ -130,7 +130,7 @@ def _generate_from_rewrites(tmp_path, db):
                                  "--max-users", "1", "--max-prompts", "2", "--steps", "3", "--height", "48", "--width", "64",
                                  "--json"], db).output)
     assert len(patch) == 2 and all(r["unet_evals"] == 0 for r in patch)
-    from generation.gallery import user_gallery
+    from evalbench.flows.gallery import user_gallery
 
     with Workspace(db) as ws:
         gal = user_gallery(ws, None, encoder="tfidf", prompts=str(tmp_path / "p.tsv"), users=2, variations=2, size=48)

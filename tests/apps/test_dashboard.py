@@ -17,8 +17,8 @@ pytest.importorskip("streamlit")
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from apps.dashboard import data  # noqa: E402
-from evalbench.store.workspace import Workspace  # noqa: E402
+from apps.dashboard import cohort_data, data  # noqa: E402
+from workbench.store.workspace import Workspace  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[2] / "apps" / "dashboard" / "app.py")
 TIMEOUT = 60
@@ -73,7 +73,8 @@ def texts(elements) -> str:
 
 
 def test_data_module_imports_neither_streamlit_nor_torch():
-    code = "import sys, apps.dashboard.data; print('streamlit' in sys.modules, 'torch' in sys.modules)"
+    code = ("import sys, apps.dashboard.data, apps.dashboard.cohort_data; "
+            "print('streamlit' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(APP).parents[2]).stdout.split()
     assert out == ["False", "False"]
@@ -111,9 +112,9 @@ def test_data_runs_and_leaderboards(ro):
 
 
 def test_data_cohorts(ro):
-    options = data.run_options(ro)
+    options = cohort_data.run_options(ro)
     assert options[0]["kind"] == "task" and [o["kind"] for o in options[1:]] == ["bench"] * 6
-    rep = data.cohort_report(ro, options[0]["run_id"])
+    rep = cohort_data.cohort_report(ro, options[0]["run_id"])
     assert rep["kind"] == "task" and rep["attributes"] == ["gender", "age_group"] and not rep["has_ipf"]
     assert rep["value_label"] == "personal win rate"
     assert {"female", "male"} <= set(rep["groups"]["group"])
@@ -121,11 +122,11 @@ def test_data_cohorts(ro):
     assert (g["ci_low"].isna() | (g["ci_low"] <= g["score"])).all() and g["ci_low"].notna().sum() > len(g) / 2
     # the systems, their controls and the popularity control (the history ceiling has no prompts to break down)
     assert set(rep["worst"]["attribute"]) == {"gender", "age_group"} and len(rep["overall"]) == 5
-    bench = data.cohort_report(ro, next(o["run_id"] for o in options if "tfidf+template · " in o["label"]))
+    bench = cohort_data.cohort_report(ro, next(o["run_id"] for o in options if "tfidf+template · " in o["label"]))
     assert bench["kind"] == "bench" and {"female", "male"} <= set(bench["groups"]["group"])
     assert len(bench["overall"]) == 1 and bench["overall"]["IPF-reweighted"].isna().all()
     with pytest.raises(Exception, match="No run"):
-        data.cohort_report(ro, "bench-nope")
+        cohort_data.cohort_report(ro, "bench-nope")
 
 
 def test_data_personas(ro):

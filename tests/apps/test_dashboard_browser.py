@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from evalbench.store.workspace import Workspace, WorkspaceError
+from workbench.store.workspace import Workspace, WorkspaceError
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from apps.api.app import create_app
-from apps.api.keys import create_key
 from apps.api.service import ServiceConfig
 from apps.cli import cli
-from evalbench.store.journal import Journal
-from evalbench.store.workspace import Workspace
+from workbench.store.journal import Journal
+from workbench.store.keys import create_key
+from workbench.store.workspace import Workspace
 
 ENC = {"encoder": "sage", "encoder_params": {"epochs": 3}}
 HOLD = """
@@ -123,7 +123,7 @@ def test_a_store_that_fails_in_the_workspace_keeps_the_others_and_the_bad_one(db
     app = _app(db)
     with TestClient(app) as c:
         c.headers["Authorization"] = f"Bearer {_app.token}"
-        from evalbench.store import journal
+        from workbench.store import journal
 
         real = journal.card_to_dict
 
@@ -232,7 +232,7 @@ def test_cli_writers_wait_visibly_for_a_held_workspace_then_succeed(db):
 def test_a_waiting_cli_writer_gets_in_between_a_busy_servers_reads(db):
     """Overlapping reads through the server's gate would keep the file open indefinitely; the writer's
     intent file makes the gate hold off new reads until the writer has had its turn."""
-    from evalbench.store.gate import WorkspaceGate
+    from workbench.store.gate import WorkspaceGate
 
     gate = WorkspaceGate(db, wait_s=30)
     stop = threading.Event()
@@ -250,7 +250,7 @@ def test_a_waiting_cli_writer_gets_in_between_a_busy_servers_reads(db):
         t.start()
     try:
         time.sleep(0.3)
-        code = ("import sys, time; from evalbench.store.workspace import Workspace; t = time.monotonic(); "
+        code = ("import sys, time; from workbench.store.workspace import Workspace; t = time.monotonic(); "
                 "w = Workspace(sys.argv[1], wait_s=20); w.close(); print(round(time.monotonic() - t, 2))")
         out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr

@@ -147,9 +147,9 @@ def test_the_api_answers_a_full_disk_with_503_and_keeps_what_it_had(review_db, t
     from fastapi.testclient import TestClient
 
     from apps.api.app import create_app
-    from apps.api.keys import create_key
     from apps.api.service import ServiceConfig
-    from evalbench.store.workspace import Workspace
+    from workbench.store.keys import create_key
+    from workbench.store.workspace import Workspace
 
     fs = tmpfs("64m")
     shutil.copytree(review_db.parent, fs / "ws")

@@ -10,9 +10,10 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from apps.api.app import create_app  # noqa: E402
-from apps.api.keys import create_key  # noqa: E402
-from apps.api.service import ABANDONED, ServiceConfig  # noqa: E402
-from evalbench.store.workspace import Workspace  # noqa: E402
+from apps.api.jobs import ABANDONED  # noqa: E402
+from apps.api.service import ServiceConfig  # noqa: E402
+from workbench.store.keys import create_key  # noqa: E402
+from workbench.store.workspace import Workspace  # noqa: E402
 
 ENC = {"encoder": "sage", "encoder_params": {"epochs": 3}}
 

@@ -7,8 +7,17 @@ import warnings
 import numpy as np
 import pytest
 
-from evalbench.metrics.bias import (BiasReport, IPFResult, ReweightedScore, Targets, bias_summary, group_scores,
-                                    ipf_weights, load_targets, reweighted_score)
+from evalbench.metrics.bias import (
+    BiasReport,
+    IPFResult,
+    ReweightedScore,
+    Targets,
+    bias_summary,
+    group_scores,
+    ipf_weights,
+    load_targets,
+    reweighted_score,
+)
 from evalbench.metrics.preference import cluster_mean_ci
 
 
@@ -317,7 +326,7 @@ def test_bias_summary_unmatched_categories():
 # --------------------------------------------------------------------------------------------------
 
 def test_bundled_us_census_2020():
-    from evalbench.report import AGE_BINS
+    from evalbench.leaderboard import AGE_BINS
 
     t = load_targets("us_census_2020")
     assert isinstance(t, Targets)

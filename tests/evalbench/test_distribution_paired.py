@@ -11,11 +11,9 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import pdist
 
-from evalbench.metrics import METRICS
+from evalbench.metrics import METRICS, paired
 from evalbench.metrics import distribution as dist
-from evalbench.metrics import paired
-from evalbench.metrics.distribution import (CMMD, ImagePreference, cmmd, median_bandwidth, mmd2_biased,
-                                            mmd2_unbiased)
+from evalbench.metrics.distribution import CMMD, ImagePreference, cmmd, median_bandwidth, mmd2_biased, mmd2_unbiased
 from evalbench.metrics.paired import PairedComparison, bootstrap_coverage, paired_comparison
 
 
@@ -341,7 +339,7 @@ def test_default_stand_in_encoder_end_to_end():
     torch = pytest.importorskip("torch")
     pytest.importorskip("efficientnet_lite_pytorch")
     data = pytest.importorskip("skimage.data")
-    from evalbench.metrics.image_encoders import load_image_encoder
+    from workbench.encoders.image import load_image_encoder
 
     n = torch.get_num_threads()
     torch.set_num_threads(1)  # the shared CPU machine: two torch threads wait on each other under load

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from evalbench.store.gate import WorkspaceBusy, WorkspaceGate
-from evalbench.store.workspace import Workspace, WorkspaceError
+from workbench.store.gate import WorkspaceBusy, WorkspaceGate
+from workbench.store.workspace import Workspace, WorkspaceError
 
 
 def test_readers_share_writer_waits_and_writes_are_seen(tmp_path):

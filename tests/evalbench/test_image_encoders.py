@@ -11,8 +11,9 @@ import pytest
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
 
-from evalbench.metrics import image_encoders as ie  # noqa: E402
-from evalbench.metrics.image_encoders import EMBEDDED, ImageEncoder, load_image_encoder  # noqa: E402
+from workbench.encoders import image as ie  # noqa: E402
+from workbench.encoders.image import EMBEDDED, ImageEncoder, load_image_encoder  # noqa: E402
+from workbench.images import load_image  # noqa: E402
 
 
 def _synthetic(kind: str, size=(180, 240)) -> np.ndarray:
@@ -152,7 +153,10 @@ def test_paths_are_cached_until_the_file_changes(tmp_path, monkeypatch):
 
 def test_bad_inputs_are_explained(enc):
     with pytest.raises(ValueError, match="uint8"):
-        enc.encode([np.zeros((8, 8, 3), dtype=np.float32)])
+        enc.encode([np.zeros((8, 8, 3), dtype=np.int32)])
+    # one coercion for every image (workbench.images.to_rgb_array): floats in [0, 1] read as diffusers gives them
+    grey = np.full((8, 8, 3), 0.5, dtype=np.float32)
+    np.testing.assert_allclose(enc.encode([grey]), enc.encode([np.full((8, 8, 3), 128, dtype=np.uint8)]), atol=1e-6)
     with pytest.raises(TypeError, match="unsupported image type"):
         enc.encode([3])
     with pytest.raises(FileNotFoundError):
@@ -183,7 +187,7 @@ def test_tiny_random_clip_from_a_local_directory(tmp_path, no_network):
     import torch
     from transformers import CLIPConfig, CLIPModel
 
-    proc_cls = getattr(ie, "_clip_processor_class")()
+    proc_cls = ie._clip_processor_class()
     torch.manual_seed(0)
     cfg = CLIPConfig(
         text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -218,7 +222,7 @@ def test_weights_and_preprocessing_recognise_imagenet_classes(enc):
     import torch
 
     with torch.no_grad():
-        logits = enc._model(torch.from_numpy(np.stack([ie._preprocess(ie._to_rgb(im)) for im in
+        logits = enc._model(torch.from_numpy(np.stack([ie._preprocess(load_image(im)) for im in
                                                        (data.chelsea(), data.coffee())])))
     cat, coffee = logits.argmax(-1).tolist()
     assert 281 <= cat <= 285  # tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from evalbench.store.journal import Journal, card_to_dict, journal_path
-from evalbench.store.personas import load_personas
-from evalbench.store.workspace import Workspace
-from persona.records import Evidence, PersonaCard
+from workbench.records import Evidence, PersonaCard
+from workbench.store.journal import Journal, card_to_dict, journal_path
+from workbench.store.personas import load_personas
+from workbench.store.workspace import Workspace
 
 
 def _card(i: int, **kw) -> PersonaCard:

@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from evalbench.labels import add_label, human_preference, label_pairs, list_labels
-from evalbench.store.workspace import Workspace
+from evalbench.labels import add_label, human_preference, label_pairs
+from workbench.store.labels import list_labels
+from workbench.store.workspace import Workspace
 
 
 def _draw(ws, cid, user, prompt_id, persona_id, seed=0, backend="patch", model="patch:fast"):

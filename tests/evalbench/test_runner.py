@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from evalbench.runner import BenchConfig, run_bench
-from evalbench.store import Workspace, WorkspaceError
-from evalbench.store.datasets import write_dataset
 from persona.data.splits import SplitParams, make_split
 from persona.data.synthetic import generate_community
 from persona.mining import mine_personas
 from prompting.rewriter import rewrite_split
+from workbench.store import Workspace, WorkspaceError
+from workbench.store.datasets import write_dataset
 
 
 def prepare(path, n_users=200, prompts="parti36"):
@@ -182,9 +182,9 @@ def _pref(q, liked, negatives):
 def test_personal_win_rate_matches_an_independent_computation(bench_ws):
     """The stored personal win of a unit equals the share of other held-out users whose rewrite of the same
     prompt the user's own rewrite beats, recomputed here with numpy from the stored rewrites and hidden items."""
-    from evalbench.metrics.encoders import load_text_encoder
-    from evalbench.store.datasets import load_items
-    from persona.data.splits import hidden_targets
+    from workbench.encoders.text import load_text_encoder
+    from workbench.store.datasets import load_items
+    from workbench.store.splits import hidden_targets
 
     enc = load_text_encoder("minilm")
     with Workspace(bench_ws) as ws:
@@ -218,7 +218,7 @@ def test_personal_win_rate_matches_an_independent_computation(bench_ws):
 def test_references_and_controls_sit_where_they_must(bench_ws):
     """The popularity control writes the same text for everyone (personal exactly 0.5); the shuffled
     control is not personal; the history ceiling scores one unit per user; K partners are K."""
-    from evalbench.report import leaderboard
+    from evalbench.leaderboard import leaderboard
 
     with Workspace(bench_ws) as ws:
         pop = run_bench(ws, BenchConfig(reference="popularity"))

@@ -9,9 +9,17 @@ import pytest
 
 from evalbench.metrics import METRICS
 from evalbench.metrics import single_image as si
-from evalbench.metrics.single_image import (CopyRate, Diversity, EffNetEarlyFeatures, SingleImageFD, copy_rate,
-                                            frechet_distance, nearest_patch_distances, pairwise_diversity,
-                                            single_image_fd)
+from evalbench.metrics.single_image import (
+    CopyRate,
+    Diversity,
+    EffNetEarlyFeatures,
+    SingleImageFD,
+    copy_rate,
+    frechet_distance,
+    nearest_patch_distances,
+    pairwise_diversity,
+    single_image_fd,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")

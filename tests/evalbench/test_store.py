@@ -3,8 +3,8 @@
 import duckdb
 import pytest
 
-from evalbench.store import Workspace, WorkspaceError
-from evalbench.store.migrations import MIGRATIONS
+from workbench.store import Workspace, WorkspaceError
+from workbench.store.migrations import MIGRATIONS
 
 
 def test_migrations_applied_once_and_recorded(tmp_path):

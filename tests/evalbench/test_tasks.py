@@ -11,11 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from evalbench.store import Workspace
-from evalbench.taskreport import compare_runs, render_html, render_markdown, task_report
-from evalbench.taskspec import load_task, parse_task, run_task
+from evalbench.metrics import MetricListError
+from evalbench.task_render import render_html, render_markdown
+from evalbench.task_report import compare_runs, task_report
+from evalbench.task_spec import load_task, parse_task, run_task
+from workbench.store import Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,6 +45,72 @@ def test_task_specs_are_checked():
         parse_task({**base, "systems": [{"name": "a", "encoder": "tfidf"}, {"name": "a", "encoder": "sage"}]})
     with pytest.raises(ValueError, match="dataset.source"):
         parse_task({**base, "dataset": {"source": "imagenet"}})
+
+
+def test_metric_list_entries_are_checked_and_name_their_field():
+    base = {"task": "t", "version": 1, "dataset": {"source": "synthetic"}, "systems": [{"name": "a", "encoder": "tfidf"}]}
+    with pytest.raises(MetricListError, match=r"metric_list\[0\]\.name: unknown metric 'text_preferense'; "
+                                               r"did you mean 'text_preference'\?") as e:
+        parse_task({**base, "metric_list": [{"name": "text_preferense"}]})
+    assert e.value.field == "metric_list[0].name"
+    bad = [([{"name": "text_preference"}, {"name": "cmmd"}], "metric_list[1].name", "does not score text"),
+           ([{"name": "text_preference", "aggregation": "median"}], "metric_list[0].aggregation", "aggregates by mean"),
+           ([{"name": "text_preference", "higher_is_better": False}], "metric_list[0].higher_is_better", "higher-is-better"),
+           ([{"name": "text_preference", "weight": 2}], "metric_list[0]", "unknown key"),
+           ([{"name": "rewrite_spread"}], "metric_list", "no text_preference"),
+           ([{"name": "text_preference"}, {"name": "text_preference"}], "metric_list", "twice"),
+           ("text_preference", "metric_list", "must be a list")]
+    for entries, where, what in bad:
+        with pytest.raises(MetricListError, match=what) as e:
+            parse_task({**base, "metric_list": entries})
+        assert e.value.field == where
+    with pytest.raises(MetricListError, match="image tasks score"):
+        parse_task({**base, "kind": "image", "baseline": "a", "metric_list": [{"name": "text_preference"}]})
+    # without metric_list a text task scores text_preference alone; written out, the same task (the same id)
+    spelled = parse_task({**base, "metric_list": [{"name": "text_preference", "aggregation": "mean",
+                                                   "higher_is_better": True}]})
+    assert spelled.config() == parse_task(base).config() and parse_task(base).config()["metrics"] == ["text_preference"]
+    two = parse_task({**base, "metric_list": [{"name": "text_preference"}, {"name": "rewrite_spread",
+                                                                            "aggregation": "median"}]})
+    assert [m.name for m in two.more_metrics] == ["rewrite_spread"]
+    assert two.config()["metrics"][1] == {"name": "rewrite_spread", "aggregation": "median", "higher_is_better": True}
+
+
+def test_a_task_listing_two_metrics_scores_both(tmp_path):
+    """metric_list drives the runner: both metrics are scored per unit, computed by their classes, stored
+    with the run (metric and encoder as data) and reported beside the personal win rate."""
+    from evalbench.metrics.preference import RewriteSpread, TextPreference
+    from evalbench.runner import unit_table
+    from workbench.store.runs import metric_results
+
+    spec = parse_task({"task": "two_metrics", "version": 1, "dataset": {"source": "synthetic", "n_users": 120,
+                                                                        "n_items": 100},
+                       "prompts": "parti6", "controls": False, "systems": [{"name": "tfidf+template", "encoder": "tfidf"}],
+                       "metric_list": [{"name": "text_preference"}, {"name": "rewrite_spread", "aggregation": "mean"}]})
+    with Workspace(tmp_path / "m.duckdb") as ws:
+        rep = task_report(ws, run_task(ws, spec)["run_id"])
+        system = next(s for s in rep["systems"] if s["name"] == "tfidf+template")
+        stored = metric_results(ws, system["run_id"])
+        t = unit_table(ws, system["run_id"], "rewrite_spread[minilm]", RewriteSpread.fields)
+        pref = unit_table(ws, system["run_id"], "text_preference[minilm]")
+    assert [(r["metric"], r["encoder"], r["aggregation"]) for r in stored] == [
+        ("text_preference", "minilm", "mean"), ("rewrite_spread", "minilm", "mean")]
+    assert t["unit"].size == pref["unit"].size > 0 and np.all((t["spread"] > 0) & (t["spread"] <= 2))
+    # the stored results are the metric classes' compute() over the stored units
+    m = RewriteSpread("minilm")
+    m.update(t["spread"], t["user"])
+    assert stored[1]["result"] == m.compute(seed=spec.seed)
+    p = TextPreference("minilm")
+    p.update(pref["lift"], pref["user"], personal=pref["personal"], personal_margin=pref["personal_margin"],
+             personal_dislikes=pref["personal_dislikes"])
+    assert stored[0]["result"]["personal_win_rate"] == system["personal_win_rate"] == p.compute(seed=0)["personal_win_rate"]
+    spread = system["metrics"]["rewrite_spread[minilm]"]
+    assert spread["value"] == stored[1]["result"]["value"] and spread["higher_is_better"] is True
+    popular = next(s for s in rep["systems"] if s["reference"] == "popularity")
+    assert popular["metrics"]["rewrite_spread[minilm]"]["value"] == pytest.approx(0, abs=1e-5)  # the same for everyone
+    ceiling = next(s for s in rep["systems"] if s["reference"] == "history")
+    assert "metrics" not in ceiling  # no rewrites to spread
+    assert "## Further metrics" in render_markdown(rep) and "rewrite_spread[minilm]" in render_html(rep)
 
 
 def assert_close(a, b, path="report"):
@@ -149,7 +218,7 @@ def test_task_killed_five_times_resumes_to_a_clean_runs_report(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     rng = random.Random(7)
     kills = 0
-    for attempt in range(12):
+    for _attempt in range(12):
         proc = subprocess.Popen(_task_cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
         time.sleep(rng.uniform(2.0, 9.0))
         if proc.poll() is None:
@@ -178,9 +247,9 @@ def test_encoders_by_name(tmp_path):
     from PIL import Image
     from transformers import CLIPConfig, CLIPModel
 
-    from evalbench.metrics.encoders import load_encoder
-    from evalbench.metrics.image_encoders import _clip_processor_class
     from generation.random_weights import byte_level_clip_tokenizer
+    from workbench.encoders import load_encoder
+    from workbench.encoders.image import _clip_processor_class
 
     torch.manual_seed(0)
     cfg = CLIPConfig(text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
@@ -205,7 +274,7 @@ def test_encoders_by_name(tmp_path):
     assert pa.compute() == pytest.approx(np.mean(2.5 * np.maximum((tt * ii).sum(1), 0)), abs=1e-6)
     assert pa.name == "prompt_alignment[clip-tiny-clip]"
     with pytest.raises(ValueError, match="joint text-image encoder"):
-        PromptAlignment("effnet_lite0")
+        PromptAlignment("effnet-lite0")
     text = load_encoder("minilm")
     assert text.encode_text(["a cat"]).shape == (1, 384)
     with pytest.raises(ValueError, match="not images"):
@@ -264,7 +333,8 @@ def test_lift_vs_k_plot_appears_for_k_shot_systems(task_run):
 
     rep = copy.deepcopy(rep)
     base = next(s for s in rep["systems"] if not s["reference"])
-    rep["systems"] = [dict(base, name=f"gat+embedded k={k}", lift_x100=1.0 + k, lift_x100_ci=[k, 2.0 + k]) for k in (0, 3, 5)]
+    rep["systems"] = [dict(base, name=f"gat+embedded k={k}", lift_x100=1.0 + k, lift_x100_ci=[k, 2.0 + k],
+                           shots={"k": k, "series": "gat+embedded"}) for k in (0, 3, 5)]
     rep["groups"] = {}
     html = render_html(rep)
     assert 'alt="lift_vs_k"' in html and 'alt="cost"' in html

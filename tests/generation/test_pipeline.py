@@ -10,14 +10,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from generation.adapters.identity import Consent, ConsentError, IdentityReference  # noqa: E402
 from generation.conditions import UserCondition  # noqa: E402
-from generation.io import read_provenance  # noqa: E402
 from generation.pipeline import generate, get_backend  # noqa: E402
+from workbench.consent import Consent, ConsentError, IdentityReference  # noqa: E402
+from workbench.images import read_provenance  # noqa: E402
 
 
 def test_generate_saves_content_addressed_pngs_and_rows(tmp_path):
-    from evalbench.store import Workspace
+    from workbench.store import Workspace
 
     conds = [UserCondition("u1", "a red bicycle", seed=1, persona_id="s/gat/u1", prompt_id="parti6/p1"),
              UserCondition("u2", "a red bicycle", guidance="adaptive", guidance_options={"threshold": 0.5}, seed=1)]

@@ -40,8 +40,8 @@ def test_clip_by_path_with_a_tiny_random_clip(tmp_path):
     import torch
     from transformers import CLIPConfig, CLIPModel
 
-    from evalbench.metrics.image_encoders import _clip_processor_class
     from generation.random_weights import byte_level_clip_tokenizer
+    from workbench.encoders.image import _clip_processor_class
 
     torch.manual_seed(0)
     cfg = CLIPConfig(text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,

@@ -9,8 +9,8 @@ import pytest
 @pytest.fixture(scope="session")
 def ml100k():
     """MovieLens-100k from the recbole wheel (fetched once into the cache), or a skip saying why."""
-    from persona.data.errors import DataError
     from persona.data.movielens import fetch_wheel, load_movielens
+    from workbench.errors import DataError
 
     cache = os.environ.get("PWB_CACHE") or Path.home() / ".cache" / "persona-workbench"
     try:

@@ -2,14 +2,14 @@
 
 import pytest
 
-from evalbench.store import Workspace
-from evalbench.store.datasets import write_dataset
 from persona.data.splits import SplitParams, make_split
 from persona.data.synthetic import generate_community
 from persona.evidence import build_card, count_tokens, fill_budget
 from persona.mining import load_context, mine_personas
-from persona.records import Evidence, Item, PersonaCard
 from prompting.guard import FENCE, persona_messages
+from workbench.records import Evidence, Item, PersonaCard
+from workbench.store import Workspace
+from workbench.store.datasets import write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_snippets_are_scrubbed_and_cards_keep_known_demographics_only(ws):
     ctx = load_context(ws, "synthetic-s2/s0")
     u = sorted(ctx.visible)[0]
     iid = ctx.visible[u][0].item_id
-    from persona.records import User
+    from workbench.records import User
 
     ctx.items[iid] = Item(iid, "post", "write to me@example.org", "see https://x.io/a or call +44 20 7946 0958 @bob "
                           "signed ada lovelace", None, ctx.items[iid].tags)
@@ -73,7 +73,11 @@ def test_sql_cohort_and_clear_errors(ws):
     demo = [c for c in cols if c not in ("user_id", "role", "n_visible", "n_liked", "n_disliked", "mean_value", "liked_tags")]
     assert demo, "synthetic users declare demographics"
     out = cohort_persona(ws, "busy", "n_visible >= 20", encoder="tfidf")
-    expect = ws.query("SELECT count(*) FROM cohort_users WHERE n_visible >= 20")[0][0]
+    from persona.mining import load_context
+    from workbench.store.splits import resolve_split
+
+    ctx = load_context(ws, resolve_split(ws, None))
+    expect = sum(len(ctx.visible.get(u, [])) >= 20 for u in ctx.users)
     assert out["members"] == expect > 0
     stored = ws.query("SELECT n_members, kind FROM cohorts WHERE cohort_id = 'cohort:busy'")
     assert stored == [(expect, "sql")]

@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from evalbench.store import Workspace
-from evalbench.store.datasets import write_dataset
+from evalbench.link_prediction import evaluate_links, make_scorer
 from persona.coldstart import ColdStart
-from persona.data.splits import SplitParams, hidden_targets, make_split
+from persona.data.splits import SplitParams, make_split
 from persona.data.synthetic import TAGS, generate_community
 from persona.graph import build_graph
-from persona.linkeval import evaluate_links, make_scorer
 from persona.mining import load_context
-from persona.models.gat import (GatPersonaEncoder, SagePersonaEncoder, infer, load_checkpoint, save_checkpoint,
-                                train_gat)
+from persona.models.gat import GatPersonaEncoder, SagePersonaEncoder, infer, load_checkpoint, save_checkpoint, train_gat
+from workbench.store import Workspace
+from workbench.store.datasets import write_dataset
+from workbench.store.splits import hidden_targets
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_coldstart_embedding_of_an_existing_user_equals_its_full_graph_embedding
 
 def test_coldstart_persona_for_a_new_user_and_survey(ctx, encoder):
     from persona.coldstart import default_survey
-    from persona.records import Interaction
+    from workbench.records import Interaction
 
     cs = ColdStart(encoder)
     liked = [i for i, it in ctx.items.items() if "noir" in it.tags][:3] or sorted(ctx.items)[:3]

@@ -22,20 +22,20 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from evalbench.store import Workspace
-from evalbench.store.datasets import (
-    load_interactions,
-    load_items,
-    load_users,
-    write_dataset,
-)
-from persona.data.base import DatasetBundle, validate_bundle
-from persona.data.errors import DataError
 from persona.data.faces import load_faces
 from persona.data.movielens import load_movielens
 from persona.data.stackexchange import load_stackexchange
 from persona.data.synthetic import generate_community
 from persona.data.table import ColumnMapping, load_table
+from workbench.dataset import DatasetBundle, validate_bundle
+from workbench.errors import DataError
+from workbench.store import Workspace
+from workbench.store.datasets import (
+    load_interactions,
+    load_items,
+    load_users,
+    write_dataset,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TABLES = ("datasets", "users", "items", "interactions")
@@ -205,7 +205,8 @@ def test_movielens_100k_round_trip_through_workspace(ml100k, tmp_path):
     assert users["1"].attributes == {"age": 24, "gender": "M", "occupation": "technician"}
     assert (items["1"].title, items["172"].title) == ("Toy Story", "The Empire Strikes Back")
     assert items["1"].tags == by_id(ml100k.items, "item_id")["1"].tags
-    key = lambda x: (x.user_id, x.item_id, x.kind, x.value, x.timestamp)
+    def key(x):
+        return (x.user_id, x.item_id, x.kind, x.value, x.timestamp)
     assert Counter(map(key, inters)) == Counter(map(key, ml100k.interactions))
 
 

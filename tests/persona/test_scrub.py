@@ -1,4 +1,4 @@
-"""The one scrubber of personal identifiers (persona.scrub): a planted corpus, text that must survive, real
+"""The one scrubber of personal identifiers (workbench.scrub): a planted corpus, text that must survive, real
 catalogues left unchanged, personas mined end to end with no identifier left in the store, and a trait never
 both liked and avoided.
 
@@ -16,14 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalbench.store import Workspace
-from evalbench.store.datasets import write_dataset
-from evalbench.store.personas import load_personas, save_personas
 from persona.data.splits import SplitParams, make_split
 from persona.data.synthetic import TAGS, generate_community
 from persona.models.base import PersonaContext
-from persona.records import Evidence, Interaction, Item, PersonaCard, User
-from persona.scrub import (
+from persona.verbalize import sides, verbalize
+from workbench.records import Evidence, Interaction, Item, PersonaCard, User
+from workbench.scrub import (
     PLACEHOLDER,
     contains_identifier,
     is_identifier,
@@ -31,7 +29,9 @@ from persona.scrub import (
     scrub_terms,
     scrub_text,
 )
-from persona.verbalize import sides, verbalize
+from workbench.store import Workspace
+from workbench.store.datasets import write_dataset
+from workbench.store.personas import load_personas, save_personas
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

@@ -4,10 +4,11 @@ from collections import Counter
 
 import pytest
 
-from evalbench.store import Workspace, WorkspaceError
-from evalbench.store.datasets import load_interactions, load_items, write_dataset
-from persona.data.splits import SplitParams, hidden_targets, make_split, visible_interactions
+from persona.data.splits import SplitParams, make_split
 from persona.data.synthetic import generate_community
+from workbench.store import Workspace, WorkspaceError
+from workbench.store.datasets import load_interactions, load_items, write_dataset
+from workbench.store.splits import hidden_targets, visible_interactions
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_popularity_matched_negatives_sit_beside_the_likes(ws):
     for split in ("pop", "uni"):
         pop = _train_popularity(ws, split)
         per_user = []
-        for u, labels in hidden_targets(ws, split).items():
+        for _u, labels in hidden_targets(ws, split).items():
             likes = sorted(np.log1p(pop.get(i, 0)) for i in labels.get("liked", []) for _ in range(2))
             negs = sorted(np.log1p(pop.get(i, 0)) for i in labels.get("unseen", []))
             if likes and len(negs) == len(likes):

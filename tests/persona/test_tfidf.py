@@ -5,13 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from evalbench.store import Workspace
-from evalbench.store.datasets import write_dataset
 from persona.data.splits import SplitParams, make_split
 from persona.data.synthetic import TAGS, generate_community
 from persona.mining import get_persona, load_context, mine_personas
 from persona.models import ENCODERS
-from persona.scrub import scrub_text as scrub
+from workbench.scrub import scrub_text as scrub
+from workbench.store import Workspace
+from workbench.store.datasets import write_dataset
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pytest
 
 from persona.evidence import build_card
 from persona.models.base import PersonaContext
-from persona.records import Interaction, Item, User
 from persona.traits import interest_traits, keyphrases, log_odds_z, population_of, recency_prior
+from workbench.records import Interaction, Item, User
 
 
 def monroe_by_hand(y_u, y_p, a0):

@@ -4,13 +4,13 @@ and their labels) before mining and rewriting leaves every kept candidate and it
 import numpy as np
 import pytest
 
-from evalbench.store import Workspace
-from evalbench.store.datasets import write_dataset
 from persona.data.splits import SplitParams, make_split
 from persona.data.synthetic import generate_community
 from persona.mining import mine_personas
 from prompting.params import RewriteParams
 from prompting.rewriter import rewrite_split
+from workbench.store import Workspace
+from workbench.store.datasets import write_dataset
 
 
 def _choices(path, permute: bool, encoder: str, params: dict):

@@ -2,10 +2,11 @@
 
 import pytest
 
-from persona.records import PersonaCard
 from prompting.backends.template import load_cues
-from prompting.guard import sanitize, validate_rewrite
+from prompting.guard import validate_rewrite
 from prompting.rewriter import Rewriter
+from workbench.records import PersonaCard
+from workbench.scrub import sanitize
 
 
 def card(*traits):
@@ -81,8 +82,8 @@ def test_titles_cues_and_phrases_from_the_card():
 
 
 def test_candidates_differ_keep_the_first_and_are_deterministic():
-    from prompting.backends.template import TemplateBackend
     from prompting.backends.base import RewriteRequest
+    from prompting.backends.template import TemplateBackend
     from prompting.params import RewriteParams
 
     b = TemplateBackend()
@@ -95,8 +96,8 @@ def test_candidates_differ_keep_the_first_and_are_deterministic():
 
 
 def test_selector_keeps_the_candidate_closest_to_the_visible_history():
-    from persona.records import Evidence
     from prompting.select import TfidfHistorySelector
+    from workbench.records import Evidence
 
     card = PersonaCard("u", "", evidence=[Evidence("1", 0.6, "Vertigo: obsession, heights and a detective"),
                                           Evidence("2", 0.4, "Laura: a detective falls for a portrait")])

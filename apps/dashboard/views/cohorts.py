@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from apps.dashboard.common import empty, load
-from evalbench.taskreport import MIN_GROUP
+from evalbench.task_report import MIN_GROUP
 
 
 def pick_run() -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import streamlit as st
 
 from apps.dashboard.common import annotator, empty, load, write_label
-from evalbench.store.workspace import WorkspaceError
+from workbench.store.workspace import WorkspaceError
 
 ALL_PROMPTS = "(all prompts)"
 IMAGE_WIDTH = 256

@@ -1,0 +1,5 @@
+"""``python -m apps.cli``: the same as ``pwb``."""
+
+from apps.cli import main
+
+main()

@@ -1,0 +1,243 @@
+"""``pwb personas``: mine, show, evaluate, group and cold-start personas."""
+
+from __future__ import annotations
+
+import click
+
+from apps.cli.common import (
+    db_option,
+    emit,
+    encoder_option,
+    friendly_errors,
+    graph_encoder_option,
+    interval,
+    json_option,
+    param_option,
+    parse_list,
+    parse_params,
+    split_option,
+    table,
+    workspace,
+)
+
+
+@click.group()
+def personas():
+    """Mine and inspect personas."""
+
+
+def show_card(card, n_evidence: int = 10) -> None:
+    """A persona card for the terminal: summary, known attributes, traits, the top evidence."""
+    click.echo(f"{card.user_id} ({card.model_version})\n{card.summary}\n")
+    if card.demographics:
+        click.echo("known: " + ", ".join(f"{k}={v}" for k, v in card.demographics.items()) + "\n")
+    rows = [{"kind": t.get("kind", "interest"), "share": "", "distinctiveness": "", **t} for t in card.traits]
+    click.echo(table(rows, [("name", "trait"), ("kind", "kind"), ("weight", "weight"), ("share", "share"),
+                            ("distinctiveness", "distinctiveness")]))
+    more = len(card.evidence) - n_evidence
+    click.echo("\nevidence:\n" + table([e.__dict__ for e in card.evidence[:n_evidence]],
+                                       [("item_id", "item"), ("weight", "weight"), ("snippet", "snippet")]))
+    if more > 0:
+        click.echo(f"... and {more} more within the token budget (--json shows all)")
+
+
+def emit_card(card, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    if as_json:
+        return emit(asdict(card), True)
+    show_card(card)
+
+
+@personas.command("mine")
+@split_option
+@encoder_option
+@param_option
+@click.option("--force", is_flag=True, help="Re-mine users that already have a persona (and retrain).")
+@db_option
+@json_option
+@friendly_errors
+def personas_mine(split, encoder, params, force, db, as_json):
+    """Mine a persona for every user of a split (graph encoders keep a checkpoint next to the workspace)."""
+    from persona.mining import mine_personas
+
+    with workspace(db) as ws:
+        emit(mine_personas(ws, split, encoder, force=force, progress=True, encoder_kwargs=parse_params(params)), as_json)
+
+
+@personas.command("show")
+@click.argument("user")
+@split_option
+@encoder_option
+@db_option
+@json_option
+@friendly_errors
+def personas_show(user, split, encoder, db, as_json):
+    """Show USER's persona with its evidence."""
+    from persona.mining import get_persona
+
+    with workspace(db, read_only=True) as ws:
+        card = get_persona(ws, user, split, encoder)
+    emit_card(card, as_json)
+
+
+@personas.command("eval")
+@split_option
+@click.option("--scorers", default="popularity,tfidf,mf,sage,gat-noalign,gat", show_default=True,
+              help="Comma-separated link scorers.")
+@click.option("--negatives", default=9, show_default=True, type=int, help="N in the 1-vs-N hit rate.")
+@click.option("--gat-epochs", default=20, show_default=True, type=int, help="Epochs of the graph encoders.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@db_option
+@json_option
+@friendly_errors
+def personas_eval(split, scorers, negatives, gat_epochs, seed, db, as_json):
+    """Held-out link AUC and 1-vs-N hit rate per encoder, with bootstrap CIs (stored as runs)."""
+    from evalbench.link_prediction import run_link_eval
+
+    with workspace(db) as ws:
+        rows = run_link_eval(ws, split, parse_list(scorers), n_negatives=negatives, seed=seed, gat_epochs=gat_epochs,
+                             progress=True)
+    if as_json:
+        return emit(rows, True)
+    for r in rows:
+        r["auc_ci"] = interval(r["auc_low"], r["auc_high"])
+        r["hit_ci"] = interval(r["hit_low"], r["hit_high"])
+    click.echo(table(rows, [("scorer", "scorer"), ("auc", "link AUC"), ("auc_ci", "95% CI"), ("hit_rate", f"hit@1 of {1 + negatives}"),
+                            ("hit_ci", "95% CI"), ("n_users", "users"), ("seconds", "seconds")]))
+
+
+@personas.command("cohort")
+@click.argument("name")
+@click.option("--where", required=True, help="SQL condition over the columns `pwb personas cohort NAME --where 1=0` lists.")
+@split_option
+@encoder_option
+@db_option
+@json_option
+@friendly_errors
+def personas_cohort(name, where, split, encoder, db, as_json):
+    """Persona of the users matching a SQL condition (stored as cohort:NAME)."""
+    from dataclasses import asdict
+
+    from persona.cohorts import cohort_columns, cohort_persona
+
+    with workspace(db) as ws:
+        try:
+            out = cohort_persona(ws, name, where, split=split, encoder=encoder)
+        except ValueError as exc:
+            if "no users match" in str(exc):
+                raise click.ClickException(f"{exc}. Columns: {', '.join(cohort_columns(ws, split))}") from exc
+            raise
+    if as_json:
+        return emit({**out, "card": asdict(out["card"])}, True)
+    click.echo(f"{out['members']} members\n")
+    show_card(out["card"])
+
+
+@personas.command("archetypes")
+@click.option("--k", default=8, show_default=True, type=int, help="Number of archetypes (k-means clusters).")
+@split_option
+@encoder_option
+@click.option("--seed", default=0, show_default=True, type=int)
+@db_option
+@json_option
+@friendly_errors
+def personas_archetypes(k, split, encoder, seed, db, as_json):
+    """Cluster persona embeddings into K archetype personas (stored as archetype:<i>)."""
+    from persona.cohorts import archetypes
+
+    with workspace(db) as ws:
+        out = archetypes(ws, k, split=split, encoder=encoder, seed=seed)
+    rows = [{"cohort": o["cohort"], "members": o["members"], "summary": o["card"].summary} for o in out]
+    if as_json:
+        return emit(rows, True)
+    click.echo(table(rows, [("cohort", "archetype"), ("members", "members"), ("summary", "persona")]))
+
+
+@personas.command("recovery")
+@split_option
+@encoder_option
+@click.option("--k", default=None, type=int, help="Clusters [default: number of planted personas].")
+@click.option("--seed", default=0, show_default=True, type=int)
+@db_option
+@json_option
+@friendly_errors
+def personas_recovery(split, encoder, k, seed, db, as_json):
+    """NMI / ARI of persona-embedding clusters against planted personas (synthetic data)."""
+    from persona.cohorts import planted_recovery
+
+    with workspace(db, read_only=True) as ws:
+        emit(planted_recovery(ws, k, split=split, encoder=encoder, seed=seed), as_json)
+
+
+@personas.command("coldstart")
+@split_option
+@graph_encoder_option
+@param_option
+@click.option("--items", default="", help="Comma-separated ids of items the new user liked.")
+@click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="Declared attribute, repeatable.")
+@click.option("--answers", "answers", multiple=True, metavar="QUESTION=OPTION[,OPTION]",
+              help="Intake-survey answers, repeatable (see --show-survey).")
+@click.option("--show-survey", is_flag=True, help="Print the default intake survey and exit.")
+@db_option
+@json_option
+@friendly_errors
+def personas_coldstart(split, encoder, params, items, attrs, answers, show_survey, db, as_json):
+    """Persona for a NEW user from a few items or survey answers, in one pass of the trained model."""
+    from evalbench.flows.coldstart import load_coldstart, read_coldstart
+
+    with workspace(db, read_only=True) as ws:
+        source = read_coldstart(ws, split, encoder, parse_params(params))
+    if show_survey:
+        return _show_survey(source.survey(), as_json)
+    if not source.trained:
+        raise click.ClickException(f"No trained {encoder} model for split {source.split_id!r} with these settings: run "
+                                   f"`pwb personas mine --split {source.split_id} --encoder {encoder}` first.")
+    model = load_coldstart(source)
+    attributes = parse_params(attrs, "--attr")
+    if answers:
+        chosen = {q: list(parse_list(str(v))) for q, v in parse_params(answers, "--answers").items()}
+        card = model.maker.from_survey("new-user", model.survey, chosen, attributes)
+    else:
+        ids = parse_list(items)
+        if not ids:
+            raise click.ClickException("pass --items or --answers (see --show-survey)")
+        liked, unknown = model.interactions("new-user", [(i, "like", None) for i in ids])
+        if unknown:
+            raise click.ClickException(f"--items: unknown item ids {', '.join(unknown[:5])}")
+        card = model.maker.persona("new-user", liked, attributes)
+    emit_card(card, as_json)
+
+
+def _show_survey(survey, as_json: bool) -> None:
+    rows = [{"question": q.qid, "text": q.text, "option": o.label, "items": ", ".join(o.items)}
+            for q in survey.questions for o in q.options]
+    if as_json:
+        return emit(rows, True)
+    click.echo(table(rows, [("question", "question"), ("text", "text"), ("option", "option"), ("items", "items")]))
+
+
+@personas.command("coldstart-curve")
+@split_option
+@graph_encoder_option
+@param_option
+@click.option("--ks", default="1,3,5,10", show_default=True, help="Numbers of known interactions.")
+@click.option("--prompts", default="parti36", show_default=True, help="Prompt set for the persona lift.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@db_option
+@json_option
+@friendly_errors
+def personas_coldstart_curve(split, encoder, params, ks, prompts, seed, db, as_json):
+    """Held-out users as new users with k interactions: link AUC and persona lift versus k."""
+    from evalbench.flows.coldstart import coldstart_curve
+
+    with workspace(db) as ws:
+        rows = coldstart_curve(ws, split, encoder, ks=tuple(int(k) for k in ks.split(",")), prompts=prompts,
+                               encoder_kwargs=parse_params(params), seed=seed, progress=True)
+    if as_json:
+        return emit(rows, True)
+    for r in rows:
+        for m in ("link_auc", "lift", "win_rate"):
+            r[f"{m}_ci"] = interval(r[m + "_low"], r[m + "_high"])
+    click.echo(table(rows, [("k", "k"), ("users", "users"), ("link_auc", "link AUC"), ("link_auc_ci", "95% CI"),
+                            ("lift", "lift"), ("lift_ci", "95% CI"), ("win_rate", "win rate"), ("win_rate_ci", "95% CI")]))

@@ -1,0 +1,64 @@
+"""New images from reference images with the training-free patch generator (no weights, any machine):
+``pwb variations``. The reference is given, or retrieved from a pool by similarity to a prompt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def patch_variations(references: list[str] | tuple[str, ...] = (), *, prompt: str | None = None,
+                     pool: str = "samples", num: int = 4, shape: tuple[int, int] | None = None,
+                     preset: str | None = None, tileable: bool = False, patch_size: int = 15, steps: int = 10,
+                     seed: int = 0, out_dir: str | Path = "variations", progress: bool = True) -> dict[str, Any]:
+    """Draw ``num`` variations (seeds ``seed``, ``seed + 1``, ...) into ``out_dir`` as PNGs.
+
+    Args:
+        references: reference image files; with ``prompt`` instead, the ``pool`` image (a folder, or
+            ``samples`` for scikit-image's) whose caption best matches it.
+        shape: ``(height, width)`` of the output (retargeting) [default: the first reference's].
+        preset: ``fast`` (strided patches, top-8 search) or ``paper`` (every patch, exact) [default: paper
+            with CUDA, else fast].
+
+    Returns:
+        ``{"reference": the references (or the picked pool image's caption and similarity), "picked": that
+        caption line or ``None``, "preset", "variations": [{image, seed, seconds, size, scales, copy_rate}]}``;
+        ``copy_rate`` is the share of 32-px windows copied verbatim from the first reference.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from evalbench.metrics.single_image import copy_rate
+    from generation.backends.patch import PatchConfig, PatchDiffusion, fit_reference
+
+    if num < 1:
+        raise ValueError("num: must be at least 1")
+    refs, picked = _references(references, prompt, pool)
+    preset = preset or ("paper" if torch.cuda.is_available() else "fast")
+    kw = dict(patch_size=patch_size, steps=steps, tileable=tileable)
+    cfg = PatchConfig.fast(**kw) if preset == "fast" else PatchConfig(**kw)
+    fitted = [fit_reference(r, shape) for r in refs]
+    gen = PatchDiffusion(fitted, cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in tqdm(range(num), desc="variations", leave=False, disable=not progress):
+        s = gen.sample(shape, seed=seed + i)
+        path = out / f"variation-s{seed + i}.png"
+        s.image.save(path)
+        cr = copy_rate(s.image, fitted[0], patch=32, stride=16) if min(s.image.size) >= 32 else None
+        rows.append({"image": str(path), "seed": seed + i, "seconds": round(s.seconds, 2),
+                     "size": f"{s.image.height}x{s.image.width}", "scales": len(s.scales), "copy_rate": cr})
+    return {"reference": picked or [str(r) for r in refs], "picked": picked, "preset": preset, "variations": rows}
+
+
+def _references(references, prompt: str | None, pool: str) -> tuple[list[Any], str | None]:
+    """``(reference images, the picked pool image's description or None)``."""
+    if prompt:
+        from generation.retrieval import ReferenceRetriever, sample_pool
+
+        (best, sim), = ReferenceRetriever(sample_pool() if pool == "samples" else pool).rank(prompt, 1)
+        return [best.image], f"{best.caption} (similarity {sim:.2f}, caption-minilm)"
+    if references:
+        return list(references), None
+    raise ValueError("references: give reference images, or a prompt to pick one from the pool")

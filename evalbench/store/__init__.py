@@ -1,5 +1,0 @@
-"""DuckDB workspace store: migrations, datasets, splits, personas, rewrites, runs and scores."""
-
-from evalbench.store.workspace import DEFAULT_DB, Workspace, WorkspaceError, dumps, loads, resolve_db_path
-
-__all__ = ["DEFAULT_DB", "Workspace", "WorkspaceError", "dumps", "loads", "resolve_db_path"]

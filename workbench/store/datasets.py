@@ -1,0 +1,103 @@
+"""Datasets in the workspace: write a validated bundle in one transaction, read records back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workbench.dataset import DatasetBundle, validate_bundle
+from workbench.errors import DataError
+from workbench.records import Interaction, Item, User
+from workbench.store.workspace import Workspace, dumps, loads
+
+
+def write_dataset(ws: Workspace, bundle: DatasetBundle) -> dict[str, Any]:
+    """Validate ``bundle`` and store it in one transaction; returns its summary.
+
+    Raises:
+        DataError: when the bundle is invalid or a dataset of that name exists. Either way the
+            workspace is unchanged.
+    """
+    validate_bundle(bundle)
+    if ws.scalar("SELECT count(*) FROM datasets WHERE dataset_id = ?", [bundle.name]):
+        raise DataError(f"dataset {bundle.name!r} already exists in {ws.path}", field="name",
+                        fix="Pass another --name, or use another --db.")
+    d = bundle.name
+    with ws.transaction() as con:
+        con.execute(
+            "INSERT INTO datasets (dataset_id, source, params, meta, n_users, n_items, n_interactions)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [d, bundle.source, dumps(bundle.params), dumps(bundle.meta), len(bundle.users),
+             len(bundle.items), len(bundle.interactions)],
+        )
+        us = bundle.users
+        ws.insert_columns("users", {
+            "dataset_id": [d] * len(us),
+            "user_id": [u.user_id for u in us],
+            "attributes": [dumps(u.attributes or {}) for u in us],
+            "text": [u.text or "" for u in us],
+            "ground_truth": [dumps(u.ground_truth) for u in us],
+        }, casts={"attributes": "JSON", "ground_truth": "JSON"})
+        it = bundle.items
+        ws.insert_columns("items", {
+            "dataset_id": [d] * len(it),
+            "item_id": [i.item_id for i in it],
+            "kind": [i.kind for i in it],
+            "title": [i.title or "" for i in it],
+            "text": [i.text or "" for i in it],
+            "image_uri": [i.image_uri for i in it],
+            "tags": [list(i.tags) for i in it],
+        }, casts={"tags": "VARCHAR[]", "image_uri": "VARCHAR"})
+        xs = bundle.interactions
+        ws.insert_columns("interactions", {
+            "dataset_id": [d] * len(xs),
+            "user_id": [x.user_id for x in xs],
+            "item_id": [x.item_id for x in xs],
+            "kind": [x.kind for x in xs],
+            "value": [x.value for x in xs],
+            "timestamp": [x.timestamp for x in xs],
+            "text": [x.text or "" for x in xs],
+        }, casts={"value": "DOUBLE", "timestamp": "DOUBLE"})
+    return bundle.summary()
+
+
+def list_datasets(ws: Workspace) -> list[dict[str, Any]]:
+    rows = ws.query_dicts(
+        "SELECT dataset_id, source, n_users, n_items, n_interactions, created_at FROM datasets ORDER BY created_at"
+    )
+    return rows
+
+
+def resolve_dataset(ws: Workspace, name: str | None) -> str:
+    """The dataset called ``name``, or the only one when ``name`` is ``None``."""
+    return ws.resolve("dataset", "datasets", "dataset_id", name, "--dataset", "pwb data import ...")
+
+
+def dataset_meta(ws: Workspace, dataset_id: str) -> dict[str, Any]:
+    return loads(ws.scalar("SELECT meta FROM datasets WHERE dataset_id = ?", [dataset_id])) or {}
+
+
+def load_users(ws: Workspace, dataset_id: str) -> dict[str, User]:
+    rows = ws.query("SELECT user_id, attributes, text, ground_truth FROM users WHERE dataset_id = ? ORDER BY user_id",
+                    [dataset_id])
+    return {r[0]: User(r[0], loads(r[1]) or {}, r[2] or "", loads(r[3])) for r in rows}
+
+
+def load_items(ws: Workspace, dataset_id: str) -> dict[str, Item]:
+    rows = ws.query("SELECT item_id, kind, title, text, image_uri, tags FROM items WHERE dataset_id = ? ORDER BY item_id",
+                    [dataset_id])
+    return {r[0]: Item(r[0], r[1], r[2] or "", r[3] or "", r[4], tuple(r[5] or ())) for r in rows}
+
+
+def load_interactions(ws: Workspace, dataset_id: str, user_ids: list[str] | None = None) -> list[Interaction]:
+    sql = "SELECT user_id, item_id, kind, value, timestamp, text FROM interactions WHERE dataset_id = ?"
+    params: list[Any] = [dataset_id]
+    if user_ids is not None:
+        sql += " AND list_contains(?, user_id)"
+        params.append(list(user_ids))
+    sql += " ORDER BY user_id, timestamp NULLS LAST, item_id"
+    return [Interaction(*r[:5], r[5] or "") for r in ws.query(sql, params)]
+
+
+def has_dataset(ws: Workspace, dataset_id: str) -> bool:
+    """Whether the workspace holds the dataset ``dataset_id`` (a task imports it only when absent)."""
+    return bool(ws.scalar("SELECT count(*) FROM datasets WHERE dataset_id = ?", [dataset_id]))
