@@ -33,13 +33,13 @@ further metrics of ``metric_list`` beside it.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from evalbench.metrics import PRIMARY, MetricListError, MetricSpec, parse_metric_list
+from workbench.errors import UnknownNameError
 
 BUNDLED = ("movielens_text", "stackexchange_text", "synthetic_recovery", "face_ratings_image", "dreambench_reference")
 SOURCES = ("movielens", "synthetic", "faces", "stackexchange", "dreambench")
@@ -115,9 +115,7 @@ def load_task(name_or_path: str, **overrides: Any) -> Task:
     else:
         ref = resources.files("evalbench.tasks").joinpath(f"{name_or_path}.yaml")
         if not ref.is_file():
-            close = difflib.get_close_matches(name_or_path, BUNDLED, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ValueError(f"unknown task {name_or_path!r}; {hint}bundled: {', '.join(BUNDLED)}, or give a YAML path")
+            raise UnknownNameError("task", name_or_path, [*BUNDLED, "<path to a YAML file>"], field="task")
         text = ref.read_text("utf-8")
     raw = yaml.safe_load(text) or {}
     raw.update({k: v for k, v in overrides.items() if v is not None})
