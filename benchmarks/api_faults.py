@@ -62,9 +62,26 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log
         self._log = open(log, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "serve", "--db", str(db), "--port", str(self.port),
-                                      "--encoder", "gat", "--log-level", "info", *extra], cwd=ROOT,
-                                     stdout=self._log, stderr=self._log)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "apps.cli",
+                "serve",
+                "--db",
+                str(db),
+                "--port",
+                str(self.port),
+                "--encoder",
+                "gat",
+                "--log-level",
+                "info",
+                *extra,
+            ],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=self._log,
+        )
         t = time.perf_counter()
         while True:
             if self.proc.poll() is not None:
@@ -103,9 +120,15 @@ def loop_command(name: str, args: list[str], until: float, results: list[dict]) 
     while time.monotonic() < until:
         t = time.monotonic()
         p = subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, capture_output=True, text=True)
-        results.append({"command": name, "rc": p.returncode, "seconds": round(time.monotonic() - t, 2),
-                        "waited": "waiting for the workspace" in p.stderr,
-                        "error": p.stderr.strip().splitlines()[-1] if p.returncode else None})
+        results.append(
+            {
+                "command": name,
+                "rc": p.returncode,
+                "seconds": round(time.monotonic() - t, 2),
+                "waited": "waiting for the workspace" in p.stderr,
+                "error": p.stderr.strip().splitlines()[-1] if p.returncode else None,
+            }
+        )
 
 
 async def api_mix(base: str, token: str, items: list[str], seconds: float, clients: int, seed: int) -> dict:
@@ -118,21 +141,32 @@ async def api_mix(base: str, token: str, items: list[str], seconds: float, clien
     n = {"i": 0}
     deadline = time.monotonic() + seconds
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as s:
+
         async def one():
             while time.monotonic() < deadline:
                 n["i"] += 1
                 r = rng.random()
                 if r < 0.6:
                     uid = f"mix-{seed}-{n['i']}"
-                    req = s.post(base + "/v1/personas", json={"user_id": uid, "interactions": [
-                        {"item_id": i} for i in rng.sample(items, 3)]})
+                    req = s.post(
+                        base + "/v1/personas",
+                        json={"user_id": uid, "interactions": [{"item_id": i} for i in rng.sample(items, 3)]},
+                    )
                 elif r < 0.75 and acked:
                     uid, req = None, s.get(base + f"/v1/personas/{rng.choice(acked)}")
                 elif r < 0.9:
                     uid, req = None, s.get(base + "/v1/runs")
                 else:
-                    uid, req = None, s.post(base + "/v1/generate", json={"conditions": [
-                        {"user_id": "mix", "prompt": "a red bicycle", "seed": n["i"]}], **SMALL})
+                    uid, req = (
+                        None,
+                        s.post(
+                            base + "/v1/generate",
+                            json={
+                                "conditions": [{"user_id": "mix", "prompt": "a red bicycle", "seed": n["i"]}],
+                                **SMALL,
+                            },
+                        ),
+                    )
                 async with req as resp:
                     body = await resp.read()
                     key = f"{req_name(resp)} {resp.status}"
@@ -158,8 +192,11 @@ def stored_personas(db: Path, users: list[str]) -> int:
     from workbench.store.workspace import Workspace
 
     with Workspace(db, wait_s=120) as ws:  # read-write: applies anything still in the journal
-        return ws.scalar("SELECT count(DISTINCT user_id) FROM personas WHERE encoder = 'gat-coldstart' "
-                         "AND list_contains(?, user_id)", [users])
+        return ws.scalar(
+            "SELECT count(DISTINCT user_id) FROM personas WHERE encoder = 'gat-coldstart' "
+            "AND list_contains(?, user_id)",
+            [users],
+        )
 
 
 def phase_shared(db: Path, tmp: Path, token: str, items: list[str], seconds: float) -> dict:
@@ -167,12 +204,26 @@ def phase_shared(db: Path, tmp: Path, token: str, items: list[str], seconds: flo
     until = time.monotonic() + seconds
     bench: list[dict] = []
     mine: list[dict] = []
-    threads = [threading.Thread(target=loop_command, args=("pwb bench run synthetic_recovery",
-                                                            ["bench", "run", "synthetic_recovery", "--db", str(db), "--json"],
-                                                            until, bench)),
-               threading.Thread(target=loop_command, args=("pwb personas mine --force",
-                                                            ["personas", "mine", "--encoder", "tfidf", "--force", "--db", str(db)],
-                                                            until, mine))]
+    threads = [
+        threading.Thread(
+            target=loop_command,
+            args=(
+                "pwb bench run synthetic_recovery",
+                ["bench", "run", "synthetic_recovery", "--db", str(db), "--json"],
+                until,
+                bench,
+            ),
+        ),
+        threading.Thread(
+            target=loop_command,
+            args=(
+                "pwb personas mine --force",
+                ["personas", "mine", "--encoder", "tfidf", "--force", "--db", str(db)],
+                until,
+                mine,
+            ),
+        ),
+    ]
     for t in threads:
         t.start()
     t0 = time.monotonic()
@@ -181,23 +232,38 @@ def phase_shared(db: Path, tmp: Path, token: str, items: list[str], seconds: flo
         t.join()
     wall = time.monotonic() - t0
     server.stop()
-    logged = [x for x in server.logged() if x.get("event") == "request" and x.get("path") != "/readyz"]  # not start-up polls
+    logged = [
+        x for x in server.logged() if x.get("event") == "request" and x.get("path") != "/readyz"
+    ]  # not start-up polls
     acked = mix.pop("acknowledged")
     stored = stored_personas(db, acked)
     total = sum(mix["codes"].values())
-    server_errors = sum(v for k, v in mix["codes"].items() if k.endswith(" 500") or k.split()[-1].startswith("5")
-                        and not k.endswith(" 503"))
-    return {"seconds": round(wall, 1), "api_requests": total, "api_codes": mix["codes"],
-            "api_500s": server_errors, "api_503s": sum(v for k, v in mix["codes"].items() if k.endswith(" 503")),
-            "api_503_without_retry_after": mix["503_without_retry_after"],
-            "logged_requests": len(logged), "logged_500s": sum(1 for x in logged if x["status"] >= 500 and x["status"] != 503),
-            "logged_503": sum(1 for x in logged if x["status"] == 503),
-            "acknowledged_personas": len(acked), "stored_personas": stored, "lost_personas": len(acked) - stored,
-            "bench_runs": len(bench), "bench_failed": sum(1 for r in bench if r["rc"]),
-            "cli_writes": len(mine), "cli_failed": sum(1 for r in mine if r["rc"]),
-            "cli_waited": sum(1 for r in mine if r["waited"]),
-            "cli_max_seconds": max((r["seconds"] for r in mine), default=None),
-            "failures": [r for r in bench + mine if r["rc"]][:5]}
+    server_errors = sum(
+        v
+        for k, v in mix["codes"].items()
+        if k.endswith(" 500") or k.split()[-1].startswith("5") and not k.endswith(" 503")
+    )
+    return {
+        "seconds": round(wall, 1),
+        "api_requests": total,
+        "api_codes": mix["codes"],
+        "api_500s": server_errors,
+        "api_503s": sum(v for k, v in mix["codes"].items() if k.endswith(" 503")),
+        "api_503_without_retry_after": mix["503_without_retry_after"],
+        "logged_requests": len(logged),
+        "logged_500s": sum(1 for x in logged if x["status"] >= 500 and x["status"] != 503),
+        "logged_503": sum(1 for x in logged if x["status"] == 503),
+        "acknowledged_personas": len(acked),
+        "stored_personas": stored,
+        "lost_personas": len(acked) - stored,
+        "bench_runs": len(bench),
+        "bench_failed": sum(1 for r in bench if r["rc"]),
+        "cli_writes": len(mine),
+        "cli_failed": sum(1 for r in mine if r["rc"]),
+        "cli_waited": sum(1 for r in mine if r["waited"]),
+        "cli_max_seconds": max((r["seconds"] for r in mine), default=None),
+        "failures": [r for r in bench + mine if r["rc"]][:5],
+    }
 
 
 async def burst(base: str, token: str, n: int, seconds: float, clients: int) -> dict:
@@ -212,15 +278,23 @@ async def burst(base: str, token: str, n: int, seconds: float, clients: int) -> 
         q.put_nowait(i)
     t0 = time.monotonic()
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as s:
+
         async def one():
             nonlocal bad_refusals
             while not q.empty():
                 i = q.get_nowait()
                 await asyncio.sleep(max(0.0, t0 + i * seconds / n - time.monotonic()))  # paced
                 large = i % 10 == 9
-                body = ({"conditions": [{"user_id": f"b{i}-{k}", "prompt": "a lighthouse at dusk", "seed": k}
-                                        for k in range(16)], **LARGE} if large else
-                        {"conditions": [{"user_id": f"b{i}", "prompt": "a red bicycle", "seed": i}], **SMALL})
+                body = (
+                    {
+                        "conditions": [
+                            {"user_id": f"b{i}-{k}", "prompt": "a lighthouse at dusk", "seed": k} for k in range(16)
+                        ],
+                        **LARGE,
+                    }
+                    if large
+                    else {"conditions": [{"user_id": f"b{i}", "prompt": "a red bicycle", "seed": i}], **SMALL}
+                )
                 t = time.monotonic()
                 async with s.post(base + "/v1/generate", json=body) as r:
                     out = await r.json()
@@ -232,9 +306,13 @@ async def burst(base: str, token: str, n: int, seconds: float, clients: int) -> 
                         bad_refusals += 1
 
         await asyncio.gather(*(one() for _ in range(clients)))
-    return {"codes": {str(k): v for k, v in sorted(codes.items())}, "accepted": accepted,
-            "refusals_not_429_503_with_retry_after": bad_refusals, "submit_seconds": round(time.monotonic() - t0, 2),
-            "submit_p99_ms": round(float(np.percentile(np.array(lat) * 1000, 99)), 1)}
+    return {
+        "codes": {str(k): v for k, v in sorted(codes.items())},
+        "accepted": accepted,
+        "refusals_not_429_503_with_retry_after": bad_refusals,
+        "submit_seconds": round(time.monotonic() - t0, 2),
+        "submit_p99_ms": round(float(np.percentile(np.array(lat) * 1000, 99)), 1),
+    }
 
 
 def job(base: str, token: str, job_id: str) -> dict:
@@ -266,9 +344,14 @@ def phase_queue(db: Path, tmp: Path, token: str, n: int, seconds: float) -> dict
         # baseline: the small job alone, queue empty (same server, same run)
         base_waits = []
         for i in range(5):
-            req = urllib.request.Request(server.base + "/v1/generate", method="POST", headers={
-                "Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-                data=json.dumps({"conditions": [{"user_id": "solo", "prompt": "a red bicycle", "seed": i}], **SMALL}).encode())
+            req = urllib.request.Request(
+                server.base + "/v1/generate",
+                method="POST",
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                data=json.dumps(
+                    {"conditions": [{"user_id": "solo", "prompt": "a red bicycle", "seed": i}], **SMALL}
+                ).encode(),
+            )
             with urllib.request.urlopen(req, timeout=10) as r:
                 jid = json.loads(r.read())["job_id"]
             out = wait_jobs(server.base, token, [jid], 60)[jid]
@@ -300,13 +383,21 @@ def phase_queue(db: Path, tmp: Path, token: str, n: int, seconds: float) -> dict
         failed = sum(1 for out in done.values() if out["status"] == "failed")
     finally:
         server.stop()
-    return {"requests": n, "seconds": seconds, "clients": 8, **b, "accepted": len(ids), "finished": len(done),
-            "failed_jobs": failed, "rss_mb": {k: round(v, 1) for k, v in rss.items()},
-            "baseline_small_wait_s": {"p50": pct(base_waits, 50), "max": round(max(base_waits), 3)},
-            "small_wait_s": {"n": len(waits["small"]), "p50": pct(waits["small"], 50), "p99": pct(waits["small"], 99)},
-            "large_wait_s": {"n": len(waits["large"]), "p50": pct(waits["large"], 50), "p99": pct(waits["large"], 99)},
-            "small_done_s": {"p50": pct(finish["small"], 50), "p99": pct(finish["small"], 99)},
-            "large_done_s": {"p50": pct(finish["large"], 50), "p99": pct(finish["large"], 99)}}
+    return {
+        "requests": n,
+        "seconds": seconds,
+        "clients": 8,
+        **b,
+        "accepted": len(ids),
+        "finished": len(done),
+        "failed_jobs": failed,
+        "rss_mb": {k: round(v, 1) for k, v in rss.items()},
+        "baseline_small_wait_s": {"p50": pct(base_waits, 50), "max": round(max(base_waits), 3)},
+        "small_wait_s": {"n": len(waits["small"]), "p50": pct(waits["small"], 50), "p99": pct(waits["small"], 99)},
+        "large_wait_s": {"n": len(waits["large"]), "p50": pct(waits["large"], 50), "p99": pct(waits["large"], 99)},
+        "small_done_s": {"p50": pct(finish["small"], 50), "p99": pct(finish["small"], 99)},
+        "large_done_s": {"p50": pct(finish["large"], 50), "p99": pct(finish["large"], 99)},
+    }
 
 
 def main() -> None:
@@ -329,28 +420,44 @@ def main() -> None:
     out: dict = {}
     if not args.skip_shared:
         s = out["shared"] = phase_shared(db, tmp, token, items, args.shared_seconds)
-        print(f"shared workspace, {s['seconds']} s: {s['api_requests']} API requests, 500s {s['api_500s']}, "
-              f"503s {s['api_503s']} (without Retry-After {s['api_503_without_retry_after']}; logged 503 "
-              f"{s['logged_503']}, logged 500s {s['logged_500s']}); personas acknowledged {s['acknowledged_personas']}, "
-              f"stored {s['stored_personas']}, lost {s['lost_personas']}; bench runs {s['bench_runs']} "
-              f"(failed {s['bench_failed']}); CLI writes {s['cli_writes']} (failed {s['cli_failed']}, waited "
-              f"{s['cli_waited']}, longest {s['cli_max_seconds']} s)")
+        print(
+            f"shared workspace, {s['seconds']} s: {s['api_requests']} API requests, 500s {s['api_500s']}, "
+            f"503s {s['api_503s']} (without Retry-After {s['api_503_without_retry_after']}; logged 503 "
+            f"{s['logged_503']}, logged 500s {s['logged_500s']}); personas acknowledged {s['acknowledged_personas']}, "
+            f"stored {s['stored_personas']}, lost {s['lost_personas']}; bench runs {s['bench_runs']} "
+            f"(failed {s['bench_failed']}); CLI writes {s['cli_writes']} (failed {s['cli_failed']}, waited "
+            f"{s['cli_waited']}, longest {s['cli_max_seconds']} s)"
+        )
         print(f"  codes: {s['api_codes']}")
     if not args.skip_queue:
         q = out["queue"] = phase_queue(db, tmp, token, args.burst, args.burst_seconds)
-        ratio = (q["small_wait_s"]["p99"] / q["baseline_small_wait_s"]["p50"]
-                 if q["small_wait_s"]["p99"] and q["baseline_small_wait_s"]["p50"] else None)
+        ratio = (
+            q["small_wait_s"]["p99"] / q["baseline_small_wait_s"]["p50"]
+            if q["small_wait_s"]["p99"] and q["baseline_small_wait_s"]["p50"]
+            else None
+        )
         q["small_p99_vs_empty_queue"] = round(ratio, 1) if ratio else None
-        print(f"queue burst: {q['requests']} POST /v1/generate in {q['submit_seconds']} s from 8 clients: codes "
-              f"{q['codes']}, bad refusals {q['refusals_not_429_503_with_retry_after']}; accepted {q['accepted']}, "
-              f"finished {q['finished']} (failed {q['failed_jobs']}); server RSS {q['rss_mb']} MB")
-        print(f"  queue wait, small jobs: p50 {q['small_wait_s']['p50']} s, p99 {q['small_wait_s']['p99']} s "
-              f"(empty queue p50 {q['baseline_small_wait_s']['p50']} s); large jobs: p50 {q['large_wait_s']['p50']} s, "
-              f"p99 {q['large_wait_s']['p99']} s")
-        print(f"  submit to finished: small p50 {q['small_done_s']['p50']} s, p99 {q['small_done_s']['p99']} s; "
-              f"large (16 conditions) p50 {q['large_done_s']['p50']} s, p99 {q['large_done_s']['p99']} s")
-    write_result(args.out, "api_faults", [], **out, note="2-core machine; the clients, bench runs and CLI writers "
-                 "share the cores with the server")
+        print(
+            f"queue burst: {q['requests']} POST /v1/generate in {q['submit_seconds']} s from 8 clients: codes "
+            f"{q['codes']}, bad refusals {q['refusals_not_429_503_with_retry_after']}; accepted {q['accepted']}, "
+            f"finished {q['finished']} (failed {q['failed_jobs']}); server RSS {q['rss_mb']} MB"
+        )
+        print(
+            f"  queue wait, small jobs: p50 {q['small_wait_s']['p50']} s, p99 {q['small_wait_s']['p99']} s "
+            f"(empty queue p50 {q['baseline_small_wait_s']['p50']} s); large jobs: p50 {q['large_wait_s']['p50']} s, "
+            f"p99 {q['large_wait_s']['p99']} s"
+        )
+        print(
+            f"  submit to finished: small p50 {q['small_done_s']['p50']} s, p99 {q['small_done_s']['p99']} s; "
+            f"large (16 conditions) p50 {q['large_done_s']['p50']} s, p99 {q['large_done_s']['p99']} s"
+        )
+    write_result(
+        args.out,
+        "api_faults",
+        [],
+        **out,
+        note="2-core machine; the clients, bench runs and CLI writers share the cores with the server",
+    )
 
 
 if __name__ == "__main__":

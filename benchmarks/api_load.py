@@ -39,8 +39,9 @@ def free_port() -> int:
 
 
 def pwb(*args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=ROOT, check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "apps.cli", *args], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def synthetic_workspace(root: Path, encoder: str) -> Path:
@@ -60,6 +61,7 @@ async def hammer(url: str, make_body, headers: dict, n: int, concurrency: int, m
     deadline = time.perf_counter() + max_seconds
     conn = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=conn, headers=headers) as session:
+
         async def worker():
             while left["n"] > 0 and time.perf_counter() < deadline:
                 left["n"] -= 1
@@ -78,18 +80,30 @@ async def hammer(url: str, make_body, headers: dict, n: int, concurrency: int, m
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     ms = np.array(lat) * 1000
-    return {"requests": len(lat), "seconds": round(wall, 3), "rps": round(len(lat) / wall, 1),
-            "p50_ms": round(float(np.percentile(ms, 50)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2),
-            "p99_ms": round(float(np.percentile(ms, 99)), 2), "max_ms": round(float(ms.max()), 2),
-            "status_codes": {str(k): v for k, v in sorted(codes.items())}}
+    return {
+        "requests": len(lat),
+        "seconds": round(wall, 3),
+        "rps": round(len(lat) / wall, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p90_ms": round(float(np.percentile(ms, 90)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "max_ms": round(float(ms.max()), 2),
+        "status_codes": {str(k): v for k, v in sorted(codes.items())},
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--db", default=None, help="Workspace with a trained encoder [default: a synthetic one built now].")
     ap.add_argument("--encoder", default="gat")
-    ap.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                    help="Encoder setting of the trained model, as `pwb serve -p` takes it.")
+    ap.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Encoder setting of the trained model, as `pwb serve -p` takes it.",
+    )
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--max-seconds", type=float, default=60.0, help="Hard stop per phase.")
@@ -100,13 +114,33 @@ def main() -> None:
     t = time.perf_counter()
     db = Path(args.db) if args.db else synthetic_workspace(Path(tmp.name), args.encoder)
     setup_s = time.perf_counter() - t
-    token = json.loads(pwb("keys", "create", f"load-{os.getpid()}-{int(time.time())}", "--rate", "100000000",
-                           "--db", str(db), "--json"))["token"]
+    token = json.loads(
+        pwb(
+            "keys", "create", f"load-{os.getpid()}-{int(time.time())}", "--rate", "100000000", "--db", str(db), "--json"
+        )
+    )["token"]
     port = free_port()
     log = open(Path(tmp.name) / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "apps.cli", "serve", "--db", str(db), "--port", str(port),
-                               "--encoder", args.encoder, *[a for p in args.param for a in ("-p", p)],
-                               "--log-level", "warning"], cwd=ROOT, stdout=log, stderr=log)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "apps.cli",
+            "serve",
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+            "--encoder",
+            args.encoder,
+            *[a for p in args.param for a in ("-p", p)],
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=log,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         import urllib.request
@@ -134,18 +168,29 @@ def main() -> None:
 
         con = connect(str(db), read_only=True)  # the whole catalogue, not only the survey's items
         split = con.execute("SELECT dataset_id FROM splits ORDER BY created_at LIMIT 1").fetchone()[0]
-        items = [r[0] for r in con.execute("SELECT item_id FROM items WHERE dataset_id = ?", [split]).fetchall()] or items
+        items = [
+            r[0] for r in con.execute("SELECT item_id FROM items WHERE dataset_id = ?", [split]).fetchall()
+        ] or items
         con.close()
         rng = random.Random(args.seed)
 
         def cold_body():
-            return {"interactions": [{"item_id": i} for i in rng.sample(items, rng.randint(3, 5))],
-                    "attributes": {}, "store": True}
+            return {
+                "interactions": [{"item_id": i} for i in rng.sample(items, rng.randint(3, 5))],
+                "attributes": {},
+                "store": True,
+            }
 
         headers = {"Authorization": f"Bearer {token}"}
-        asyncio.run(hammer(base + "/v1/personas", cold_body, headers, 200, args.concurrency, args.max_seconds))  # warm-up
-        health = asyncio.run(hammer(base + "/healthz", lambda: None, headers, args.requests, args.concurrency, args.max_seconds))
-        cold = asyncio.run(hammer(base + "/v1/personas", cold_body, headers, args.requests, args.concurrency, args.max_seconds))
+        asyncio.run(
+            hammer(base + "/v1/personas", cold_body, headers, 200, args.concurrency, args.max_seconds)
+        )  # warm-up
+        health = asyncio.run(
+            hammer(base + "/healthz", lambda: None, headers, args.requests, args.concurrency, args.max_seconds)
+        )
+        cold = asyncio.run(
+            hammer(base + "/v1/personas", cold_body, headers, args.requests, args.concurrency, args.max_seconds)
+        )
     finally:
         server.terminate()
         try:
@@ -154,23 +199,32 @@ def main() -> None:
             server.kill()
         log.close()
     result = {
-        "benchmark": "api_load", "route": "POST /v1/personas (cold start, no LLM)", "encoder": args.encoder,
+        "benchmark": "api_load",
+        "route": "POST /v1/personas (cold start, no LLM)",
+        "encoder": args.encoder,
         "workspace": ("synthetic (500 users, built here)" if not args.db else Path(args.db).name)
         + f": split {ready['split']}, {ready['catalogue_items']} catalogue items",
-        "concurrency": args.concurrency, "server": "pwb serve: uvicorn (uvloop, httptools), 1 process, torch 1 thread",
+        "concurrency": args.concurrency,
+        "server": "pwb serve: uvicorn (uvloop, httptools), 1 process, torch 1 thread",
         "machine": f"{os.cpu_count()} CPU cores shared by server and client (aiohttp), loopback",
-        "setup_s": round(setup_s, 1), "ready_s": round(ready_s, 1),
-        "baseline_healthz": health, "coldstart": cold,
+        "setup_s": round(setup_s, 1),
+        "ready_s": round(ready_s, 1),
+        "baseline_healthz": health,
+        "coldstart": cold,
         "coldstart_vs_healthz_rps": round(cold["rps"] / health["rps"], 3),
         "target": {"rps": 300, "p99_ms": 50},
         "meets_target": cold["rps"] >= 300 and cold["p99_ms"] < 50 and set(cold["status_codes"]) == {"201"},
     }
     print(f"{'route':<34} {'req':>6} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}  codes")
     for name, r in (("GET /healthz (baseline)", health), ("POST /v1/personas (cold start)", cold)):
-        print(f"{name:<34} {r['requests']:>6} {r['rps']:>8.1f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-              f"{r['max_ms']:>8.2f}  {r['status_codes']}")
-    print(f"cold start / healthz throughput: {result['coldstart_vs_healthz_rps']:.2f}; target >= 300 req/s, p99 < 50 ms: "
-          f"{'met' if result['meets_target'] else 'NOT met'} ({args.concurrency} concurrent clients, {result['machine']})")
+        print(
+            f"{name:<34} {r['requests']:>6} {r['rps']:>8.1f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+            f"{r['max_ms']:>8.2f}  {r['status_codes']}"
+        )
+    print(
+        f"cold start / healthz throughput: {result['coldstart_vs_healthz_rps']:.2f}; target >= 300 req/s, p99 < 50 ms: "
+        f"{'met' if result['meets_target'] else 'NOT met'} ({args.concurrency} concurrent clients, {result['machine']})"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

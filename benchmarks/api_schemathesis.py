@@ -42,25 +42,51 @@ def main() -> None:
     st = Path(sys.executable).parent / "st"
     t = time.perf_counter()
     try:
-        p = subprocess.run([str(st), "--config-file", str(ROOT / "schemathesis.toml"), "run", server.base + "/openapi.json", "--checks", "all", "-H",
-                            f"Authorization: Bearer {token}", "--max-examples", str(args.max_examples),
-                            "--seed", str(args.seed), "--workers", "1"], capture_output=True, text=True)
+        p = subprocess.run(
+            [
+                str(st),
+                "--config-file",
+                str(ROOT / "schemathesis.toml"),
+                "run",
+                server.base + "/openapi.json",
+                "--checks",
+                "all",
+                "-H",
+                f"Authorization: Bearer {token}",
+                "--max-examples",
+                str(args.max_examples),
+                "--seed",
+                str(args.seed),
+                "--workers",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+        )
     finally:
         server.stop()
     seconds = time.perf_counter() - t
     out = p.stdout + p.stderr
-    summary = out[out.rfind("SUMMARY"):] if "SUMMARY" in out else out[-4000:]
-    details = out[out.find("FAILURES"):out.rfind("SUMMARY")] if "FAILURES" in out else ""
+    summary = out[out.rfind("SUMMARY") :] if "SUMMARY" in out else out[-4000:]
+    details = out[out.find("FAILURES") : out.rfind("SUMMARY")] if "FAILURES" in out else ""
     print((details + summary).strip())
     cases = re.search(r"Test cases:\s*\n?\s*(\d+) generated", out)
     failures = dict(re.findall(r"❌\s+([^:\n]+?):\s+(\d+)", summary))
     logged = [x for x in server.logged() if x.get("event") == "request"]
-    write_result(args.out, "api_schemathesis", [], exit_code=p.returncode, seconds=round(seconds, 1),
-                 cases=int(cases.group(1)) if cases else None, failures=failures,
-                 server_500s_logged=sum(1 for x in logged if x["status"] >= 500 and x["status"] != 503),
-                 command=f"st --config-file schemathesis.toml run <spec> --checks all --max-examples {args.max_examples} "
-                         f"--seed {args.seed}",
-                 summary=summary.strip()[-3000:], failure_details=details.strip()[-6000:])
+    write_result(
+        args.out,
+        "api_schemathesis",
+        [],
+        exit_code=p.returncode,
+        seconds=round(seconds, 1),
+        cases=int(cases.group(1)) if cases else None,
+        failures=failures,
+        server_500s_logged=sum(1 for x in logged if x["status"] >= 500 and x["status"] != 503),
+        command=f"st --config-file schemathesis.toml run <spec> --checks all --max-examples {args.max_examples} "
+        f"--seed {args.seed}",
+        summary=summary.strip()[-3000:],
+        failure_details=details.strip()[-6000:],
+    )
     sys.exit(p.returncode)
 
 

@@ -45,8 +45,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="64,128,256,512,1024")
     ap.add_argument("--configs", default="fast,paper")
-    ap.add_argument("--paper-max", type=int, default=1024 if cuda else 128,
-                    help="Largest size the exact paper setting is run at (its cost grows with pixels squared).")
+    ap.add_argument(
+        "--paper-max",
+        type=int,
+        default=1024 if cuda else 128,
+        help="Largest size the exact paper setting is run at (its cost grows with pixels squared).",
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "patch_speed.json"))
     args = ap.parse_args(argv)
     base = Image.fromarray(data.chelsea()[:, 50:350])
@@ -71,25 +75,44 @@ def main(argv=None) -> int:
             if cuda:
                 torch.cuda.synchronize()
             secs = time.perf_counter() - t1
-            rows.append({
-                "config": name, "size": size, "device": "cuda" if cuda else "cpu", "seconds": secs,
-                "seconds_per_megapixel": secs / (size * size / 1e6), "first_call_seconds": first,
-                "scales": out.scales, "methods": out.methods, "denoiser_calls": out.denoiser_calls,
-                "peak_mem_mib": (torch.cuda.max_memory_allocated() / 2**20) if cuda else _peak_rss_mib(),
-                "peak_mem_kind": "cuda max_memory_allocated" if cuda else "process max RSS",
-                "mean_pixel": float(np.asarray(out.image).mean()),
-            })
+            rows.append(
+                {
+                    "config": name,
+                    "size": size,
+                    "device": "cuda" if cuda else "cpu",
+                    "seconds": secs,
+                    "seconds_per_megapixel": secs / (size * size / 1e6),
+                    "first_call_seconds": first,
+                    "scales": out.scales,
+                    "methods": out.methods,
+                    "denoiser_calls": out.denoiser_calls,
+                    "peak_mem_mib": (torch.cuda.max_memory_allocated() / 2**20) if cuda else _peak_rss_mib(),
+                    "peak_mem_kind": "cuda max_memory_allocated" if cuda else "process max RSS",
+                    "mean_pixel": float(np.asarray(out.image).mean()),
+                }
+            )
     print("config | size | seconds/image | s/megapixel | first call (setup + sample) | peak MiB | scales")
     print("--- | --- | --- | --- | --- | --- | ---")
     for r in rows:
-        print(f"{r['config']} | {r['size']} | {r['seconds']:.2f} | {r['seconds_per_megapixel']:.1f} | "
-              f"{r['first_call_seconds']:.2f} | {r['peak_mem_mib']:.0f} | {len(r['scales'])}")
+        print(
+            f"{r['config']} | {r['size']} | {r['seconds']:.2f} | {r['seconds_per_megapixel']:.1f} | "
+            f"{r['first_call_seconds']:.2f} | {r['peak_mem_mib']:.0f} | {len(r['scales'])}"
+        )
     from _results import write_result
 
-    write_result(args.out, "patch_speed", rows, threads=torch.get_num_threads(),
-                 gpu=torch.cuda.get_device_name() if cuda else None,
-                 note=(f"CPU: torch with {torch.get_num_threads()} threads; the reference implementation needs CUDA and "
-                       "was not run") if not cuda else None)
+    write_result(
+        args.out,
+        "patch_speed",
+        rows,
+        threads=torch.get_num_threads(),
+        gpu=torch.cuda.get_device_name() if cuda else None,
+        note=(
+            f"CPU: torch with {torch.get_num_threads()} threads; the reference implementation needs CUDA and "
+            "was not run"
+        )
+        if not cuda
+        else None,
+    )
     return 0
 
 

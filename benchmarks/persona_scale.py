@@ -80,12 +80,31 @@ def synthetic_graph(n_users: int, n_items: int, per_user: int, seed: int = 0):
     n = torch.bincount(row, minlength=n_users).float()
     mean = torch.zeros(n_users).index_add_(0, row, rating) / n.clamp(min=1)
     liked, disliked = rating >= 4, rating <= 2
-    edge_attr = torch.stack([(rating - mean[row]) / 2, liked.float(), disliked.float(),
-                             torch.rand(col.numel(), generator=g), torch.ones(col.numel())], 1)
+    edge_attr = torch.stack(
+        [
+            (rating - mean[row]) / 2,
+            liked.float(),
+            disliked.float(),
+            torch.rand(col.numel(), generator=g),
+            torch.ones(col.numel()),
+        ],
+        1,
+    )
     x_user = torch.stack([torch.ones(n_users), torch.log1p(n) / 5, (group == 0).float(), (group == 1).float()], 1)
-    graph = UserItemGraph([f"u{i}" for i in range(n_users)], [f"i{i}" for i in range(n_items)], x_user, x_item,
-                          torch.stack([row, col]), edge_attr, liked, ["rating"], {"group": ["a", "b"]},
-                          None, disliked, (0.0, 1.0))
+    graph = UserItemGraph(
+        [f"u{i}" for i in range(n_users)],
+        [f"i{i}" for i in range(n_items)],
+        x_user,
+        x_item,
+        torch.stack([row, col]),
+        edge_attr,
+        liked,
+        ["rating"],
+        {"group": ["a", "b"]},
+        None,
+        disliked,
+        (0.0, 1.0),
+    )
     tags = [f"tag{t:02d}" for t in range(N_TAGS)]
     return graph, item_tags, tags
 
@@ -120,8 +139,15 @@ def cards_vectorised(graph, emb, item_tags, tags, n_traits: int = 4, n_evidence:
     for u, i in zip(ev_user, ev_item):
         evidence.setdefault(u, []).append(graph.item_ids[i])
     tw, tt = top_w.tolist(), top_t.tolist()
-    summaries = [verbalize([{"name": tags[t], "weight": x} for t, x in zip(tt[u], tw[u]) if x > 0],
-                           evidence.get(u, [])[:3], {}, "items") for u in range(len(graph.user_ids))]
+    summaries = [
+        verbalize(
+            [{"name": tags[t], "weight": x} for t, x in zip(tt[u], tw[u]) if x > 0],
+            evidence.get(u, [])[:3],
+            {},
+            "items",
+        )
+        for u in range(len(graph.user_ids))
+    ]
     return summaries, evidence
 
 
@@ -156,17 +182,29 @@ def run_size(n_users: int, n_items: int, per_user: int, steps: int, seed: int) -
     out["mined_s"] = out["graph_s"] + out["train_budget_s"] + out["infer_s"] + out["cards_s"]
     out["example_persona"] = summaries[0]
 
-    items = {iid: Item(iid, "item", f"item {k}", "", None, tuple(tags[j] for j in torch.nonzero(item_tags[k]).flatten().tolist()))
-             for k, iid in enumerate(graph.item_ids)}
-    ctx = PersonaContext("bench", "bench", {}, items, {}, {"like_threshold": 4, "dislike_threshold": 2,
-                                                           "demographics": ["group"], "item_noun": "items"})
+    items = {
+        iid: Item(
+            iid, "item", f"item {k}", "", None, tuple(tags[j] for j in torch.nonzero(item_tags[k]).flatten().tolist())
+        )
+        for k, iid in enumerate(graph.item_ids)
+    }
+    ctx = PersonaContext(
+        "bench",
+        "bench",
+        {},
+        items,
+        {},
+        {"like_threshold": 4, "dislike_threshold": 2, "demographics": ["group"], "item_noun": "items"},
+    )
     enc = GatPersonaEncoder.from_parts(ctx, graph, model, emb, item_fanout=ITEM_FANOUT)
     cs = ColdStart(enc)
     rng = np.random.default_rng(seed)
     lat_full, lat_embed = [], []
     for k in range(520):
-        xs = [Interaction("new", graph.item_ids[i], "rating", float(rng.integers(1, 6)))
-              for i in rng.choice(n_items, 10, replace=False)]
+        xs = [
+            Interaction("new", graph.item_ids[i], "rating", float(rng.integers(1, 6)))
+            for i in rng.choice(n_items, 10, replace=False)
+        ]
         t = time.perf_counter()
         cs.embed(xs, {"group": "a"})
         e = time.perf_counter() - t
@@ -184,10 +222,21 @@ def run_size(n_users: int, n_items: int, per_user: int, steps: int, seed: int) -
     return out
 
 
-COLUMNS = [("users", "users"), ("edges", "edges"), ("graph_s", "graph s"), ("s_per_step", "s/step"),
-           ("epoch_s_extrapolated", "epoch s (extrap.)"), ("train_budget_s", "train s (budget)"), ("infer_s", "infer s"),
-           ("cards_s", "cards s"), ("mined_s", "mined s"), ("coldstart_p50_ms", "cold p50 ms"),
-           ("coldstart_p99_ms", "cold p99 ms"), ("coldstart_embed_p99_ms", "embed p99 ms"), ("peak_rss_gib", "peak GiB")]
+COLUMNS = [
+    ("users", "users"),
+    ("edges", "edges"),
+    ("graph_s", "graph s"),
+    ("s_per_step", "s/step"),
+    ("epoch_s_extrapolated", "epoch s (extrap.)"),
+    ("train_budget_s", "train s (budget)"),
+    ("infer_s", "infer s"),
+    ("cards_s", "cards s"),
+    ("mined_s", "mined s"),
+    ("coldstart_p50_ms", "cold p50 ms"),
+    ("coldstart_p99_ms", "cold p99 ms"),
+    ("coldstart_embed_p99_ms", "embed p99 ms"),
+    ("peak_rss_gib", "peak GiB"),
+]
 
 
 def main(argv=None) -> int:
@@ -206,12 +255,29 @@ def main(argv=None) -> int:
     rows = []
     for n in [int(x) for x in args.users.split(",")]:
         print(f"[persona_scale] {n} users ...", file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--child", str(n), "--items", str(args.items),
-                               "--per-user", str(args.per_user), "--steps", str(args.steps), "--seed", str(args.seed)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(n),
+                "--items",
+                str(args.items),
+                "--per-user",
+                str(args.per_user),
+                "--steps",
+                str(args.steps),
+                "--seed",
+                str(args.seed),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
-            rows.append({"users": n, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"})
+            rows.append(
+                {"users": n, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+            )
             continue
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     header = " | ".join(h for _, h in COLUMNS)
@@ -221,13 +287,28 @@ def main(argv=None) -> int:
         if "error" in r:
             print(f"{r['users']} | error: {r['error']}")
             continue
-        print(" | ".join(f"{r[k]:.3f}" if isinstance(r[k], float) and r[k] < 10 else
-                         (f"{r[k]:.1f}" if isinstance(r[k], float) else str(r[k])) for k, _ in COLUMNS))
+        print(
+            " | ".join(
+                f"{r[k]:.3f}"
+                if isinstance(r[k], float) and r[k] < 10
+                else (f"{r[k]:.1f}" if isinstance(r[k], float) else str(r[k]))
+                for k, _ in COLUMNS
+            )
+        )
     from _results import write_result
 
-    write_result(args.out, "persona_scale", rows,
-                 params={"items": args.items, "per_user": args.per_user, "steps": args.steps, "batch_size": 1024,
-                         "model": "PersonaGAT hidden=64 heads=2"})
+    write_result(
+        args.out,
+        "persona_scale",
+        rows,
+        params={
+            "items": args.items,
+            "per_user": args.per_user,
+            "steps": args.steps,
+            "batch_size": 1024,
+            "model": "PersonaGAT hidden=64 heads=2",
+        },
+    )
     return 0
 
 

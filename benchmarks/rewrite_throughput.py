@@ -33,10 +33,24 @@ def pairs(n: int):
 
     rows = resources.files("evalbench.tasks.prompts").joinpath("parti36.tsv").read_text("utf-8").splitlines()[1:]
     prompts = [r.split("\t")[1] for r in rows if r.strip()]
-    tastes = [("Film-Noir", "Mystery", "Vertigo"), ("Sci-Fi", "Adventure", "Blade Runner"),
-              ("Animation", "Comedy", "Toy Story"), ("Western", "Drama", "Unforgiven")]
-    cards = [PersonaCard(f"u{k}", "", [{"name": a, "weight": 0.5, "kind": "interest"}, {"name": b, "weight": 0.3, "kind": "interest"}],
-                         [Evidence("e", 0.5, t)], None, "bench", {}) for k, (a, b, t) in enumerate(tastes)]
+    tastes = [
+        ("Film-Noir", "Mystery", "Vertigo"),
+        ("Sci-Fi", "Adventure", "Blade Runner"),
+        ("Animation", "Comedy", "Toy Story"),
+        ("Western", "Drama", "Unforgiven"),
+    ]
+    cards = [
+        PersonaCard(
+            f"u{k}",
+            "",
+            [{"name": a, "weight": 0.5, "kind": "interest"}, {"name": b, "weight": 0.3, "kind": "interest"}],
+            [Evidence("e", 0.5, t)],
+            None,
+            "bench",
+            {},
+        )
+        for k, (a, b, t) in enumerate(tastes)
+    ]
     return [cards[k % len(cards)] for k in range(n)], [prompts[k % len(prompts)] for k in range(n)]
 
 
@@ -52,13 +66,22 @@ def measure(backend: str, batch: int, n: int, model: str | None, options: dict, 
     t = time.perf_counter()
     outs = []
     for start in range(0, n, batch):
-        outs += rw.rewrite(cards[start:start + batch], prompts[start:start + batch], params)
+        outs += rw.rewrite(cards[start : start + batch], prompts[start : start + batch], params)
     dt = time.perf_counter() - t
     tokens = sum(count_tokens(o.rewritten) for o in outs)
-    return {"backend": backend, "model": rw.model, "options": options, "params": params.to_dict(), "batch": batch,
-            "rewrites": n, "seconds": dt,
-            "rewrites_per_s": n / dt, "tokens_per_s": tokens / dt,
-            "fallbacks": sum(1 for o in outs if o.fallback), "example": outs[0].rewritten}
+    return {
+        "backend": backend,
+        "model": rw.model,
+        "options": options,
+        "params": params.to_dict(),
+        "batch": batch,
+        "rewrites": n,
+        "seconds": dt,
+        "rewrites_per_s": n / dt,
+        "tokens_per_s": tokens / dt,
+        "fallbacks": sum(1 for o in outs if o.fallback),
+        "example": outs[0].rewritten,
+    }
 
 
 def main(argv=None) -> int:
@@ -79,15 +102,20 @@ def main(argv=None) -> int:
     for b in args.backends.split(","):
         for bs in (int(x) for x in args.batches.split(",")):
             print(f"[rewrite_throughput] {b} batch {bs} ...", file=sys.stderr, flush=True)
-            rows.append(measure(b, bs, args.n, args.model if b != "template" else None, options if b != "template" else {},
-                                params))
+            rows.append(
+                measure(
+                    b, bs, args.n, args.model if b != "template" else None, options if b != "template" else {}, params
+                )
+            )
     base = next((r["rewrites_per_s"] for r in rows if r["backend"] == "template"), None)
     print("backend | model | batch | rewrites/s | tokens/s | vs template | fallbacks")
     print("--- | --- | --- | --- | --- | --- | ---")
     for r in rows:
         ratio = f"{r['rewrites_per_s'] / base:.2g}x" if base else "-"
-        print(f"{r['backend']} | {r['model']} | {r['batch']} | {r['rewrites_per_s']:.2f} | {r['tokens_per_s']:.1f} | {ratio} | "
-              f"{r['fallbacks']}/{r['rewrites']}")
+        print(
+            f"{r['backend']} | {r['model']} | {r['batch']} | {r['rewrites_per_s']:.2f} | {r['tokens_per_s']:.1f} | {ratio} | "
+            f"{r['fallbacks']}/{r['rewrites']}"
+        )
     from _results import write_result
 
     write_result(args.out, "rewrite_throughput", rows)

@@ -63,8 +63,9 @@ class RayExecutor(Executor):
         try:
             import ray
         except ImportError as exc:
-            raise ImportError("--executor ray needs Ray: pip install 'ray[default]>=2.30' "
-                              "(or the project's [ray] extra)") from exc
+            raise ImportError(
+                "--executor ray needs Ray: pip install 'ray[default]>=2.30' (or the project's [ray] extra)"
+            ) from exc
         self._ray = ray
         self._started = False
         if not ray.is_initialized():
@@ -104,4 +105,4 @@ def get_executor(name: str = "local", *, workers: int | None = None, address: st
 
 def chunked(items: list, size: int) -> Iterable[list]:
     for i in range(0, len(items), max(1, size)):
-        yield items[i:i + size]
+        yield items[i : i + size]

@@ -30,9 +30,19 @@ REFERENCE_RULES = ("liked", "popular", "shuffled")
 IMAGE_TIE_EPS = 1e-6
 
 
-def run_image_bench(ws, split_id: str, system: dict[str, Any], *, seed: int = 0, max_users: int | None = None,
-                    variations: int = 2, size: int = 96, n_refs: int = 3, encoder: str = "effnet-lite0",
-                    progress: bool = False) -> dict[str, Any]:
+def run_image_bench(
+    ws,
+    split_id: str,
+    system: dict[str, Any],
+    *,
+    seed: int = 0,
+    max_users: int | None = None,
+    variations: int = 2,
+    size: int = 96,
+    n_refs: int = 3,
+    encoder: str = "effnet-lite0",
+    progress: bool = False,
+) -> dict[str, Any]:
     """Score one image system on the split's held-out users (resumable)."""
 
     from workbench.encoders.image import load_image_encoder
@@ -40,6 +50,7 @@ def run_image_bench(ws, split_id: str, system: dict[str, Any], *, seed: int = 0,
     from workbench.store.datasets import dataset_meta, load_items
     from workbench.store.splits import hidden_targets, split_dataset, split_users, visible_interactions
 
+    # 1. the held-out users and the reference rule
     rule = system.get("references", "liked")
     if rule not in REFERENCE_RULES:
         raise ValueError(f"image system {system['name']!r}: references must be one of {', '.join(REFERENCE_RULES)}")
@@ -51,12 +62,19 @@ def run_image_bench(ws, split_id: str, system: dict[str, Any], *, seed: int = 0,
         users = users[:max_users]
     if not users:
         raise ValueError(f"split {split_id!r} has no held-out users")
+    # 2. each user's visible liked images, the popular ones and each user's donor
     vis = visible_interactions(ws, split_id, None)
     liked: dict[str, list[tuple[float, str]]] = {}
     counts: dict[str, int] = {}
     train = set(split_users(ws, split_id, ("train",)))
     for x in vis:
-        if like is not None and x.value is not None and x.value >= like and items.get(x.item_id) and items[x.item_id].image_uri:
+        if (
+            like is not None
+            and x.value is not None
+            and x.value >= like
+            and items.get(x.item_id)
+            and items[x.item_id].image_uri
+        ):
             liked.setdefault(x.user_id, []).append((-x.value, x.item_id))
             if x.user_id in train:
                 counts[x.item_id] = counts.get(x.item_id, 0) + 1
@@ -70,17 +88,32 @@ def run_image_bench(ws, split_id: str, system: dict[str, Any], *, seed: int = 0,
         src = donor[u] if rule == "shuffled" else u
         return [i for _, i in sorted(liked.get(src, []))[:n_refs]]
 
+    # 3. the run's config, hidden targets and scoring
     enc = load_image_encoder(encoder)
-    config = {"kind": "image", "system": system["name"], "references": rule, "split": split_id, "seed": seed,
-              "users": users, "variations": variations, "size": size, "n_refs": n_refs, "encoder": encoder,
-              "generator": "patch:fast"}
+    config = {
+        "kind": "image",
+        "system": system["name"],
+        "references": rule,
+        "split": split_id,
+        "seed": seed,
+        "users": users,
+        "variations": variations,
+        "size": size,
+        "n_refs": n_refs,
+        "encoder": encoder,
+        "generator": "patch:fast",
+    }
     targets = hidden_targets(ws, split_id, users)
     metric = f"image_preference[{enc.label}]"
 
     def hidden(u: str) -> tuple[list[str], list[str]]:
         t = targets.get(u, {})
         hl = [items[i].image_uri for i in t.get("liked", []) if items.get(i) and items[i].image_uri]
-        hn = [items[i].image_uri for i in t.get("disliked", []) + t.get("unseen", []) if items.get(i) and items[i].image_uri]
+        hn = [
+            items[i].image_uri
+            for i in t.get("disliked", []) + t.get("unseen", [])
+            if items.get(i) and items[i].image_uri
+        ]
         return hl, hn
 
     def score(run_id: str, u: str, ids: list[str]):
@@ -91,6 +124,7 @@ def run_image_bench(ws, split_id: str, system: dict[str, Any], *, seed: int = 0,
         ref_images = [load_image(r).resize((size, size)) for r in refs]
         return _draw_and_score(run_id, ids, ref_images, hl, hn, enc, metric, seed=seed, size=size)
 
+    # 4. draw and score every user (resumable)
     run_id = _run_groups(ws, "imagebench", config, users, variations, score, f"image bench {system['name']}", progress)
     _personal_pass(ws, run_id, users, variations, hidden, enc, metric, seed)
     return {"run_id": run_id, "system": system["name"], "status": "completed", "metric": metric}
@@ -118,14 +152,22 @@ def _personal_pass(ws, run_id: str, users: list[str], variations: int, hidden, e
             pref = preference_margin(e, enc.encode(hl), enc.encode(hn))
             others = np.delete(pref, j)
             unit = f"{u}|v{k}"
-            scores += [Score(run_id, unit, f"{metric}.personal",
-                             float(personal_win(pref[j:j + 1], others[None, :], tie_eps=IMAGE_TIE_EPS)[0]), enc.model_id),
-                       Score(run_id, unit, f"{metric}.personal_margin", float(pref[j] - others.mean()), enc.model_id)]
+            scores += [
+                Score(
+                    run_id,
+                    unit,
+                    f"{metric}.personal",
+                    float(personal_win(pref[j : j + 1], others[None, :], tie_eps=IMAGE_TIE_EPS)[0]),
+                    enc.model_id,
+                ),
+                Score(run_id, unit, f"{metric}.personal_margin", float(pref[j] - others.mean()), enc.model_id),
+            ]
     write_scores(ws, scores)
 
 
-def _run_groups(ws, kind: str, config: dict[str, Any], keys: list[str], variations: int, score, desc: str,
-                progress: bool) -> str:
+def _run_groups(
+    ws, kind: str, config: dict[str, Any], keys: list[str], variations: int, score, desc: str, progress: bool
+) -> str:
     """The resumable run both image benches share: one run per config, units ``<key>|v<k>``, each key's
     units written in one transaction; ``score(run_id, key, ids)`` returns score rows or a skip reason."""
     from tqdm.auto import tqdm
@@ -155,8 +197,9 @@ def _run_groups(ws, kind: str, config: dict[str, Any], keys: list[str], variatio
     return run_id
 
 
-def _draw_and_score(run_id: str, ids: list[str], refs: list, positives: list, negatives: list, enc, metric: str, *,
-                    seed: int, size: int) -> list:
+def _draw_and_score(
+    run_id: str, ids: list[str], refs: list, positives: list, negatives: list, enc, metric: str, *, seed: int, size: int
+) -> list:
     """One variation per unit id from ``refs`` with the CPU patch preset, scored: ``metric`` = mean cosine
     to ``positives`` minus to ``negatives``, copy rate against the references, diversity of the set.
     Returns ``(score rows, [(unit id, encoder model, image embedding)])``."""
@@ -174,10 +217,12 @@ def _draw_and_score(run_id: str, ids: list[str], refs: list, positives: list, ne
     scores = []
     for k, unit in enumerate(ids):
         cr = max(copy_rate(imgs[k], r, patch=32, stride=16) for r in refs)
-        scores += [Score(run_id, unit, metric, float(margin[k]), enc.model_id),
-                   Score(run_id, unit, "copy_rate[32px]", cr, "pixels"),
-                   Score(run_id, unit, f"diversity[{enc.label}]", float(div), enc.model_id),
-                   Score(run_id, unit, "cost.seconds_per_image", float(samples[k].seconds), "wall clock")]
+        scores += [
+            Score(run_id, unit, metric, float(margin[k]), enc.model_id),
+            Score(run_id, unit, "copy_rate[32px]", cr, "pixels"),
+            Score(run_id, unit, f"diversity[{enc.label}]", float(div), enc.model_id),
+            Score(run_id, unit, "cost.seconds_per_image", float(samples[k].seconds), "wall clock"),
+        ]
     return scores, [(unit, enc.model_id, e[k].tolist()) for k, unit in enumerate(ids)]
 
 
@@ -187,17 +232,33 @@ def image_units(ws, run_id: str) -> dict[str, np.ndarray]:
 
     rows = image_unit_scores(ws, run_id)
     if not rows:
-        return {"user": np.array([]), "unit": np.array([]), "score": np.array([]), "copy": np.array([]),
-                "diversity": np.array([]), "latency": np.array([]), "metric": "", "personal": np.array([]),
-                "personal_margin": np.array([])}
+        return {
+            "user": np.array([]),
+            "unit": np.array([]),
+            "score": np.array([]),
+            "copy": np.array([]),
+            "diversity": np.array([]),
+            "latency": np.array([]),
+            "metric": "",
+            "personal": np.array([]),
+            "personal_margin": np.array([]),
+        }
 
     def col(vals):
         return np.array([np.nan if v is None else v for v in vals], float)
 
     c = list(zip(*rows))
-    return {"user": np.array(c[0]), "unit": np.array(c[1]), "score": col(c[2]), "copy": col(c[3]),
-            "diversity": col(c[4]), "latency": col(c[5]), "metric": c[6][0], "personal": col(c[7]),
-            "personal_margin": col(c[8])}
+    return {
+        "user": np.array(c[0]),
+        "unit": np.array(c[1]),
+        "score": col(c[2]),
+        "copy": col(c[3]),
+        "diversity": col(c[4]),
+        "latency": col(c[5]),
+        "metric": c[6][0],
+        "personal": col(c[7]),
+        "personal_margin": col(c[8]),
+    }
 
 
 def load_dreambench(path) -> dict[str, dict[str, Any]]:
@@ -224,8 +285,18 @@ def load_dreambench(path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run_reference_bench(ws, data_path, system: dict[str, Any], *, seed: int = 0, variations: int = 2, size: int = 96,
-                        encoder: str = "effnet-lite0", max_subjects: int | None = None, progress: bool = False) -> dict[str, Any]:
+def run_reference_bench(
+    ws,
+    data_path,
+    system: dict[str, Any],
+    *,
+    seed: int = 0,
+    variations: int = 2,
+    size: int = 96,
+    encoder: str = "effnet-lite0",
+    max_subjects: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Reference fidelity on DreamBench: draw from a subject's first ``n_refs`` photos (or, for the
     ``shuffled`` control, another subject's), score against the subject's *other* photos.
 
@@ -246,8 +317,18 @@ def run_reference_bench(ws, data_path, system: dict[str, Any], *, seed: int = 0,
     donor = {n: names[(i + 1) % len(names)] for i, n in enumerate(names)}
     enc = load_image_encoder(encoder)
     metric = f"reference_alignment[{enc.label}]"
-    config = {"kind": "reference", "system": system["name"], "references": rule, "n_refs": n_refs, "subjects": names,
-              "seed": seed, "variations": variations, "size": size, "encoder": encoder, "generator": "patch:fast"}
+    config = {
+        "kind": "reference",
+        "system": system["name"],
+        "references": rule,
+        "n_refs": n_refs,
+        "subjects": names,
+        "seed": seed,
+        "variations": variations,
+        "size": size,
+        "encoder": encoder,
+        "generator": "patch:fast",
+    }
 
     def score(run_id: str, n: str, ids: list[str]):
         own = subjects[n]["photos"]
@@ -257,6 +338,13 @@ def run_reference_bench(ws, data_path, system: dict[str, Any], *, seed: int = 0,
         others = [p for m in names if m != n for p in subjects[m]["photos"][:1]]
         return _draw_and_score(run_id, ids, refs, held, others, enc, metric, seed=seed, size=size)
 
-    run_id = _run_groups(ws, "refbench", config, names, variations, score, f"reference bench {system['name']}", progress)
-    return {"run_id": run_id, "system": system["name"], "status": "completed", "metric": metric,
-            "classes": {n: subjects[n]["class"] for n in names}}
+    run_id = _run_groups(
+        ws, "refbench", config, names, variations, score, f"reference bench {system['name']}", progress
+    )
+    return {
+        "run_id": run_id,
+        "system": system["name"],
+        "status": "completed",
+        "metric": metric,
+        "classes": {n: subjects[n]["class"] for n in names},
+    }

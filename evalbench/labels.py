@@ -60,8 +60,9 @@ def system_name(persona_id: str | None, backend: str, model: str) -> str:
 def label_pairs(ws, *, user_id: str | None = None, prompt_id: str | None = None) -> list[LabelPair]:
     """Every (system image, baseline image) pair stored, optionally for one user or prompt."""
     out, seen = [], set()
-    for u, p, pid, backend, model, gs, gb, ps, pb, txt_s, txt_b in label_pair_rows(ws, user_id=user_id,
-                                                                                   prompt_id=prompt_id):
+    for u, p, pid, backend, model, gs, gb, ps, pb, txt_s, txt_b in label_pair_rows(
+        ws, user_id=user_id, prompt_id=prompt_id
+    ):
         if gs in seen:  # one baseline per system image (the newest condition wins on re-draws)
             continue
         seen.add(gs)
@@ -75,9 +76,17 @@ def label_row(pair: LabelPair, choice: str, *, annotator: str | None = None, not
     """The ``labels`` row for one label (a new id); ``ValueError`` for an unknown choice."""
     if choice not in CHOICES:
         raise ValueError(f"label choice must be one of {', '.join(CHOICES)}, got {choice!r}")
-    return {"label_id": uuid.uuid4().hex[:16], "user_id": pair.user_id, "prompt_id": pair.prompt_id,
-            "system_generation_id": pair.system_generation_id, "baseline_generation_id": pair.baseline_generation_id,
-            "system_side": pair.system_side, "choice": choice, "annotator": annotator, "note": note}
+    return {
+        "label_id": uuid.uuid4().hex[:16],
+        "user_id": pair.user_id,
+        "prompt_id": pair.prompt_id,
+        "system_generation_id": pair.system_generation_id,
+        "baseline_generation_id": pair.baseline_generation_id,
+        "system_side": pair.system_side,
+        "choice": choice,
+        "annotator": annotator,
+        "note": note,
+    }
 
 
 def add_label(ws, pair: LabelPair, choice: str, *, annotator: str | None = None, note: str | None = None) -> str:
@@ -100,13 +109,25 @@ def human_preference(ws, *, seed: int = 0) -> list[dict[str, Any]]:
     for system, labs in sorted(by.items()):
         judged = [(u, float(c == side)) for u, side, c in labs if c != "flag"]
         wins = int(sum(v for _, v in judged))
-        row: dict[str, Any] = {"system": system, "labels": len(labs), "flags": len(labs) - len(judged),
-                               "judged": len(judged), "prefer_system": wins}
+        row: dict[str, Any] = {
+            "system": system,
+            "labels": len(labs),
+            "flags": len(labs) - len(judged),
+            "judged": len(judged),
+            "prefer_system": wins,
+        }
         if judged:
             m, lo, hi = cluster_mean_ci(np.array([v for _, v in judged]), np.array([u for u, _ in judged]), seed=seed)
-            row.update(win_rate=m, ci_low=lo, ci_high=hi, users=len({u for u, _ in judged}),
-                       sign_test_p=float(binomtest(wins, len(judged), 0.5).pvalue))
+            row.update(
+                win_rate=m,
+                ci_low=lo,
+                ci_high=hi,
+                users=len({u for u, _ in judged}),
+                sign_test_p=float(binomtest(wins, len(judged), 0.5).pvalue),
+            )
         else:
-            row.update(win_rate=float("nan"), ci_low=float("nan"), ci_high=float("nan"), users=0, sign_test_p=float("nan"))
+            row.update(
+                win_rate=float("nan"), ci_low=float("nan"), ci_high=float("nan"), users=0, sign_test_p=float("nan")
+            )
         out.append(row)
     return out

@@ -14,7 +14,14 @@ from workbench.store.runs import bench_runs, metric_results, run_config
 from workbench.store.splits import split_dataset
 from workbench.store.workspace import Workspace, WorkspaceError
 
-AGE_BINS = [(0, 18, "<18"), (18, 25, "18-24"), (25, 35, "25-34"), (35, 45, "35-44"), (45, 55, "45-54"), (55, 200, "55+")]
+AGE_BINS = [
+    (0, 18, "<18"),
+    (18, 25, "18-24"),
+    (25, 35, "25-34"),
+    (35, 45, "35-44"),
+    (45, 55, "45-54"),
+    (55, 200, "55+"),
+]
 
 
 def run_results(ws: Workspace, run_id: str, cfg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -39,8 +46,13 @@ def summarise_units(t: dict[str, np.ndarray], seed: int = 0) -> dict[str, Any]:
     units, say): personal win rates with CIs and the Wilcoxon p, the win rate and lift against the generic
     prompt (see :meth:`evalbench.metrics.preference.TextPreference.compute`)."""
     m = TextPreference()
-    m.update(t["lift"], t["user"], personal=t["personal"], personal_margin=t["personal_margin"],
-             personal_dislikes=t["personal_dislikes"])
+    m.update(
+        t["lift"],
+        t["user"],
+        personal=t["personal"],
+        personal_margin=t["personal_margin"],
+        personal_dislikes=t["personal_dislikes"],
+    )
     return m.compute(seed=seed)
 
 
@@ -53,8 +65,13 @@ def ceiling_share(personal: float, ceiling: float) -> float:
 
 def _reference_key(cfg: dict[str, Any]) -> tuple:
     """What a run must share with a history ceiling for the ceiling to be its reference."""
-    return (cfg.get("split"), cfg.get("metric_name") or cfg.get("text_encoder"), cfg.get("partners", 0), cfg.get("seed", 0),
-            cfg.get("max_users", 0))
+    return (
+        cfg.get("split"),
+        cfg.get("metric_name") or cfg.get("text_encoder"),
+        cfg.get("partners", 0),
+        cfg.get("seed", 0),
+        cfg.get("max_users", 0),
+    )
 
 
 def leaderboard(ws: Workspace, run_ids: list[str] | None = None) -> list[dict[str, Any]]:
@@ -72,10 +89,20 @@ def leaderboard(ws: Workspace, run_ids: list[str] | None = None) -> list[dict[st
         if not primary["result"]["n_units"]:
             continue
         metric = result_label(primary)
-        out.append({"run_id": run["run_id"], "system": cfg["system"], "split": cfg["split"], "metric": metric,
-                    "status": run["status"], "reference": cfg.get("reference", ""), "prompts": cfg.get("prompts"),
-                    "partners": cfg.get("partners", 0), **primary["result"],
-                    "_key": _reference_key({**cfg, "metric_name": metric})})
+        out.append(
+            {
+                "run_id": run["run_id"],
+                "system": cfg["system"],
+                "split": cfg["split"],
+                "metric": metric,
+                "status": run["status"],
+                "reference": cfg.get("reference", ""),
+                "prompts": cfg.get("prompts"),
+                "partners": cfg.get("partners", 0),
+                **primary["result"],
+                "_key": _reference_key({**cfg, "metric_name": metric}),
+            }
+        )
     ceilings = {r["_key"]: r["personal_win_rate"] for r in out if r["reference"] == "history"}
     if len(ceilings) < len({r["_key"] for r in out}):
         for run in bench_runs(ws, reference="history"):
@@ -88,8 +115,12 @@ def leaderboard(ws: Workspace, run_ids: list[str] | None = None) -> list[dict[st
         key = r.pop("_key")
         r["ceiling"] = ceilings.get(key, float("nan"))
         r["ceiling_share"] = float("nan") if r["reference"] else ceiling_share(r["personal_win_rate"], r["ceiling"])
-    out.sort(key=lambda r: (-(r["personal_win_rate"] if r["personal_win_rate"] == r["personal_win_rate"] else -1.0),
-                            -(r["win_rate"] if r["win_rate"] == r["win_rate"] else -1.0)))
+    out.sort(
+        key=lambda r: (
+            -(r["personal_win_rate"] if r["personal_win_rate"] == r["personal_win_rate"] else -1.0),
+            -(r["win_rate"] if r["win_rate"] == r["win_rate"] else -1.0),
+        )
+    )
     return out
 
 

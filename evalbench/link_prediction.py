@@ -75,8 +75,12 @@ class MfScorer:
         torch.manual_seed(self.seed)
         self.users = {u: k for k, u in enumerate(sorted(ctx.visible))}
         self.items = {i: k for k, i in enumerate(sorted(ctx.items))}
-        pairs = [(self.users[u], self.items[x.item_id]) for u, xs in ctx.visible.items() for x in xs
-                 if ctx.is_liked(x) and x.item_id in self.items]
+        pairs = [
+            (self.users[u], self.items[x.item_id])
+            for u, xs in ctx.visible.items()
+            for x in xs
+            if ctx.is_liked(x) and x.item_id in self.items
+        ]
         pu, pi = torch.tensor(pairs).T
         U = torch.nn.Parameter(0.1 * torch.randn(len(self.users), self.dim))
         V = torch.nn.Parameter(0.1 * torch.randn(len(self.items), self.dim))
@@ -124,8 +128,9 @@ def make_scorer(name: str, **kwargs: Any):
     return table[name](**kwargs)
 
 
-def evaluate_links(ctx: PersonaContext, targets: dict[str, dict[str, list[str]]], scorers: list, *,
-                   n_negatives: int = 9, seed: int = 0) -> dict[str, dict[str, Any]]:
+def evaluate_links(
+    ctx: PersonaContext, targets: dict[str, dict[str, list[str]]], scorers: list, *, n_negatives: int = 9, seed: int = 0
+) -> dict[str, dict[str, Any]]:
     """Per-scorer ``{"per_user": {user: (auc, hit)}, "auc": (mean, lo, hi), "hit_rate": (mean, lo, hi)}``."""
     from sklearn.metrics import roc_auc_score
 
@@ -169,8 +174,16 @@ def evaluate_links(ctx: PersonaContext, targets: dict[str, dict[str, list[str]]]
     return out
 
 
-def run_link_eval(ws, split: str | None = None, scorers: tuple[str, ...] = SCORERS, *, n_negatives: int = 9,
-                  seed: int = 0, gat_epochs: int = 20, progress: bool = False) -> list[dict[str, Any]]:
+def run_link_eval(
+    ws,
+    split: str | None = None,
+    scorers: tuple[str, ...] = SCORERS,
+    *,
+    n_negatives: int = 9,
+    seed: int = 0,
+    gat_epochs: int = 20,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
     """Fit each scorer on the split's visible graph, evaluate held-out links, store per-user scores as a run."""
     from persona.mining import load_context
     from workbench.records import Score
@@ -187,18 +200,38 @@ def run_link_eval(ws, split: str | None = None, scorers: tuple[str, ...] = SCORE
     rows = []
     for name in scorers:
         kwargs = {"epochs": gat_epochs, "seed": seed} if name in GRAPH_SCORERS else {}
-        config = {"split": split_id, "scorer": name, "n_negatives": n_negatives, "seed": seed, **kwargs,
-                  "system": f"{name} (link eval)"}
+        config = {
+            "split": split_id,
+            "scorer": name,
+            "n_negatives": n_negatives,
+            "seed": seed,
+            **kwargs,
+            "system": f"{name} (link eval)",
+        }
         t0 = time.perf_counter()
         scorer = make_scorer(name, **kwargs, **({"progress": progress} if name in GRAPH_SCORERS else {})).fit(ctx)
         res = evaluate_links(ctx, targets, [scorer], n_negatives=n_negatives, seed=seed)[name]
         run_id, _ = start_run(ws, "linkeval", config, res["n_users"])
         clear_run_results(ws, run_id)
-        scores = [Score(run_id, u, m, v, name) for u, (auc, hit) in res["per_user"].items()
-                  for m, v in (("link_auc", auc), (f"hit_rate@1of{1 + n_negatives}", hit))]
+        scores = [
+            Score(run_id, u, m, v, name)
+            for u, (auc, hit) in res["per_user"].items()
+            for m, v in (("link_auc", auc), (f"hit_rate@1of{1 + n_negatives}", hit))
+        ]
         write_units(ws, run_id, [(u, "scored", None) for u in res["per_user"]], scores)
         finish_run(ws, run_id)
-        rows.append({"scorer": name, "run_id": run_id, "n_users": res["n_users"], "seconds": time.perf_counter() - t0,
-                     "auc": res["auc"][0], "auc_low": res["auc"][1], "auc_high": res["auc"][2],
-                     "hit_rate": res["hit_rate"][0], "hit_low": res["hit_rate"][1], "hit_high": res["hit_rate"][2]})
+        rows.append(
+            {
+                "scorer": name,
+                "run_id": run_id,
+                "n_users": res["n_users"],
+                "seconds": time.perf_counter() - t0,
+                "auc": res["auc"][0],
+                "auc_low": res["auc"][1],
+                "auc_high": res["auc"][2],
+                "hit_rate": res["hit_rate"][0],
+                "hit_low": res["hit_rate"][1],
+                "hit_high": res["hit_rate"][2],
+            }
+        )
     return rows

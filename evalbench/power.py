@@ -22,8 +22,15 @@ from typing import Any
 import numpy as np
 
 
-def split_power(ws, split: str | None = None, *, text_encoder: str = "minilm", partners: int = 0, seed: int = 0,
-                progress: bool = False) -> dict[str, Any]:
+def split_power(
+    ws,
+    split: str | None = None,
+    *,
+    text_encoder: str = "minilm",
+    partners: int = 0,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
     """The split's power figures (see the module docstring); runs (or reuses) the history-ceiling run."""
     from scipy.stats import norm
 
@@ -49,10 +56,19 @@ def split_power(ws, split: str | None = None, *, text_encoder: str = "minilm", p
     z, zb = float(norm.ppf(0.975)), float(norm.ppf(0.8))
     target = 0.5 + (c - 0.5) / 2
     need = ((z + zb) * s / ((c - 0.5) / 2)) ** 2 if c > 0.5 else float("inf")
-    return {"split": split_id, "metric": cfg.metric_name, "run_id": run["run_id"], "heldout_users": len(users),
-            "scored_users": n, "median_hidden_likes": float(np.median(liked)) if liked else 0.0,
-            "median_hidden_negatives": float(np.median(negs)) if negs else 0.0,
-            "median_hidden_dislikes": float(np.median(dislikes)) if dislikes else 0.0,
-            "ceiling": c, "ceiling_ci": summary["personal_ci"], "ceiling_sd": s,
-            "min_detectable": 0.5 + z * s / np.sqrt(n) if n else float("nan"),
-            "target_half_ceiling": target, "users_needed_for_target": float(np.ceil(need)) if np.isfinite(need) else need}
+    return {
+        "split": split_id,
+        "metric": cfg.metric_name,
+        "run_id": run["run_id"],
+        "heldout_users": len(users),
+        "scored_users": n,
+        "median_hidden_likes": float(np.median(liked)) if liked else 0.0,
+        "median_hidden_negatives": float(np.median(negs)) if negs else 0.0,
+        "median_hidden_dislikes": float(np.median(dislikes)) if dislikes else 0.0,
+        "ceiling": c,
+        "ceiling_ci": summary["personal_ci"],
+        "ceiling_sd": s,
+        "min_detectable": 0.5 + z * s / np.sqrt(n) if n else float("nan"),
+        "target_half_ceiling": target,
+        "users_needed_for_target": float(np.ceil(need)) if np.isfinite(need) else need,
+    }

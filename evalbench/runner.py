@@ -97,12 +97,15 @@ class BenchConfig:
         if self.more_metrics and self.reference == "history":
             raise ValueError("more_metrics: the history ceiling has no rewrites to score; drop them for it")
         if isinstance(self.partners, bool) or not isinstance(self.partners, int) or self.partners < 0:
-            raise ValueError(f"partners must be 0 (every other held-out user) or a positive number, got {self.partners!r}")
+            raise ValueError(
+                f"partners must be 0 (every other held-out user) or a positive number, got {self.partners!r}"
+            )
         if isinstance(self.max_users, bool) or not isinstance(self.max_users, int) or self.max_users < 0:
             raise ValueError(f"max_users must be 0 (every held-out user) or a positive number, got {self.max_users!r}")
         if self.reference and self.reference not in REFERENCES:
-            raise ValueError(f"reference must be one of {', '.join(REFERENCES)} (or empty for a system), "
-                             f"got {self.reference!r}")
+            raise ValueError(
+                f"reference must be one of {', '.join(REFERENCES)} (or empty for a system), got {self.reference!r}"
+            )
         if self.reference:
             self.encoder, self.backend, self.model, self.control = "none", self.reference, None, "none"
             if self.reference == "history":
@@ -127,8 +130,14 @@ class BenchConfig:
         """The config as the run stores (and hashes) it, with the resolved split, model and prompt set. Further
         metrics appear only when there are some (compact, see :meth:`MetricSpec.compact`), so a run of the
         metric alone keeps the id it had before runs could score more."""
-        full = {**asdict(self), "split": split_id, "model": model, "prompts": prompt_set,
-                "system": self.system_for(model), "metric_name": self.metric_name}
+        full = {
+            **asdict(self),
+            "split": split_id,
+            "model": model,
+            "prompts": prompt_set,
+            "system": self.system_for(model),
+            "metric_name": self.metric_name,
+        }
         del full["more_metrics"]
         if self.more_metrics:
             full["more_metrics"] = [m.compact() for m in self.more_metrics]
@@ -140,9 +149,12 @@ class BenchConfig:
         if self.reference:
             return REFERENCE_NAMES[self.reference]
         flags = {p[:1]: p[1:] for p in (model or "").split("|")[1:] if p[:1] in ("k", "n") and p[1:].isdigit()}
-        return (f"{self.encoder}+{self.backend}" + (f" k={flags['k']}" if "k" in flags else "")
-                + (f" N={flags['n']}" if "n" in flags else "")
-                + ("" if self.control == "none" else f" ({self.control} control)"))
+        return (
+            f"{self.encoder}+{self.backend}"
+            + (f" k={flags['k']}" if "k" in flags else "")
+            + (f" N={flags['n']}" if "n" in flags else "")
+            + ("" if self.control == "none" else f" ({self.control} control)")
+        )
 
 
 def score_chunk(payload: dict[str, Any]) -> tuple[list[tuple[str, str, str | None]], list[tuple]]:
@@ -163,7 +175,9 @@ def score_chunk(payload: dict[str, Any]) -> tuple[list[tuple[str, str, str | Non
 
     enc = load_text_encoder(payload["text_encoder"])
     history = payload.get("reference") == "history"
-    pool = _history_pool(enc, payload) if history else {pid: enc.encode(texts) for pid, texts in payload["pool"].items()}
+    pool = (
+        _history_pool(enc, payload) if history else {pid: enc.encode(texts) for pid, texts in payload["pool"].items()}
+    )
     units, scores = [], []
 
     def add(unit, name, value, metric=payload["metric"]):
@@ -277,8 +291,15 @@ def popularity_rewrite(prompt: str, titles: list[str]) -> str:
     return f"{head}, in the spirit of {names}"
 
 
-def run_bench(ws: Workspace, config: BenchConfig, *, progress: bool = False, executor: str = "local",
-              workers: int | None = None, chunk_users: int = 8) -> dict[str, Any]:
+def run_bench(
+    ws: Workspace,
+    config: BenchConfig,
+    *,
+    progress: bool = False,
+    executor: str = "local",
+    workers: int | None = None,
+    chunk_users: int = 8,
+) -> dict[str, Any]:
     """Score ``config``'s system on the split's held-out users; resumes an unfinished run of the same config.
 
     Args:
@@ -295,8 +316,14 @@ def run_bench(ws: Workspace, config: BenchConfig, *, progress: bool = False, exe
     run_id, before = start_run(ws, "bench", full, units_total)
     done = done_units(ws, run_id)
     todo = [u for u in inputs.users if any(f"{u}|{p}" not in done for p, _ in inputs.prompts)]
-    result = {"run_id": run_id, "system": full["system"], "resumed": before not in ("new",), "units": units_total,
-              "units_done_before": len(done), "status": "completed"}
+    result = {
+        "run_id": run_id,
+        "system": full["system"],
+        "resumed": before not in ("new",),
+        "units": units_total,
+        "units_done_before": len(done),
+        "status": "completed",
+    }
     if not todo and before == "completed":
         if not metric_results(ws, run_id):  # finished before results were stored
             write_metric_results(ws, run_id, compute_metric_results(ws, run_id, full))
@@ -304,8 +331,20 @@ def run_bench(ws: Workspace, config: BenchConfig, *, progress: bool = False, exe
     try:
         # 3. Score the users left, chunk by chunk, on the executor.
         if todo:
-            _score_users(ws, config, inputs, run_id, todo, done, progress=progress, executor=executor, workers=workers,
-                         chunk_users=chunk_users, total=units_total, desc=f"bench {full['system']}")
+            _score_users(
+                ws,
+                config,
+                inputs,
+                run_id,
+                todo,
+                done,
+                progress=progress,
+                executor=executor,
+                workers=workers,
+                chunk_users=chunk_users,
+                total=units_total,
+                desc=f"bench {full['system']}",
+            )
         # 4. Each metric over the run's units, stored with the run.
         write_metric_results(ws, run_id, compute_metric_results(ws, run_id, full))
     except BaseException as exc:
@@ -336,7 +375,7 @@ def _bench_inputs(ws: Workspace, config: BenchConfig) -> _Inputs:
     split_id = resolve_split(ws, config.split)
     users = split_users(ws, split_id, ("heldout",))
     if config.max_users:
-        users = users[:config.max_users]
+        users = users[: config.max_users]
     if not users:
         raise WorkspaceError(f"Split {split_id!r} has no held-out users; make a split with --heldout > 0.")
     if config.reference == "history":
@@ -353,26 +392,45 @@ def _bench_inputs(ws: Workspace, config: BenchConfig) -> _Inputs:
     return _Inputs(split_id, users, prompt_set, model, prompts, rewrites, donor, partners)
 
 
-def _rewrites(ws: Workspace, config: BenchConfig, split_id: str, prompt_set: str, users: list[str],
-              prompts: list[tuple[str, str]]) -> tuple[str, dict[tuple[str, str], str]]:
+def _rewrites(
+    ws: Workspace, config: BenchConfig, split_id: str, prompt_set: str, users: list[str], prompts: list[tuple[str, str]]
+) -> tuple[str, dict[tuple[str, str], str]]:
     """``(model label, {(user, prompt id): rewrite})``: the popularity control's, or the stored rewrites of
     the config's system, every held-out user's (an error naming ``pwb rewrite`` when some lack them)."""
     if config.reference == "popularity":
         titles = popular_titles(ws, split_id, config.popular_titles)
-        return ("popular-titles(" + ", ".join(titles) + ")",
-                {(u, pid): popularity_rewrite(p, titles) for u in users for pid, p in prompts})
-    model = resolve_rewrite_model(ws, split_id, config.encoder, config.backend, prompt_set, config.model,
-                                  prompts=config.prompts)
+        return (
+            "popular-titles(" + ", ".join(titles) + ")",
+            {(u, pid): popularity_rewrite(p, titles) for u in users for pid, p in prompts},
+        )
+    model = resolve_rewrite_model(
+        ws, split_id, config.encoder, config.backend, prompt_set, config.model, prompts=config.prompts
+    )
     rewrites = load_rewrites(ws, RewriteKey(split_id, config.encoder, config.backend, model, prompt_set))
     lacking = [u for u in users if any((u, p) not in rewrites for p, _ in prompts)]
     if lacking:
-        raise WorkspaceError(f"{len(lacking)} held-out users lack rewrites (e.g. {lacking[0]!r}): run `pwb rewrite "
-                             f"--split {split_id} --encoder {config.encoder} --backend {config.backend}` first.")
+        raise WorkspaceError(
+            f"{len(lacking)} held-out users lack rewrites (e.g. {lacking[0]!r}): run `pwb rewrite "
+            f"--split {split_id} --encoder {config.encoder} --backend {config.backend}` first."
+        )
     return model, rewrites
 
 
-def _score_users(ws: Workspace, config: BenchConfig, inputs: _Inputs, run_id: str, todo: list[str], done: set[str], *,
-                 progress: bool, executor: str, workers: int | None, chunk_users: int, total: int, desc: str) -> None:
+def _score_users(
+    ws: Workspace,
+    config: BenchConfig,
+    inputs: _Inputs,
+    run_id: str,
+    todo: list[str],
+    done: set[str],
+    *,
+    progress: bool,
+    executor: str,
+    workers: int | None,
+    chunk_users: int,
+    total: int,
+    desc: str,
+) -> None:
     """Score ``todo``'s units not yet ``done`` in chunks of users, each a self-contained payload (texts in,
     score rows out) so any executor can run them; the driver alone writes, one transaction per chunk."""
     from tqdm.auto import tqdm
@@ -382,8 +440,10 @@ def _score_users(ws: Workspace, config: BenchConfig, inputs: _Inputs, run_id: st
     items = load_items(ws, split_dataset(ws, inputs.split_id))
     targets = hidden_targets(ws, inputs.split_id, todo)
     shared = _shared_payload(ws, config, inputs, run_id, items)
-    payloads = [{**shared, "users": _user_payloads(inputs, users_chunk, done, targets, items)}
-                for users_chunk in chunked(todo, chunk_users)]
+    payloads = [
+        {**shared, "users": _user_payloads(inputs, users_chunk, done, targets, items)}
+        for users_chunk in chunked(todo, chunk_users)
+    ]
     bar = tqdm(total=total, initial=len(done), desc=desc, unit="unit", disable=not progress, mininterval=0.2)
     pool = get_executor(executor, workers=workers)
     try:
@@ -402,34 +462,46 @@ def _item_text(items, item_id: str) -> str:
 def _shared_payload(ws: Workspace, config: BenchConfig, inputs: _Inputs, run_id: str, items) -> dict[str, Any]:
     """What every chunk of the run shares: the encoder, the metrics, and the pool of every user's texts
     (rewrites per prompt, or for the history ceiling, the visible likes)."""
-    shared: dict[str, Any] = {"run_id": run_id, "text_encoder": config.text_encoder, "metric": config.metric_name,
-                              "reference": config.reference, "pool_users": inputs.users}
+    shared: dict[str, Any] = {
+        "run_id": run_id,
+        "text_encoder": config.text_encoder,
+        "metric": config.metric_name,
+        "reference": config.reference,
+        "pool_users": inputs.users,
+    }
     if config.more_metrics:
         shared["more_metrics"] = [(m.name, config.label_of(m.name)) for m in config.more_metrics]
     if config.reference == "history":
-        shared["history"] = {u: [_item_text(items, i) for i in ids]
-                             for u, ids in visible_likes(ws, inputs.split_id, inputs.users).items()}
+        shared["history"] = {
+            u: [_item_text(items, i) for i in ids]
+            for u, ids in visible_likes(ws, inputs.split_id, inputs.users).items()
+        }
     else:
         shared["pool"] = {pid: [inputs.rewrites[(u, pid)] for u in inputs.users] for pid, _ in inputs.prompts}
     return shared
 
 
-def _user_payloads(inputs: _Inputs, users: list[str], done: set[str], targets: dict[str, dict[str, list[str]]],
-                   items) -> list[dict[str, Any]]:
+def _user_payloads(
+    inputs: _Inputs, users: list[str], done: set[str], targets: dict[str, dict[str, list[str]]], items
+) -> list[dict[str, Any]]:
     """Per user of a chunk: the prompts left, whose rewrite is scored as the user's, the hidden items' texts
     (from the split's ``targets``) and the partners."""
     out = []
     for u in users:
         pending = [(pid, p) for pid, p in inputs.prompts if f"{u}|{pid}" not in done]
         t = targets.get(u, {})
-        out.append({
-            "user": u, "prompt_ids": [pid for pid, _ in pending], "generic": [p for _, p in pending],
-            "source": inputs.donor[u],  # whose rewrite is scored as this user's (another user's in the control)
-            "liked": [_item_text(items, i) for i in t.get("liked", [])],
-            "negatives": [_item_text(items, i) for i in t.get("unseen", [])],
-            "disliked": [_item_text(items, i) for i in t.get("disliked", [])],
-            "partners": inputs.partners[u],
-        })
+        out.append(
+            {
+                "user": u,
+                "prompt_ids": [pid for pid, _ in pending],
+                "generic": [p for _, p in pending],
+                "source": inputs.donor[u],  # whose rewrite is scored as this user's (another user's in the control)
+                "liked": [_item_text(items, i) for i in t.get("liked", [])],
+                "negatives": [_item_text(items, i) for i in t.get("unseen", [])],
+                "disliked": [_item_text(items, i) for i in t.get("disliked", [])],
+                "partners": inputs.partners[u],
+            }
+        )
     return out
 
 
@@ -457,14 +529,23 @@ def compute_metric_results(ws: Workspace, run_id: str, config: dict[str, Any]) -
 
     text_encoder = config.get("text_encoder", "minilm")
     out = []
-    for spec in [MetricSpec(config.get("metric", PRIMARY))] + [MetricSpec.of(m) for m in config.get("more_metrics", [])]:
+    for spec in [MetricSpec(config.get("metric", PRIMARY))] + [
+        MetricSpec.of(m) for m in config.get("more_metrics", [])
+    ]:
         cls = METRICS.get(spec.name)
         metric = cls(encoder=encoder_label(text_encoder), aggregation=spec.aggregation)
         t = unit_table(ws, run_id, metric.name, cls.inputs)
         metric.update(users=t["user"], **{f: t[f] for f in cls.inputs})
-        out.append({"metric": spec.name, "encoder": metric.encoder, "model": EMBEDDED.get(text_encoder, text_encoder),
-                    "aggregation": spec.aggregation, "higher_is_better": cls.higher_is_better,
-                    "result": metric.compute(seed=config.get("seed", 0))})
+        out.append(
+            {
+                "metric": spec.name,
+                "encoder": metric.encoder,
+                "model": EMBEDDED.get(text_encoder, text_encoder),
+                "aggregation": spec.aggregation,
+                "higher_is_better": cls.higher_is_better,
+                "result": metric.compute(seed=config.get("seed", 0)),
+            }
+        )
     return out
 
 

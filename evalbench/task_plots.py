@@ -20,11 +20,16 @@ def report_plots(rep: dict[str, Any]) -> dict[str, bytes]:
     import matplotlib.pyplot as plt
 
     systems = _systems(rep)
-    plots = [(f"personal_{te.replace('/', '_')}", lambda te=te: _personal(plt, rep, te))
-             for te in rep.get("text_encoders") or []]
+    plots = [
+        (f"personal_{te.replace('/', '_')}", lambda te=te: _personal(plt, rep, te))
+        for te in rep.get("text_encoders") or []
+    ]
     plots += [(f"groups_{a}", lambda a=a: _groups(plt, rep, systems, a)) for a in rep["attributes"]]
-    plots += [("raw_vs_ipf", lambda: _raw_vs_ipf(plt, systems)), ("lift_vs_k", lambda: _lift_vs_k(plt, systems)),
-              ("cost", lambda: _cost(plt, systems))]
+    plots += [
+        ("raw_vs_ipf", lambda: _raw_vs_ipf(plt, systems)),
+        ("lift_vs_k", lambda: _lift_vs_k(plt, systems)),
+        ("cost", lambda: _cost(plt, systems)),
+    ]
     out = {}
     for name, draw in plots:  # one figure open at a time
         fig = draw()
@@ -115,8 +120,14 @@ def _lift_vs_k(plt, systems: list[dict[str, Any]]):
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for base, pts in series.items():
         pts.sort()
-        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]],
-                    marker="o", capsize=3, label=base)
+        ax.errorbar(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            yerr=[[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]],
+            marker="o",
+            capsize=3,
+            label=base,
+        )
     ax.axhline(0, color="gray", lw=0.8, ls="--")
     ax.set_xlabel("k (the user's own items shown as examples)")
     ax.set_ylabel("lift x100 vs baseline")

@@ -35,27 +35,45 @@ def leaderboard_rows(rep: dict[str, Any], text_encoder: str | None = None) -> li
     rows = []
     for s in entries:
         o = (s.get("bias") or {}).get("overall", {})
-        gaps = [a.get("gap") for a in rep["groups"].get(group_key(s) if "text_encoder" in s else s["name"], {}).values()]
+        gaps = [
+            a.get("gap") for a in rep["groups"].get(group_key(s) if "text_encoder" in s else s["name"], {}).values()
+        ]
         name = s["name"] + (" (no prompt)" if s.get("reference") == "history" else "")
         tag = f"[{s.get('prompts')}]"
         if s.get("prompts") and rep.get("prompts") and s["prompts"] not in ("-", rep["prompts"]) and tag not in name:
             base, paren, rest = name.partition(" (")  # before any "(shuffled control)" / "(40 users)"
             name = f"{base} {tag}" + (paren + rest if paren else "")
-        rows.append({"system": name, "personal": _f(s.get("personal_win_rate")),
-                     "personal CI": _ci(s.get("personal_ci", [None, None])),
-                     "vs dislikes": _f(s.get("personal_dislikes")), "of ceiling": _pct(s.get("ceiling_share")),
-                     "personal p": _f(s.get("personal_wilcoxon_p"), 4),
-                     "vs generic" if te else "vs baseline": _f(s["win_rate"]),
-                     "generic CI" if te else "baseline CI": _ci(s["win_rate_ci"]), "lift x100": _f(s["lift_x100"]),
-                     "score": _f(s.get("score")), "raw": _f(o.get("raw_mean")), "IPF": _f(o.get("reweighted_mean")),
-                     "IPF eff. users": _f(((s.get("bias") or {}).get("ipf") or {}).get("effective_users"), 1),
-                     "worst gap": _f(max((g for g in gaps if g is not None), default=None)),
-                     "cost": _cost_label(s.get("cost", {})), "users": str(s["n_users"])})
+        rows.append(
+            {
+                "system": name,
+                "personal": _f(s.get("personal_win_rate")),
+                "personal CI": _ci(s.get("personal_ci", [None, None])),
+                "vs dislikes": _f(s.get("personal_dislikes")),
+                "of ceiling": _pct(s.get("ceiling_share")),
+                "personal p": _f(s.get("personal_wilcoxon_p"), 4),
+                "vs generic" if te else "vs baseline": _f(s["win_rate"]),
+                "generic CI" if te else "baseline CI": _ci(s["win_rate_ci"]),
+                "lift x100": _f(s["lift_x100"]),
+                "score": _f(s.get("score")),
+                "raw": _f(o.get("raw_mean")),
+                "IPF": _f(o.get("reweighted_mean")),
+                "IPF eff. users": _f(((s.get("bias") or {}).get("ipf") or {}).get("effective_users"), 1),
+                "worst gap": _f(max((g for g in gaps if g is not None), default=None)),
+                "cost": _cost_label(s.get("cost", {})),
+                "users": str(s["n_users"]),
+            }
+        )
     b = rep.get("baseline")
     if b and (te is None or b.get("text_encoder", te) == te):
-        rows.append({**({k: "-" for k in rows[0]} if rows else {}), "system": f"{b['name']} (baseline)",
-                     "personal": _f(b.get("personal_win_rate", 0.5)), "score": _f(b.get("score")),
-                     "users": str(b["n_users"])})
+        rows.append(
+            {
+                **({k: "-" for k in rows[0]} if rows else {}),
+                "system": f"{b['name']} (baseline)",
+                "personal": _f(b.get("personal_win_rate", 0.5)),
+                "score": _f(b.get("score")),
+                "users": str(b["n_users"]),
+            }
+        )
     return rows
 
 
@@ -74,9 +92,18 @@ def group_rows(rep: dict[str, Any]) -> list[dict[str, str]]:
     for name, attrs in rep["groups"].items():
         for a, r in attrs.items():
             for c, v in r["groups"].items():
-                out.append({"system": name, "attribute": a, "group": c, "win rate": _f(v["mean"]),
-                            "CI": _ci([v["ci_low"], v["ci_high"]]), "users": str(v["n"]),
-                            "share": _f(v.get("share")), "target": _f(v.get("target_share"))})
+                out.append(
+                    {
+                        "system": name,
+                        "attribute": a,
+                        "group": c,
+                        "win rate": _f(v["mean"]),
+                        "CI": _ci([v["ci_low"], v["ci_high"]]),
+                        "users": str(v["n"]),
+                        "share": _f(v.get("share")),
+                        "target": _f(v.get("target_share")),
+                    }
+                )
     return out
 
 
@@ -85,9 +112,17 @@ def metric_rows(rep: dict[str, Any]) -> list[dict[str, str]]:
     out = []
     for s in rep["systems"]:
         for label, r in (s.get("metrics") or {}).items():
-            out.append({"system": s["name"], "metric": label, "aggregation": r["aggregation"],
-                        "better": "higher" if r["higher_is_better"] else "lower", "value": _f(r.get("value")),
-                        "CI": _ci(r.get("ci", [None, None])), "users": str(r.get("n_users", "-"))})
+            out.append(
+                {
+                    "system": s["name"],
+                    "metric": label,
+                    "aggregation": r["aggregation"],
+                    "better": "higher" if r["higher_is_better"] else "lower",
+                    "value": _f(r.get("value")),
+                    "CI": _ci(r.get("ci", [None, None])),
+                    "users": str(r.get("n_users", "-")),
+                }
+            )
     return out
 
 
@@ -109,32 +144,39 @@ PERSONAL_LEGEND = (
     "per-user margins over the others' mean. vs generic: win rate over the generic prompt (the popularity control, "
     "the same popular titles for everyone, shows what a cue that helps anyone gets). raw / IPF: personal win rate "
     "with users weighted equally / raked to the population targets; worst gap: largest difference between groups "
-    f"of at least {MIN_GROUP} users. CIs: 95% percentile bootstrap over users.")
+    f"of at least {MIN_GROUP} users. CIs: 95% percentile bootstrap over users."
+)
 
 
 def render_markdown(rep: dict[str, Any], plot_dir=None) -> str:
     """Markdown; with ``plot_dir`` the plots are written there as PNGs and linked."""
     from pathlib import Path
 
-    parts = [f"# {rep['task']} (v{rep['version']}) — run {rep['run_id']}\n",
-             f"split `{rep['split']}`, prompts `{rep['prompts']}`, seed {rep['seed']}, code `{rep['code_version']}`, "
-             f"config hash `{rep['config_hash'][:12]}`\n",
-             "## Personal win rate\n",
-             PERSONAL_LEGEND + "\n"]
+    parts = [
+        f"# {rep['task']} (v{rep['version']}) — run {rep['run_id']}\n",
+        f"split `{rep['split']}`, prompts `{rep['prompts']}`, seed {rep['seed']}, code `{rep['code_version']}`, "
+        f"config hash `{rep['config_hash'][:12]}`\n",
+        "## Personal win rate\n",
+        PERSONAL_LEGEND + "\n",
+    ]
     for te in rep.get("text_encoders") or [None]:
         metric = next((s["metric"] for s in rep["systems"] if s.get("text_encoder") == te), "")
         parts += [f"### `{metric}`\n" if te else "", _md_table(leaderboard_rows(rep, te))]
     if metric_rows(rep):
         parts += ["\n## Further metrics\n", _md_table(metric_rows(rep))]
     if rep.get("power"):
-        parts += ["\n## Power (chosen before any system was scored)\n",
-                  "\n".join(f"- {k}: {v}" for k, v in rep["power"].items()) + "\n"]
+        parts += [
+            "\n## Power (chosen before any system was scored)\n",
+            "\n".join(f"- {k}: {v}" for k, v in rep["power"].items()) + "\n",
+        ]
     if rep["groups"]:
         parts += ["\n## Per group\n", _md_table(group_rows(rep))]
     if rep.get("targets_source"):
         src = rep["targets_source"]
-        parts.append(f"\nPopulation targets: {src.get('title', '')}, {src.get('publisher', '')} ({src.get('year', '')}), "
-                     f"{src.get('url', '')}\n")
+        parts.append(
+            f"\nPopulation targets: {src.get('title', '')}, {src.get('publisher', '')} ({src.get('year', '')}), "
+            f"{src.get('url', '')}\n"
+        )
     if plot_dir is not None:
         d = Path(plot_dir)
         d.mkdir(parents=True, exist_ok=True)
@@ -157,20 +199,33 @@ def render_html(rep: dict[str, Any]) -> str:
         body = "".join("<tr>" + "".join(f"<td>{html.escape(r[c])}</td>" for c in cols) + "</tr>" for r in rows)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
-    imgs = "".join(f'<figure><img alt="{n}" src="data:image/png;base64,{base64.b64encode(p).decode()}"/></figure>'
-                   for n, p in report_plots(rep).items())
-    style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;"
-             "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}"
-             "td:first-child{text-align:left}figure{display:inline-block;margin:4px}")
+    imgs = "".join(
+        f'<figure><img alt="{n}" src="data:image/png;base64,{base64.b64encode(p).decode()}"/></figure>'
+        for n, p in report_plots(rep).items()
+    )
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;"
+        "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}"
+        "td:first-child{text-align:left}figure{display:inline-block;margin:4px}"
+    )
     src = rep.get("targets_source") or {}
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(rep['task'])} {rep['run_id']}</title>"
-            f"<style>{style}</style></head><body><h1>{html.escape(rep['task'])} (v{rep['version']})</h1>"
-            f"<p>run {rep['run_id']} · split {html.escape(rep['split'])} · prompts {html.escape(rep['prompts'])} · seed "
-            f"{rep['seed']} · code {html.escape(str(rep['code_version']))}</p><h2>Personal win rate</h2>"
-            f"<p>{html.escape(PERSONAL_LEGEND)}</p>"
-            + "".join(f"<h3>{html.escape(next((s['metric'] for s in rep['systems'] if s.get('text_encoder') == te), ''))}</h3>"
-                      f"{table(leaderboard_rows(rep, te))}" for te in (rep.get("text_encoders") or [None]))
-            + (f"<h2>Further metrics</h2>{table(metric_rows(rep))}" if metric_rows(rep) else "")
-            + f"<h2>Per group</h2>{table(group_rows(rep))}"
-            + (f"<p>Population targets: {html.escape(str(src.get('title', '')))} ({src.get('year', '')})</p>" if src else "")
-            + f"<h2>Plots</h2>{imgs}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(rep['task'])} {rep['run_id']}</title>"
+        f"<style>{style}</style></head><body><h1>{html.escape(rep['task'])} (v{rep['version']})</h1>"
+        f"<p>run {rep['run_id']} · split {html.escape(rep['split'])} · prompts {html.escape(rep['prompts'])} · seed "
+        f"{rep['seed']} · code {html.escape(str(rep['code_version']))}</p><h2>Personal win rate</h2>"
+        f"<p>{html.escape(PERSONAL_LEGEND)}</p>"
+        + "".join(
+            f"<h3>{html.escape(next((s['metric'] for s in rep['systems'] if s.get('text_encoder') == te), ''))}</h3>"
+            f"{table(leaderboard_rows(rep, te))}"
+            for te in (rep.get("text_encoders") or [None])
+        )
+        + (f"<h2>Further metrics</h2>{table(metric_rows(rep))}" if metric_rows(rep) else "")
+        + f"<h2>Per group</h2>{table(group_rows(rep))}"
+        + (
+            f"<p>Population targets: {html.escape(str(src.get('title', '')))} ({src.get('year', '')})</p>"
+            if src
+            else ""
+        )
+        + f"<h2>Plots</h2>{imgs}</body></html>"
+    )

@@ -40,12 +40,17 @@ def _cost(ws: Workspace, bench_cfg: dict[str, Any]) -> dict[str, Any]:
     backend) and template fallbacks of the system's stored rewrites."""
     from persona.evidence import count_tokens
 
-    key = RewriteKey(bench_cfg["split"], bench_cfg["encoder"], bench_cfg["backend"], bench_cfg["model"],
-                     bench_cfg["prompts"])
+    key = RewriteKey(
+        bench_cfg["split"], bench_cfg["encoder"], bench_cfg["backend"], bench_cfg["model"], bench_cfg["prompts"]
+    )
     lat, n, fb = rewrite_stats(ws, key)
     texts = [t or "" for t in load_rewrites(ws, key).values()]
-    return {"rewrite_latency_s": lat if lat is not None else float("nan"), "rewrites": n, "fallbacks": fb,
-            "output_tokens_per_rewrite": float(np.mean([count_tokens(t) for t in texts])) if texts else float("nan")}
+    return {
+        "rewrite_latency_s": lat if lat is not None else float("nan"),
+        "rewrites": n,
+        "fallbacks": fb,
+        "output_tokens_per_rewrite": float(np.mean([count_tokens(t) for t in texts])) if texts else float("nan"),
+    }
 
 
 def _bias_setup(task: dict[str, Any]) -> tuple[list[str], Any]:
@@ -57,8 +62,11 @@ def _bias_setup(task: dict[str, Any]) -> tuple[list[str], Any]:
     if not bias_cfg.get("targets"):
         return attributes, None
     targets = load_targets(bias_cfg["targets"])
-    return attributes, Targets(marginals={a: m for a, m in targets.marginals.items() if a in attributes},
-                               source=targets.source, notes=getattr(targets, "notes", None))
+    return attributes, Targets(
+        marginals={a: m for a, m in targets.marginals.items() if a in attributes},
+        source=targets.source,
+        notes=getattr(targets, "notes", None),
+    )
 
 
 def task_report(ws: Workspace, run_id: str) -> dict[str, Any]:
@@ -73,18 +81,37 @@ def task_report(ws: Workspace, run_id: str) -> dict[str, Any]:
 
 
 #: the leading keys of a text system's entry, from its text-preference result
-PERSONAL_KEYS = ("personal_win_rate", "personal_ci", "personal_wilcoxon_p", "personal_dislikes", "personal_dislikes_ci",
-                 "personal_dislikes_users", "n_users", "n_units")
+PERSONAL_KEYS = (
+    "personal_win_rate",
+    "personal_ci",
+    "personal_wilcoxon_p",
+    "personal_dislikes",
+    "personal_dislikes_ci",
+    "personal_dislikes_users",
+    "n_users",
+    "n_units",
+)
 
 
 def _no_prompt() -> dict[str, Any]:
     """What a history ceiling's entry has no value for (no prompt, so no generic prompt to beat)."""
     nan = float("nan")
-    return {"win_rate": nan, "win_rate_ci": [nan] * 2, "lift_x100": nan, "lift_x100_ci": [nan] * 2, "wilcoxon_p": nan,
-            "sign_test_p": nan, "score": nan, "score_ci": [nan] * 2, "cost": {}}
+    return {
+        "win_rate": nan,
+        "win_rate_ci": [nan] * 2,
+        "lift_x100": nan,
+        "lift_x100_ci": [nan] * 2,
+        "wilcoxon_p": nan,
+        "sign_test_p": nan,
+        "score": nan,
+        "score_ci": [nan] * 2,
+        "cost": {},
+    }
 
 
-def _text_task_report(ws: Workspace, run_id: str, rec: dict[str, Any], attributes: list[str], targets) -> dict[str, Any]:
+def _text_task_report(
+    ws: Workspace, run_id: str, rec: dict[str, Any], attributes: list[str], targets
+) -> dict[str, Any]:
     """Text tasks: every member run's personal win rate, its comparison with the generic prompt, groups, cost."""
     cfg = rec["config"]
     task, split, seed = cfg["task"], cfg["split"], cfg["task"]["seed"]
@@ -115,33 +142,62 @@ def _text_task_report(ws: Workspace, run_id: str, rec: dict[str, Any], attribute
     for e in systems:
         e["ceiling"] = ceilings.get((e["text_encoder"], e.get("max_users", 0)), float("nan"))
         e["ceiling_share"] = float("nan") if e["reference"] else ceiling_share(e["personal_win_rate"], e["ceiling"])
-    systems.sort(key=lambda r: (encoders.index(r["text_encoder"]) if r["text_encoder"] in encoders else 99,
-                                {"history": 0, "": 1, "popularity": 2}.get(r["reference"], 1),
-                                -(r["personal_win_rate"] if r["personal_win_rate"] == r["personal_win_rate"] else -1.0)))
-    return {"task": task["task"], "version": task["version"], "run_id": run_id, "status": rec["status"], "split": split,
-            "seed": seed, "code_version": rec["code_version"], "config_hash": rec["config_hash"],
-            "prompts": task["prompts"], "text_encoder": task["text_encoder"], "text_encoders": encoders,
-            "partners": task.get("partners", 0), "power": task.get("power") or {}, "baseline": baseline,
-            "systems": systems, "groups": groups_out, "attributes": attributes,
-            "targets_source": getattr(targets, "source", None) if targets else None}
+    systems.sort(
+        key=lambda r: (
+            encoders.index(r["text_encoder"]) if r["text_encoder"] in encoders else 99,
+            {"history": 0, "": 1, "popularity": 2}.get(r["reference"], 1),
+            -(r["personal_win_rate"] if r["personal_win_rate"] == r["personal_win_rate"] else -1.0),
+        )
+    )
+    return {
+        "task": task["task"],
+        "version": task["version"],
+        "run_id": run_id,
+        "status": rec["status"],
+        "split": split,
+        "seed": seed,
+        "code_version": rec["code_version"],
+        "config_hash": rec["config_hash"],
+        "prompts": task["prompts"],
+        "text_encoder": task["text_encoder"],
+        "text_encoders": encoders,
+        "partners": task.get("partners", 0),
+        "power": task.get("power") or {},
+        "baseline": baseline,
+        "systems": systems,
+        "groups": groups_out,
+        "attributes": attributes,
+        "targets_source": getattr(targets, "source", None) if targets else None,
+    }
 
 
 def _text_encoder(member: dict[str, Any], bench_cfg: dict[str, Any]) -> str:
     return member.get("text_encoder") or bench_cfg.get("text_encoder", "minilm")
 
 
-def _text_entry(m: dict[str, Any], bench_cfg: dict[str, Any], results: list[dict[str, Any]],
-                task: dict[str, Any]) -> dict[str, Any]:
+def _text_entry(
+    m: dict[str, Any], bench_cfg: dict[str, Any], results: list[dict[str, Any]], task: dict[str, Any]
+) -> dict[str, Any]:
     """A member's entry from its metric results: the text-preference result's personal win rates, and
     (only where the task has them) the further metrics' results and the system's k-shot count."""
     primary = results[0]
-    entry = {"name": m["name"], "run_id": m["run_id"], "system": m["system"], "metric": result_label(primary),
-             "text_encoder": _text_encoder(m, bench_cfg), "reference": m.get("reference") or bench_cfg.get("reference", ""),
-             "prompts": bench_cfg.get("prompts"), "partners": bench_cfg.get("partners", 0),
-             "max_users": bench_cfg.get("max_users", 0), **{k: primary["result"][k] for k in PERSONAL_KEYS}}
+    entry = {
+        "name": m["name"],
+        "run_id": m["run_id"],
+        "system": m["system"],
+        "metric": result_label(primary),
+        "text_encoder": _text_encoder(m, bench_cfg),
+        "reference": m.get("reference") or bench_cfg.get("reference", ""),
+        "prompts": bench_cfg.get("prompts"),
+        "partners": bench_cfg.get("partners", 0),
+        "max_users": bench_cfg.get("max_users", 0),
+        **{k: primary["result"][k] for k in PERSONAL_KEYS},
+    }
     if len(results) > 1:
-        entry["metrics"] = {result_label(r): {k: r[k] for k in ("metric", "encoder", "aggregation", "higher_is_better")}
-                            | r["result"] for r in results[1:]}
+        entry["metrics"] = {
+            result_label(r): {k: r[k] for k in ("metric", "encoder", "aggregation", "higher_is_better")} | r["result"]
+            for r in results[1:]
+        }
     shots = _shots(task, m["name"])
     if shots:
         entry["shots"] = shots
@@ -159,25 +215,41 @@ def _shots(task: dict[str, Any], name: str) -> dict[str, Any] | None:
     return None
 
 
-def _generic_baseline(task: dict[str, Any], entry: dict[str, Any], t: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
+def _generic_baseline(
+    task: dict[str, Any], entry: dict[str, Any], t: dict[str, np.ndarray], seed: int
+) -> dict[str, Any]:
     """The generic prompt's row: its text-preference score over the member's units."""
     b, blo, bhi = cluster_mean_ci(t["generic"], t["user"], seed=seed)
-    return {"name": task["baseline"], "score": b, "score_ci": [blo, bhi], "n_users": int(np.unique(t["user"]).size),
-            "n_units": int(t["unit"].size), "text_encoder": entry["text_encoder"], "metric": entry["metric"]}
+    return {
+        "name": task["baseline"],
+        "score": b,
+        "score_ci": [blo, bhi],
+        "n_users": int(np.unique(t["user"]).size),
+        "n_units": int(t["unit"].size),
+        "text_encoder": entry["text_encoder"],
+        "metric": entry["metric"],
+    }
 
 
 def _against_generic(t: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
     """The rewrite against the generic prompt, paired per unit: win rate, lift, tests, the rewrite's score."""
     pc = paired_comparison(t["rewritten"], t["generic"], t["user"], seed=seed)
     score, slo, shi = cluster_mean_ci(t["rewritten"], t["user"], seed=seed)
-    return {"win_rate": pc.win_rate, "win_rate_ci": [pc.win_rate_ci_low, pc.win_rate_ci_high],
-            "lift_x100": 100 * pc.mean_difference,
-            "lift_x100_ci": [100 * pc.mean_difference_ci_low, 100 * pc.mean_difference_ci_high],
-            "wilcoxon_p": pc.wilcoxon_p, "sign_test_p": pc.sign_test_p, "score": score, "score_ci": [slo, shi]}
+    return {
+        "win_rate": pc.win_rate,
+        "win_rate_ci": [pc.win_rate_ci_low, pc.win_rate_ci_high],
+        "lift_x100": 100 * pc.mean_difference,
+        "lift_x100_ci": [100 * pc.mean_difference_ci_low, 100 * pc.mean_difference_ci_high],
+        "wilcoxon_p": pc.wilcoxon_p,
+        "sign_test_p": pc.sign_test_p,
+        "score": score,
+        "score_ci": [slo, shi],
+    }
 
 
-def _text_bias(ws: Workspace, split: str, t: dict[str, np.ndarray], attributes: list[str], targets,
-               seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def _text_bias(
+    ws: Workspace, split: str, t: dict[str, np.ndarray], attributes: list[str], targets, seed: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(bias entry, per-attribute groups)`` of the personal win rate. Groups under :data:`MIN_GROUP` users
     are reported but left out of the worst-group gap and the ratio; a user subset (``max_users``) that
     misses a target category gets raw groups only, with the reason."""
@@ -193,8 +265,13 @@ def _text_bias(ws: Workspace, split: str, t: dict[str, np.ndarray], attributes: 
     ipf = None
     if rep.ipf is not None:
         w = np.asarray(rep.ipf.weights, dtype=float)
-        ipf = {"iterations": rep.ipf.iterations, "max_error": rep.ipf.max_error, "converged": rep.ipf.converged,
-               "max_weight": float(w.max()), "effective_users": float(w.sum() ** 2 / (w ** 2).sum())}
+        ipf = {
+            "iterations": rep.ipf.iterations,
+            "max_error": rep.ipf.max_error,
+            "converged": rep.ipf.converged,
+            "max_weight": float(w.max()),
+            "effective_users": float(w.sum() ** 2 / (w**2).sum()),
+        }
     bias = {"overall": rep.overall, "ipf": ipf, **({"ipf_error": ipf_error} if ipf_error else {})}
     return bias, {a: dict(r) for a, r in rep.attributes.items()}
 
@@ -207,11 +284,17 @@ def _personal_of(u: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
     p = u.get("personal", np.array([]))
     keep = ~np.isnan(p) if p.size else np.array([], dtype=bool)
     if not keep.any():
-        return {"personal_win_rate": float("nan"), "personal_ci": [float("nan"), float("nan")],
-                "personal_wilcoxon_p": float("nan")}
+        return {
+            "personal_win_rate": float("nan"),
+            "personal_ci": [float("nan"), float("nan")],
+            "personal_wilcoxon_p": float("nan"),
+        }
     m, lo, hi = cluster_mean_ci(p[keep], u["user"][keep], seed=seed)
-    return {"personal_win_rate": m, "personal_ci": [lo, hi],
-            "personal_wilcoxon_p": cluster_wilcoxon(u["personal_margin"][keep], u["user"][keep])}
+    return {
+        "personal_win_rate": m,
+        "personal_ci": [lo, hi],
+        "personal_wilcoxon_p": cluster_wilcoxon(u["personal_margin"][keep], u["user"][keep]),
+    }
 
 
 def group_key(entry: dict[str, Any]) -> str:
@@ -219,19 +302,29 @@ def group_key(entry: dict[str, Any]) -> str:
     return f"{entry['name']} [{entry['text_encoder']}]"
 
 
-def _image_task_report(ws: Workspace, run_id: str, rec: dict[str, Any], attributes: list[str], targets) -> dict[str, Any]:
+def _image_task_report(
+    ws: Workspace, run_id: str, rec: dict[str, Any], attributes: list[str], targets
+) -> dict[str, Any]:
     """Image tasks: each system's image preference against the baseline system's, paired on shared units."""
     from evalbench.image_runs import image_units
     from evalbench.metrics.bias import bias_summary
 
+    # 1. the baseline's units and score
     cfg = rec["config"]
     task, split, seed = cfg["task"], cfg["split"], cfg["task"]["seed"]
     units = {m["name"]: image_units(ws, m["run_id"]) for m in cfg["members"]}
     base_name = task["baseline"]
     b = units[base_name]
     bs, blo, bhi = cluster_mean_ci(b["score"], b["user"], seed=seed) if b["unit"].size else (float("nan"),) * 3
-    baseline = {"name": base_name, "score": bs, "score_ci": [blo, bhi], "n_users": int(np.unique(b["user"]).size),
-                "n_units": int(b["unit"].size), "metric": b["metric"]}
+    baseline = {
+        "name": base_name,
+        "score": bs,
+        "score_ci": [blo, bhi],
+        "n_users": int(np.unique(b["user"]).size),
+        "n_units": int(b["unit"].size),
+        "metric": b["metric"],
+    }
+    # 2. every system against the baseline, with its groups
     bidx = {u: i for i, u in enumerate(b["unit"])}
     systems, groups_out = [], {}
     for m in cfg["members"]:
@@ -246,16 +339,31 @@ def _image_task_report(ws: Workspace, run_id: str, rec: dict[str, Any], attribut
         users = u["user"][keep]
         pc = paired_comparison(x, y, users, seed=seed)
         score, slo, shi = cluster_mean_ci(x, users, seed=seed)
-        entry = {"name": m["name"], "run_id": m["run_id"], "system": m["system"], "metric": u["metric"],
-                 **_personal_of(u, seed),
-                 "win_rate": pc.win_rate, "win_rate_ci": [pc.win_rate_ci_low, pc.win_rate_ci_high],
-                 "lift_x100": 100 * pc.mean_difference,
-                 "lift_x100_ci": [100 * pc.mean_difference_ci_low, 100 * pc.mean_difference_ci_high],
-                 "wilcoxon_p": pc.wilcoxon_p, "sign_test_p": pc.sign_test_p, "score": score, "score_ci": [slo, shi],
-                 "n_users": pc.n_clusters, "n_units": pc.n_units,
-                 "copy_rate_32px": float(np.nanmean(u["copy"][keep])), "diversity": float(np.nanmean(u["diversity"][keep])),
-                 "cost": {"rewrite_latency_s": float("nan"), "rewrites": 0, "fallbacks": 0,
-                          "seconds_per_image": float(np.nanmean(u["latency"][keep])) if u["latency"].size else float("nan")}}
+        entry = {
+            "name": m["name"],
+            "run_id": m["run_id"],
+            "system": m["system"],
+            "metric": u["metric"],
+            **_personal_of(u, seed),
+            "win_rate": pc.win_rate,
+            "win_rate_ci": [pc.win_rate_ci_low, pc.win_rate_ci_high],
+            "lift_x100": 100 * pc.mean_difference,
+            "lift_x100_ci": [100 * pc.mean_difference_ci_low, 100 * pc.mean_difference_ci_high],
+            "wilcoxon_p": pc.wilcoxon_p,
+            "sign_test_p": pc.sign_test_p,
+            "score": score,
+            "score_ci": [slo, shi],
+            "n_users": pc.n_clusters,
+            "n_units": pc.n_units,
+            "copy_rate_32px": float(np.nanmean(u["copy"][keep])),
+            "diversity": float(np.nanmean(u["diversity"][keep])),
+            "cost": {
+                "rewrite_latency_s": float("nan"),
+                "rewrites": 0,
+                "fallbacks": 0,
+                "seconds_per_image": float(np.nanmean(u["latency"][keep])) if u["latency"].size else float("nan"),
+            },
+        }
         if attributes:
             wins = np.where(np.abs(x - y) <= 1e-9, 0.5, (x > y).astype(float))
             if task.get("kind") == "reference":  # subjects grouped by their DreamBench class
@@ -267,14 +375,32 @@ def _image_task_report(ws: Workspace, run_id: str, rec: dict[str, Any], attribut
             entry["bias"] = {"overall": rep.overall, "ipf": None}
             groups_out[m["name"]] = {a: dict(r) for a, r in rep.attributes.items()}
         systems.append(entry)
+    # 3. the report, systems ordered by personal win rate
     baseline.update(_personal_of(b, seed))
-    systems.sort(key=lambda r: (-(r["personal_win_rate"] if r["personal_win_rate"] == r["personal_win_rate"] else -1.0),
-                                -r["win_rate"]))
-    return {"task": task["task"], "version": task["version"], "run_id": run_id, "status": rec["status"], "split": split,
-            "seed": seed, "code_version": rec["code_version"], "config_hash": rec["config_hash"], "prompts": "-",
-            "kind": task.get("kind"),
-            "text_encoder": task["text_encoder"], "baseline": baseline, "systems": systems, "groups": groups_out,
-            "attributes": attributes, "targets_source": getattr(targets, "source", None) if targets else None}
+    systems.sort(
+        key=lambda r: (
+            -(r["personal_win_rate"] if r["personal_win_rate"] == r["personal_win_rate"] else -1.0),
+            -r["win_rate"],
+        )
+    )
+    return {
+        "task": task["task"],
+        "version": task["version"],
+        "run_id": run_id,
+        "status": rec["status"],
+        "split": split,
+        "seed": seed,
+        "code_version": rec["code_version"],
+        "config_hash": rec["config_hash"],
+        "prompts": "-",
+        "kind": task.get("kind"),
+        "text_encoder": task["text_encoder"],
+        "baseline": baseline,
+        "systems": systems,
+        "groups": groups_out,
+        "attributes": attributes,
+        "targets_source": getattr(targets, "source", None) if targets else None,
+    }
 
 
 def compare_runs(ws: Workspace, run_a: str, run_b: str) -> dict[str, Any]:
@@ -283,14 +409,22 @@ def compare_runs(ws: Workspace, run_a: str, run_b: str) -> dict[str, Any]:
     ia = {u: i for i, u in enumerate(a["unit"])}
     ib = {u: i for i, u in enumerate(b["unit"])}
     # units both scored a rewrite on (the history ceiling has none: one unit per user, no prompt)
-    common = sorted(u for u in set(ia) & set(ib) if np.isfinite(a["rewritten"][ia[u]]) and np.isfinite(b["rewritten"][ib[u]]))
+    common = sorted(
+        u for u in set(ia) & set(ib) if np.isfinite(a["rewritten"][ia[u]]) and np.isfinite(b["rewritten"][ib[u]])
+    )
     if not common:
-        raise WorkspaceError(f"runs {run_a} and {run_b} share no units with rewrites (different splits or prompt sets, "
-                             "or a history ceiling?)")
+        raise WorkspaceError(
+            f"runs {run_a} and {run_b} share no units with rewrites (different splits or prompt sets, "
+            "or a history ceiling?)"
+        )
     xa = np.array([a["rewritten"][ia[u]] for u in common])
     xb = np.array([b["rewritten"][ib[u]] for u in common])
     users = np.array([u.split("|", 1)[0] for u in common])
     pc = paired_comparison(xa, xb, users)
     names = {r: (run_config(ws, r) or {}).get("system", r) for r in (run_a, run_b)}
-    return {"a": {"run_id": run_a, "system": names[run_a]}, "b": {"run_id": run_b, "system": names[run_b]},
-            "units": len(common), **pc.as_dict()}
+    return {
+        "a": {"run_id": run_a, "system": names[run_a]},
+        "b": {"run_id": run_b, "system": names[run_b]},
+        "units": len(common),
+        **pc.as_dict(),
+    }

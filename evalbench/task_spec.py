@@ -131,7 +131,9 @@ def parse_task(raw: dict[str, Any], source: str = "<dict>") -> Task:
     known = set(Task.__dataclass_fields__)
     unknown = set(raw) - known
     if unknown:
-        raise ValueError(f"task {source}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(known))}")
+        raise ValueError(
+            f"task {source}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(known))}"
+        )
     ds = need("dataset")
     if not isinstance(ds, dict) or ds.get("source") not in SOURCES:
         raise ValueError(f"task {source}: dataset.source must be one of {', '.join(SOURCES)}, got {ds!r}")
@@ -155,21 +157,37 @@ def parse_task(raw: dict[str, Any], source: str = "<dict>") -> Task:
     if raw.get("controls", True) and raw.get("kind", "text") == "text":
         twins = [n for n in names if f"{n} (shuffled control)" in names]
         if twins:
-            raise ValueError(f"task {source}: {twins[0]!r} gets its shuffled control automatically (controls: true); "
-                             "drop the control system or set controls: false")
+            raise ValueError(
+                f"task {source}: {twins[0]!r} gets its shuffled control automatically (controls: true); "
+                "drop the control system or set controls: false"
+            )
     if raw.get("kind", "text") == "text" and raw.get("baseline", "no persona") in names:
-        raise ValueError(f"task {source}: the baseline (the generic prompt) is not one of the systems; rename the system")
+        raise ValueError(
+            f"task {source}: the baseline (the generic prompt) is not one of the systems; rename the system"
+        )
     if raw.get("kind") in ("image", "reference") and raw.get("baseline") not in names:
         raise ValueError(f"task {source}: an image task's baseline must name one of its systems ({', '.join(names)})")
     te = raw.get("text_encoder", "minilm")
-    if not (isinstance(te, str) and te) and not (isinstance(te, list) and te and all(isinstance(x, str) and x for x in te)):
-        raise ValueError(f"task {source}: text_encoder must be a name or a list of names (e.g. [minilm, mpnet]), got {te!r}")
+    if not (isinstance(te, str) and te) and not (
+        isinstance(te, list) and te and all(isinstance(x, str) and x for x in te)
+    ):
+        raise ValueError(
+            f"task {source}: text_encoder must be a name or a list of names (e.g. [minilm, mpnet]), got {te!r}"
+        )
     partners = raw.get("partners", 0)
     if isinstance(partners, bool) or not isinstance(partners, int) or partners < 0:
-        raise ValueError(f"task {source}: partners must be 0 (every other held-out user) or a positive number, "
-                         f"got {partners!r}")
-    return Task(**{**raw, "systems": systems, "version": int(need("version")), "task": str(need("task")),
-                   "metric_list": _metric_list(raw, source)})
+        raise ValueError(
+            f"task {source}: partners must be 0 (every other held-out user) or a positive number, got {partners!r}"
+        )
+    return Task(
+        **{
+            **raw,
+            "systems": systems,
+            "version": int(need("version")),
+            "task": str(need("task")),
+            "metric_list": _metric_list(raw, source),
+        }
+    )
 
 
 def _metric_list(raw: dict[str, Any], source: str) -> list[MetricSpec]:
@@ -179,8 +197,11 @@ def _metric_list(raw: dict[str, Any], source: str) -> list[MetricSpec]:
     if "metric_list" not in raw:
         return [MetricSpec(PRIMARY)] if kind == "text" else []
     if kind != "text":
-        raise MetricListError(f"task {source}: metric_list: {kind} tasks score image preference, copy rate and "
-                              "diversity, not a list", field="metric_list", fix="Drop metric_list.")
+        raise MetricListError(
+            f"task {source}: metric_list: {kind} tasks score image preference, copy rate and diversity, not a list",
+            field="metric_list",
+            fix="Drop metric_list.",
+        )
     try:
         return parse_metric_list(raw["metric_list"])
     except MetricListError as e:
@@ -214,18 +235,24 @@ def _load_folder(task: Task, source: str, ds: dict[str, Any]):
     """The dataset of a source read from a folder (``--data PATH``)."""
     path = task.data_path or ds.pop("path", None)
     if not path:
-        raise ValueError(f"task {task.task} reads {source} data from a folder: pass --data PATH "
-                         f"(see ../shared/data/README.md for where it comes from and its licence)")
+        raise ValueError(
+            f"task {task.task} reads {source} data from a folder: pass --data PATH "
+            f"(see ../shared/data/README.md for where it comes from and its licence)"
+        )
     if source == "faces":
         from persona.data.faces import load_faces as load
     elif source == "stackexchange":
         from persona.data.stackexchange import load_stackexchange as load
     else:
-        raise ValueError(f"dataset source {source!r} has no importer yet; supported: movielens, synthetic, faces, stackexchange")
+        raise ValueError(
+            f"dataset source {source!r} has no importer yet; supported: movielens, synthetic, faces, stackexchange"
+        )
     return load(path, **ds)
 
 
-def run_task(ws, task: Task, *, progress: bool = False, executor: str = "local", workers: int | None = None) -> dict[str, Any]:
+def run_task(
+    ws, task: Task, *, progress: bool = False, executor: str = "local", workers: int | None = None
+) -> dict[str, Any]:
     """Run every system of ``task`` (resumable); returns the task run id and the systems' bench run ids."""
     from persona.data.splits import SplitParams, make_split
 
@@ -255,10 +282,17 @@ def _reference_members(ws, task: Task, progress: bool) -> list[dict[str, Any]]:
         raise ValueError(f"task {task.task} reads a DreamBench folder: pass --data PATH")
     members = []
     for s in task.systems:
-        res = run_reference_bench(ws, path, {"name": s.name, "references": s.references or "own", "n_refs": s.n_refs or 1},
-                                  seed=task.seed, progress=progress, **task.image)
-        members.append({"name": s.name, "run_id": res["run_id"], "system": s.name, "kind": "reference",
-                        "classes": res["classes"]})
+        res = run_reference_bench(
+            ws,
+            path,
+            {"name": s.name, "references": s.references or "own", "n_refs": s.n_refs or 1},
+            seed=task.seed,
+            progress=progress,
+            **task.image,
+        )
+        members.append(
+            {"name": s.name, "run_id": res["run_id"], "system": s.name, "kind": "reference", "classes": res["classes"]}
+        )
     return members
 
 
@@ -268,8 +302,9 @@ def _image_members(ws, task: Task, split: str, progress: bool) -> list[dict[str,
 
     members = []
     for s in task.systems:
-        res = run_image_bench(ws, split, {"name": s.name, "references": s.references}, seed=task.seed,
-                              progress=progress, **task.image)
+        res = run_image_bench(
+            ws, split, {"name": s.name, "references": s.references}, seed=task.seed, progress=progress, **task.image
+        )
         members.append({"name": s.name, "run_id": res["run_id"], "system": s.name, "kind": "image"})
     return members
 
@@ -290,8 +325,9 @@ class _TextMembers:
         task = self.task
         self.references(task.prompts, 0)
         for s in task.systems:
-            mined = mine_personas(self.ws, self.split, s.encoder, progress=self.progress,
-                                  encoder_kwargs=s.encoder_params or None)
+            mined = mine_personas(
+                self.ws, self.split, s.encoder, progress=self.progress, encoder_kwargs=s.encoder_params or None
+            )
             prompts, max_users = s.prompts or task.prompts, s.max_users or 0
             self.references(prompts, max_users)
             self.system(s, mined["encoder"], prompts, max_users)
@@ -304,10 +340,13 @@ class _TextMembers:
         res = run_bench(self.ws, cfg, progress=self.progress, executor=self.executor, workers=self.workers)
         twin = next((m for m in self.members if m["run_id"] == res["run_id"]), None)
         if twin:
-            raise ValueError(f"task {self.task.task}: systems {twin['name']!r} and {name!r} are the same run (same "
-                             "encoder, rewriter, model and control); make them differ or drop one")
-        self.members.append({"name": name, "run_id": res["run_id"], "system": res["system"],
-                             "text_encoder": cfg.text_encoder, **extra})
+            raise ValueError(
+                f"task {self.task.task}: systems {twin['name']!r} and {name!r} are the same run (same "
+                "encoder, rewriter, model and control); make them differ or drop one"
+            )
+        self.members.append(
+            {"name": name, "run_id": res["run_id"], "system": res["system"], "text_encoder": cfg.text_encoder, **extra}
+        )
 
     def references(self, prompts: str, max_users: int) -> None:
         """The history ceiling and the popularity control, per encoder (and users and prompt set)."""
@@ -319,14 +358,21 @@ class _TextMembers:
             common["text_encoder"] = te
             if (te, "history", max_users) not in self.done:
                 self.done.add((te, "history", max_users))
-                self.bench(BenchConfig(self.split, reference="history", **common), "history ceiling" + suffix,
-                           reference="history")
+                self.bench(
+                    BenchConfig(self.split, reference="history", **common),
+                    "history ceiling" + suffix,
+                    reference="history",
+                )
             if (te, prompts, max_users) not in self.done:
                 self.done.add((te, prompts, max_users))
-                self.bench(BenchConfig(self.split, prompts=prompts, reference="popularity",
-                                       more_metrics=task.more_metrics, **common),
-                           "popularity control" + ("" if prompts == task.prompts else f" [{prompts}]") + suffix,
-                           reference="popularity", prompts=prompts)
+                self.bench(
+                    BenchConfig(
+                        self.split, prompts=prompts, reference="popularity", more_metrics=task.more_metrics, **common
+                    ),
+                    "popularity control" + ("" if prompts == task.prompts else f" [{prompts}]") + suffix,
+                    reference="popularity",
+                    prompts=prompts,
+                )
 
     def system(self, s: SystemSpec, encoder: str, prompts: str, max_users: int) -> None:
         """One system's prompts rewritten, then its runs (and its shuffled control's) per text encoder."""
@@ -335,14 +381,33 @@ class _TextMembers:
         from prompting.rewriter import rewrite_split
 
         task = self.task
-        out = rewrite_split(self.ws, self.split, encoder=encoder, backend=s.backend, prompts=prompts, model=s.model,
-                            params=RewriteParams(**s.rewrite) if s.rewrite else None, progress=self.progress,
-                            backend_kwargs=s.backend_options or None, max_users=max_users or None)
+        out = rewrite_split(
+            self.ws,
+            self.split,
+            encoder=encoder,
+            backend=s.backend,
+            prompts=prompts,
+            model=s.model,
+            params=RewriteParams(**s.rewrite) if s.rewrite else None,
+            progress=self.progress,
+            backend_kwargs=s.backend_options or None,
+            max_users=max_users or None,
+        )
         controls = [s.control] if s.control != "none" or not task.controls else ["none", "shuffled"]
         for control in controls:
             name = s.name if control == s.control else f"{s.name} (shuffled control)"
             for te in task.text_encoders:
-                cfg = BenchConfig(self.split, encoder=encoder, backend=s.backend, model=out["model"], prompts=prompts,
-                                  text_encoder=te, control=control, seed=task.seed, partners=task.partners,
-                                  max_users=max_users, more_metrics=task.more_metrics)
+                cfg = BenchConfig(
+                    self.split,
+                    encoder=encoder,
+                    backend=s.backend,
+                    model=out["model"],
+                    prompts=prompts,
+                    text_encoder=te,
+                    control=control,
+                    seed=task.seed,
+                    partners=task.partners,
+                    max_users=max_users,
+                    more_metrics=task.more_metrics,
+                )
                 self.bench(cfg, name, prompts=prompts, max_users=max_users)

@@ -38,7 +38,9 @@ with Workspace(db) as ws:
 
 model = load_coldstart(source)  # what `pwb serve` loads at start-up (needs no workspace)
 likes = [x.item_id for x in source.context.visible["u1"][:3]]
-new = model.maker.persona("new-user", [Interaction(user_id="new-user", item_id=i, kind="rating", value=5.0) for i in likes])
+new = model.maker.persona(
+    "new-user", [Interaction(user_id="new-user", item_id=i, kind="rating", value=5.0) for i in likes]
+)
 print("cold-start persona:", new.summary)
 first = model.survey.questions[0]
 answer = model.maker.from_survey("survey-user", model.survey, {first.qid: [first.options[0].label]})

@@ -27,10 +27,16 @@ with Workspace(db) as ws:
 
     rewrite_split(ws, split, prompts="parti36")
     # the system, its shuffled control, and the two reference rows: the history ceiling and popular titles
-    for cfg in (BenchConfig(split=split), BenchConfig(split=split, control="shuffled"),
-                BenchConfig(split=split, reference="history"), BenchConfig(split=split, reference="popularity")):
+    for cfg in (
+        BenchConfig(split=split),
+        BenchConfig(split=split, control="shuffled"),
+        BenchConfig(split=split, reference="history"),
+        BenchConfig(split=split, reference="popularity"),
+    ):
         run_bench(ws, cfg)
     for row in leaderboard(ws):  # highest personal win rate first
         lo, hi = row["personal_ci"]
-        print(f"{row['system']:<34} personal {row['personal_win_rate']:.3f} [{lo:.3f}, {hi:.3f}]  "
-              f"vs generic {row['win_rate']:.3f}  ({row['metric']})")
+        print(
+            f"{row['system']:<34} personal {row['personal_win_rate']:.3f} [{lo:.3f}, {hi:.3f}]  "
+            f"vs generic {row['win_rate']:.3f}  ({row['metric']})"
+        )

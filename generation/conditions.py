@@ -101,8 +101,10 @@ class UserCondition:
             raise ValueError(f"UserCondition.seed must be an integer >= 0, got {self.seed!r}")
         self.references = [r if isinstance(r, Reference) else Reference(r) for r in (self.references or [])]
         if isinstance(self.reference_scale, str) and self.reference_scale not in PRESETS:
-            raise ValueError(f"UserCondition.reference_scale {self.reference_scale!r} is not a preset; use a number, a "
-                             f"block dictionary or one of {', '.join(PRESETS)}")
+            raise ValueError(
+                f"UserCondition.reference_scale {self.reference_scale!r} is not a preset; use a number, a "
+                f"block dictionary or one of {', '.join(PRESETS)}"
+            )
         if isinstance(self.reference_scale, (int, float)) and self.reference_scale < 0:
             raise ValueError(f"UserCondition.reference_scale must be >= 0, got {self.reference_scale!r}")
         if self.identity is not None and not isinstance(self.identity, IdentityReference):
@@ -136,8 +138,11 @@ class UserCondition:
         ident = None
         if self.identity is not None:
             consent = self.identity.consent
-            ident = {"image": _image_digest(self.identity.image), "scale": self.identity.scale,
-                     "consent": consent.to_dict() if isinstance(consent, Consent) else None}
+            ident = {
+                "image": _image_digest(self.identity.image),
+                "scale": self.identity.scale,
+                "consent": consent.to_dict() if isinstance(consent, Consent) else None,
+            }
         return {
             "user_id": self.user_id,
             "prompt": self.prompt,
@@ -192,12 +197,22 @@ class Generation:
 
 
 # -- conditions from a workspace's stored rewrites ---------------------------------------------------------
-def conditions_from_rewrites(ws: Workspace, *, split: str | None = None, encoder: str = "tfidf",
-                             rewriter: str = "template", rewriter_model: str | None = None,
-                             prompts: str = "parti36", roles: tuple[str, ...] = ("heldout",),
-                             users: list[str] | None = None, max_users: int | None = None,
-                             prompt_ids: list[str] | None = None, max_prompts: int | None = None,
-                             seed: int = 0, **condition: Any) -> list[UserCondition]:
+def conditions_from_rewrites(
+    ws: Workspace,
+    *,
+    split: str | None = None,
+    encoder: str = "tfidf",
+    rewriter: str = "template",
+    rewriter_model: str | None = None,
+    prompts: str = "parti36",
+    roles: tuple[str, ...] = ("heldout",),
+    users: list[str] | None = None,
+    max_users: int | None = None,
+    prompt_ids: list[str] | None = None,
+    max_prompts: int | None = None,
+    seed: int = 0,
+    **condition: Any,
+) -> list[UserCondition]:
     """One condition per (user, prompt) rewrite stored by ``pwb rewrite``.
 
     Args:
@@ -223,8 +238,10 @@ def conditions_from_rewrites(ws: Workspace, *, split: str | None = None, encoder
         wanted = set(users)
         missing = wanted - {r[0] for r in rows}
         if missing:
-            raise WorkspaceError(f"no {rewriter} rewrites stored for user(s) {', '.join(sorted(missing))} in split "
-                                 f"{split_id!r} (prompt set {prompt_set!r}): run `pwb rewrite` for them first")
+            raise WorkspaceError(
+                f"no {rewriter} rewrites stored for user(s) {', '.join(sorted(missing))} in split "
+                f"{split_id!r} (prompt set {prompt_set!r}): run `pwb rewrite` for them first"
+            )
         rows = [r for r in rows if r[0] in wanted]
     if prompt_ids:
         unknown = set(prompt_ids) - set(order)
@@ -240,17 +257,27 @@ def conditions_from_rewrites(ws: Workspace, *, split: str | None = None, encoder
     ku, kp = set(keep_users), set(keep_prompts)
     rows = sorted((r for r in rows if r[0] in ku and r[1] in kp), key=lambda r: (r[0], order.get(r[1], 0)))
     if not rows:
-        raise WorkspaceError(f"no rewrites match in split {split_id!r} (roles {', '.join(roles)}, prompt set {prompt_set!r})")
+        raise WorkspaceError(
+            f"no rewrites match in split {split_id!r} (roles {', '.join(roles)}, prompt set {prompt_set!r})"
+        )
     negative = condition.pop("negative_prompt", None)
     return [
-        UserCondition(user_id=u, prompt=text, negative_prompt=neg or negative, seed=seed,
-                      persona_id=f"{split_id}/{encoder}/{u}", prompt_id=f"{prompt_set}/{p}", **condition)
+        UserCondition(
+            user_id=u,
+            prompt=text,
+            negative_prompt=neg or negative,
+            seed=seed,
+            persona_id=f"{split_id}/{encoder}/{u}",
+            prompt_id=f"{prompt_set}/{p}",
+            **condition,
+        )
         for u, p, text, neg in rows
     ]
 
 
-def baseline_conditions(ws: Workspace, conditions: list[UserCondition], *,
-                        negative_prompt: str | None = None) -> list[UserCondition]:
+def baseline_conditions(
+    ws: Workspace, conditions: list[UserCondition], *, negative_prompt: str | None = None
+) -> list[UserCondition]:
     """The no-persona twin of each condition: the prompt set's original prompt, same user, seed, references
     and guidance, ``persona_id`` empty. Drawn beside the persona images, they are what the dashboard shows
     as "baseline" and what human labels compare against."""
@@ -261,8 +288,10 @@ def baseline_conditions(ws: Workspace, conditions: list[UserCondition], *,
     text: dict[str, str] = {}
     for c in conditions:
         if not c.prompt_id or "/" not in c.prompt_id:
-            raise ValueError(f"condition for user {c.user_id!r} has no prompt_id (prompt_set/prompt_id): "
-                             "baselines need to know the original prompt")
+            raise ValueError(
+                f"condition for user {c.user_id!r} has no prompt_id (prompt_set/prompt_id): "
+                "baselines need to know the original prompt"
+            )
         pset = c.prompt_id.rsplit("/", 1)[0]
         if pset not in {k.rsplit("/", 1)[0] for k in text}:
             text.update({f"{pset}/{pid}": p for pid, p in load_prompts(ws, pset)})

@@ -20,11 +20,14 @@ from .conditions import Generation, UserCondition
 if TYPE_CHECKING:
     from workbench.store.workspace import Workspace
 
-BACKENDS = Registry("generation backend", {
-    "diffusers": "generation.backends.diffusers_sd:DiffusersBackend",
-    "diffusers-pipeline": "generation.backends.stock:StockPipelineBackend",
-    "patch": "generation.backends.patch:PatchBackend",
-})
+BACKENDS = Registry(
+    "generation backend",
+    {
+        "diffusers": "generation.backends.diffusers_sd:DiffusersBackend",
+        "diffusers-pipeline": "generation.backends.stock:StockPipelineBackend",
+        "patch": "generation.backends.patch:PatchBackend",
+    },
+)
 
 
 def get_backend(name: str, **kwargs: Any):
@@ -41,10 +44,21 @@ def images_dir(ws: Workspace | None, out_dir: str | Path | None) -> Path:
     return Path(".pwb") / "images"
 
 
-def generate(conditions: list[UserCondition], *, backend: Any = "diffusers", model: Any = None,
-             workspace: Workspace | None = None, out_dir: str | Path | None = None, save: bool = True,
-             steps: int | None = None, height: int | None = None, width: int | None = None, batch_size: int = 4,
-             progress: bool = True, **backend_kwargs: Any) -> list[Generation]:
+def generate(
+    conditions: list[UserCondition],
+    *,
+    backend: Any = "diffusers",
+    model: Any = None,
+    workspace: Workspace | None = None,
+    out_dir: str | Path | None = None,
+    save: bool = True,
+    steps: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    batch_size: int = 4,
+    progress: bool = True,
+    **backend_kwargs: Any,
+) -> list[Generation]:
     """Draw one image per condition.
 
     Args:
@@ -79,13 +93,16 @@ def generate(conditions: list[UserCondition], *, backend: Any = "diffusers", mod
         ensure_writable(images_dir(workspace, out_dir))  # before drawing, not after
     if isinstance(backend, str):
         if model is None and backend != "patch":
-            raise ValueError("generate() needs model= (a diffusers id or folder, or random:sdxl-tiny) with a backend name")
+            raise ValueError(
+                "generate() needs model= (a diffusers id or folder, or random:sdxl-tiny) with a backend name"
+            )
         backend = get_backend(backend, model=model, **backend_kwargs)
     elif backend_kwargs:
         raise ValueError(f"backend options {sorted(backend_kwargs)} only apply when the backend is given by name")
     # 2. Draw
-    outputs = backend.generate(conditions, steps=steps, height=height, width=width, batch_size=batch_size,
-                               progress=progress)
+    outputs = backend.generate(
+        conditions, steps=steps, height=height, width=width, batch_size=batch_size, progress=progress
+    )
     # 3. Identity similarity where an identity reference was given
     sims: list[float | None] = [None] * len(conditions)
     idx = [i for i, c in enumerate(conditions) if c.identity is not None]
@@ -99,18 +116,46 @@ def generate(conditions: list[UserCondition], *, backend: Any = "diffusers", mod
     gens = []
     root = images_dir(workspace, out_dir)
     for c, o, sim in zip(conditions, outputs, sims):
-        params = {"steps": steps or o.params.get("steps"), "height": o.image.height, "width": o.image.width, **desc, **o.params}
-        g = Generation(condition_id=c.condition_id, user_id=c.user_id, image=o.image, backend=backend.name,
-                       model=backend.model, params=params, latency_s=o.latency_s, peak_mem=o.peak_mem,
-                       unet_evals=o.unet_evals, identity_similarity=sim)
+        params = {
+            "steps": steps or o.params.get("steps"),
+            "height": o.image.height,
+            "width": o.image.width,
+            **desc,
+            **o.params,
+        }
+        g = Generation(
+            condition_id=c.condition_id,
+            user_id=c.user_id,
+            image=o.image,
+            backend=backend.name,
+            model=backend.model,
+            params=params,
+            latency_s=o.latency_s,
+            peak_mem=o.peak_mem,
+            unet_evals=o.unet_evals,
+            identity_similarity=sim,
+        )
         if save:
-            meta = {"condition_id": g.condition_id, "user_id": c.user_id, "persona_id": c.persona_id,
-                    "prompt_id": c.prompt_id, "prompt": c.prompt, "negative_prompt": c.negative_prompt,
-                    "seed": c.seed, "model": g.model, "backend": g.backend, "guidance": params.get("guidance"),
-                    "params": params, "references": c.reference_labels(), "software": "persona-workbench"}
+            meta = {
+                "condition_id": g.condition_id,
+                "user_id": c.user_id,
+                "persona_id": c.persona_id,
+                "prompt_id": c.prompt_id,
+                "prompt": c.prompt,
+                "negative_prompt": c.negative_prompt,
+                "seed": c.seed,
+                "model": g.model,
+                "backend": g.backend,
+                "guidance": params.get("guidance"),
+                "params": params,
+                "references": c.reference_labels(),
+                "software": "persona-workbench",
+            }
             path, sha = save_content_addressed(o.image, root, meta)
             g.image_path = str(path)
-            g.generation_id = "g-" + hashlib.sha256(f"{g.condition_id}|{g.backend}|{g.model}|{sha}".encode()).hexdigest()[:16]
+            g.generation_id = (
+                "g-" + hashlib.sha256(f"{g.condition_id}|{g.backend}|{g.model}|{sha}".encode()).hexdigest()[:16]
+            )
             g.params["image_sha256"] = sha
         gens.append(g)
     if save and workspace is not None:
@@ -129,14 +174,42 @@ def record_rows(conditions: list[UserCondition], gens: list[Generation]) -> list
     out: list[tuple[str, dict[str, Any]]] = []
     for c, g in zip(conditions, gens):
         d = c.describe()
-        out.append(("conditions", {
-            "condition_id": g.condition_id, "user_id": c.user_id, "prompt": c.prompt, "negative_prompt": c.negative_prompt,
-            "reference_images": c.reference_labels(), "identity": None, "guidance": dumps(d["guidance"]), "seed": c.seed,
-            "persona_id": c.persona_id, "prompt_id": c.prompt_id, "reference_scale": dumps(c.reference_scale),
-            "identity_consent": dumps(d["identity"]["consent"]) if d["identity"] else None}))
-        out.append(("generations", {
-            "generation_id": g.generation_id, "condition_id": g.condition_id, "image_path": g.image_path,
-            "backend": g.backend, "model": g.model, "params": dumps(g.params), "latency_s": g.latency_s,
-            "peak_mem": g.peak_mem, "user_id": g.user_id, "unet_evals": g.unet_evals,
-            "image_sha256": g.params.get("image_sha256"), "identity_similarity": g.identity_similarity}))
+        out.append(
+            (
+                "conditions",
+                {
+                    "condition_id": g.condition_id,
+                    "user_id": c.user_id,
+                    "prompt": c.prompt,
+                    "negative_prompt": c.negative_prompt,
+                    "reference_images": c.reference_labels(),
+                    "identity": None,
+                    "guidance": dumps(d["guidance"]),
+                    "seed": c.seed,
+                    "persona_id": c.persona_id,
+                    "prompt_id": c.prompt_id,
+                    "reference_scale": dumps(c.reference_scale),
+                    "identity_consent": dumps(d["identity"]["consent"]) if d["identity"] else None,
+                },
+            )
+        )
+        out.append(
+            (
+                "generations",
+                {
+                    "generation_id": g.generation_id,
+                    "condition_id": g.condition_id,
+                    "image_path": g.image_path,
+                    "backend": g.backend,
+                    "model": g.model,
+                    "params": dumps(g.params),
+                    "latency_s": g.latency_s,
+                    "peak_mem": g.peak_mem,
+                    "user_id": g.user_id,
+                    "unet_evals": g.unet_evals,
+                    "image_sha256": g.params.get("image_sha256"),
+                    "identity_similarity": g.identity_similarity,
+                },
+            )
+        )
     return out

@@ -26,41 +26,83 @@ SIZES = ("tiny", "full")
 # (runwayml/stable-diffusion-v1-5 and stabilityai/stable-diffusion-xl-base-1.0 config.json files).
 _UNET = {
     ("sd15", "tiny"): dict(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=4,
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=4,
     ),
     ("sdxl", "tiny"): dict(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), norm_num_groups=4,
-        projection_class_embeddings_input_dim=6 * 8 + 32, cross_attention_dim=64,
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        norm_num_groups=4,
+        projection_class_embeddings_input_dim=6 * 8 + 32,
+        cross_attention_dim=64,
     ),
     ("sd15", "full"): dict(
-        block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, sample_size=64, in_channels=4,
-        out_channels=4, cross_attention_dim=768, attention_head_dim=8,
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        cross_attention_dim=768,
+        attention_head_dim=8,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
     ),
     ("sdxl", "full"): dict(
-        block_out_channels=(320, 640, 1280), layers_per_block=2, sample_size=128, in_channels=4,
-        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        block_out_channels=(320, 640, 1280),
+        layers_per_block=2,
+        sample_size=128,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(5, 10, 20), transformer_layers_per_block=(1, 2, 10), use_linear_projection=True,
-        addition_embed_type="text_time", addition_time_embed_dim=256,
-        projection_class_embeddings_input_dim=2816, cross_attention_dim=2048,
+        attention_head_dim=(5, 10, 20),
+        transformer_layers_per_block=(1, 2, 10),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+        cross_attention_dim=2048,
     ),
 }
 _VAE = {
-    "tiny": dict(block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4,
-                 down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                 norm_num_groups=4, sample_size=32),
-    "full": dict(block_out_channels=(128, 256, 512, 512), in_channels=3, out_channels=3, latent_channels=4,
-                 down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                 layers_per_block=2, sample_size=512),
+    "tiny": dict(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=4,
+        sample_size=32,
+    ),
+    "full": dict(
+        block_out_channels=(128, 256, 512, 512),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        sample_size=512,
+    ),
 }
 # (hidden, layers, heads, intermediate, projection)
 _TEXT = {
@@ -71,8 +113,16 @@ _TEXT = {
 }
 # CLIP image encoder for IP-Adapter: (hidden, layers, heads, intermediate, projection, image size, patch)
 _VISION = {"tiny": (32, 2, 4, 37, 32, 32, 8), "full": (1280, 32, 16, 5120, 1024, 224, 14)}
-_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                  clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
+_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    prediction_type="epsilon",
+)
 
 
 def parse_random_model(model: str) -> tuple[str, str] | None:
@@ -108,9 +158,17 @@ def _text_encoder(spec: tuple, with_projection: bool, vocab_size: int):
 
     hidden, layers, heads, inter, proj = spec
     cfg = CLIPTextConfig(
-        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=inter,
-        projection_dim=proj, vocab_size=max(vocab_size, 514), bos_token_id=512, eos_token_id=513,
-        pad_token_id=513, max_position_embeddings=77, hidden_act="gelu" if hidden < 100 else "quick_gelu",
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=inter,
+        projection_dim=proj,
+        vocab_size=max(vocab_size, 514),
+        bos_token_id=512,
+        eos_token_id=513,
+        pad_token_id=513,
+        max_position_embeddings=77,
+        hidden_act="gelu" if hidden < 100 else "quick_gelu",
     )
     return (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(cfg).eval()
 
@@ -126,16 +184,24 @@ def random_image_encoder(size: str = "tiny", seed: int = 0):
 
     hidden, layers, heads, inter, proj, image_size, patch = _VISION[size]
     torch.manual_seed(seed)
-    enc = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=inter,
-        projection_dim=proj, image_size=image_size, patch_size=patch,
-    )).eval()
+    enc = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=inter,
+            projection_dim=proj,
+            image_size=image_size,
+            patch_size=patch,
+        )
+    ).eval()
     proc = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
     return enc, proc
 
 
-def build_random_pipeline(family: str = "sd15", size: str = "tiny", *, seed: int = 0,
-                          image_encoder: bool = True, torch_dtype: Any = None):
+def build_random_pipeline(
+    family: str = "sd15", size: str = "tiny", *, seed: int = 0, image_encoder: bool = True, torch_dtype: Any = None
+):
     """A diffusers ``StableDiffusionPipeline`` / ``StableDiffusionXLPipeline`` with random weights.
 
     Args:
@@ -161,18 +227,30 @@ def build_random_pipeline(family: str = "sd15", size: str = "tiny", *, seed: int
         from diffusers import StableDiffusionPipeline
 
         pipe = StableDiffusionPipeline(
-            vae=vae, text_encoder=_text_encoder(_TEXT[(family, size)][0], False, vocab), tokenizer=tok,
-            unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=proc,
-            image_encoder=enc, requires_safety_checker=False,
+            vae=vae,
+            text_encoder=_text_encoder(_TEXT[(family, size)][0], False, vocab),
+            tokenizer=tok,
+            unet=unet,
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=proc,
+            image_encoder=enc,
+            requires_safety_checker=False,
         )
     else:
         from diffusers import StableDiffusionXLPipeline
 
         t1, t2 = _TEXT[(family, size)]
         pipe = StableDiffusionXLPipeline(
-            vae=vae, text_encoder=_text_encoder(t1, False, vocab), text_encoder_2=_text_encoder(t2, True, vocab),
-            tokenizer=tok, tokenizer_2=byte_level_clip_tokenizer(), unet=unet, scheduler=scheduler,
-            image_encoder=enc, feature_extractor=proc,
+            vae=vae,
+            text_encoder=_text_encoder(t1, False, vocab),
+            text_encoder_2=_text_encoder(t2, True, vocab),
+            tokenizer=tok,
+            tokenizer_2=byte_level_clip_tokenizer(),
+            unet=unet,
+            scheduler=scheduler,
+            image_encoder=enc,
+            feature_extractor=proc,
         )
     if torch_dtype is not None:
         from diffusers.utils import logging as dlog
@@ -187,8 +265,9 @@ def build_random_pipeline(family: str = "sd15", size: str = "tiny", *, seed: int
     return pipe
 
 
-def random_ip_adapter_state_dict(unet, *, image_embed_dim: int, kind: str = "plain", num_tokens: int = 4,
-                                 id_mult: int = 2, seed: int = 0) -> dict[str, Any]:
+def random_ip_adapter_state_dict(
+    unet, *, image_embed_dim: int, kind: str = "plain", num_tokens: int = 4, id_mult: int = 2, seed: int = 0
+) -> dict[str, Any]:
     """IP-Adapter weights in the published checkpoint layout, shaped from ``unet.config``.
 
     ``kind="plain"``: the h94/IP-Adapter layout (``image_proj.proj``: image embedding -> ``num_tokens``
@@ -206,13 +285,22 @@ def random_ip_adapter_state_dict(unet, *, image_embed_dim: int, kind: str = "pla
         return torch.randn(*shape, generator=g) * std
 
     if kind == "plain":
-        proj = {"proj.weight": rnd(cross * num_tokens, image_embed_dim), "proj.bias": torch.zeros(cross * num_tokens),
-                "norm.weight": torch.ones(cross), "norm.bias": torch.zeros(cross)}
+        proj = {
+            "proj.weight": rnd(cross * num_tokens, image_embed_dim),
+            "proj.bias": torch.zeros(cross * num_tokens),
+            "norm.weight": torch.ones(cross),
+            "norm.bias": torch.zeros(cross),
+        }
     elif kind == "faceid":
         mid = image_embed_dim * id_mult
-        proj = {"proj.0.weight": rnd(mid, image_embed_dim), "proj.0.bias": torch.zeros(mid),
-                "proj.2.weight": rnd(cross * num_tokens, mid), "proj.2.bias": torch.zeros(cross * num_tokens),
-                "norm.weight": torch.ones(cross), "norm.bias": torch.zeros(cross)}
+        proj = {
+            "proj.0.weight": rnd(mid, image_embed_dim),
+            "proj.0.bias": torch.zeros(mid),
+            "proj.2.weight": rnd(cross * num_tokens, mid),
+            "proj.2.bias": torch.zeros(cross * num_tokens),
+            "norm.weight": torch.ones(cross),
+            "norm.bias": torch.zeros(cross),
+        }
     else:
         raise ValueError(f"unknown IP-Adapter kind {kind!r}: use 'plain' or 'faceid'")
     blocks = list(unet.config.block_out_channels)

@@ -55,7 +55,9 @@ def _member_columns(ws: Workspace, split_id: str) -> tuple[dict[str, list[Any]],
         mean_v.append(float(np.mean(vals)) if vals else None)
         tags.append(sorted({t for x in xs if ctx.is_liked(x) for t in ctx.items[x.item_id].tags}))
     cols.update(n_visible=n_vis, n_liked=n_like, n_disliked=n_dis, mean_value=mean_v, liked_tags=tags)
-    types.update(n_visible="INTEGER", n_liked="INTEGER", n_disliked="INTEGER", mean_value="DOUBLE", liked_tags="VARCHAR[]")
+    types.update(
+        n_visible="INTEGER", n_liked="INTEGER", n_disliked="INTEGER", mean_value="DOUBLE", liked_tags="VARCHAR[]"
+    )
     return cols, types
 
 
@@ -73,8 +75,15 @@ def select_members(ws: Workspace, split_id: str, where: str) -> list[str]:
     return cohort_members(ws, *_member_columns(ws, split_id), where)
 
 
-def aggregate_cards(cohort_id: str, cards: list[PersonaCard], *, n_traits: int = 6, n_evidence: int = 10,
-                    item_noun: str = "items", backend=None) -> PersonaCard:
+def aggregate_cards(
+    cohort_id: str,
+    cards: list[PersonaCard],
+    *,
+    n_traits: int = 6,
+    n_evidence: int = 10,
+    item_noun: str = "items",
+    backend=None,
+) -> PersonaCard:
     """One persona for a group (see the module docstring)."""
     from persona.evidence import verbalize_cards
 
@@ -95,7 +104,10 @@ def aggregate_cards(cohort_id: str, cards: list[PersonaCard], *, n_traits: int =
         for e in c.evidence:
             ev_w[e.item_id] += e.weight / n
             snippets.setdefault(e.item_id, e.snippet)
-    evidence = [Evidence(i, round(w, 6), snippets[i]) for i, w in sorted(ev_w.items(), key=lambda kv: (-kv[1], kv[0]))[:n_evidence]]
+    evidence = [
+        Evidence(i, round(w, 6), snippets[i])
+        for i, w in sorted(ev_w.items(), key=lambda kv: (-kv[1], kv[0]))[:n_evidence]
+    ]
     demo = {}
     first = cards[0].demographics
     for k, v in first.items():
@@ -111,13 +123,16 @@ def _member_cards(ws: Workspace, split_id: str, encoder: str, members: list[str]
     """The stored persona cards of ``members`` who have one, in member order."""
     cards = load_personas(ws, split_id, encoder, members)
     if not cards:
-        raise WorkspaceError(f"No {encoder} personas for these users in split {split_id!r}: run "
-                             f"`pwb personas mine --split {split_id} --encoder {encoder}` first.")
+        raise WorkspaceError(
+            f"No {encoder} personas for these users in split {split_id!r}: run "
+            f"`pwb personas mine --split {split_id} --encoder {encoder}` first."
+        )
     return [cards[u] for u in members if u in cards]
 
 
-def cohort_persona(ws: Workspace, name: str, where: str, *, split: str | None = None, encoder: str = "tfidf",
-                   backend=None) -> dict[str, Any]:
+def cohort_persona(
+    ws: Workspace, name: str, where: str, *, split: str | None = None, encoder: str = "tfidf", backend=None
+) -> dict[str, Any]:
     """Define cohort ``name`` by ``where``, aggregate its members' personas, store both."""
     if not _NAME.match(name or ""):
         raise ValueError(f"cohort name {name!r} must be 1-64 letters, digits, '_', '.' or '-'")
@@ -132,8 +147,16 @@ def cohort_persona(ws: Workspace, name: str, where: str, *, split: str | None = 
     return {"cohort": f"cohort:{name}", "members": len(cards), "matched": len(members), "card": card}
 
 
-def archetypes(ws: Workspace, k: int = 8, *, split: str | None = None, encoder: str = "tfidf", seed: int = 0,
-               roles: tuple[str, ...] = ("train", "heldout", "coldstart"), backend=None) -> list[dict[str, Any]]:
+def archetypes(
+    ws: Workspace,
+    k: int = 8,
+    *,
+    split: str | None = None,
+    encoder: str = "tfidf",
+    seed: int = 0,
+    roles: tuple[str, ...] = ("train", "heldout", "coldstart"),
+    backend=None,
+) -> list[dict[str, Any]]:
     """Cluster the split's persona embeddings into ``k`` archetypes (k-means), store each as a persona."""
     from sklearn.cluster import KMeans
 
@@ -144,8 +167,10 @@ def archetypes(ws: Workspace, k: int = 8, *, split: str | None = None, encoder: 
     cards = load_personas(ws, split_id, encoder, users)
     cards = {u: c for u, c in cards.items() if c.embedding}
     if len(cards) < k:
-        raise WorkspaceError(f"only {len(cards)} {encoder} personas with embeddings in split {split_id!r}; need >= k={k}. "
-                             f"Run `pwb personas mine --split {split_id} --encoder {encoder}` first.")
+        raise WorkspaceError(
+            f"only {len(cards)} {encoder} personas with embeddings in split {split_id!r}; need >= k={k}. "
+            f"Run `pwb personas mine --split {split_id} --encoder {encoder}` first."
+        )
     ids = sorted(cards)
     x = np.asarray([cards[u].embedding for u in ids], dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12
@@ -160,8 +185,9 @@ def archetypes(ws: Workspace, k: int = 8, *, split: str | None = None, encoder: 
     return out
 
 
-def planted_recovery(ws: Workspace, k: int | None = None, *, split: str | None = None, encoder: str = "tfidf",
-                     seed: int = 0) -> dict[str, Any]:
+def planted_recovery(
+    ws: Workspace, k: int | None = None, *, split: str | None = None, encoder: str = "tfidf", seed: int = 0
+) -> dict[str, Any]:
     """NMI and ARI of k-means clusters of persona embeddings against the planted personas of a synthetic
     dataset (``User.ground_truth['persona']``); ``k`` defaults to the number of planted personas."""
     from sklearn.cluster import KMeans
@@ -182,5 +208,10 @@ def planted_recovery(ws: Workspace, k: int | None = None, *, split: str | None =
     y = [truth[u] for u in ids]
     k = k or len(Counter(y))
     labels = KMeans(k, n_init=10, random_state=seed).fit_predict(x)
-    return {"encoder": encoder, "users": len(ids), "k": k, "nmi": float(normalized_mutual_info_score(y, labels)),
-            "ari": float(adjusted_rand_score(y, labels))}
+    return {
+        "encoder": encoder,
+        "users": len(ids),
+        "k": k,
+        "nmi": float(normalized_mutual_info_score(y, labels)),
+        "ari": float(adjusted_rand_score(y, labels)),
+    }

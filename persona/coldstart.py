@@ -51,8 +51,12 @@ class Survey:
         for k, q in enumerate(data.get("questions") or []):
             if "id" not in q or "options" not in q:
                 raise ValueError(f"survey question {k} needs 'id' and 'options'")
-            opts = [SurveyOption(str(o["label"]), [str(i) for i in o.get("items", [])], [str(t) for t in o.get("traits", [])])
-                    for o in q["options"]]
+            opts = [
+                SurveyOption(
+                    str(o["label"]), [str(i) for i in o.get("items", [])], [str(t) for t in o.get("traits", [])]
+                )
+                for o in q["options"]
+            ]
             qs.append(SurveyQuestion(str(q["id"]), str(q.get("text", q["id"])), opts, bool(q.get("multiple", True))))
         if not qs:
             raise ValueError("a survey needs at least one question under 'questions'")
@@ -128,16 +132,30 @@ class ColdStart:
         iu = torch.stack([local, torch.zeros_like(local)])
         model = self.enc.model
         with torch.inference_mode():
-            h, alpha = model.users(x_user, self.enc.emb.i0[cols_t], self.enc.emb.i1[cols_t], iu,
-                                   torch.tensor(attrs, dtype=torch.float32), torch.tensor(liked), torch.tensor(disliked),
-                                   attention=model.attentive)
+            h, alpha = model.users(
+                x_user,
+                self.enc.emb.i0[cols_t],
+                self.enc.emb.i1[cols_t],
+                iu,
+                torch.tensor(attrs, dtype=torch.float32),
+                torch.tensor(liked),
+                torch.tensor(disliked),
+                attention=model.attentive,
+            )
         if alpha is None:
             alpha = torch.softmax(torch.tensor([a[0] + 2 * a[1] for a in attrs]), 0)
         ranked = sorted(((g.item_ids[c], float(w)) for c, w in zip(cols, alpha.tolist())), key=lambda t: (-t[1], t[0]))
         return h[0].numpy(), ranked
 
-    def persona(self, user_id: str, interactions: list[Interaction], attributes: dict[str, Any] | None = None,
-                *, extra_traits: list[str] | None = None, backend=None) -> PersonaCard:
+    def persona(
+        self,
+        user_id: str,
+        interactions: list[Interaction],
+        attributes: dict[str, Any] | None = None,
+        *,
+        extra_traits: list[str] | None = None,
+        backend=None,
+    ) -> PersonaCard:
         """A PersonaCard for a new user from a few interactions (and optional declared attributes); survey
         traits are scrubbed of personal identifiers like every other part of the card (:mod:`workbench.scrub`)."""
         from persona.evidence import build_card
@@ -147,34 +165,60 @@ class ColdStart:
         ctx = self.enc.context
         demo_keys = ctx.meta.get("demographics", [])
         user = User(user_id, {k: v for k, v in (attributes or {}).items() if k in demo_keys})
-        local = PersonaContext(ctx.split_id, ctx.dataset_id, {user_id: user}, ctx.items,
-                               {user_id: [x for x in interactions if x.item_id in self.item_pos]}, ctx.meta)
+        local = PersonaContext(
+            ctx.split_id,
+            ctx.dataset_id,
+            {user_id: user},
+            ctx.items,
+            {user_id: [x for x in interactions if x.item_id in self.item_pos]},
+            ctx.meta,
+        )
         h, ranked = self.embed(interactions, attributes)
         from persona.traits import population_of
 
-        card = build_card(local, user_id, ranked, [round(float(v), 5) for v in h], f"{self.enc.model_version}+coldstart",
-                          traits=getattr(self.enc, "traits", "distinctive"), n_traits=self.enc.n_traits,
-                          token_budget=self.enc.token_budget, population=population_of(ctx),
-                          recency_half_life=getattr(self.enc, "recency_half_life", None), backend=backend)
+        card = build_card(
+            local,
+            user_id,
+            ranked,
+            [round(float(v), 5) for v in h],
+            f"{self.enc.model_version}+coldstart",
+            traits=getattr(self.enc, "traits", "distinctive"),
+            n_traits=self.enc.n_traits,
+            token_budget=self.enc.token_budget,
+            population=population_of(ctx),
+            recency_half_life=getattr(self.enc, "recency_half_life", None),
+            backend=backend,
+        )
         if extra_traits:
             from workbench.scrub import scrub_card
 
             extra = list(dict.fromkeys(extra_traits))
             card.traits = [{"name": t, "weight": 1.0, "kind": "interest", "from": "survey"} for t in extra] + [
-                t for t in card.traits if not (t.get("kind", "interest") == "interest" and t["name"] in extra)]
+                t for t in card.traits if not (t.get("kind", "interest") == "interest" and t["name"] in extra)
+            ]
             from persona.evidence import verbalize_cards
 
             verbalize_cards([card], backend, item_noun=ctx.meta.get("item_noun", "items"))
             card = scrub_card(card)  # the survey traits and the new text (build_card scrubbed the rest)
         return card
 
-    def from_survey(self, user_id: str, survey: Survey, answers: dict[str, Any], attributes: dict[str, Any] | None = None,
-                    *, backend=None) -> PersonaCard:
+    def from_survey(
+        self,
+        user_id: str,
+        survey: Survey,
+        answers: dict[str, Any],
+        attributes: dict[str, Any] | None = None,
+        *,
+        backend=None,
+    ) -> PersonaCard:
         """A PersonaCard from intake-survey answers (chosen items count as liked interactions)."""
         items, traits = survey.resolve(answers)
         like = self.enc.context.meta.get("like_threshold")
-        xs = [Interaction(user_id, i, "survey", float(like) if like is not None else None) for i in items
-              if i in self.item_pos]
+        xs = [
+            Interaction(user_id, i, "survey", float(like) if like is not None else None)
+            for i in items
+            if i in self.item_pos
+        ]
         if not xs:
             raise ValueError("the answers map to no catalogue items; choose at least one option with items")
         return self.persona(user_id, xs, attributes, extra_traits=traits, backend=backend)

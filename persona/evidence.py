@@ -59,9 +59,15 @@ def snippet_of(title: str, text: str, max_tokens: int = 64, names: tuple[str, ..
     return head
 
 
-def fill_budget(ranked: list[tuple[str, float]], context: PersonaContext, token_budget: int = DEFAULT_TOKEN_BUDGET,
-                *, counter: Callable[[str], int] = count_tokens, snippet_tokens: int = 64,
-                names: tuple[str, ...] = ()) -> list[Evidence]:
+def fill_budget(
+    ranked: list[tuple[str, float]],
+    context: PersonaContext,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    *,
+    counter: Callable[[str], int] = count_tokens,
+    snippet_tokens: int = 64,
+    names: tuple[str, ...] = (),
+) -> list[Evidence]:
     """Evidence, best first, until the next snippet would overflow ``token_budget`` tokens.
 
     ``names`` (user names known to the dataset) are scrubbed from snippets with the other identifiers.
@@ -92,9 +98,20 @@ def interests(ranked: list[tuple[str, float]], context: PersonaContext, user_id:
     return dict(w)
 
 
-def card_traits(context: PersonaContext, user_id: str, ranked: list[tuple[str, float]], *, traits: str = "distinctive",
-                n_traits: int = 4, n_dislikes: int = 2, n_cues: int = 3, n_keyphrases: int = 4, n_titles: int = 5,
-                population=None, names: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def card_traits(
+    context: PersonaContext,
+    user_id: str,
+    ranked: list[tuple[str, float]],
+    *,
+    traits: str = "distinctive",
+    n_traits: int = 4,
+    n_dislikes: int = 2,
+    n_cues: int = 3,
+    n_keyphrases: int = 4,
+    n_titles: int = 5,
+    population=None,
+    names: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
     """A card's traits: interests (ranked by ``traits``, each with ``share`` and ``distinctiveness``), the
     visual cue of each of the top ``n_cues`` liked interests that has one (``kind: "cue"``), the
     distinctive keyphrases of the liked evidence (``kind: "keyphrase"``) and the titles of its most
@@ -102,7 +119,9 @@ def card_traits(context: PersonaContext, user_id: str, ranked: list[tuple[str, f
     from persona.traits import interest_traits, keyphrases, load_cues, population_of, telling_items
 
     pop = population or population_of(context)
-    out = interest_traits(ranked, context, user_id, mode=traits, n_traits=n_traits, n_dislikes=n_dislikes, population=pop)
+    out = interest_traits(
+        ranked, context, user_id, mode=traits, n_traits=n_traits, n_dislikes=n_dislikes, population=pop
+    )
     likes = [t for t in out if t["weight"] > 0]
     cues = load_cues()
     for t in likes[:n_cues]:
@@ -114,19 +133,39 @@ def card_traits(context: PersonaContext, user_id: str, ranked: list[tuple[str, f
         if title:
             titles.append({"name": title, "weight": round(score, 4), "kind": "title", "item_id": item_id})
     named = " ".join(t["name"].lower() for t in titles)
-    for phrase, score in keyphrases(ranked, context, user_id, k=n_keyphrases, population=pop,
-                                    exclude=tuple(t["name"] for t in out if t["kind"] == "interest")):
+    for phrase, score in keyphrases(
+        ranked,
+        context,
+        user_id,
+        k=n_keyphrases,
+        population=pop,
+        exclude=tuple(t["name"] for t in out if t["kind"] == "interest"),
+    ):
         clean = scrub_text(phrase, names)
         if clean and clean == phrase and clean.lower() not in named:  # a title already says it
             out.append({"name": clean, "weight": round(score, 4), "kind": "keyphrase"})
     return out + titles
 
 
-def build_card(context: PersonaContext, user_id: str, ranked: list[tuple[str, float]], embedding: list[float] | None,
-               model_version: str, *, traits: str = "distinctive", n_traits: int = 4, n_dislikes: int = 2,
-               n_cues: int = 3, n_keyphrases: int = 4, n_titles: int = 5, token_budget: int = DEFAULT_TOKEN_BUDGET,
-               n_evidence: int | None = None, recency_half_life: float | None = DEFAULT_HALF_LIFE, population=None,
-               backend=None) -> PersonaCard:
+def build_card(
+    context: PersonaContext,
+    user_id: str,
+    ranked: list[tuple[str, float]],
+    embedding: list[float] | None,
+    model_version: str,
+    *,
+    traits: str = "distinctive",
+    n_traits: int = 4,
+    n_dislikes: int = 2,
+    n_cues: int = 3,
+    n_keyphrases: int = 4,
+    n_titles: int = 5,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    n_evidence: int | None = None,
+    recency_half_life: float | None = DEFAULT_HALF_LIFE,
+    population=None,
+    backend=None,
+) -> PersonaCard:
     """A structured card whose summary is written by ``backend`` (default ``template``).
 
     ``ranked`` is ``(item_id, weight)`` over the user's visible items, best first (the encoder's weights:
@@ -141,8 +180,19 @@ def build_card(context: PersonaContext, user_id: str, ranked: list[tuple[str, fl
     ranked = recency_prior(ranked, context.visible.get(user_id, []), recency_half_life)
     user = context.users.get(user_id)
     names = tuple(str(user.attributes[k]) for k in NAME_ATTRIBUTES if user and user.attributes.get(k))
-    tr = card_traits(context, user_id, ranked, traits=traits, n_traits=n_traits, n_dislikes=n_dislikes, n_cues=n_cues,
-                     n_keyphrases=n_keyphrases, n_titles=n_titles, population=population, names=names)
+    tr = card_traits(
+        context,
+        user_id,
+        ranked,
+        traits=traits,
+        n_traits=n_traits,
+        n_dislikes=n_dislikes,
+        n_cues=n_cues,
+        n_keyphrases=n_keyphrases,
+        n_titles=n_titles,
+        population=population,
+        names=names,
+    )
     evidence = fill_budget(ranked, context, token_budget, names=names)
     if n_evidence is not None:
         evidence = evidence[:n_evidence]
@@ -151,8 +201,9 @@ def build_card(context: PersonaContext, user_id: str, ranked: list[tuple[str, fl
     return scrub_card(card, names)
 
 
-def verbalize_cards(cards: list[PersonaCard], backend: PersonaVerbalizer | None = None, *,
-                    item_noun: str = "items") -> list[PersonaCard]:
+def verbalize_cards(
+    cards: list[PersonaCard], backend: PersonaVerbalizer | None = None, *, item_noun: str = "items"
+) -> list[PersonaCard]:
     """Write each card's ``summary``: through ``backend`` (any :class:`~workbench.records.PersonaVerbalizer`,
     e.g. a ``prompting`` rewriter backend), or the template text of :func:`persona.verbalize.verbalize_card`."""
     if backend is None:

@@ -60,7 +60,11 @@ class UserItemGraph:
 
         data = HeteroData()
         data["user"].x, data["item"].x = self.x_user, self.x_item
-        kind_col = self.edge_attr[:, 4:].argmax(1) if self.edge_attr.shape[1] > 4 else torch.zeros(self.edge_attr.shape[0], dtype=torch.long)
+        kind_col = (
+            self.edge_attr[:, 4:].argmax(1)
+            if self.edge_attr.shape[1] > 4
+            else torch.zeros(self.edge_attr.shape[0], dtype=torch.long)
+        )
         for k, name in enumerate(self.kinds):
             m = kind_col == k
             data["user", name, "item"].edge_index = self.edge_index[:, m]
@@ -93,12 +97,15 @@ def image_features(context: PersonaContext, image_encoder: str = "effnet-lite0")
     return load_image_encoder(image_encoder).encode(uris)
 
 
-def demographic_features(context: PersonaContext, users: list[str], demo_values: dict[str, list[str]],
-                         degrees: list[int] | None = None) -> np.ndarray:
+def demographic_features(
+    context: PersonaContext, users: list[str], demo_values: dict[str, list[str]], degrees: list[int] | None = None
+) -> np.ndarray:
     """One-hot declared demographics (numbers in decades), a constant and ``log(1 + degree) / 5``."""
     degrees = degrees if degrees is not None else [0] * len(users)
-    rows = [user_features(context.demographics(u) if u in context.users else {}, demo_values, d)
-            for u, d in zip(users, degrees)]
+    rows = [
+        user_features(context.demographics(u) if u in context.users else {}, demo_values, d)
+        for u, d in zip(users, degrees)
+    ]
     n = 2 + sum(len(v) for v in demo_values.values())
     return np.stack(rows) if rows else np.zeros((0, n), dtype=np.float32)
 
@@ -116,8 +123,14 @@ def user_features(demo: dict[str, Any], demo_values: dict[str, list[str]], degre
     return row
 
 
-def build_graph(context: PersonaContext, *, text_encoder: str = "minilm", image_encoder: str | None = "effnet-lite0",
-                item_emb: np.ndarray | None = None, image_emb: np.ndarray | None = None) -> UserItemGraph:
+def build_graph(
+    context: PersonaContext,
+    *,
+    text_encoder: str = "minilm",
+    image_encoder: str | None = "effnet-lite0",
+    item_emb: np.ndarray | None = None,
+    image_emb: np.ndarray | None = None,
+) -> UserItemGraph:
     """The visible-interaction graph of a split (see the module docstring)."""
     import torch
 
@@ -135,7 +148,9 @@ def build_graph(context: PersonaContext, *, text_encoder: str = "minilm", image_
     user_pos = {u: k for k, u in enumerate(users)}
     demo_values = {}
     for key in context.meta.get("demographics", []):
-        vals = sorted({_bucket(u.attributes[key]) for u in context.users.values() if u.attributes.get(key) not in (None, "")})
+        vals = sorted(
+            {_bucket(u.attributes[key]) for u in context.users.values() if u.attributes.get(key) not in (None, "")}
+        )
         if 1 < len(vals) <= 50:
             demo_values[key] = vals
     kinds = sorted({x.kind for xs in context.visible.values() for x in xs})
@@ -152,16 +167,24 @@ def build_graph(context: PersonaContext, *, text_encoder: str = "minilm", image_
     degrees = np.bincount(np.asarray(rows, dtype=np.int64), minlength=len(users))
     x_user = demographic_features(context, users, demo_values, degrees.tolist())
     return UserItemGraph(
-        users, items, torch.from_numpy(x_user), torch.from_numpy(x_item),
-        torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1), torch.tensor(attrs, dtype=torch.float32),
-        torch.tensor(liked, dtype=torch.bool), kinds, demo_values,
-        None if image_emb is None else torch.from_numpy(image_emb), torch.tensor(disliked, dtype=torch.bool),
+        users,
+        items,
+        torch.from_numpy(x_user),
+        torch.from_numpy(x_item),
+        torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1),
+        torch.tensor(attrs, dtype=torch.float32),
+        torch.tensor(liked, dtype=torch.bool),
+        kinds,
+        demo_values,
+        None if image_emb is None else torch.from_numpy(image_emb),
+        torch.tensor(disliked, dtype=torch.bool),
         t_range,
     )
 
 
-def edge_features(context: PersonaContext, interactions, kinds: list[str], t_range: tuple[float, float],
-                  item_pos: dict[str, int]):
+def edge_features(
+    context: PersonaContext, interactions, kinds: list[str], t_range: tuple[float, float], item_pos: dict[str, int]
+):
     """One user's edges: ``(item columns, feature rows, liked flags, disliked flags)``.
 
     Features: value centred and scaled by the user's own ratings, liked, disliked, recency within

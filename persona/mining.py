@@ -22,8 +22,14 @@ def load_context(ws: Workspace, split_id: str) -> PersonaContext:
     visible = defaultdict(list)
     for x in visible_interactions(ws, split_id):
         visible[x.user_id].append(x)
-    return PersonaContext(split_id, dataset_id, load_users(ws, dataset_id), load_items(ws, dataset_id),
-                          dict(visible), dataset_meta(ws, dataset_id))
+    return PersonaContext(
+        split_id,
+        dataset_id,
+        load_users(ws, dataset_id),
+        load_items(ws, dataset_id),
+        dict(visible),
+        dataset_meta(ws, dataset_id),
+    )
 
 
 def persona_set(encoder: str, encoder_kwargs: dict[str, Any] | None = None) -> str:
@@ -41,9 +47,17 @@ def persona_set(encoder: str, encoder_kwargs: dict[str, Any] | None = None) -> s
     return f"{encoder}[{','.join(f'{k}={v}' for k, v in extra.items())}]"
 
 
-def mine_personas(ws: Workspace, split: str | None = None, encoder: str = "tfidf", *,
-                  roles: tuple[str, ...] = ROLES, force: bool = False, progress: bool = False,
-                  encoder_kwargs: dict[str, Any] | None = None, batch_size: int = 256) -> dict[str, Any]:
+def mine_personas(
+    ws: Workspace,
+    split: str | None = None,
+    encoder: str = "tfidf",
+    *,
+    roles: tuple[str, ...] = ROLES,
+    force: bool = False,
+    progress: bool = False,
+    encoder_kwargs: dict[str, Any] | None = None,
+    batch_size: int = 256,
+) -> dict[str, Any]:
     """Fit ``encoder`` on the split's visible interactions and store a persona for each user in ``roles``.
 
     The personas are stored under :func:`persona_set` (the encoder and its options; the result's
@@ -77,7 +91,7 @@ def mine_personas(ws: Workspace, split: str | None = None, encoder: str = "tfidf
 
         bar = tqdm(total=len(todo), desc=f"mining personas ({label})", unit="user", disable=not progress)
         for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
+            batch = todo[start : start + batch_size]
             save_personas(ws, split_id, label, model.encode(batch))
             bar.update(len(batch))
         bar.close()
@@ -111,7 +125,9 @@ def get_persona(ws: Workspace, user_id: str, split: str | None = None, encoder: 
     split_id = resolve_split(ws, split)
     cards = load_personas(ws, split_id, encoder, [user_id])
     if user_id not in cards:
-        raise WorkspaceError(f"No {encoder} persona for user {user_id!r} in split {split_id!r}: "
-                             f"run `pwb personas mine --split {split_id} --encoder {encoder}` first "
-                             "(or check the user id).")
+        raise WorkspaceError(
+            f"No {encoder} persona for user {user_id!r} in split {split_id!r}: "
+            f"run `pwb personas mine --split {split_id} --encoder {encoder}` first "
+            "(or check the user id)."
+        )
     return cards[user_id]

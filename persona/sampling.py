@@ -102,11 +102,20 @@ def _neighbor_sampler_cls():
             for t, n in node.items():
                 self._g2l[t][n] = -1
             empty = torch.empty(0, dtype=torch.long)
-            cat = {et: (torch.cat(rows[et]) if rows[et] else empty, torch.cat(cols[et]) if cols[et] else empty,
-                        torch.cat(edges[et]) if edges[et] else empty) for et in self.edge_types}
-            return HeteroSamplerOutput(node=node, row={et: v[0] for et, v in cat.items()},
-                                       col={et: v[1] for et, v in cat.items()},
-                                       edge={et: v[2] for et, v in cat.items()})
+            cat = {
+                et: (
+                    torch.cat(rows[et]) if rows[et] else empty,
+                    torch.cat(cols[et]) if cols[et] else empty,
+                    torch.cat(edges[et]) if edges[et] else empty,
+                )
+                for et in self.edge_types
+            }
+            return HeteroSamplerOutput(
+                node=node,
+                row={et: v[0] for et, v in cat.items()},
+                col={et: v[1] for et, v in cat.items()},
+                edge={et: v[2] for et, v in cat.items()},
+            )
 
     return FanoutSampler
 

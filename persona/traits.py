@@ -61,9 +61,37 @@ def load_cues() -> dict[str, str]:
 
 
 _WORD = re.compile(r"[a-z][a-z'-]{2,}")
-_STOP = frozenset({"the", "and", "for", "with", "from", "that", "this", "are", "was", "you", "your", "how", "what",
-                   "can", "not", "but", "all", "its", "into", "about", "when", "why", "which", "who", "will", "has",
-                   "have"})
+_STOP = frozenset(
+    {
+        "the",
+        "and",
+        "for",
+        "with",
+        "from",
+        "that",
+        "this",
+        "are",
+        "was",
+        "you",
+        "your",
+        "how",
+        "what",
+        "can",
+        "not",
+        "but",
+        "all",
+        "its",
+        "into",
+        "about",
+        "when",
+        "why",
+        "which",
+        "who",
+        "will",
+        "has",
+        "have",
+    }
+)
 
 
 def item_terms(context, item_id: str) -> tuple[str, ...]:
@@ -86,7 +114,9 @@ def check_mode(traits: str) -> str:
     return traits
 
 
-def log_odds_z(user: dict[str, float], population: dict[str, float], prior_strength: float = DEFAULT_PRIOR) -> dict[str, float]:
+def log_odds_z(
+    user: dict[str, float], population: dict[str, float], prior_strength: float = DEFAULT_PRIOR
+) -> dict[str, float]:
     """Monroe et al.'s z-scored log-odds of each tag in ``user`` against ``population`` (informative
     Dirichlet prior of total mass ``prior_strength`` spread like the population's counts).
 
@@ -103,8 +133,9 @@ def log_odds_z(user: dict[str, float], population: dict[str, float], prior_stren
         y_pop = float(population.get(t, 0.0))
         # a tag the population never shows still gets a small prior mass (one pseudo-count's share)
         alpha = prior_strength * max(y_pop, 1.0) / max(n_pop, 1.0)
-        delta = (math.log((y_user + alpha) / max(n_user + prior_strength - y_user - alpha, 1e-9))
-                 - math.log((y_pop + alpha) / max(n_pop + prior_strength - y_pop - alpha, 1e-9)))
+        delta = math.log((y_user + alpha) / max(n_user + prior_strength - y_user - alpha, 1e-9)) - math.log(
+            (y_pop + alpha) / max(n_pop + prior_strength - y_pop - alpha, 1e-9)
+        )
         out[t] = delta / math.sqrt(1.0 / (y_user + alpha) + 1.0 / (y_pop + alpha))
     return out
 
@@ -148,16 +179,29 @@ def population_of(context) -> Population:
                 for t in item_terms(context, x.item_id):
                     tags[t] += 1.0
     pop = Population(dict(tags), dict(likes))
-    pop.tag_words = frozenset(w for it in context.items.values() for t in scrub_terms(tuple(it.tags))
-                              for w in re.findall(r"[a-z']+", t.lower()))
+    pop.tag_words = frozenset(
+        w
+        for it in context.items.values()
+        for t in scrub_terms(tuple(it.tags))
+        for w in re.findall(r"[a-z']+", t.lower())
+    )
     titles = [it.title for it in context.items.values() if it.title]
-    pop.placeholder_titles = bool(titles) and sum(bool(_PLACEHOLDER_TITLE.match(t)) for t in titles) >= 0.5 * len(titles)
+    pop.placeholder_titles = bool(titles) and sum(bool(_PLACEHOLDER_TITLE.match(t)) for t in titles) >= 0.5 * len(
+        titles
+    )
     ids = sorted(context.items)
     if len(ids) >= 2:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        vec = TfidfVectorizer(ngram_range=(1, 2), stop_words="english", min_df=2, max_df=0.5, sublinear_tf=True,
-                              token_pattern=r"(?u)\b[A-Za-z][A-Za-z'-]{2,}\b", dtype=np.float32)
+        vec = TfidfVectorizer(
+            ngram_range=(1, 2),
+            stop_words="english",
+            min_df=2,
+            max_df=0.5,
+            sublinear_tf=True,
+            token_pattern=r"(?u)\b[A-Za-z][A-Za-z'-]{2,}\b",
+            dtype=np.float32,
+        )
         try:
             m = vec.fit_transform([_item_document(context.items[i]) for i in ids])
         except ValueError:  # every term pruned (a tiny or uniform catalogue): no keyphrases
@@ -180,8 +224,9 @@ def population_of(context) -> Population:
     return pop
 
 
-def evidence_mass(ranked: list[tuple[str, float]], context,
-                  user_id: str) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+def evidence_mass(
+    ranked: list[tuple[str, float]], context, user_id: str
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """``(liked item mass, liked tag mass, disliked tag mass)``: evidence weights rescaled so that the
     liked (and, separately, the disliked) items' weights sum to how many such items there are, i.e. to
     counts, as the log-odds expect. Neutral items count a quarter."""
@@ -209,9 +254,17 @@ def evidence_mass(ranked: list[tuple[str, float]], context,
     return items_pos, dict(liked_tags), dict(disliked_tags)
 
 
-def interest_traits(ranked: list[tuple[str, float]], context, user_id: str, *, mode: str = "distinctive",
-                    n_traits: int = 4, n_dislikes: int = 2, population: Population | None = None,
-                    prior_strength: float = DEFAULT_PRIOR) -> list[dict[str, Any]]:
+def interest_traits(
+    ranked: list[tuple[str, float]],
+    context,
+    user_id: str,
+    *,
+    mode: str = "distinctive",
+    n_traits: int = 4,
+    n_dislikes: int = 2,
+    population: Population | None = None,
+    prior_strength: float = DEFAULT_PRIOR,
+) -> list[dict[str, Any]]:
     """Liked then disliked interest traits, each ``{"name", "weight", "kind": "interest", "share",
     "distinctiveness"}``, ranked by ``mode``: ``distinctive`` (log-odds z against the population; only
     tags the user shows more than the population) or ``share`` (the tag's share of the user's evidence)."""
@@ -224,8 +277,13 @@ def interest_traits(ranked: list[tuple[str, float]], context, user_id: str, *, m
     out: list[dict[str, Any]] = []
 
     def entry(tag, weight, share, z):
-        return {"name": tag, "weight": round(weight, 4), "kind": "interest", "share": round(share, 4),
-                "distinctiveness": round(z, 3)}
+        return {
+            "name": tag,
+            "weight": round(weight, 4),
+            "kind": "interest",
+            "share": round(share, 4),
+            "distinctiveness": round(z, 3),
+        }
 
     if mode == "share":
         # the tag's net share: liked mass minus disliked mass, over the liked mass (as the old cards)
@@ -237,15 +295,24 @@ def interest_traits(ranked: list[tuple[str, float]], context, user_id: str, *, m
         return out
     likes = sorted((t for t, z in z_like.items() if z > 0), key=lambda t: (-z_like[t], t))[:n_traits]
     taken = set(likes)
-    dislikes = sorted((t for t, z in z_dis.items() if z > 0 and t not in taken and z > z_like.get(t, 0.0)),
-                      key=lambda t: (-z_dis[t], t))[:n_dislikes]
+    dislikes = sorted(
+        (t for t, z in z_dis.items() if z > 0 and t not in taken and z > z_like.get(t, 0.0)),
+        key=lambda t: (-z_dis[t], t),
+    )[:n_dislikes]
     out += [entry(t, z_like[t], liked[t] / total_like, z_like[t]) for t in likes]
     out += [entry(t, -z_dis[t], disliked[t] / total_dis, -z_dis[t]) for t in dislikes]
     return out
 
 
-def keyphrases(ranked: list[tuple[str, float]], context, user_id: str, *, k: int = 4,
-               population: Population | None = None, exclude: tuple[str, ...] = ()) -> list[tuple[str, float]]:
+def keyphrases(
+    ranked: list[tuple[str, float]],
+    context,
+    user_id: str,
+    *,
+    k: int = 4,
+    population: Population | None = None,
+    exclude: tuple[str, ...] = (),
+) -> list[tuple[str, float]]:
     """The ``k`` phrases of the user's liked evidence that most set it apart from the population's likes
     (see the module docstring), best first; a phrase inside a better one (``pool`` in ``stake pool``) and
     the ``exclude`` names (the interest traits) are skipped."""
@@ -269,15 +336,26 @@ def keyphrases(ranked: list[tuple[str, float]], context, user_id: str, *, k: int
             break
         phrase = pop.phrases[j]
         words = phrase.split()
-        if (phrase in skip or all(w in tag_words for w in words) or any(w in pop.common_words for w in words)
-                or any(phrase in p or p in phrase for p, _ in out)):
+        if (
+            phrase in skip
+            or all(w in tag_words for w in words)
+            or any(w in pop.common_words for w in words)
+            or any(phrase in p or p in phrase for p, _ in out)
+        ):
             continue
         out.append((phrase, float(score[j])))
     return out
 
 
-def telling_items(ranked: list[tuple[str, float]], context, user_id: str, *, k: int = 3,
-                  population: Population | None = None, prior_strength: float = DEFAULT_PRIOR) -> list[tuple[str, float]]:
+def telling_items(
+    ranked: list[tuple[str, float]],
+    context,
+    user_id: str,
+    *,
+    k: int = 3,
+    population: Population | None = None,
+    prior_strength: float = DEFAULT_PRIOR,
+) -> list[tuple[str, float]]:
     """The ``k`` liked evidence items that best stand for the user: evidence weight times how distinctive
     the item's tags are for this user (``1 + mean positive z``). Tag items (an item whose title is one of
     its tags) are skipped: the traits name them already; so is every item of a catalogue whose titles are
@@ -308,7 +386,9 @@ def recency_prior(ranked: list[tuple[str, float]], interactions, half_life: floa
         return ranked
     if half_life <= 0:
         raise ValueError(f"recency_half_life must be > 0 (interactions) or None, got {half_life}")
-    order = sorted(interactions, key=lambda x: (-(x.timestamp if x.timestamp is not None else float("-inf")), x.item_id))
+    order = sorted(
+        interactions, key=lambda x: (-(x.timestamp if x.timestamp is not None else float("-inf")), x.item_id)
+    )
     age: dict[str, int] = {}
     for r, x in enumerate(order):
         age.setdefault(x.item_id, r if x.timestamp is not None else 0)

@@ -47,8 +47,13 @@ def sides(traits: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     return [shown[k] for k, w in net.items() if w > 0], [shown[k] for k, w in net.items() if w < 0]
 
 
-def verbalize(traits: list[dict[str, Any]], evidence_titles: list[str], demographics: dict[str, Any],
-              item_noun: str = "items", themes: list[str] | None = None) -> str:
+def verbalize(
+    traits: list[dict[str, Any]],
+    evidence_titles: list[str],
+    demographics: dict[str, Any],
+    item_noun: str = "items",
+    themes: list[str] | None = None,
+) -> str:
     """A template persona: likes (in the order given: distinctive first on distinctive cards), examples,
     recurring themes, dislikes and known demographics; a trait is never both liked and avoided (:func:`sides`).
 
@@ -81,7 +86,8 @@ def verbalize_card(card: PersonaCard, item_noun: str = "items") -> str:
     """The template persona text of a card (:func:`verbalize`): its tag-like interests in the card's order,
     its three most telling titles (else the top evidence), up to three keyphrases as themes."""
     traits = [t for t in card.traits if t.get("kind", "interest") == "interest" and tag_like(t["name"])]
-    titles = [sanitize(t["name"], 80) for t in card.traits if t.get("kind") == "title"][:3] \
-        or [sanitize(e.snippet.split(": ")[0], 80) for e in card.evidence[:3]]
+    titles = [sanitize(t["name"], 80) for t in card.traits if t.get("kind") == "title"][:3] or [
+        sanitize(e.snippet.split(": ")[0], 80) for e in card.evidence[:3]
+    ]
     themes = [sanitize(t["name"], 60) for t in card.traits if t.get("kind") == "keyphrase"][:3]
     return verbalize(traits, [t for t in titles if t], card.demographics, item_noun, themes=[t for t in themes if t])

@@ -36,7 +36,9 @@ def load_template(name: str = "rewrite_v1") -> dict[str, Any]:
         try:
             data = yaml.safe_load(resources.files("prompting.templates").joinpath(f"{name}.yaml").read_text("utf-8"))
         except FileNotFoundError:
-            raise ValueError(f"no rewrite template {name!r}; shipped: rewrite_v1, rewrite_v2, or pass a YAML path") from None
+            raise ValueError(
+                f"no rewrite template {name!r}; shipped: rewrite_v1, rewrite_v2, or pass a YAML path"
+            ) from None
     missing = [k for k in ("version", "system", "persona", "example", "shots", "request") if k not in (data or {})]
     if missing:
         raise ValueError(f"rewrite template {name!r} lacks {', '.join(missing)}")
@@ -59,8 +61,11 @@ def first_person(card: PersonaCard, token_budget: int = 256) -> str:
     if cues:
         parts.append("Looks I like: " + "; ".join(cues) + ".")
     if card.demographics:
-        parts.append("About me: " + ", ".join(f"{k.replace('_', ' ')} {sanitize(str(v), 40)}"
-                                                for k, v in card.demographics.items()) + ".")
+        parts.append(
+            "About me: "
+            + ", ".join(f"{k.replace('_', ' ')} {sanitize(str(v), 40)}" for k, v in card.demographics.items())
+            + "."
+        )
     if not parts and card.summary:
         parts.append(sanitize(card.summary, 400))
     text = " ".join(parts)
@@ -80,8 +85,13 @@ def first_person(card: PersonaCard, token_budget: int = 256) -> str:
     return text
 
 
-def rewrite_messages(card: PersonaCard, prompt: str, history: list[str] | None = None,
-                     params: RewriteParams | None = None, template: str = "rewrite_v2") -> list[dict[str, str]]:
+def rewrite_messages(
+    card: PersonaCard,
+    prompt: str,
+    history: list[str] | None = None,
+    params: RewriteParams | None = None,
+    template: str = "rewrite_v2",
+) -> list[dict[str, str]]:
     """Chat messages asking for ``prompt`` rewritten from ``card``'s perspective."""
     params = params or RewriteParams()
     t = load_template(template)
@@ -96,8 +106,9 @@ def rewrite_messages(card: PersonaCard, prompt: str, history: list[str] | None =
     else:
         system += "\n\n" + about
     ex = t["example"]
-    example_user = (f"Example for a different person ({ex['persona']}).\n"
-                    + t["request"].format(prompt=ex["prompt"]).strip())
+    example_user = (
+        f"Example for a different person ({ex['persona']}).\n" + t["request"].format(prompt=ex["prompt"]).strip()
+    )
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": example_user},
@@ -106,11 +117,15 @@ def rewrite_messages(card: PersonaCard, prompt: str, history: list[str] | None =
     ]
 
 
-def negative_messages(conversation: list[dict[str, str]], rewrite: str, template: str = "rewrite_v2") -> list[dict[str, str]]:
+def negative_messages(
+    conversation: list[dict[str, str]], rewrite: str, template: str = "rewrite_v2"
+) -> list[dict[str, str]]:
     """The conversation continued with the rewrite and a request for a negative prompt."""
     t = load_template(template)
-    return conversation + [{"role": "assistant", "content": rewrite},
-                           {"role": "user", "content": t.get("negative_request", "What would I not want to see?").strip()}]
+    return conversation + [
+        {"role": "assistant", "content": rewrite},
+        {"role": "user", "content": t.get("negative_request", "What would I not want to see?").strip()},
+    ]
 
 
 def parse_reply(text: str) -> str:
@@ -122,7 +137,7 @@ def parse_reply(text: str) -> str:
         if not line:
             continue
         line = re.sub(r"^(rewritten prompt|rewrite|prompt|answer)\s*[:\-]\s*", "", line, flags=re.IGNORECASE)
-        line = line.strip().strip('"\'`').strip()
+        line = line.strip().strip("\"'`").strip()
         if line:
             return line
     return ""

@@ -65,8 +65,17 @@ class RewriteParams:
         """The settings that differ from the defaults, as a suffix of the stored model label
         (``|k3|t0.7|s9``), so rewrites made with other settings are stored beside, not instead of,
         the default ones. Empty for the defaults."""
-        short = {"shots": "k", "temperature": "t", "seed": "s", "max_tokens": "mt", "repeat_penalty": "rp",
-                 "persona_tokens": "pt", "max_words": "mw", "negative": "neg", "candidates": "n"}
+        short = {
+            "shots": "k",
+            "temperature": "t",
+            "seed": "s",
+            "max_tokens": "mt",
+            "repeat_penalty": "rp",
+            "persona_tokens": "pt",
+            "max_words": "mw",
+            "negative": "neg",
+            "candidates": "n",
+        }
         default = RewriteParams()
         parts = []
         for name, tag in short.items():

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 
-def rewrite_quality(ws, split: str | None = None, *, encoder: str = "tfidf", backend: str | None = None,
-                    prompts: str = "parti36") -> list[dict[str, Any]]:
+def rewrite_quality(
+    ws, split: str | None = None, *, encoder: str = "tfidf", backend: str | None = None, prompts: str = "parti36"
+) -> list[dict[str, Any]]:
     """One row per stored ``(backend, model)`` (only ``backend``'s when given) of the split's rewrites of
     ``encoder`` personas for ``prompts``: the measures of the module docstring."""
     from prompting.guard import SUBJECT_MIN_SIMILARITY
@@ -33,8 +34,10 @@ def rewrite_quality(ws, split: str | None = None, *, encoder: str = "tfidf", bac
     prompt_set = register_prompt_set(ws, prompts) if not ws.read_only else prompts
     rows = rewrites_by_model(ws, RewriteKey(split_id, encoder, backend or None, prompt_set=prompt_set))
     if not rows:
-        raise WorkspaceError(f"No stored rewrites of {encoder} personas for prompt set {prompt_set!r} in split {split_id!r}: "
-                             f"run `pwb rewrite --split {split_id} --encoder {encoder}` first.")
+        raise WorkspaceError(
+            f"No stored rewrites of {encoder} personas for prompt set {prompt_set!r} in split {split_id!r}: "
+            f"run `pwb rewrite --split {split_id} --encoder {encoder}` first."
+        )
     cards = load_personas(ws, split_id, encoder, sorted({r[2] for r in rows}))
     enc = load_text_encoder("minilm")
     out = []
@@ -47,9 +50,16 @@ def rewrite_quality(ws, split: str | None = None, *, encoder: str = "tfidf", bac
         persona = enc.encode([first_person(cards[r[2]]) if r[2] in cards else "" for r in rs])
         subject = (p * w).sum(1)
         align = (w * persona).sum(1) - (p * persona).sum(1)
-        out.append({"backend": b, "model": m, "rewrites": len(rs), "subject": float(subject.mean()),
-                    "subject_kept": float((subject >= SUBJECT_MIN_SIMILARITY).mean()),
-                    "persona_alignment": float(align.mean()),
-                    "fallback_rate": float(np.mean([1.0 if r[5] else 0.0 for r in rs])),
-                    "mean_words": float(np.mean([len(r[4].split()) for r in rs]))})
+        out.append(
+            {
+                "backend": b,
+                "model": m,
+                "rewrites": len(rs),
+                "subject": float(subject.mean()),
+                "subject_kept": float((subject >= SUBJECT_MIN_SIMILARITY).mean()),
+                "persona_alignment": float(align.mean()),
+                "fallback_rate": float(np.mean([1.0 if r[5] else 0.0 for r in rs])),
+                "mean_words": float(np.mean([len(r[4].split()) for r in rs])),
+            }
+        )
     return out

@@ -29,8 +29,16 @@ from workbench.store.workspace import Workspace, WorkspaceError
 
 def persona_hash(card: PersonaCard) -> str:
     """A digest of everything in a card a rewriter can see (not its embedding)."""
-    blob = json.dumps({"summary": card.summary, "traits": card.traits, "demographics": card.demographics,
-                       "evidence": [(e.item_id, e.weight, e.snippet) for e in card.evidence]}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            "summary": card.summary,
+            "traits": card.traits,
+            "demographics": card.demographics,
+            "evidence": [(e.item_id, e.weight, e.snippet) for e in card.evidence],
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -58,8 +66,15 @@ class Rewriter:
         'a cat on a stairway, film-noir shadows in black and white'
     """
 
-    def __init__(self, backend: str = "template", model: str | None = None, *, workspace: Workspace | None = None,
-                 selector=None, **backend_options: Any):
+    def __init__(
+        self,
+        backend: str = "template",
+        model: str | None = None,
+        *,
+        workspace: Workspace | None = None,
+        selector=None,
+        **backend_options: Any,
+    ):
         from prompting.select import TfidfHistorySelector
 
         self.backend_name = backend
@@ -77,9 +92,14 @@ class Rewriter:
     def model(self) -> str:
         return self.backend.model
 
-    def rewrite(self, personas: PersonaCard | list[PersonaCard], prompts: str | list[str],
-                params: RewriteParams | list[RewriteParams] | None = None, *,
-                history: list[list[str]] | None = None) -> list[Rewrite]:
+    def rewrite(
+        self,
+        personas: PersonaCard | list[PersonaCard],
+        prompts: str | list[str],
+        params: RewriteParams | list[RewriteParams] | None = None,
+        *,
+        history: list[list[str]] | None = None,
+    ) -> list[Rewrite]:
         """Rewrite pairs ``(personas[i], prompts[i])`` (a single persona or prompt is broadcast).
 
         ``params``: one :class:`RewriteParams` for all, or a list of equal length. ``history``: the
@@ -93,8 +113,10 @@ class Rewriter:
         if len(prompts) == 1:
             prompts = prompts * n
         if len(personas) != len(prompts):
-            raise ValueError(f"personas and prompts must have equal lengths (or one of them length 1), "
-                             f"got {len(personas)} and {len(prompts)}")
+            raise ValueError(
+                f"personas and prompts must have equal lengths (or one of them length 1), "
+                f"got {len(personas)} and {len(prompts)}"
+            )
         if params is None or isinstance(params, RewriteParams):
             plist = [params or RewriteParams()] * n
         else:
@@ -130,9 +152,18 @@ class Rewriter:
                 texts = [validate_rewrite(c.rewritten) for c in cands]
                 k, score = self.selector.choose(reqs[i].persona, reqs[i].prompt, texts)
                 res = cands[k]
-                out[i] = Rewrite(reqs[i].persona.user_id, reqs[i].prompt, texts[k], res.negative,
-                                 self.backend_name, self.model, min(pp.shots, len(reqs[i].history)), per,
-                                 fallback=res.fallback, selector_score=round(score, 6))
+                out[i] = Rewrite(
+                    reqs[i].persona.user_id,
+                    reqs[i].prompt,
+                    texts[k],
+                    res.negative,
+                    self.backend_name,
+                    self.model,
+                    min(pp.shots, len(reqs[i].history)),
+                    per,
+                    fallback=res.fallback,
+                    selector_score=round(score, 6),
+                )
                 fresh.append((keys[i], pp, reqs[i], out[i]))
         self._cache_put(fresh)
         self.stats["requests"] += n
@@ -140,15 +171,28 @@ class Rewriter:
         self.stats["fallbacks"] += sum(1 for *_, r in fresh if r.fallback)
         return out  # type: ignore[return-value]
 
-    def rewrite_many(self, pairs: list[tuple[PersonaCard, str]], history: list[list[str]] | None = None,
-                     params: RewriteParams | None = None) -> list[Rewrite]:
+    def rewrite_many(
+        self,
+        pairs: list[tuple[PersonaCard, str]],
+        history: list[list[str]] | None = None,
+        params: RewriteParams | None = None,
+    ) -> list[Rewrite]:
         """``rewrite`` over ``(persona, prompt)`` pairs."""
         return self.rewrite([p for p, _ in pairs], [q for _, q in pairs], params, history=history)
 
     # -- cache ---------------------------------------------------------------------------------------
     def _key(self, req: RewriteRequest, params: RewriteParams) -> str:
-        blob = json.dumps([self.backend_name, self.model, asdict(params), persona_hash(req.persona), req.prompt,
-                           req.history[: params.shots]], sort_keys=True)
+        blob = json.dumps(
+            [
+                self.backend_name,
+                self.model,
+                asdict(params),
+                persona_hash(req.persona),
+                req.prompt,
+                req.history[: params.shots],
+            ],
+            sort_keys=True,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _cache_get(self, keys: list[str]) -> dict[str, Rewrite]:
@@ -159,11 +203,21 @@ class Rewriter:
             cache_rewrites(self.workspace, {k: (asdict(pp), r) for k, pp, _, r in fresh})
 
 
-def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tfidf", backend: str = "template",
-                  prompts: str = "parti36", roles: tuple[str, ...] = ("heldout",), progress: bool = False,
-                  model: str | None = None, params: RewriteParams | None = None,
-                  backend_kwargs: dict[str, Any] | None = None, batch_requests: int = 64,
-                  max_users: int | None = None) -> dict[str, Any]:
+def rewrite_split(
+    ws: Workspace,
+    split: str | None = None,
+    *,
+    encoder: str = "tfidf",
+    backend: str = "template",
+    prompts: str = "parti36",
+    roles: tuple[str, ...] = ("heldout",),
+    progress: bool = False,
+    model: str | None = None,
+    params: RewriteParams | None = None,
+    backend_kwargs: dict[str, Any] | None = None,
+    batch_requests: int = 64,
+    max_users: int | None = None,
+) -> dict[str, Any]:
     """Rewrite every prompt of ``prompts`` for every user in ``roles``; stored per user, resumable, cached.
 
     ``batch_requests``: about how many (user, prompt) requests go to the backend in one call.
@@ -191,8 +245,10 @@ def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tf
     cards = load_personas(ws, split_id, encoder, users)
     missing = [u for u in users if u not in cards]
     if missing:
-        raise WorkspaceError(f"{len(missing)} of {len(users)} users have no {encoder} persona in split {split_id!r} "
-                             f"(e.g. {missing[0]!r}): run `pwb personas mine --split {split_id} --encoder {encoder}` first.")
+        raise WorkspaceError(
+            f"{len(missing)} of {len(users)} users have no {encoder} persona in split {split_id!r} "
+            f"(e.g. {missing[0]!r}): run `pwb personas mine --split {split_id} --encoder {encoder}` first."
+        )
     key = RewriteKey(split_id, encoder, backend, label, prompt_set)
     done = users_with_rewrites(ws, key, len(plist))
     todo = [u for u in users if u not in done]
@@ -204,15 +260,24 @@ def rewrite_split(ws: Workspace, split: str | None = None, *, encoder: str = "tf
     per_call = max(1, batch_requests // max(1, len(plist)))
     bar = tqdm(total=len(todo), desc=f"rewriting ({backend})", unit="user", disable=not progress)
     for start in range(0, len(todo), per_call):
-        chunk = todo[start:start + per_call]
+        chunk = todo[start : start + per_call]
         outs = rw.rewrite([cards[u] for u in chunk for _ in plist], [p for _ in chunk for _, p in plist], params)
         for j, u in enumerate(chunk):
-            out = outs[j * len(plist):(j + 1) * len(plist)]
+            out = outs[j * len(plist) : (j + 1) * len(plist)]
             fallbacks += sum(1 for r in out if r.fallback)
             save_user_rewrites(ws, key, u, [pid for pid, _ in plist], out)
         bar.update(len(chunk))
     bar.close()
-    return {"split": split_id, "encoder": encoder, "backend": backend, "model": label, "prompts": prompt_set,
-            "users": len(users), "rewritten": len(todo), "already_stored": len(done),
-            "requests": len(todo) * len(plist), "fallbacks": fallbacks,
-            "cached": rw.stats["cached"]}
+    return {
+        "split": split_id,
+        "encoder": encoder,
+        "backend": backend,
+        "model": label,
+        "prompts": prompt_set,
+        "users": len(users),
+        "rewritten": len(todo),
+        "already_stored": len(done),
+        "requests": len(todo) * len(plist),
+        "fallbacks": fallbacks,
+        "cached": rw.stats["cached"],
+    }

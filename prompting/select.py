@@ -52,7 +52,7 @@ class TfidfHistorySelector:
         if not history or not candidates:
             return np.zeros(len(candidates))
         head = prompt.strip().rstrip(" .,;:")
-        added = [c[len(head):] if head and c.startswith(head) else c for c in candidates]
+        added = [c[len(head) :] if head and c.startswith(head) else c for c in candidates]
         vec = self._vec or self._fit(history + added)
         if vec is None:
             return np.zeros(len(candidates))
@@ -69,4 +69,3 @@ class TfidfHistorySelector:
         s = self.scores(card, prompt, candidates)
         k = int(np.argmax(s)) if len(s) else 0
         return k, float(s[k]) if len(s) else 0.0
-

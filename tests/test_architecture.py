@@ -14,9 +14,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["workbench", "persona", "prompting", "generation", "evalbench", "apps"]
-SQL = re.compile(r"\b(SELECT\s.+\sFROM\b|INSERT\s+(OR\s+\w+\s+)?INTO\b|UPDATE\s+\w+\s+SET\b|DELETE\s+FROM\b|"
-                 r"CREATE\s+(OR\s+REPLACE\s+)?(TEMP\s+)?(TABLE|VIEW|INDEX|SEQUENCE)\b|ALTER\s+TABLE\b|DROP\s+(TABLE|VIEW)\b|"
-                 r"COPY\s*\(|PRAGMA\s+\w+|CHECKPOINT\b)", re.S)
+SQL = re.compile(
+    r"\b(SELECT\s.+\sFROM\b|INSERT\s+(OR\s+\w+\s+)?INTO\b|UPDATE\s+\w+\s+SET\b|DELETE\s+FROM\b|"
+    r"CREATE\s+(OR\s+REPLACE\s+)?(TEMP\s+)?(TABLE|VIEW|INDEX|SEQUENCE)\b|ALTER\s+TABLE\b|DROP\s+(TABLE|VIEW)\b|"
+    r"COPY\s*\(|PRAGMA\s+\w+|CHECKPOINT\b)",
+    re.S,
+)
 STEP = re.compile(r"^\s*#\s*\d+[.)]\s")
 
 
@@ -65,8 +68,13 @@ def test_no_package_imports_one_above_it():
     for path in _files(*LAYERS):
         top = path.relative_to(ROOT).parts[0]
         for node in ast.walk(_tree(path)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                else []
+            )
             for name in names:
                 target = name.split(".")[0]
                 if target in rank and rank[target] > rank[top]:
@@ -106,8 +114,12 @@ def test_long_functions_are_written_in_numbered_steps(package):
         lines = path.read_text().splitlines()
         for node in ast.walk(_tree(path)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
-                steps = {STEP.match(x).group(0).strip() for x in lines[node.lineno - 1:node.end_lineno] if STEP.match(x)}
+                steps = {
+                    STEP.match(x).group(0).strip() for x in lines[node.lineno - 1 : node.end_lineno] if STEP.match(x)
+                }
                 if len(steps) < 2:
-                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} "
-                               f"({node.end_lineno - node.lineno + 1} lines, {len(steps)} numbered steps)")
+                    bad.append(
+                        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} "
+                        f"({node.end_lineno - node.lineno + 1} lines, {len(steps)} numbered steps)"
+                    )
     assert not bad, "functions over 80 lines without numbered steps:\n" + "\n".join(bad)

@@ -17,6 +17,7 @@ from workbench.images import ImageLike, describe_image
 #: The consent scope an identity reference needs.
 IDENTITY_SCOPE = "identity-injection"
 
+
 class ConsentError(ValueError):
     """An identity reference is used without consent that covers identity injection."""
 
@@ -30,8 +31,10 @@ def consent_subject(subject: Any) -> str:
         raise ValueError(f"Consent `subject` must name who consented, got {subject!r}")
     text = "".join(ch for ch in unicodedata.normalize("NFKC", subject) if unicodedata.category(ch) != "Cf").strip()
     if not any(unicodedata.category(ch)[0] in "LN" for ch in text):
-        raise ValueError(f"Consent `subject` must name who consented (a letter or digit after removing invisible "
-                         f"characters), got {subject!r}")
+        raise ValueError(
+            f"Consent `subject` must name who consented (a letter or digit after removing invisible "
+            f"characters), got {subject!r}"
+        )
     return text
 
 
@@ -90,12 +93,16 @@ class Consent:
                 f"'2025-03-01T14:30:00+00:00', got {self.granted_at!r}"
             ) from None
         if _in_future(when, date_only=len(granted) <= 10):
-            raise ValueError(f"Consent `granted_at` {granted!r} is in the future: consent is recorded when it was "
-                             "given; pass the date it was granted")
+            raise ValueError(
+                f"Consent `granted_at` {granted!r} is in the future: consent is recorded when it was "
+                "given; pass the date it was granted"
+            )
         object.__setattr__(self, "granted_at", granted)
 
         if not isinstance(self.scope, str) or not self.scope.strip():
-            raise ValueError(f"Consent `scope` must be a non-empty string such as {IDENTITY_SCOPE!r}, got {self.scope!r}")
+            raise ValueError(
+                f"Consent `scope` must be a non-empty string such as {IDENTITY_SCOPE!r}, got {self.scope!r}"
+            )
         object.__setattr__(self, "scope", self.scope.strip())
         if self.note is not None and not isinstance(self.note, str):
             raise ValueError(f"Consent `note` must be a string or None, got {type(self.note).__name__}")

@@ -59,34 +59,60 @@ def validate_bundle(bundle: DatasetBundle) -> DatasetBundle:
     seen: set[str] = set()
     for i, user in enumerate(bundle.users, start=1):
         if not isinstance(user.user_id, str) or not user.user_id:
-            raise DataError(f"user record #{i} has an empty or non-string id {user.user_id!r}", file=where, field="user_id")
+            raise DataError(
+                f"user record #{i} has an empty or non-string id {user.user_id!r}", file=where, field="user_id"
+            )
         if user.user_id in seen:
-            raise DataError(f"user record #{i} repeats id {user.user_id!r}", file=where, field="user_id",
-                            fix="User ids must be unique.")
+            raise DataError(
+                f"user record #{i} repeats id {user.user_id!r}",
+                file=where,
+                field="user_id",
+                fix="User ids must be unique.",
+            )
         seen.add(user.user_id)
     items: set[str] = set()
     for i, item in enumerate(bundle.items, start=1):
         if not isinstance(item.item_id, str) or not item.item_id:
-            raise DataError(f"item record #{i} has an empty or non-string id {item.item_id!r}", file=where, field="item_id")
+            raise DataError(
+                f"item record #{i} has an empty or non-string id {item.item_id!r}", file=where, field="item_id"
+            )
         if item.item_id in items:
-            raise DataError(f"item record #{i} repeats id {item.item_id!r}", file=where, field="item_id",
-                            fix="Item ids must be unique.")
+            raise DataError(
+                f"item record #{i} repeats id {item.item_id!r}",
+                file=where,
+                field="item_id",
+                fix="Item ids must be unique.",
+            )
         items.add(item.item_id)
     kept = []
     for i, inter in enumerate(bundle.interactions, start=1):
         if inter.user_id not in seen:
-            bundle.problems.report(DataError(f"interaction record #{i} names unknown user {inter.user_id!r}", file=where,
-                                             field="user_id"), "unknown user")
+            bundle.problems.report(
+                DataError(f"interaction record #{i} names unknown user {inter.user_id!r}", file=where, field="user_id"),
+                "unknown user",
+            )
             continue
         if inter.item_id not in items:
-            bundle.problems.report(DataError(f"interaction record #{i} names unknown item {inter.item_id!r}", file=where,
-                                             field="item_id"), "unknown item")
+            bundle.problems.report(
+                DataError(f"interaction record #{i} names unknown item {inter.item_id!r}", file=where, field="item_id"),
+                "unknown item",
+            )
             continue
-        bad = next((f for f in ("value", "timestamp") if getattr(inter, f) is not None
-                    and not math.isfinite(getattr(inter, f))), None)
+        bad = next(
+            (
+                f
+                for f in ("value", "timestamp")
+                if getattr(inter, f) is not None and not math.isfinite(getattr(inter, f))
+            ),
+            None,
+        )
         if bad:
-            bundle.problems.report(DataError(f"interaction record #{i} has non-finite {bad} {getattr(inter, bad)!r}",
-                                             file=where, field=bad), "bad value")
+            bundle.problems.report(
+                DataError(
+                    f"interaction record #{i} has non-finite {bad} {getattr(inter, bad)!r}", file=where, field=bad
+                ),
+                "bad value",
+            )
             continue
         kept.append(inter)
     bundle.interactions = kept

@@ -17,8 +17,15 @@ class DataError(ValueError):
         fix: What the user can do about it.
     """
 
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 field: str | None = None, fix: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        fix: str | None = None,
+    ):
         self.message, self.file, self.line, self.field, self.fix = message, file, line, field, fix
         super().__init__(self._render())
 

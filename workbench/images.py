@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 ImageLike = Union[str, os.PathLike, "Image.Image", np.ndarray]
 
+
 def describe_image(image: Any) -> str:
     """A short name for messages: ``'face.png'``, ``<PIL image 512x512 RGB>``, ``<array 512x512x3 uint8>``."""
     if isinstance(image, (str, os.PathLike)):
@@ -59,7 +60,6 @@ def to_rgb_array(image: ImageLike) -> np.ndarray:
     if hasattr(image, "convert") and hasattr(image, "size"):  # PIL, without importing it for the check
         return np.ascontiguousarray(np.asarray(image.convert("RGB")))
     raise TypeError(f"unsupported image type {type(image).__name__}: pass a path, PIL image or HxWx3 uint8 array")
-
 
 
 def load_image(image: ImageLike):

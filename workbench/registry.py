@@ -37,8 +37,15 @@ class Registry:
         workbench.errors.UnknownNameError: unknown metric 'maen'; did you mean 'mean'? available: mean
     """
 
-    def __init__(self, kind: str, entries: dict[str, str] | None = None, *, aliases: dict[str, str] | None = None,
-                 prefixes: dict[str, str] | None = None, normalize: Callable[[str], str] | None = None):
+    def __init__(
+        self,
+        kind: str,
+        entries: dict[str, str] | None = None,
+        *,
+        aliases: dict[str, str] | None = None,
+        prefixes: dict[str, str] | None = None,
+        normalize: Callable[[str], str] | None = None,
+    ):
         self.kind = kind
         self._entries: dict[str, str] = {}
         self._aliases: dict[str, str] = dict(aliases or {})
@@ -83,7 +90,7 @@ class Registry:
             return key, None
         for prefix in self._prefixes:
             if key.startswith(prefix) and len(key) > len(prefix):
-                return prefix, name.strip()[len(prefix):]
+                return prefix, name.strip()[len(prefix) :]
         raise UnknownNameError(self.kind, name, self.names(), field=field)
 
     def canonical(self, name: str, *, field: str | None = None) -> str:

@@ -78,11 +78,19 @@ PLACEHOLDER = re.compile(r"\[(?:email|url|phone|handle|ip|card|ssn|iban|name)\]"
 # A host standing alone (no scheme, path, port or ``www.``) needs a lowercase TLD of _BARE: the common
 # generic ones and country codes that are not English words. With a path or port, the TLDs that read as
 # words in code or prose (``user.name``, ``user.email``, ``is``, ``it``, ``me``) count too.
-_BARE = frozenset(("com net org edu gov mil io ai dev app info biz xyz tv fm gg ly cc ws "
-                   "uk de fr nl ch es pt se dk fi ie pl cz sk hu ro gr ru ua tr il cn jp kr tw hk sg au nz ca mx br "
-                   "ar cl za eu co").split())
-_PATH_ONLY = frozenset(("name pro int online site tech blog page shop store club cloud art live news space website "
-                        "email social at be in is it me no us to so do am my by as").split())
+_BARE = frozenset(
+    (
+        "com net org edu gov mil io ai dev app info biz xyz tv fm gg ly cc ws "
+        "uk de fr nl ch es pt se dk fi ie pl cz sk hu ro gr ru ua tr il cn jp kr tw hk sg au nz ca mx br "
+        "ar cl za eu co"
+    ).split()
+)
+_PATH_ONLY = frozenset(
+    (
+        "name pro int online site tech blog page shop store club cloud art live news space website "
+        "email social at be in is it me no us to so do am my by as"
+    ).split()
+)
 _TLDS = sorted(_BARE | _PATH_ONLY, key=len, reverse=True)
 # technology names spelled like host names: kept when they stand alone
 _NOT_HOSTS = frozenset({"asp.net", "vb.net", "ado.net", "ml.net", "f.net", "socket.io", "dot.net"})
@@ -93,34 +101,55 @@ _TRAILING = ".,;:!?)]}'\""
 
 _SCHEME_URL = re.compile(
     rf"(?<![\w.+-])(?:[a-z][a-z0-9+.-]{{1,19}}://{_TAIL}|(?:mailto|tel|callto|sms|skype|xmpp|file|magnet):[^\s<>\"']+)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _FEDIVERSE = re.compile(rf"(?<![\w@.])@[a-z0-9_][\w.]*@(?:{_LABEL}\.)+[a-z]{{2,24}}(?![\w-])", re.IGNORECASE)
 _EMAIL = re.compile(rf"(?<![\w.%+'-])[a-z0-9._%+-][a-z0-9._%+'-]*@(?:{_LABEL}\.)+[a-z]{{2,24}}(?![\w-])", re.IGNORECASE)
-_EMAIL_SPELLED = re.compile(r"(?<!\w)[\w.+-]+\s*[\[(]\s*at\s*[\])]\s*[\w-]+(?:\s*[\[(]\s*dot\s*[\])]\s*[\w-]+)+", re.IGNORECASE)
+_EMAIL_SPELLED = re.compile(
+    r"(?<!\w)[\w.+-]+\s*[\[(]\s*at\s*[\])]\s*[\w-]+(?:\s*[\[(]\s*dot\s*[\])]\s*[\w-]+)+", re.IGNORECASE
+)
 _HOST = re.compile(
     rf"(?<![\w.@/-])(?P<host>(?P<www>www\d?\.)?(?:{_LABEL}\.)+(?P<tld>{'|'.join(_TLDS)}))(?![\w-])"
-    rf"(?P<port>:\d{{2,5}})?(?P<path>/{_TAIL})?", re.IGNORECASE)
+    rf"(?P<port>:\d{{2,5}})?(?P<path>/{_TAIL})?",
+    re.IGNORECASE,
+)
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4 = re.compile(rf"(?<![\w.=^~<>-])(?P<first>{_OCTET})(?:\.{_OCTET}){{2}}\.(?P<last>{_OCTET})"
-                   rf"(?P<suffix>:\d{{1,5}}|/\d{{1,2}})?(?![\w]|\.\d)")
+_IPV4 = re.compile(
+    rf"(?<![\w.=^~<>-])(?P<first>{_OCTET})(?:\.{_OCTET}){{2}}\.(?P<last>{_OCTET})"
+    rf"(?P<suffix>:\d{{1,5}}|/\d{{1,2}})?(?![\w]|\.\d)"
+)
 _HEX = r"[0-9a-f]{1,4}"
-_IPV6 = re.compile(rf"(?<![\w:])(?=[0-9a-f:]*\d)(?:(?:{_HEX}:){{7}}{_HEX}|(?:{_HEX}:){{1,6}}:(?:{_HEX}(?::{_HEX}){{0,5}})?)"
-                   r"(?![\w:])", re.IGNORECASE)
+_IPV6 = re.compile(
+    rf"(?<![\w:])(?=[0-9a-f:]*\d)(?:(?:{_HEX}:){{7}}{_HEX}|(?:{_HEX}:){{1,6}}:(?:{_HEX}(?::{_HEX}){{0,5}})?)"
+    r"(?![\w:])",
+    re.IGNORECASE,
+)
 _IBAN_COUNTRIES = frozenset(
     "AD AE AL AT AZ BA BE BG BH BR BY CH CR CY CZ DE DK DO EE EG ES FI FO FR GB GE GI GL GR GT HR HU IE IL IQ IS IT "
     "JO KW KZ LB LC LI LT LU LV MC MD ME MK MR MT MU NL NO PK PL PS PT QA RO RS SA SC SE SI SK SM ST SV TL TN TR UA "
-    "VA VG XK".split())
-_IBAN = re.compile(r"(?<![\w])(?P<cc>[A-Z]{2})\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)(?![\w])")
-_CARD = re.compile(r"(?<![\w.+-])(?:\d{4}(?P<sep>[ -])\d{4}(?P=sep)\d{4}(?P=sep)\d{1,7}|\d{4}(?P<sep2>[ -])\d{6}(?P=sep2)\d{4,5}"
-                   r"|\d{13,19})(?![\w]|[.-]?\d)")
+    "VA VG XK".split()
+)
+_IBAN = re.compile(
+    r"(?<![\w])(?P<cc>[A-Z]{2})\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)(?![\w])"
+)
+_CARD = re.compile(
+    r"(?<![\w.+-])(?:\d{4}(?P<sep>[ -])\d{4}(?P=sep)\d{4}(?P=sep)\d{1,7}|\d{4}(?P<sep2>[ -])\d{6}(?P=sep2)\d{4,5}"
+    r"|\d{13,19})(?![\w]|[.-]?\d)"
+)
 _SSN = re.compile(r"(?<![\w.+-])\d{3}([- ])\d{2}\1\d{4}(?![\w]|[.-]?\d)")
 # a phone candidate: an optional + or 00, then digit groups with single separators; validated by _phone_ok
-_PHONE = re.compile(r"(?<![\w+.@/#:-])(?:\+|(?<!\d)00(?=[1-9]))?(?:\(\d{1,5}\)|\d)[\d ().\-/]{5,}\d(?![\w@/:]|\.\d|-\d)")
-_DATE = re.compile(r"(?:^|\D)(?:(?:18|19|20)\d\d[ ./-][01]?\d[ ./-][0-3]?\d|[0-3]?\d[ ./-][01]?\d[ ./-](?:18|19|20)\d\d)(?:\D|$)")
+_PHONE = re.compile(
+    r"(?<![\w+.@/#:-])(?:\+|(?<!\d)00(?=[1-9]))?(?:\(\d{1,5}\)|\d)[\d ().\-/]{5,}\d(?![\w@/:]|\.\d|-\d)"
+)
+_DATE = re.compile(
+    r"(?:^|\D)(?:(?:18|19|20)\d\d[ ./-][01]?\d[ ./-][0-3]?\d|[0-3]?\d[ ./-][01]?\d[ ./-](?:18|19|20)\d\d)(?:\D|$)"
+)
 _HANDLE = re.compile(r"(?<![\w@./:+-])@(?=[\w.]*[a-z_])\w[\w.]{1,29}(?<!\.)(?![\w@])", re.IGNORECASE)
 # code annotations spelled like handles (Javadoc, JSDoc, Python decorators): kept
-_ANNOTATIONS = frozenset("param params return returns throws throw override deprecated property staticmethod "
-                         "classmethod dataclass abstractmethod todo see since example type typedef".split())
+_ANNOTATIONS = frozenset(
+    "param params return returns throws throw override deprecated property staticmethod "
+    "classmethod dataclass abstractmethod todo see since example type typedef".split()
+)
 _MAYBE = re.compile(r"[@\d:]|\.[a-z]|[\[(]\s*at\s*[\])]", re.IGNORECASE)  # cheap test: nothing here, no identifier
 
 
@@ -128,9 +157,9 @@ def _url(m: re.Match) -> str:
     """``[url]`` for a matched URL, giving back trailing punctuation (a sentence's full stop, a bracket)."""
     text = m.group(0)
     core = text.rstrip(_TRAILING)
-    if core.count("(") > core.count(")") and text[len(core):].startswith(")"):
+    if core.count("(") > core.count(")") and text[len(core) :].startswith(")"):
         core += ")"  # a balanced bracket inside the URL (Wikipedia-style) stays part of it
-    return "[url]" + text[len(core):]
+    return "[url]" + text[len(core) :]
 
 
 def _host(m: re.Match) -> str:
@@ -206,7 +235,7 @@ def _phone(m: re.Match) -> str:
     out, pos = [], 0
     while pos < len(text):
         lead = re.match(r"[^\d(+]*", text[pos:]).end()  # separators before the next group
-        out.append(text[pos:pos + lead])
+        out.append(text[pos : pos + lead])
         pos += lead
         rest = text[pos:]
         if not rest:
@@ -345,14 +374,17 @@ def scrub_card(card: PersonaCard, names: tuple[str, ...] | list[str] = ()) -> Pe
         traits.append(t)
     evidence = [replace(e, snippet=scrub_text(e.snippet, names)) for e in card.evidence]
     demographics = {k: scrub_text(v, names) if isinstance(v, str) else v for k, v in card.demographics.items()}
-    return replace(card, summary=scrub_text(card.summary, names), traits=traits, evidence=evidence,
-                   demographics=demographics)
+    return replace(
+        card, summary=scrub_text(card.summary, names), traits=traits, evidence=evidence, demographics=demographics
+    )
 
 
 # -- text that reaches a rewriter --------------------------------------------------------------------------
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _MARKUP = re.compile(r"<[^>]{0,200}>|[{}\[\]`]")
-_INSTRUCTION = re.compile(r"(?i)\b(ignore|disregard|forget)\b[^.\n]{0,40}\b(instructions?|prompts?|rules?)\b|\bsystem\s*prompt\b")
+_INSTRUCTION = re.compile(
+    r"(?i)\b(ignore|disregard|forget)\b[^.\n]{0,40}\b(instructions?|prompts?|rules?)\b|\bsystem\s*prompt\b"
+)
 
 
 def sanitize(text: str, max_chars: int = 200) -> str:

@@ -32,15 +32,17 @@ def decode_utf8(raw: bytes, display: str) -> str:
     except UnicodeDecodeError as exc:
         pos = exc.start + bom
         line = raw[:pos].count(b"\n") + 1
-        raise DataError(f"not UTF-8 text (byte {pos})", file=display, line=line,
-                        fix="Re-encode the file as UTF-8.") from exc
+        raise DataError(
+            f"not UTF-8 text (byte {pos})", file=display, line=line, fix="Re-encode the file as UTF-8."
+        ) from exc
     if not text.strip():
         raise DataError("empty file", file=display, fix="Expected a header row and data rows.")
     return text
 
 
-def csv_rows(path: Path, required: list[str], problems: Problems,
-             delimiter: str | None = None) -> Iterator[tuple[int, dict[str, str]]]:
+def csv_rows(
+    path: Path, required: list[str], problems: Problems, delimiter: str | None = None
+) -> Iterator[tuple[int, dict[str, str]]]:
     """``(line, row)`` for each data row; checks the header has ``required`` columns and each row its width."""
     text = read_text(path)
     if delimiter is None:
@@ -52,9 +54,13 @@ def csv_rows(path: Path, required: list[str], problems: Problems,
         raise DataError(f"malformed header ({exc})", file=str(path), line=1) from exc
     missing = [c for c in required if c not in header]
     if missing:
-        raise DataError(f"missing column(s) {', '.join(missing)}; the header has {', '.join(header)}",
-                        file=str(path), line=1, field=missing[0],
-                        fix="Rename the column or map it with the importer's column options.")
+        raise DataError(
+            f"missing column(s) {', '.join(missing)}; the header has {', '.join(header)}",
+            file=str(path),
+            line=1,
+            field=missing[0],
+            fix="Rename the column or map it with the importer's column options.",
+        )
     dupes = {h for h in header if header.count(h) > 1}
     if dupes:
         raise DataError(f"duplicate column name(s) {', '.join(sorted(dupes))}", file=str(path), line=1)
@@ -69,8 +75,10 @@ def csv_rows(path: Path, required: list[str], problems: Problems,
         if not cells or all(not c.strip() for c in cells):
             continue
         if len(cells) != len(header):
-            problems.report(DataError(f"expected {len(header)} fields, got {len(cells)}", file=str(path),
-                                      line=reader.line_num), "malformed row")
+            problems.report(
+                DataError(f"expected {len(header)} fields, got {len(cells)}", file=str(path), line=reader.line_num),
+                "malformed row",
+            )
             continue
         yield reader.line_num, dict(zip(header, cells))
 

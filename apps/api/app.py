@@ -39,16 +39,32 @@ DEFAULT_MAX_BODY = 64 * 1024
 
 def _error_responses() -> tuple[dict, dict]:
     """The spec's error answers of every keyed route, and of routes that take a body."""
-    errors = {401: {"model": R.ErrorOut}, 422: {"model": R.ErrorOut}, 429: {"model": R.ErrorOut},
-              503: {"model": R.ErrorOut, "description": "The workspace is busy (another process writes it) or the "
-                    "generation queue is full: retry after the Retry-After header's seconds"}}
-    body_errors = {**errors, 400: {"model": R.ErrorOut, "description": "Malformed JSON"},
-                   413: {"model": R.ErrorOut, "description": "Body over the size limit"}}
+    errors = {
+        401: {"model": R.ErrorOut},
+        422: {"model": R.ErrorOut},
+        429: {"model": R.ErrorOut},
+        503: {
+            "model": R.ErrorOut,
+            "description": "The workspace is busy (another process writes it) or the "
+            "generation queue is full: retry after the Retry-After header's seconds",
+        },
+    }
+    body_errors = {
+        **errors,
+        400: {"model": R.ErrorOut, "description": "Malformed JSON"},
+        413: {"model": R.ErrorOut, "description": "Body over the size limit"},
+    }
     return errors, body_errors
 
 
-def create_app(config: ServiceConfig | None = None, *, max_body_bytes: int = DEFAULT_MAX_BODY,
-               public_docs: bool = False, load_in_background: bool = True, gate=None) -> FastAPI:
+def create_app(
+    config: ServiceConfig | None = None,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    public_docs: bool = False,
+    load_in_background: bool = True,
+    gate=None,
+) -> FastAPI:
     """The API over the workspace ``config.db``; see the module docstring."""
     from workbench.store.gate import WorkspaceGate
     from workbench.store.keys import active_keys
@@ -81,7 +97,9 @@ def create_app(config: ServiceConfig | None = None, *, max_body_bytes: int = DEF
         version="1",
         description="Cold-start personas, persona rewrites and image generation over a Persona Workbench workspace.",
         lifespan=lifespan,
-        docs_url=None, redoc_url=None, openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.service, app.state.keys, app.state.gate = service, keys, gate
     app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes)
@@ -96,4 +114,3 @@ def create_app(config: ServiceConfig | None = None, *, max_body_bytes: int = DEF
     images.add_routes(app, service, require_key, auth, errors, body_errors)
     runs.add_routes(app, service, auth, errors)
     return app
-

@@ -15,19 +15,29 @@ def key_dependency(keys: KeyRing, limiter: RateLimiter):
     bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer pwb_<id>_<secret> (pwb keys create)")
     header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Or X-API-Key: pwb_<id>_<secret>")
 
-    def require_key(request: Request, cred: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
-                    api_key: str | None = Depends(header)) -> ApiKey:  # noqa: B008 - FastAPI's dependency idiom
+    def require_key(
+        request: Request,
+        cred: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+        api_key: str | None = Depends(header),
+    ) -> ApiKey:  # noqa: B008 - FastAPI's dependency idiom
         token = cred.credentials if cred is not None else api_key
         key = keys.verify(token)
         if key is None:
-            raise HTTPException(401, "missing or invalid API key: send `Authorization: Bearer pwb_...` or "
-                                     "`X-API-Key: pwb_...` (create one with `pwb keys create NAME`)",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "missing or invalid API key: send `Authorization: Bearer pwb_...` or "
+                "`X-API-Key: pwb_...` (create one with `pwb keys create NAME`)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         request.scope["state"]["key_id"] = key.key_id
         ok, retry, remaining = limiter.hit(key)
         if not ok:
-            raise HTTPException(429, f"rate limit of {key.rate_per_minute} requests a minute for key {key.key_id} "
-                                     f"reached; retry in {retry:.1f} s", headers={"Retry-After": str(max(1, round(retry)))})
+            raise HTTPException(
+                429,
+                f"rate limit of {key.rate_per_minute} requests a minute for key {key.key_id} "
+                f"reached; retry in {retry:.1f} s",
+                headers={"Retry-After": str(max(1, round(retry)))},
+            )
         return key
 
     return require_key

@@ -84,6 +84,14 @@ def add_error_handlers(app: FastAPI, workspace_dir) -> None:
     async def io(request: Request, exc: OSError):
         return _unavailable(request, io_message(exc, workspace_dir, "store or read a file"), 30)
 
-    for kind, handler in ((ValueError, value), (NotFound, missing), (Conflict, conflict), (NotReady, not_ready),
-                          (WorkspaceBusy, busy), (Busy, queue_full), (WorkspaceError, workspace), (OSError, io)):
+    for kind, handler in (
+        (ValueError, value),
+        (NotFound, missing),
+        (Conflict, conflict),
+        (NotReady, not_ready),
+        (WorkspaceBusy, busy),
+        (Busy, queue_full),
+        (WorkspaceError, workspace),
+        (OSError, io),
+    ):
         app.add_exception_handler(kind, handler)

@@ -26,7 +26,7 @@ def parse_token(token: str) -> tuple[str, str] | None:
     """``(key id, secret)`` from ``pwb_<id>_<secret>``, or ``None`` for anything else."""
     if not token.startswith(PREFIX):
         return None
-    key_id, sep, secret = token[len(PREFIX):].partition("_")
+    key_id, sep, secret = token[len(PREFIX) :].partition("_")
     if not sep or len(key_id) != 12 or not secret:
         return None
     return key_id, secret
@@ -47,7 +47,9 @@ class KeyRing:
 
     def refresh(self) -> None:
         rows = self._load()
-        self._keys = {k: (digest, ApiKey(key_id=k, name=name, rate_per_minute=int(rate))) for k, name, digest, rate in rows}
+        self._keys = {
+            k: (digest, ApiKey(key_id=k, name=name, rate_per_minute=int(rate))) for k, name, digest, rate in rows
+        }
         self._at = time.monotonic()
 
     def _refresh_in_background(self) -> None:

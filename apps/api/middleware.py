@@ -35,8 +35,16 @@ class RequestGuard:
             except ValueError:
                 return await self._error(send, status, 400, "Content-Length header is not a number", rid, scope, t0)
         if too_big is not None:
-            return await self._error(send, status, 413, f"request body is {too_big} bytes; this server accepts at "
-                                     f"most {self.max_body} (pwb serve --max-body-bytes)", rid, scope, t0)
+            return await self._error(
+                send,
+                status,
+                413,
+                f"request body is {too_big} bytes; this server accepts at "
+                f"most {self.max_body} (pwb serve --max-body-bytes)",
+                rid,
+                scope,
+                t0,
+            )
         seen = {"n": 0, "answered": False}
         max_body = self.max_body
 
@@ -46,8 +54,16 @@ class RequestGuard:
                 seen["n"] += len(msg.get("body", b""))
                 if seen["n"] > max_body:  # answer now; the app sees a disconnect and its reply is dropped
                     seen["answered"] = True
-                    await self._error(send, status, 413, f"request body exceeds {max_body} bytes (got at least "
-                                      f"{seen['n']}); pwb serve --max-body-bytes raises the limit", rid, scope, t0)
+                    await self._error(
+                        send,
+                        status,
+                        413,
+                        f"request body exceeds {max_body} bytes (got at least "
+                        f"{seen['n']}); pwb serve --max-body-bytes raises the limit",
+                        rid,
+                        scope,
+                        t0,
+                    )
                     return {"type": "http.disconnect"}
             return msg
 
@@ -73,18 +89,32 @@ class RequestGuard:
     async def _error(self, send, status, code, detail, rid, scope, t0):
         body = json.dumps({"detail": detail, "errors": []}).encode()
         status["code"] = code
-        await send({"type": "http.response.start", "status": code,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"x-request-id", rid.encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": code,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", rid.encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
         self._log(scope, code, rid, t0)
 
     @staticmethod
     def _log(scope, code, rid, t0, error: str | None = None):
         if log.isEnabledFor(logging.INFO) or code >= 500:
-            extra = {"event": "request", "request_id": rid, "method": scope.get("method"), "path": scope.get("path"),
-                     "status": code, "ms": round((time.perf_counter() - t0) * 1000, 2),
-                     "key_id": scope["state"].get("key_id")}
+            extra = {
+                "event": "request",
+                "request_id": rid,
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "status": code,
+                "ms": round((time.perf_counter() - t0) * 1000, 2),
+                "key_id": scope["state"].get("key_id"),
+            }
             error = error or scope["state"].get("error")
             if error:
                 extra["error"] = error

@@ -69,8 +69,9 @@ class JobOut(BaseModel):
     started_at: float | None = Field(default=None, description="When its first image started (None: still queued).")
     finished_at: float | None = None
     error: str | None = None
-    images: list[dict[str, Any]] = Field(default_factory=list,
-                                         description="Per condition: user_id, prompt, url, sha256, seconds.")
+    images: list[dict[str, Any]] = Field(
+        default_factory=list, description="Per condition: user_id, prompt, url, sha256, seconds."
+    )
 
 
 class RunOut(BaseModel):
@@ -147,7 +148,14 @@ def clean_json(v: Any) -> Any:
 
 def run_out(r: dict[str, Any]) -> dict[str, Any]:
     """A run row (:func:`workbench.store.runs.list_runs`) as ``RunOut``."""
-    return {"run_id": r["run_id"], "kind": r["kind"], "status": r["status"],
-            "started_at": str(r["started_at"]) if r.get("started_at") else None,
-            "ended_at": str(r["ended_at"]) if r.get("ended_at") else None, "n_units": r.get("n_units"),
-            "units_done": r.get("units_done"), "config_hash": r.get("config_hash"), "code_version": r.get("code_version")}
+    return {
+        "run_id": r["run_id"],
+        "kind": r["kind"],
+        "status": r["status"],
+        "started_at": str(r["started_at"]) if r.get("started_at") else None,
+        "ended_at": str(r["ended_at"]) if r.get("ended_at") else None,
+        "n_units": r.get("n_units"),
+        "units_done": r.get("units_done"),
+        "config_hash": r.get("config_hash"),
+        "code_version": r.get("code_version"),
+    }

@@ -1,5 +1,5 @@
 """Request bodies of the HTTP API (pydantic; they are the OpenAPI spec's request schemas) and the work
-budget they state; the response bodies are :mod:`apps.api.responses`.
+budget they state (:mod:`apps.api.work_budget`); the response bodies are :mod:`apps.api.responses`.
 
 Every list and string has a bound, so a request's size is limited field by field as well as in bytes.
 """
@@ -9,97 +9,60 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    create_model,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints, create_model, model_validator
 
+from apps.api.schema_types import Key64, NonBlank, Strict, Text128, WholeInt, whole_float
+from apps.api.work_budget import work_tiers
 from generation.guidance import RULES
-
-#: Text with something in it: the spec says so (``pattern``), so a fuzzer's valid bodies are valid here too.
-#: Beyond JSON Schema's ``\s``, Python's ``str.strip`` (which the rewriters use) also strips U+001C-U+001F
-#: and U+0085, so those do not count either.
-NonBlank = r"[^\s\x1c-\x1f\x85]"
-
-
-def _not_utf8(v: Any) -> bool:
-    if isinstance(v, str):
-        try:
-            v.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(v, dict):
-        return any(_not_utf8(k) or _not_utf8(x) for k, x in v.items())
-    if isinstance(v, (list, tuple)):
-        return any(_not_utf8(x) for x in v)
-    if isinstance(v, BaseModel):
-        return False  # validated on its own
-    return False
-
-
-class Strict(BaseModel):
-    """Unknown fields are refused, and no coercion (``false`` is not a number, ``"3"`` not an int).
-
-    Text must be valid Unicode: a lone surrogate (``"\\ud800"``, legal in JSON, not storable as UTF-8) is
-    refused here with the field named, before anything is computed or stored.
-    """
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _valid_unicode(cls, v: Any) -> Any:
-        if _not_utf8(v):
-            raise ValueError("text holds a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not "
-                             "valid Unicode; send UTF-8 text")
-        return v
-
-
-def _whole_float(v: Any) -> Any:
-    """JSON Schema's ``integer`` includes ``7.0``; so does this server (never ``"7"`` or ``true``)."""
-    return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**53 else v
-
-
-WholeInt = Annotated[int, BeforeValidator(_whole_float)]
-Key64 = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Text128 = Annotated[str, StringConstraints(max_length=128)]
 
 
 class InteractionIn(Strict):
-    item_id: str = Field(min_length=1, max_length=128, description="A catalogue item id (see GET /v1/survey for examples).")
-    value: float | None = Field(default=None, ge=-1e6, le=1e6, allow_inf_nan=False,
-                                description="Rating or strength; omitted: counts as liked.")
+    item_id: str = Field(
+        min_length=1, max_length=128, description="A catalogue item id (see GET /v1/survey for examples)."
+    )
+    value: float | None = Field(
+        default=None, ge=-1e6, le=1e6, allow_inf_nan=False, description="Rating or strength; omitted: counts as liked."
+    )
     kind: str = Field(default="like", min_length=1, max_length=32)
 
 
 class ColdStartIn(Strict):
     """A new user's few interactions and/or intake-survey answers (at least one of the two)."""
 
-    user_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$",
-                                description="Your id for the user; omitted: one is assigned.")
+    user_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:@-]+$",
+        description="Your id for the user; omitted: one is assigned.",
+    )
     interactions: list[InteractionIn] = Field(default_factory=list, max_length=200)
     survey_answers: dict[Key64, Annotated[list[Text128], Field(max_length=20)]] = Field(
-        default_factory=dict, max_length=20, description="Question id -> chosen option labels (GET /v1/survey).")
-    attributes: dict[Key64, Text128] = Field(default_factory=dict, max_length=20,
-                                             description="Declared demographics, e.g. {\"gender\": \"F\"}.")
+        default_factory=dict, max_length=20, description="Question id -> chosen option labels (GET /v1/survey)."
+    )
+    attributes: dict[Key64, Text128] = Field(
+        default_factory=dict, max_length=20, description='Declared demographics, e.g. {"gender": "F"}.'
+    )
     store: bool = Field(default=True, description="Keep the persona so GET /v1/personas/{user_id} returns it.")
 
     # the rule below, in the spec too: at least one interaction or one answered question
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"anyOf": [
-        {"required": ["interactions"], "properties": {"interactions": {"minItems": 1}}},
-        {"required": ["survey_answers"], "properties": {"survey_answers": {"minProperties": 1}}}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["interactions"], "properties": {"interactions": {"minItems": 1}}},
+                {"required": ["survey_answers"], "properties": {"survey_answers": {"minProperties": 1}}},
+            ]
+        },
+    )
 
     @model_validator(mode="after")
     def _needs_something(self):
         if not self.interactions and not self.survey_answers:
-            raise ValueError("give `interactions` (item ids the user engaged with) or `survey_answers` (GET /v1/survey)")
+            raise ValueError(
+                "give `interactions` (item ids the user engaged with) or `survey_answers` (GET /v1/survey)"
+            )
         return self
 
 
@@ -114,9 +77,16 @@ class PersonaIn(Strict):
     summary: str = Field(default="", max_length=4000)
     traits: list[TraitIn] = Field(default_factory=list, max_length=50)
 
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"anyOf": [
-        {"required": ["summary"], "properties": {"summary": {"pattern": NonBlank}}},
-        {"required": ["traits"], "properties": {"traits": {"minItems": 1}}}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["summary"], "properties": {"summary": {"pattern": NonBlank}}},
+                {"required": ["traits"], "properties": {"traits": {"minItems": 1}}},
+            ]
+        },
+    )
 
     @model_validator(mode="after")
     def _something(self):
@@ -126,19 +96,34 @@ class PersonaIn(Strict):
 
 
 class RewriteIn(Strict):
-    user_id: str | None = Field(default=None, min_length=1, max_length=128,
-                                description="A user with a stored persona (cold-start or mined).")
+    user_id: str | None = Field(
+        default=None, min_length=1, max_length=128, description="A user with a stored persona (cold-start or mined)."
+    )
     persona: PersonaIn | None = Field(default=None, description="Or an inline persona.")
     prompts: list[Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=NonBlank)]] = Field(
-        min_length=1, max_length=32, description="Generic image prompts to personalise.")
+        min_length=1, max_length=32, description="Generic image prompts to personalise."
+    )
     backend: str = Field(default="template", max_length=32, description="A rewriter this server enables (GET /readyz).")
 
     # exactly one of user_id and persona, in the spec too
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"oneOf": [
-        {"required": ["user_id"], "properties": {"user_id": {"type": "string"}},
-         "not": {"required": ["persona"], "properties": {"persona": {"type": "object"}}}},
-        {"required": ["persona"], "properties": {"persona": {"type": "object"}},
-         "not": {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}}}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["user_id"],
+                    "properties": {"user_id": {"type": "string"}},
+                    "not": {"required": ["persona"], "properties": {"persona": {"type": "object"}}},
+                },
+                {
+                    "required": ["persona"],
+                    "properties": {"persona": {"type": "object"}},
+                    "not": {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}},
+                },
+            ]
+        },
+    )
     shots: WholeInt = Field(default=0, ge=0, le=20)
     negative: bool = Field(default=False, description="Also write a negative prompt.")
     seed: WholeInt = Field(default=0, ge=0, le=2**31 - 1)
@@ -154,20 +139,31 @@ def _scale_rules() -> dict[str, Any]:
     """Guidance rules whose scale has bounds (``scale_bounds`` on the rule class), as a spec rule."""
     from generation.guidance import get_rule_class
 
-    bounded = {n: get_rule_class(n).scale_bounds for n in sorted(RULES) if getattr(get_rule_class(n), "scale_bounds", None)}
+    bounded = {
+        n: get_rule_class(n).scale_bounds for n in sorted(RULES) if getattr(get_rule_class(n), "scale_bounds", None)
+    }
     if not bounded:
         return {}
     free = [n for n in sorted(RULES) if n not in bounded]
     branches: list[dict[str, Any]] = [{"properties": {"guidance": {"enum": free}}}]
     for name, (lo, hi) in bounded.items():
-        branches.append({"required": ["guidance"], "properties": {"guidance": {"const": name}, "guidance_scale": {
-            "anyOf": [{"type": "number", "minimum": lo, "maximum": hi}, {"type": "null"}]}}})
+        branches.append(
+            {
+                "required": ["guidance"],
+                "properties": {
+                    "guidance": {"const": name},
+                    "guidance_scale": {"anyOf": [{"type": "number", "minimum": lo, "maximum": hi}, {"type": "null"}]},
+                },
+            }
+        )
     return {"anyOf": branches}
 
 
 class ConditionIn(Strict):
     user_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
-    prompt: str = Field(min_length=1, max_length=1000, pattern=NonBlank, description="Usually a rewrite from POST /v1/rewrite.")
+    prompt: str = Field(
+        min_length=1, max_length=1000, pattern=NonBlank, description="Usually a rewrite from POST /v1/rewrite."
+    )
     negative_prompt: str | None = Field(default=None, max_length=1000)
     seed: WholeInt = Field(default=0, ge=0, le=2**31 - 1)
     guidance: Literal[tuple(sorted(RULES))] = Field(default="cfg", description="A guidance rule.")  # type: ignore[valid-type]
@@ -181,44 +177,30 @@ class GenerateIn(Strict):
     conditions: list[ConditionIn] = Field(min_length=1, max_length=16)
     height: WholeInt = Field(default=96, ge=16, le=2048, multiple_of=8)
     width: WholeInt = Field(default=96, ge=16, le=2048, multiple_of=8)
-    steps: Annotated[int, Ge(1), Le(200), BeforeValidator(_whole_float)] | None = None
+    steps: Annotated[int, Ge(1), Le(200), BeforeValidator(whole_float)] | None = None
 
 
 def rewrite_in(backends: tuple[str, ...]) -> type[RewriteIn]:
     """:class:`RewriteIn` whose ``backend`` lists the rewriters this server enables."""
     # the spec lists them (enum); the server's own check names the `pwb serve --rewriter` option to add one
-    return create_model("RewriteIn", __base__=RewriteIn, backend=(
-        str, Field(default="template", max_length=32, json_schema_extra={"enum": list(backends)},
-                   description="A rewriter this server enables (pwb serve --rewriter).")))
+    return create_model(
+        "RewriteIn",
+        __base__=RewriteIn,
+        backend=(
+            str,
+            Field(
+                default="template",
+                max_length=32,
+                json_schema_extra={"enum": list(backends)},
+                description="A rewriter this server enables (pwb serve --rewriter).",
+            ),
+        ),
+    )
 
 
-def work_tiers(max_side: int, max_steps: int, max_work: float, max_conditions: int = 16) -> list[dict[str, int]]:
-    """The per-request work budget as tiers a spec can state: a job fits when, for one tier, its sides are
-    at most ``side``, its steps at most ``steps`` and it has at most ``conditions`` conditions; each tier
-    keeps conditions x side^2 x steps / 1e6 within ``max_work`` megapixel-steps. (A product of fields
-    cannot be written in JSON Schema; tiers can, and the server enforces exactly these.)"""
-    sides, side = [], max_side - max_side % 8
-    while side >= 16:
-        sides.append(side)
-        side = (side // 2) - (side // 2) % 8
-    levels = sorted({max_steps, max(1, max_steps // 5), 1}, reverse=True)
-    tiers = []
-    for side in sides:
-        for steps in levels:
-            n = min(max_conditions, int(max_work // (side * side * steps / 1e6)))
-            if n >= 1:
-                tiers.append({"side": side, "steps": steps, "conditions": n})
-    # drop tiers another tier contains
-    return [t for t in tiers if not any(o is not t and o["side"] >= t["side"] and o["steps"] >= t["steps"]
-                                        and o["conditions"] >= t["conditions"] for o in tiers)]
-
-
-def fits(tiers: list[dict[str, int]], n: int, height: int, width: int, steps: int) -> bool:
-    return any(n <= t["conditions"] and height <= t["side"] and width <= t["side"] and steps <= t["steps"] for t in tiers)
-
-
-def generate_in(max_side: int, max_steps: int, max_work: float = float("inf"), default_steps: int = 10,
-                default_side: int = 96) -> type[GenerateIn]:
+def generate_in(
+    max_side: int, max_steps: int, max_work: float = float("inf"), default_steps: int = 10, default_side: int = 96
+) -> type[GenerateIn]:
     """:class:`GenerateIn` with this server's limits (``pwb serve --max-side / --max-steps / --max-work``),
     so the published spec says what the server enforces, the work budget's tiers included."""
     default = min(default_side, max_side - max_side % 8)
@@ -229,8 +211,12 @@ def generate_in(max_side: int, max_steps: int, max_work: float = float("inf"), d
         # each branch states its fields in full (a generator merging branches must not lose the bounds)
         side = {"type": "integer", "minimum": 16, "maximum": t["side"], "multipleOf": 8}
         steps_int = {"type": "integer", "minimum": 1, "maximum": t["steps"]}
-        props: dict[str, Any] = {"conditions": {"type": "array", "minItems": 1, "maxItems": t["conditions"]},
-                                 "height": side, "width": side, "steps": {"anyOf": [steps_int, {"type": "null"}]}}
+        props: dict[str, Any] = {
+            "conditions": {"type": "array", "minItems": 1, "maxItems": t["conditions"]},
+            "height": side,
+            "width": side,
+            "steps": {"anyOf": [steps_int, {"type": "null"}]},
+        }
         required = ["conditions"]
         if default > t["side"]:
             required += ["height", "width"]
@@ -241,10 +227,11 @@ def generate_in(max_side: int, max_steps: int, max_work: float = float("inf"), d
     if not tiers:
         raise ValueError(f"max_work: a budget of {max_work:g} megapixel-steps fits no job of 16 px at 1 step; raise it")
     model = create_model(
-        "GenerateIn", __base__=GenerateIn,
+        "GenerateIn",
+        __base__=GenerateIn,
         height=(WholeInt, Field(default=default, ge=16, le=max_side, multiple_of=8)),
         width=(WholeInt, Field(default=default, ge=16, le=max_side, multiple_of=8)),
-        steps=(Annotated[int, Ge(1), Le(max_steps), BeforeValidator(_whole_float)] | None, Field(default=None)),
+        steps=(Annotated[int, Ge(1), Le(max_steps), BeforeValidator(whole_float)] | None, Field(default=None)),
     )
     model.model_config["json_schema_extra"] = {"anyOf": anyof}
     model.model_rebuild(force=True)

@@ -1,6 +1,6 @@
 """What the HTTP API does, as plain Python (no FastAPI here): cold-start personas, stored personas,
-rewrites, runs and their scores; generation jobs are :mod:`apps.api.jobs`. :mod:`apps.api.app` and its
-routes (:mod:`apps.api.routes`) are the thin HTTP layer.
+rewrites, runs and their scores; generation jobs are :mod:`apps.api.jobs` and start-up is
+:mod:`apps.api.startup`. :mod:`apps.api.app` and its routes (:mod:`apps.api.routes`) are the thin HTTP layer.
 
 The workspace is opened per read and per write through a :class:`~workbench.store.gate.WorkspaceGate`,
 so a running server never locks out ``pwb`` commands or the dashboard for long. The cold-start route
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +23,8 @@ from typing import Any
 
 from apps.api.errors import Conflict, NotFound, NotReady
 from apps.api.jobs import Jobs
-from apps.api.logs import log
 from apps.api.responses import clean_json, finite, run_out
+from apps.api.startup import load_models
 from apps.api.writer import JournalWriter
 
 
@@ -82,86 +81,9 @@ class Service:
 
     # -- start-up ----------------------------------------------------------------------------------
     def load(self) -> None:
-        """Load the split's catalogue and the trained encoder (seconds); sets ``ready`` or ``error``."""
-        from evalbench.flows.coldstart import load_coldstart
-
-        t0 = time.perf_counter()
-        try:
-            source = self._read_split()
-            self.error = None
-            self.model = load_coldstart(source, torch_threads=self.config.torch_threads)
-            self._recover()
-            # The catalogue and interactions are millions of long-lived objects: a full garbage collection
-            # scanning them stalled requests for ~0.3 s once in a while. Freezing them out of the
-            # collector's view (they live as long as the server process) removes those pauses; only for
-            # a process that is the server (not in an app embedded in tests or notebooks).
-            if self.config.freeze_gc:
-                import gc
-
-                gc.collect()
-                gc.freeze()
-            self.ready = True
-            log.info("models loaded", extra={"event": "ready", "seconds": round(time.perf_counter() - t0, 2),
-                                             "split": self.split_id, "encoder": self.config.encoder,
-                                             "items": len(self.model.items)})
-        except Exception as exc:  # noqa: BLE001 - readiness reports it
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.error("model loading failed", extra={"event": "not_ready", "error": self.error})
-
-    def _read_split(self):
-        """The served split's cold-start source (:func:`~evalbench.flows.coldstart.read_coldstart`), waiting
-        out another process's hold (visibly)."""
-        from evalbench.flows.coldstart import read_coldstart
-        from workbench.store.workspace import WorkspaceBusy
-
-        delay = 0.5
-        while True:
-            try:
-                with self.gate.reading() as ws:
-                    self.split_id = self._served_split(ws)
-                    return read_coldstart(ws, self.split_id, self.config.encoder, self.config.encoder_params)
-            except WorkspaceBusy as exc:
-                self.error = f"waiting for the workspace: {exc}"
-                log.warning("models wait for the workspace", extra={"event": "load_wait", "error": str(exc)})
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    def _served_split(self, ws) -> str:
-        """``--split``, else the split this workspace's server served before (a bench run adding splits
-        does not change what a restarted server serves), else the only split."""
-        from workbench.store.settings import setting
-        from workbench.store.splits import list_splits, resolve_split
-
-        if self.config.split is None:
-            before = setting(ws, "serve.split")
-            if before is not None and before in {s["split_id"] for s in list_splits(ws)}:
-                return before
-        split_id = resolve_split(ws, self.config.split)
-        self.gate.journal.append("upsert", {"table": "settings", "row": {"key": "serve.split", "value": split_id}})
-        self.writer.notify()
-        return split_id
-
-    def _recover(self) -> None:
-        """Start-up bookkeeping: personas still in the journal answer from memory; jobs of an earlier
-        process that never finished are marked failed (:meth:`Jobs.recover`)."""
-        from workbench.store.journal import card_from_dict
-
-        journalled: dict[str, str] = {}  # job id -> its latest status still in the journal
-        for e in self.gate.journal.pending():
-            d = e.get("data") or {}
-            if e.get("kind") == "persona" and d.get("split_id") == self.split_id and d.get("encoder") == self.coldstart_encoder:
-                card = card_from_dict(d["card"])
-                self.recent[card.user_id] = card
-            elif e.get("kind") == "upsert" and d.get("table") == "api_jobs":
-                journalled[d["row"]["job_id"]] = d["row"]["status"]
-        try:
-            marked = self.jobs.recover(journalled)
-        except Exception as exc:  # noqa: BLE001 - GET /v1/jobs reports such jobs as failed anyway
-            log.warning("abandoned jobs not checked", extra={"event": "store_wait", "error": str(exc)})
-            return
-        if marked:
-            log.info("abandoned jobs marked failed", extra={"event": "jobs_abandoned", "jobs": marked})
-            self.writer.notify()
+        """Load the split's catalogue and the trained encoder (seconds); sets ``ready`` or ``error``
+        (:func:`apps.api.startup.load_models`)."""
+        load_models(self)
 
     def close(self) -> None:
         self.jobs.close()
@@ -189,9 +111,11 @@ class Service:
                 raise (Conflict if "takes one answer" in str(exc) else NotFound)(f"survey_answers: {exc}") from exc
             xs += answered
         if not xs:
-            raise NotFound("interactions: none of the item ids is in the catalogue"
-                           + (f" (unknown: {', '.join(unknown[:5])})" if unknown else "")
-                           + "; pass catalogue ids or survey_answers (GET /v1/survey)")
+            raise NotFound(
+                "interactions: none of the item ids is in the catalogue"
+                + (f" (unknown: {', '.join(unknown[:5])})" if unknown else "")
+                + "; pass catalogue ids or survey_answers (GET /v1/survey)"
+            )
         card = model.maker.persona(user_id, xs, dict(body.attributes), extra_traits=traits or None)
         stored = None
         if body.store:
@@ -199,8 +123,9 @@ class Service:
 
             # the caller waits on this before it answers "stored" (group-committed to the journal and fsynced);
             # ValueError (unstorable text) is this request's 422 and nothing is written
-            stored = self.commits.submit("persona", {"split_id": self.split_id, "encoder": self.coldstart_encoder,
-                                                     "card": card_to_dict(card)})
+            stored = self.commits.submit(
+                "persona", {"split_id": self.split_id, "encoder": self.coldstart_encoder, "card": card_to_dict(card)}
+            )
         return card, unknown, stored
 
     def remember(self, card) -> None:
@@ -231,8 +156,10 @@ class Service:
     # -- rewrites ----------------------------------------------------------------------------------
     def rewriter(self, backend: str):
         if backend not in self.config.rewriters:
-            raise ValueError(f"backend: {backend!r} is not enabled on this server; enabled: "
-                             f"{', '.join(self.config.rewriters)} (start it with `pwb serve --rewriter {backend}`)")
+            raise ValueError(
+                f"backend: {backend!r} is not enabled on this server; enabled: "
+                f"{', '.join(self.config.rewriters)} (start it with `pwb serve --rewriter {backend}`)"
+            )
         with self._rw_lock:
             if backend not in self._rewriters:
                 from prompting.rewriter import Rewriter
@@ -252,9 +179,20 @@ class Service:
         rw = self.rewriter(body.backend)
         params = RewriteParams(shots=body.shots, negative=body.negative, seed=body.seed)
         out = rw.rewrite(card, list(body.prompts), params)
-        return {"user_id": body.user_id, "backend": body.backend, "model": rw.model,
-                "rewrites": [{"prompt": r.prompt, "rewritten": r.rewritten, "negative_prompt": r.negative or "",
-                              "fallback": r.fallback or ""} for r in out]}
+        return {
+            "user_id": body.user_id,
+            "backend": body.backend,
+            "model": rw.model,
+            "rewrites": [
+                {
+                    "prompt": r.prompt,
+                    "rewritten": r.rewritten,
+                    "negative_prompt": r.negative or "",
+                    "fallback": r.fallback or "",
+                }
+                for r in out
+            ],
+        }
 
     # -- runs and images ---------------------------------------------------------------------------
     def runs(self) -> list[dict[str, Any]]:
@@ -272,8 +210,12 @@ class Service:
         if res is None:
             raise NotFound(f"no run {run_id!r} (GET /v1/runs lists them)")
         metrics = [{**m, "mean": finite(m["mean"])} for m in res["metrics"]]
-        return {"run": run_out(res["run"]), "metrics": metrics, "leaderboard": clean_json(res["leaderboard"]),
-                "groups": clean_json(res["groups"])}
+        return {
+            "run": run_out(res["run"]),
+            "metrics": metrics,
+            "leaderboard": clean_json(res["leaderboard"]),
+            "groups": clean_json(res["groups"]),
+        }
 
     def image_path(self, sha: str) -> Path:
         if sha in self.jobs.paths and Path(self.jobs.paths[sha]).exists():
@@ -289,4 +231,3 @@ class Service:
         if p is None:
             raise NotFound(f"image {sha!r} is recorded but its file {recorded} is gone")
         return Path(p)
-

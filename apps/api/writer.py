@@ -38,14 +38,19 @@ class JournalWriter:
             now = time.monotonic()
             if self.waiting_since is None:
                 self.waiting_since = now
-                log.warning("journal waits for the workspace", extra={"event": "store_wait", "error": str(exc),
-                                                                       "pending": self.gate.journal.pending_count()})
+                log.warning(
+                    "journal waits for the workspace",
+                    extra={"event": "store_wait", "error": str(exc), "pending": self.gate.journal.pending_count()},
+                )
             return False
         except Exception as exc:  # noqa: BLE001 - an I/O fault: logged, retried; the entries stay on disk
             log.error("journal apply failed", extra={"event": "store_error", "error": f"{type(exc).__name__}: {exc}"})
             return False
         if self.waiting_since is not None:
-            log.info("journal caught up", extra={"event": "store_resumed", "waited_s": round(time.monotonic() - self.waiting_since, 2)})
+            log.info(
+                "journal caught up",
+                extra={"event": "store_resumed", "waited_s": round(time.monotonic() - self.waiting_since, 2)},
+            )
             self.waiting_since = None
         return True
 
@@ -74,5 +79,7 @@ class JournalWriter:
         self._wake.set()
         self._thread.join(timeout)
         if not self._apply_once(wait_s=1.0) and self.gate.journal.files():
-            log.warning("journal left for the next open", extra={"event": "store_deferred",
-                                                                 "pending": self.gate.journal.pending_count()})
+            log.warning(
+                "journal left for the next open",
+                extra={"event": "store_deferred", "pending": self.gate.journal.pending_count()},
+            )

@@ -1,7 +1,7 @@
 """``pwb``: the Persona Workbench command line, a thin layer over library calls.
 
-One module per command group (``data``, ``personas``, ``rewrite``, ``images``, ``bench``, ``runs``,
-``demo``, ``serve``); :mod:`apps.cli.common` holds the shared options, the workspace opener and the output
+One module per command group (``data``, ``personas``, ``coldstart``, ``rewrite``, ``generate``,
+``variations``, ``bench``, ``runs``, ``demo``, ``serve``); :mod:`apps.cli.common` holds the shared options, the workspace opener and the output
 helpers. Heavy modules (torch, sentence-transformers, scikit-learn, duckdb) are imported inside the
 commands that need them, so ``pwb --help`` starts instantly.
 """
@@ -12,19 +12,29 @@ import click
 
 from apps.cli import common
 from apps.cli.bench import bench
+from apps.cli.coldstart import personas_coldstart, personas_coldstart_curve
 from apps.cli.data import data
 from apps.cli.demo import demo
-from apps.cli.images import generate, variations
+from apps.cli.generate import generate
 from apps.cli.personas import personas
 from apps.cli.rewrite import rewrite
 from apps.cli.runs import labels, runs
 from apps.cli.serve import dashboard, keys, serve
+from apps.cli.variations import variations
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="persona-workbench")
-@click.option("--wait", "wait_s", default=300.0, show_default=True, envvar="PWB_WAIT", type=click.FloatRange(min=0),
-              metavar="SECONDS", help="How long a command waits for a workspace another process holds [env PWB_WAIT].")
+@click.option(
+    "--wait",
+    "wait_s",
+    default=300.0,
+    show_default=True,
+    envvar="PWB_WAIT",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="How long a command waits for a workspace another process holds [env PWB_WAIT].",
+)
 def cli(wait_s):
     """Persona Workbench: mine personas from behaviour, rewrite prompts per user, benchmark on held-out users.
 
@@ -33,6 +43,8 @@ def cli(wait_s):
     common.set_wait(wait_s)
 
 
+for command in (personas_coldstart, personas_coldstart_curve):
+    personas.add_command(command)
 for command in (data, personas, rewrite, generate, variations, bench, runs, demo, labels, keys, serve, dashboard):
     cli.add_command(command)
 

@@ -32,36 +32,93 @@ def bench():
 @click.option("--backend", default="template", show_default=True)
 @click.option("--model", default=None, help="Rewriter model label [default: the only one stored].")
 @click.option("--prompts", default="parti36", show_default=True)
-@click.option("--text-encoder", default="minilm", show_default=True,
-              help="Metric text encoder: minilm (embedded stand-in) or a sentence-transformers id/path.")
-@click.option("--control", type=click.Choice(["none", "shuffled"]), default="none", show_default=True,
-              help="shuffled: score each user with another user's rewrites.")
-@click.option("--reference", type=click.Choice(["history", "popularity"]), default=None,
-              help="A reference row instead of a system: the history ceiling (own visible likes, no prompt) or the "
-                   "popularity control (the same popular titles for everyone).")
-@click.option("--partners", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Personal win rate: compare with every other held-out user (0) or with this many.")
-@click.option("--max-users", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Only the first this many held-out users (0: all); rewrite them with `pwb rewrite --max-users`.")
+@click.option(
+    "--text-encoder",
+    default="minilm",
+    show_default=True,
+    help="Metric text encoder: minilm (embedded stand-in) or a sentence-transformers id/path.",
+)
+@click.option(
+    "--control",
+    type=click.Choice(["none", "shuffled"]),
+    default="none",
+    show_default=True,
+    help="shuffled: score each user with another user's rewrites.",
+)
+@click.option(
+    "--reference",
+    type=click.Choice(["history", "popularity"]),
+    default=None,
+    help="A reference row instead of a system: the history ceiling (own visible likes, no prompt) or the "
+    "popularity control (the same popular titles for everyone).",
+)
+@click.option(
+    "--partners",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Personal win rate: compare with every other held-out user (0) or with this many.",
+)
+@click.option(
+    "--max-users",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Only the first this many held-out users (0: all); rewrite them with `pwb rewrite --max-users`.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--data", "data_path", default=None, type=click.Path(), help="Data folder for tasks that read one (faces, ...).")
-@click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "process", "ray"]),
-              help="Where work units run: in process, a local worker pool, or a Ray cluster (same scores).")
+@click.option(
+    "--data", "data_path", default=None, type=click.Path(), help="Data folder for tasks that read one (faces, ...)."
+)
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    type=click.Choice(["local", "process", "ray"]),
+    help="Where work units run: in process, a local worker pool, or a Ray cluster (same scores).",
+)
 @click.option("--workers", default=None, type=int, help="Pool size / CPUs for a local Ray cluster.")
 @db_option
 @json_option
 @friendly_errors
-def bench_run(task, split, encoder, backend, model, prompts, text_encoder, control, reference, partners, max_users, seed,
-              data_path, executor, workers, db, as_json):
+def bench_run(
+    task,
+    split,
+    encoder,
+    backend,
+    model,
+    prompts,
+    text_encoder,
+    control,
+    reference,
+    partners,
+    max_users,
+    seed,
+    data_path,
+    executor,
+    workers,
+    db,
+    as_json,
+):
     """Score one system, or with TASK (movielens_text, synthetic_recovery, or a YAML file) every system of a
     task against its baseline; an interrupted run of the same config resumes."""
     if task:
         return _run_task(task, data_path, executor, workers, db, as_json)
     from evalbench.runner import BenchConfig, run_bench
 
-    cfg = BenchConfig(split=split, encoder=encoder, backend=backend, model=model, prompts=prompts,
-                      text_encoder=text_encoder, control=control, seed=seed, partners=partners,
-                      reference=reference or "", max_users=max_users)
+    cfg = BenchConfig(
+        split=split,
+        encoder=encoder,
+        backend=backend,
+        model=model,
+        prompts=prompts,
+        text_encoder=text_encoder,
+        control=control,
+        seed=seed,
+        partners=partners,
+        reference=reference or "",
+        max_users=max_users,
+    )
     with workspace(db) as ws:
         emit(run_bench(ws, cfg, progress=True, executor=executor, workers=workers), as_json)
 
@@ -84,8 +141,14 @@ def _run_task(task, data_path, executor, workers, db, as_json) -> None:
 @bench.command("report")
 @click.argument("run_ids", nargs=-1)
 @click.option("--groups", is_flag=True, help="Also break each run down by demographic group.")
-@click.option("--format", "fmt_", default="table", show_default=True, type=click.Choice(["table", "md", "html", "json"]),
-              help="For a task run: md (with PNG plots beside --out), html (one file, plots inlined) or json.")
+@click.option(
+    "--format",
+    "fmt_",
+    default="table",
+    show_default=True,
+    type=click.Choice(["table", "md", "html", "json"]),
+    help="For a task run: md (with PNG plots beside --out), html (one file, plots inlined) or json.",
+)
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the report here [default: stdout].")
 @db_option
 @json_option
@@ -112,12 +175,25 @@ def bench_report(run_ids, groups, fmt_, out, db, as_json):
         return
     print_leaderboard(rows)
     if not any(r.get("reference") == "history" for r in rows):
-        click.echo("\nNo history ceiling yet, so no 'of ceiling' share: `pwb bench run --reference history` (and "
-                   "`--reference popularity` for the popularity control).")
+        click.echo(
+            "\nNo history ceiling yet, so no 'of ceiling' share: `pwb bench run --reference history` (and "
+            "`--reference popularity` for the popularity control)."
+        )
     for run_id, grows in by_group.items():
         click.echo(f"\n{run_id} by group:")
-        click.echo(table(grows, [("attribute", "attribute"), ("group", "group"), ("win_rate", "win rate"),
-                                 ("ci_low", "ci low"), ("ci_high", "ci high"), ("n_users", "users")]))
+        click.echo(
+            table(
+                grows,
+                [
+                    ("attribute", "attribute"),
+                    ("group", "group"),
+                    ("win_rate", "win rate"),
+                    ("ci_low", "ci low"),
+                    ("ci_high", "ci high"),
+                    ("n_users", "users"),
+                ],
+            )
+        )
 
 
 def _write_task_report(rep: dict, fmt_: str, out: str | None) -> None:
@@ -156,18 +232,26 @@ def bench_compare(run_a, run_b, db, as_json):
         res = compare_runs(ws, run_a, run_b)
     if as_json:
         return emit(res, True)
-    click.echo(f"A = {res['a']['system']} ({run_a})\nB = {res['b']['system']} ({run_b})\n{res['units']} shared units, "
-               f"{res['n_clusters']} users\n")
-    click.echo(f"A beats B on {fmt(res['win_rate'])} of units [{fmt(res['win_rate_ci_low'])}, {fmt(res['win_rate_ci_high'])}]; "
-               f"mean difference {fmt(res['mean_difference'])} [{fmt(res['mean_difference_ci_low'])}, "
-               f"{fmt(res['mean_difference_ci_high'])}]")
-    click.echo(f"users better/worse/tied: {res['n_better']}/{res['n_worse']}/{res['n_tied']}; Wilcoxon p = "
-               f"{res['wilcoxon_p']:.4g}, sign test p = {res['sign_test_p']:.4g}")
+    click.echo(
+        f"A = {res['a']['system']} ({run_a})\nB = {res['b']['system']} ({run_b})\n{res['units']} shared units, "
+        f"{res['n_clusters']} users\n"
+    )
+    click.echo(
+        f"A beats B on {fmt(res['win_rate'])} of units [{fmt(res['win_rate_ci_low'])}, {fmt(res['win_rate_ci_high'])}]; "
+        f"mean difference {fmt(res['mean_difference'])} [{fmt(res['mean_difference_ci_low'])}, "
+        f"{fmt(res['mean_difference_ci_high'])}]"
+    )
+    click.echo(
+        f"users better/worse/tied: {res['n_better']}/{res['n_worse']}/{res['n_tied']}; Wilcoxon p = "
+        f"{res['wilcoxon_p']:.4g}, sign test p = {res['sign_test_p']:.4g}"
+    )
 
 
 @bench.command("power")
 @split_option
-@click.option("--text-encoder", default="minilm", show_default=True, help="Metric text encoder (minilm, mpnet, or an id/path).")
+@click.option(
+    "--text-encoder", default="minilm", show_default=True, help="Metric text encoder (minilm, mpnet, or an id/path)."
+)
 @click.option("--partners", default=0, show_default=True, type=int, help="0: every other held-out user.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @db_option
@@ -184,10 +268,12 @@ def bench_power(split, text_encoder, partners, seed, db, as_json):
     if as_json:
         return emit(out, True)
     lo, hi = out["ceiling_ci"]
-    click.echo(f"split {out['split']}: {out['scored_users']} of {out['heldout_users']} held-out users scored, "
-               f"median {out['median_hidden_likes']:g} hidden likes, {out['median_hidden_negatives']:g} unseen negatives and "
-               f"{out['median_hidden_dislikes']:g} dislikes each\n"
-               f"history ceiling ({out['metric']}): {out['ceiling']:.3f} [{lo:.3f}, {hi:.3f}], per-user sd {out['ceiling_sd']:.3f}\n"
-               f"smallest detectable personal win rate: {out['min_detectable']:.3f}\n"
-               f"half the ceiling's margin: {out['target_half_ceiling']:.3f}, needs {out['users_needed_for_target']:.0f} "
-               "users for 80% power")
+    click.echo(
+        f"split {out['split']}: {out['scored_users']} of {out['heldout_users']} held-out users scored, "
+        f"median {out['median_hidden_likes']:g} hidden likes, {out['median_hidden_negatives']:g} unseen negatives and "
+        f"{out['median_hidden_dislikes']:g} dislikes each\n"
+        f"history ceiling ({out['metric']}): {out['ceiling']:.3f} [{lo:.3f}, {hi:.3f}], per-user sd {out['ceiling_sd']:.3f}\n"
+        f"smallest detectable personal win rate: {out['min_detectable']:.3f}\n"
+        f"half the ceiling's margin: {out['target_half_ceiling']:.3f}, needs {out['users_needed_for_target']:.0f} "
+        "users for 80% power"
+    )

@@ -24,8 +24,13 @@ def set_wait(seconds: float) -> None:
 
 # -- option sets ---------------------------------------------------------------------------------------------
 def db_option(fn):
-    return click.option("--db", envvar="PWB_DB", default=None, metavar="PATH",
-                        help="Workspace DuckDB file [env PWB_DB; default ./.pwb/workbench.duckdb].")(fn)
+    return click.option(
+        "--db",
+        envvar="PWB_DB",
+        default=None,
+        metavar="PATH",
+        help="Workspace DuckDB file [env PWB_DB; default ./.pwb/workbench.duckdb].",
+    )(fn)
 
 
 def json_option(fn):
@@ -41,12 +46,20 @@ def encoder_option(fn):
 
 
 def param_option(fn):
-    return click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
-                        help="Encoder setting, repeatable (e.g. -p epochs=20 -p hidden=64).")(fn)
+    return click.option(
+        "-p",
+        "--param",
+        "params",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Encoder setting, repeatable (e.g. -p epochs=20 -p hidden=64).",
+    )(fn)
 
 
 def graph_encoder_option(fn):
-    return click.option("--encoder", default="gat", show_default=True, help="Graph encoder (gat, gat-noalign, sage).")(fn)
+    return click.option("--encoder", default="gat", show_default=True, help="Graph encoder (gat, gat-noalign, sage).")(
+        fn
+    )
 
 
 def parse_params(pairs: tuple[str, ...], field: str = "--param") -> dict:
@@ -86,8 +99,9 @@ def friendly_errors(fn):
         except (DataError, WorkspaceError, WorkbenchError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
         except FileNotFoundError as exc:
-            raise click.ClickException(str(exc) if not exc.filename else
-                                       io_message(exc, exc.filename, "find a file it needs")) from exc
+            raise click.ClickException(
+                str(exc) if not exc.filename else io_message(exc, exc.filename, "find a file it needs")
+            ) from exc
         except OSError as exc:  # a read-only folder, a full disk, a quota: the file and the fix in one line
             raise click.ClickException(io_message(exc, exc.filename or ".", "write a file")) from exc
         except KeyError as exc:  # registry lookups: "unknown ...; did you mean ...?"
@@ -107,9 +121,11 @@ def _reword_duckdb(exc: Exception, db: str | None) -> None:
 
     if isinstance(exc, duckdb.Error):
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise click.ClickException(f"The workspace {resolve_db_path(db)} failed: {first}. If the disk is "
-                                   "full, free space and run the command again (a failed command "
-                                   "changes nothing).") from exc
+        raise click.ClickException(
+            f"The workspace {resolve_db_path(db)} failed: {first}. If the disk is "
+            "full, free space and run the command again (a failed command "
+            "changes nothing)."
+        ) from exc
 
 
 def need(module: str, extra: str) -> None:

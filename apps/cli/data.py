@@ -35,7 +35,12 @@ def import_options(fn):
 
 
 @data_import.command("movielens")
-@click.option("--path", default=None, type=click.Path(), help="RecBole wheel or folder with ml-100k.* [default: fetch the recbole==1.2.1 wheel].")
+@click.option(
+    "--path",
+    default=None,
+    type=click.Path(),
+    help="RecBole wheel or folder with ml-100k.* [default: fetch the recbole==1.2.1 wheel].",
+)
 @click.option("--cache-dir", default=None, type=click.Path(), help="Where the wheel is cached [env PWB_CACHE].")
 @import_options
 @friendly_errors
@@ -72,8 +77,12 @@ def import_faces(path, name, lenient, db, as_json):
 @click.option("--users", "n_users", default=500, show_default=True, type=int)
 @click.option("--items", "n_items", default=400, show_default=True, type=int)
 @click.option("--personas", "n_personas", default=6, show_default=True, type=int)
-@click.option("--interactions", "per_user", default=30.0, show_default=True, type=float, help="Mean interactions per user.")
-@click.option("--bias", "bias", default=1.0, show_default=True, type=float, help="How strongly demographics predict personas.")
+@click.option(
+    "--interactions", "per_user", default=30.0, show_default=True, type=float, help="Mean interactions per user."
+)
+@click.option(
+    "--bias", "bias", default=1.0, show_default=True, type=float, help="How strongly demographics predict personas."
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--name", default=None, help="Dataset id [default synthetic-s<seed>].")
 @db_option
@@ -83,8 +92,19 @@ def import_synthetic(n_users, n_items, n_personas, per_user, bias, seed, name, d
     """A synthetic community with planted personas and demographics (ground truth kept)."""
     from persona.data.synthetic import generate_community
 
-    _store(db, generate_community(n_users, n_items, n_personas=n_personas, interactions_per_user=per_user,
-                                  bias_strength=bias, seed=seed, name=name), as_json)
+    _store(
+        db,
+        generate_community(
+            n_users,
+            n_items,
+            n_personas=n_personas,
+            interactions_per_user=per_user,
+            bias_strength=bias,
+            seed=seed,
+            name=name,
+        ),
+        as_json,
+    )
 
 
 @data_import.command("table")
@@ -107,17 +127,60 @@ def import_synthetic(n_users, n_items, n_personas, per_user, bias, seed, name, d
 @click.option("--hf-split", default="train", show_default=True, help="Split of a datasets dataset.")
 @import_options
 @friendly_errors
-def import_table(source, users_file, items_file, user_col, item_col, value_col, timestamp_col, kind_col, text_col,
-                 item_title_col, item_text_col, item_tags_col, item_image_col, user_attrs, like_threshold,
-                 dislike_threshold, hf_split, name, lenient, db, as_json):
+def import_table(
+    source,
+    users_file,
+    items_file,
+    user_col,
+    item_col,
+    value_col,
+    timestamp_col,
+    kind_col,
+    text_col,
+    item_title_col,
+    item_text_col,
+    item_tags_col,
+    item_image_col,
+    user_attrs,
+    like_threshold,
+    dislike_threshold,
+    hf_split,
+    name,
+    lenient,
+    db,
+    as_json,
+):
     """Your own logs: SOURCE is a CSV/TSV/Parquet file, a saved `datasets` folder, or hf:NAME."""
     from persona.data.table import ColumnMapping, load_table
 
-    mapping = ColumnMapping(user=user_col, item=item_col, value=value_col, timestamp=timestamp_col, kind=kind_col,
-                            text=text_col, item_title=item_title_col, item_text=item_text_col,
-                            item_tags=item_tags_col, item_image=item_image_col, user_attributes=user_attrs)
-    _store(db, load_table(source, mapping, users=users_file, items=items_file, name=name, lenient=lenient,
-                          split=hf_split, like_threshold=like_threshold, dislike_threshold=dislike_threshold), as_json)
+    mapping = ColumnMapping(
+        user=user_col,
+        item=item_col,
+        value=value_col,
+        timestamp=timestamp_col,
+        kind=kind_col,
+        text=text_col,
+        item_title=item_title_col,
+        item_text=item_text_col,
+        item_tags=item_tags_col,
+        item_image=item_image_col,
+        user_attributes=user_attrs,
+    )
+    _store(
+        db,
+        load_table(
+            source,
+            mapping,
+            users=users_file,
+            items=items_file,
+            name=name,
+            lenient=lenient,
+            split=hf_split,
+            like_threshold=like_threshold,
+            dislike_threshold=dislike_threshold,
+        ),
+        as_json,
+    )
 
 
 @data.command("list")
@@ -133,8 +196,18 @@ def data_list(db, as_json):
         rows, splits = list_datasets(ws), list_splits(ws)
     if as_json:
         return emit({"datasets": rows, "splits": splits}, True)
-    click.echo(table(rows, [("dataset_id", "dataset"), ("source", "source"), ("n_users", "users"),
-                            ("n_items", "items"), ("n_interactions", "interactions")]))
+    click.echo(
+        table(
+            rows,
+            [
+                ("dataset_id", "dataset"),
+                ("source", "source"),
+                ("n_users", "users"),
+                ("n_items", "items"),
+                ("n_interactions", "interactions"),
+            ],
+        )
+    )
     if splits:
         click.echo("\n" + table(splits, [("split_id", "split"), ("dataset_id", "dataset"), ("seed", "seed")]))
 
@@ -145,23 +218,38 @@ def data_list(db, as_json):
 @click.option("--heldout", default=0.2, show_default=True, type=float, help="Share of users held out for scoring.")
 @click.option("--coldstart", default=0.05, show_default=True, type=float, help="Share of cold-start users.")
 @click.option("--k", default=5, show_default=True, type=int, help="Visible interactions of a cold-start user.")
-@click.option("--hidden", default=0.5, show_default=True, type=float, help="Share of a held-out user's interactions hidden.")
+@click.option(
+    "--hidden", default=0.5, show_default=True, type=float, help="Share of a held-out user's interactions hidden."
+)
 @click.option("--min-interactions", default=10, show_default=True, type=int, help="Fewer: train-only user.")
 @click.option("--negatives", default=3, show_default=True, type=int, help="Unseen negatives per hidden like.")
-@click.option("--negative-sampling", default="popularity", show_default=True, type=click.Choice(["popularity", "popularity+time", "uniform"]),
-              help="popularity: each like's negatives are unseen items of about its popularity, so popular cues win nothing "
-                   "by themselves; popularity+time: also of about its age (growing sites); uniform: any unseen item.")
+@click.option(
+    "--negative-sampling",
+    default="popularity",
+    show_default=True,
+    type=click.Choice(["popularity", "popularity+time", "uniform"]),
+    help="popularity: each like's negatives are unseen items of about its popularity, so popular cues win nothing "
+    "by themselves; popularity+time: also of about its age (growing sites); uniform: any unseen item.",
+)
 @click.option("--name", default=None, help="Split id [default <dataset>/s<seed>].")
 @db_option
 @json_option
 @friendly_errors
-def data_split(dataset, seed, heldout, coldstart, k, hidden, min_interactions, negatives, negative_sampling, name, db,
-               as_json):
+def data_split(
+    dataset, seed, heldout, coldstart, k, hidden, min_interactions, negatives, negative_sampling, name, db, as_json
+):
     """Split users into train, held-out and cold-start users."""
     from persona.data.splits import SplitParams, make_split
 
-    params = SplitParams(seed=seed, heldout_frac=heldout, coldstart_frac=coldstart, k=k, hidden_frac=hidden,
-                         min_interactions=min_interactions, negatives_per_like=negatives,
-                         negative_sampling=negative_sampling)
+    params = SplitParams(
+        seed=seed,
+        heldout_frac=heldout,
+        coldstart_frac=coldstart,
+        k=k,
+        hidden_frac=hidden,
+        min_interactions=min_interactions,
+        negatives_per_like=negatives,
+        negative_sampling=negative_sampling,
+    )
     with workspace(db) as ws:
         emit(make_split(ws, dataset, params, name=name), as_json)

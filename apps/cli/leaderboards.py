@@ -7,14 +7,27 @@ import click
 from apps.cli.common import interval, table
 
 #: the task table's columns in the terminal (the md/html/json reports carry every column)
-TASK_COLUMNS = ("system", "personal", "personal CI", "vs dislikes", "of ceiling", "personal p", "vs generic",
-                "generic CI", "lift x100", "worst gap", "cost", "users")
+TASK_COLUMNS = (
+    "system",
+    "personal",
+    "personal CI",
+    "vs dislikes",
+    "of ceiling",
+    "personal p",
+    "vs generic",
+    "generic CI",
+    "lift x100",
+    "worst gap",
+    "cost",
+    "users",
+)
 
 LEADERBOARD_LEGEND = (
     "personal: how often a user's own rewrite beats the rewrites the same system made for every other held-out "
     "user (same prompt), all scored on that user's hidden likes against hidden negatives (0.5 = nothing personal); "
     "vs dislikes: the same with hidden dislikes as the only negatives; of ceiling: (personal - 0.5) / (history "
-    "ceiling - 0.5); vs generic: win rate over the generic prompt. CIs: 95% bootstrap over users.")
+    "ceiling - 0.5); vs generic: win rate over the generic prompt. CIs: 95% bootstrap over users."
+)
 
 
 def task_tables(rep: dict) -> str:
@@ -40,15 +53,32 @@ def leaderboard_table(rows: list[dict]) -> str:
     out = []
     for r in rows:
         ref = bool(r.get("reference"))
-        out.append({**r, "personal": r["personal_win_rate"], "personal_ci_s": interval(*r["personal_ci"]),
-                    "dislikes": r["personal_dislikes"], "share": "-" if ref or r["ceiling_share"] != r["ceiling_share"]
-                    else f"{100 * r['ceiling_share']:.0f}%",
-                    "ci": interval(r["ci_low"], r["ci_high"]), "lift_x100": r["lift"] * 100})
+        out.append(
+            {
+                **r,
+                "personal": r["personal_win_rate"],
+                "personal_ci_s": interval(*r["personal_ci"]),
+                "dislikes": r["personal_dislikes"],
+                "share": "-" if ref or r["ceiling_share"] != r["ceiling_share"] else f"{100 * r['ceiling_share']:.0f}%",
+                "ci": interval(r["ci_low"], r["ci_high"]),
+                "lift_x100": r["lift"] * 100,
+            }
+        )
         if out[-1]["win_rate"] != out[-1]["win_rate"]:  # the history ceiling has no generic comparison
             out[-1].update(win_rate="-", ci="-", lift_x100="-")
-    columns = [("system", "system"), ("personal", "personal"), ("personal_ci_s", "95% CI"), ("dislikes", "vs dislikes"),
-               ("share", "of ceiling"), ("win_rate", "vs generic"), ("ci", "95% CI"), ("lift_x100", "lift x100"),
-               ("n_users", "users"), ("n_units", "units"), ("run_id", "run")]
+    columns = [
+        ("system", "system"),
+        ("personal", "personal"),
+        ("personal_ci_s", "95% CI"),
+        ("dislikes", "vs dislikes"),
+        ("share", "of ceiling"),
+        ("win_rate", "vs generic"),
+        ("ci", "95% CI"),
+        ("lift_x100", "lift x100"),
+        ("n_users", "users"),
+        ("n_units", "units"),
+        ("run_id", "run"),
+    ]
     if len({r["split"] for r in rows}) > 1:
         columns.insert(1, ("split", "split"))
     return table(out, columns)
@@ -59,13 +89,23 @@ def print_leaderboard(rows: list[dict], legend: bool = True) -> None:
     if not legend:
         return
     metrics = sorted({r["metric"] for r in rows})
-    click.echo(f"\nmetric: {', '.join(metrics)}. {LEADERBOARD_LEGEND} [minilm] = embedded MiniLM text encoder, "
-               "[mpnet] = all-mpnet-base-v2 (stand-ins, not CLIP).")
+    click.echo(
+        f"\nmetric: {', '.join(metrics)}. {LEADERBOARD_LEGEND} [minilm] = embedded MiniLM text encoder, "
+        "[mpnet] = all-mpnet-base-v2 (stand-ins, not CLIP)."
+    )
 
 
 def group_table(groups: list[dict]) -> str:
     """Per-group rows of one system: the personal win rate with its CI, then the generic win rate."""
     shown = [dict(g, personal_ci_s=interval(*g["personal_ci"])) for g in groups]
-    return table(shown, [("attribute", "attribute"), ("group", "group"), ("personal_win_rate", "personal"),
-                         ("personal_ci_s", "95% CI"), ("win_rate", "vs generic"), ("n_users", "users")])
-
+    return table(
+        shown,
+        [
+            ("attribute", "attribute"),
+            ("group", "group"),
+            ("personal_win_rate", "personal"),
+            ("personal_ci_s", "95% CI"),
+            ("win_rate", "vs generic"),
+            ("n_users", "users"),
+        ],
+    )

@@ -1,4 +1,4 @@
-"""``pwb personas``: mine, show, evaluate, group and cold-start personas."""
+"""``pwb personas``: mine, show, evaluate and group personas (the cold-start commands are :mod:`apps.cli.coldstart`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from apps.cli.common import (
     emit,
     encoder_option,
     friendly_errors,
-    graph_encoder_option,
     interval,
     json_option,
     param_option,
@@ -32,11 +31,26 @@ def show_card(card, n_evidence: int = 10) -> None:
     if card.demographics:
         click.echo("known: " + ", ".join(f"{k}={v}" for k, v in card.demographics.items()) + "\n")
     rows = [{"kind": t.get("kind", "interest"), "share": "", "distinctiveness": "", **t} for t in card.traits]
-    click.echo(table(rows, [("name", "trait"), ("kind", "kind"), ("weight", "weight"), ("share", "share"),
-                            ("distinctiveness", "distinctiveness")]))
+    click.echo(
+        table(
+            rows,
+            [
+                ("name", "trait"),
+                ("kind", "kind"),
+                ("weight", "weight"),
+                ("share", "share"),
+                ("distinctiveness", "distinctiveness"),
+            ],
+        )
+    )
     more = len(card.evidence) - n_evidence
-    click.echo("\nevidence:\n" + table([e.__dict__ for e in card.evidence[:n_evidence]],
-                                       [("item_id", "item"), ("weight", "weight"), ("snippet", "snippet")]))
+    click.echo(
+        "\nevidence:\n"
+        + table(
+            [e.__dict__ for e in card.evidence[:n_evidence]],
+            [("item_id", "item"), ("weight", "weight"), ("snippet", "snippet")],
+        )
+    )
     if more > 0:
         click.echo(f"... and {more} more within the token budget (--json shows all)")
 
@@ -62,7 +76,9 @@ def personas_mine(split, encoder, params, force, db, as_json):
     from persona.mining import mine_personas
 
     with workspace(db) as ws:
-        emit(mine_personas(ws, split, encoder, force=force, progress=True, encoder_kwargs=parse_params(params)), as_json)
+        emit(
+            mine_personas(ws, split, encoder, force=force, progress=True, encoder_kwargs=parse_params(params)), as_json
+        )
 
 
 @personas.command("show")
@@ -83,8 +99,12 @@ def personas_show(user, split, encoder, db, as_json):
 
 @personas.command("eval")
 @split_option
-@click.option("--scorers", default="popularity,tfidf,mf,sage,gat-noalign,gat", show_default=True,
-              help="Comma-separated link scorers.")
+@click.option(
+    "--scorers",
+    default="popularity,tfidf,mf,sage,gat-noalign,gat",
+    show_default=True,
+    help="Comma-separated link scorers.",
+)
 @click.option("--negatives", default=9, show_default=True, type=int, help="N in the 1-vs-N hit rate.")
 @click.option("--gat-epochs", default=20, show_default=True, type=int, help="Epochs of the graph encoders.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -96,20 +116,35 @@ def personas_eval(split, scorers, negatives, gat_epochs, seed, db, as_json):
     from evalbench.link_prediction import run_link_eval
 
     with workspace(db) as ws:
-        rows = run_link_eval(ws, split, parse_list(scorers), n_negatives=negatives, seed=seed, gat_epochs=gat_epochs,
-                             progress=True)
+        rows = run_link_eval(
+            ws, split, parse_list(scorers), n_negatives=negatives, seed=seed, gat_epochs=gat_epochs, progress=True
+        )
     if as_json:
         return emit(rows, True)
     for r in rows:
         r["auc_ci"] = interval(r["auc_low"], r["auc_high"])
         r["hit_ci"] = interval(r["hit_low"], r["hit_high"])
-    click.echo(table(rows, [("scorer", "scorer"), ("auc", "link AUC"), ("auc_ci", "95% CI"), ("hit_rate", f"hit@1 of {1 + negatives}"),
-                            ("hit_ci", "95% CI"), ("n_users", "users"), ("seconds", "seconds")]))
+    click.echo(
+        table(
+            rows,
+            [
+                ("scorer", "scorer"),
+                ("auc", "link AUC"),
+                ("auc_ci", "95% CI"),
+                ("hit_rate", f"hit@1 of {1 + negatives}"),
+                ("hit_ci", "95% CI"),
+                ("n_users", "users"),
+                ("seconds", "seconds"),
+            ],
+        )
+    )
 
 
 @personas.command("cohort")
 @click.argument("name")
-@click.option("--where", required=True, help="SQL condition over the columns `pwb personas cohort NAME --where 1=0` lists.")
+@click.option(
+    "--where", required=True, help="SQL condition over the columns `pwb personas cohort NAME --where 1=0` lists."
+)
 @split_option
 @encoder_option
 @db_option
@@ -168,76 +203,3 @@ def personas_recovery(split, encoder, k, seed, db, as_json):
 
     with workspace(db, read_only=True) as ws:
         emit(planted_recovery(ws, k, split=split, encoder=encoder, seed=seed), as_json)
-
-
-@personas.command("coldstart")
-@split_option
-@graph_encoder_option
-@param_option
-@click.option("--items", default="", help="Comma-separated ids of items the new user liked.")
-@click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="Declared attribute, repeatable.")
-@click.option("--answers", "answers", multiple=True, metavar="QUESTION=OPTION[,OPTION]",
-              help="Intake-survey answers, repeatable (see --show-survey).")
-@click.option("--show-survey", is_flag=True, help="Print the default intake survey and exit.")
-@db_option
-@json_option
-@friendly_errors
-def personas_coldstart(split, encoder, params, items, attrs, answers, show_survey, db, as_json):
-    """Persona for a NEW user from a few items or survey answers, in one pass of the trained model."""
-    from evalbench.flows.coldstart import load_coldstart, read_coldstart
-
-    with workspace(db, read_only=True) as ws:
-        source = read_coldstart(ws, split, encoder, parse_params(params))
-    if show_survey:
-        return _show_survey(source.survey(), as_json)
-    if not source.trained:
-        raise click.ClickException(f"No trained {encoder} model for split {source.split_id!r} with these settings: run "
-                                   f"`pwb personas mine --split {source.split_id} --encoder {encoder}` first.")
-    model = load_coldstart(source)
-    attributes = parse_params(attrs, "--attr")
-    if answers:
-        chosen = {q: list(parse_list(str(v))) for q, v in parse_params(answers, "--answers").items()}
-        card = model.maker.from_survey("new-user", model.survey, chosen, attributes)
-    else:
-        ids = parse_list(items)
-        if not ids:
-            raise click.ClickException("pass --items or --answers (see --show-survey)")
-        liked, unknown = model.interactions("new-user", [(i, "like", None) for i in ids])
-        if unknown:
-            raise click.ClickException(f"--items: unknown item ids {', '.join(unknown[:5])}")
-        card = model.maker.persona("new-user", liked, attributes)
-    emit_card(card, as_json)
-
-
-def _show_survey(survey, as_json: bool) -> None:
-    rows = [{"question": q.qid, "text": q.text, "option": o.label, "items": ", ".join(o.items)}
-            for q in survey.questions for o in q.options]
-    if as_json:
-        return emit(rows, True)
-    click.echo(table(rows, [("question", "question"), ("text", "text"), ("option", "option"), ("items", "items")]))
-
-
-@personas.command("coldstart-curve")
-@split_option
-@graph_encoder_option
-@param_option
-@click.option("--ks", default="1,3,5,10", show_default=True, help="Numbers of known interactions.")
-@click.option("--prompts", default="parti36", show_default=True, help="Prompt set for the persona lift.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@db_option
-@json_option
-@friendly_errors
-def personas_coldstart_curve(split, encoder, params, ks, prompts, seed, db, as_json):
-    """Held-out users as new users with k interactions: link AUC and persona lift versus k."""
-    from evalbench.flows.coldstart import coldstart_curve
-
-    with workspace(db) as ws:
-        rows = coldstart_curve(ws, split, encoder, ks=tuple(int(k) for k in ks.split(",")), prompts=prompts,
-                               encoder_kwargs=parse_params(params), seed=seed, progress=True)
-    if as_json:
-        return emit(rows, True)
-    for r in rows:
-        for m in ("link_auc", "lift", "win_rate"):
-            r[f"{m}_ci"] = interval(r[m + "_low"], r[m + "_high"])
-    click.echo(table(rows, [("k", "k"), ("users", "users"), ("link_auc", "link AUC"), ("link_auc_ci", "95% CI"),
-                            ("lift", "lift"), ("lift_ci", "95% CI"), ("win_rate", "win rate"), ("win_rate_ci", "95% CI")]))

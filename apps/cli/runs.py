@@ -28,8 +28,20 @@ def runs_list(kind, db, as_json):
     for r in rows:
         r["system"] = r["config"].get("system", "")
         r["progress"] = f"{r['units_done']}/{r['n_units']}"
-    click.echo(table(rows, [("run_id", "run"), ("kind", "kind"), ("system", "system"), ("status", "status"),
-                            ("progress", "units"), ("started_at", "started"), ("code_version", "code")]))
+    click.echo(
+        table(
+            rows,
+            [
+                ("run_id", "run"),
+                ("kind", "kind"),
+                ("system", "system"),
+                ("status", "status"),
+                ("progress", "units"),
+                ("started_at", "started"),
+                ("code_version", "code"),
+            ],
+        )
+    )
 
 
 @click.group()
@@ -53,5 +65,17 @@ def labels_report(db, as_json):
         return click.echo("no labels yet: label pairs on the dashboard's Generations page (`pwb dashboard`)")
     for r in rows:
         r["ci"] = interval(r["ci_low"], r["ci_high"])
-    click.echo(table(rows, [("system", "system"), ("win_rate", "prefer persona"), ("ci", "95% CI (users)"),
-                            ("sign_test_p", "sign test p"), ("judged", "judged"), ("flags", "flags"), ("users", "users")]))
+    click.echo(
+        table(
+            rows,
+            [
+                ("system", "system"),
+                ("win_rate", "prefer persona"),
+                ("ci", "95% CI (users)"),
+                ("sign_test_p", "sign test p"),
+                ("judged", "judged"),
+                ("flags", "flags"),
+                ("users", "users"),
+            ],
+        )
+    )

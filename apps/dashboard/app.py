@@ -35,8 +35,12 @@ def sidebar() -> None:
     with st.sidebar:
         st.caption(f"Workspace: {common.db_path()}")
         st.caption(f"Labelling as: **{common.annotator()}**")
-        if st.button("Reload data", key="reload_data", icon=":material/refresh:",
-                     help=f"Cached reads refresh every {common.TTL_S} s; this drops them now."):
+        if st.button(
+            "Reload data",
+            key="reload_data",
+            icon=":material/refresh:",
+            help=f"Cached reads refresh every {common.TTL_S} s; this drops them now.",
+        ):
             common.clear_caches()
 
 
@@ -44,8 +48,10 @@ def main() -> None:
     """Configure the page, route to the chosen view (stopping with a message when there is no workspace)."""
     st.set_page_config(page_title="Persona Workbench", page_icon=":material/palette:", layout="wide")
     st.set_option("client.toolbarMode", "viewer")  # a review tool: no deploy / clear-cache developer menu
-    pages = [st.Page(f"views/{file}", title=title, icon=icon, url_path=url, default=i == 0)
-             for i, (file, title, icon, url) in enumerate(PAGES)]
+    pages = [
+        st.Page(f"views/{file}", title=title, icon=icon, url_path=url, default=i == 0)
+        for i, (file, title, icon, url) in enumerate(PAGES)
+    ]
     page = st.navigation(pages)
     sidebar()
     common.require_workspace()

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
-from apps.dashboard import cohort_data, data
+from apps.dashboard import cohort_data, data, label_data
 from workbench.store.gate import WorkspaceBusy, WorkspaceGate
 from workbench.store.workspace import WorkspaceError, resolve_db_path
 
@@ -54,14 +54,16 @@ def require_workspace() -> Path:
     """The workspace path; stops the page with an error naming it when there is no file there."""
     path = db_path()
     if not path.is_file():
-        st.error(f"No workspace at `{path}`. Make one with `pwb demo --db {path}` (or `pwb data import ...`), "
-                 "or point `pwb dashboard --db` / `PWB_DB` at an existing workspace file.")
+        st.error(
+            f"No workspace at `{path}`. Make one with `pwb demo --db {path}` (or `pwb data import ...`), "
+            "or point `pwb dashboard --db` / `PWB_DB` at an existing workspace file."
+        )
         st.stop()
     return path
 
 
-#: where :func:`load` finds the read it is named: the pages' queries, then the cohort report's
-READ_MODULES = (data, cohort_data)
+#: where :func:`load` finds the read it is named: the pages' queries, the cohort report's, the image pairs'
+READ_MODULES = (data, cohort_data, label_data)
 
 
 def _read(path: str, name: str, args: tuple) -> Any:
@@ -107,7 +109,7 @@ def write_label(pair_id: str, choice: str) -> dict[str, Any]:
 
     g = _gate(str(db_path()))
     with g.reading() as ws:
-        pair = data.find_pair(ws, pair_id)
+        pair = label_data.find_pair(ws, pair_id)
     row = label_row(pair, choice, annotator=annotator())
     g.journal.append("upsert", {"table": "labels", "row": row})
     pending = False
@@ -116,8 +118,15 @@ def write_label(pair_id: str, choice: str) -> dict[str, Any]:
     except WorkspaceBusy:
         pending = True
     _cached_labels.clear()
-    return {"label_id": row["label_id"], "pair_id": pair_id, "choice": choice, "system_side": pair.system_side,
-            "system": pair.system, "annotator": row["annotator"], "pending": pending}
+    return {
+        "label_id": row["label_id"],
+        "pair_id": pair_id,
+        "choice": choice,
+        "system_side": pair.system_side,
+        "system": pair.system,
+        "annotator": row["annotator"],
+        "pending": pending,
+    }
 
 
 def clear_caches() -> None:

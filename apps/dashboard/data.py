@@ -1,8 +1,9 @@
 """What the dashboard's pages read, as plain functions of an open :class:`Workspace` over the library and the
-store (the Cohorts and bias page's reads are :mod:`apps.dashboard.cohort_data`).
+store (the Cohorts and bias page's reads are :mod:`apps.dashboard.cohort_data`, the Generations page's
+image pairs and labels :mod:`apps.dashboard.label_data`).
 
 Nothing here imports Streamlit: the pages (``apps/dashboard/views``) call these through the gate's
-read-only connection (and :func:`store_label` through its one writer), cache the results, and render them.
+read-only connection, cache the results, and render them.
 Return values are lists of dicts, dicts and pandas DataFrames, so they pickle into ``st.cache_data``.
 """
 
@@ -15,16 +16,14 @@ from typing import Any
 
 import pandas as pd
 
-from evalbench.labels import add_label, human_preference, label_pairs
+from evalbench.labels import human_preference
 from evalbench.leaderboard import leaderboard
 from evalbench.task_render import leaderboard_rows
 from evalbench.task_report import compare_runs, task_report
-from workbench.store.generations import generation_user
-from workbench.store.labels import list_labels
 from workbench.store.personas import list_persona_sets, load_personas, persona_evidence, persona_user_ids
 from workbench.store.rewrites import RewriteKey, user_rewrites
 from workbench.store.runs import list_runs
-from workbench.store.workspace import Workspace, WorkspaceError
+from workbench.store.workspace import Workspace
 
 # -- small helpers -------------------------------------------------------------------------------------------
 
@@ -75,9 +74,18 @@ def runs_table(ws: Workspace) -> pd.DataFrame:
     for r in reversed(list_runs(ws)):
         cfg = r.get("config") or {}
         units = f"{r['units_done']}/{r['n_units']}" if r["kind"] != "task" else f"{len(cfg.get('members') or [])} runs"
-        rows.append({"run": r["run_id"], "kind": r["kind"], "status": r["status"],
-                     "what": run_subject(r["kind"], cfg), "split": cfg.get("split"),
-                     "started": r["started_at"], "ended": r["ended_at"], "units": units})
+        rows.append(
+            {
+                "run": r["run_id"],
+                "kind": r["kind"],
+                "status": r["status"],
+                "what": run_subject(r["kind"], cfg),
+                "split": cfg.get("split"),
+                "started": r["started_at"],
+                "ended": r["ended_at"],
+                "units": units,
+            }
+        )
     return pd.DataFrame(rows, columns=["run", "kind", "status", "what", "split", "started", "ended", "units"])
 
 
@@ -103,30 +111,77 @@ def task_leaderboard(ws: Workspace, run_id: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-BENCH_COLUMNS = ["run", "system", "split", "metric", "personal", "personal CI", "vs dislikes", "of ceiling", "vs generic",
-                 "generic CI", "lift", "users", "units"]
+BENCH_COLUMNS = [
+    "run",
+    "system",
+    "split",
+    "metric",
+    "personal",
+    "personal CI",
+    "vs dislikes",
+    "of ceiling",
+    "vs generic",
+    "generic CI",
+    "lift",
+    "users",
+    "units",
+]
 
 
 def bench_leaderboard(ws: Workspace) -> pd.DataFrame:
     """Completed bench runs by personal win rate (own persona's rewrite against the other held-out users'),
     then the win rate against the generic prompt, with 95% user-bootstrap CIs."""
-    rows = [{"run": r["run_id"], "system": r["system"], "split": r["split"], "metric": r["metric"],
-             "personal": fnum(r["personal_win_rate"]), "personal CI": fci(*r["personal_ci"]),
-             "vs dislikes": fnum(r["personal_dislikes"]),
-             "of ceiling": None if r["ceiling_share"] != r["ceiling_share"] else f"{100 * r['ceiling_share']:.0f}%",
-             "vs generic": fnum(r["win_rate"]), "generic CI": fci(r["ci_low"], r["ci_high"]),
-             "lift": fnum(r["lift"], 4), "users": r["n_users"], "units": r["n_units"]} for r in leaderboard(ws)]
+    rows = [
+        {
+            "run": r["run_id"],
+            "system": r["system"],
+            "split": r["split"],
+            "metric": r["metric"],
+            "personal": fnum(r["personal_win_rate"]),
+            "personal CI": fci(*r["personal_ci"]),
+            "vs dislikes": fnum(r["personal_dislikes"]),
+            "of ceiling": None if r["ceiling_share"] != r["ceiling_share"] else f"{100 * r['ceiling_share']:.0f}%",
+            "vs generic": fnum(r["win_rate"]),
+            "generic CI": fci(r["ci_low"], r["ci_high"]),
+            "lift": fnum(r["lift"], 4),
+            "users": r["n_users"],
+            "units": r["n_units"],
+        }
+        for r in leaderboard(ws)
+    ]
     return pd.DataFrame(rows, columns=BENCH_COLUMNS)
 
 
 def human_preference_table(ws: Workspace) -> pd.DataFrame:
     """Human labels per system: share preferring the persona image [95% CI over users], sign-test p."""
-    rows = [{"system": r["system"], "labels": r["labels"], "flagged": r["flags"], "judged": r["judged"],
-             "prefer persona": r["prefer_system"], "human preference": fnum(r["win_rate"]),
-             "CI": fci(r["ci_low"], r["ci_high"]), "users": r["users"], "sign test p": fnum(r["sign_test_p"], 4)}
-            for r in human_preference(ws)]
-    return pd.DataFrame(rows, columns=["system", "labels", "flagged", "judged", "prefer persona", "human preference",
-                                       "CI", "users", "sign test p"])
+    rows = [
+        {
+            "system": r["system"],
+            "labels": r["labels"],
+            "flagged": r["flags"],
+            "judged": r["judged"],
+            "prefer persona": r["prefer_system"],
+            "human preference": fnum(r["win_rate"]),
+            "CI": fci(r["ci_low"], r["ci_high"]),
+            "users": r["users"],
+            "sign test p": fnum(r["sign_test_p"], 4),
+        }
+        for r in human_preference(ws)
+    ]
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "system",
+            "labels",
+            "flagged",
+            "judged",
+            "prefer persona",
+            "human preference",
+            "CI",
+            "users",
+            "sign test p",
+        ],
+    )
 
 
 # -- personas ------------------------------------------------------------------------------------------------
@@ -147,85 +202,36 @@ def persona_detail(ws: Workspace, split_id: str, encoder: str, user_id: str) -> 
     card = load_personas(ws, split_id, encoder, [user_id]).get(user_id)
     if card is None:
         return None
-    rewrites = [{"prompt set": r["prompt_set"], "prompt id": r["prompt_id"], "rewriter": f"{r['backend']}:{r['model']}",
-                 "prompt": r["prompt"], "rewritten": r["rewritten"], "negative": r["negative"]}
-                for r in user_rewrites(ws, RewriteKey(split_id=split_id, encoder=encoder), user_id)]
-    trait_rows = [{"trait": t.get("name", str(t)), "weight": fnum(t.get("weight"))} if isinstance(t, dict)
-                  else {"trait": str(t), "weight": None} for t in card.traits]
-    return {"user_id": user_id, "summary": card.summary or "", "model_version": card.model_version,
-            "demographics": card.demographics, "traits": pd.DataFrame(trait_rows, columns=["trait", "weight"]),
-            "evidence": pd.DataFrame(persona_evidence(ws, split_id, encoder, user_id),
-                                     columns=["rank", "item", "title", "weight", "snippet"]),
-            "rewrites": pd.DataFrame(rewrites, columns=["prompt set", "prompt id", "rewriter", "prompt", "rewritten",
-                                                        "negative"])}
-
-
-# -- generations and labels ----------------------------------------------------------------------------------
-
-
-def pair_users(ws: Workspace) -> list[str]:
-    """Users with at least one persona image that has a no-persona baseline."""
-    return sorted({p.user_id for p in label_pairs(ws)}, key=natural_key)
-
-
-def pair_prompts(ws: Workspace, user_id: str) -> list[dict[str, str]]:
-    """The prompts of ``user_id``'s pairs: ``prompt_id`` and the original (baseline) prompt text."""
-    seen: dict[str, str] = {}
-    for p in label_pairs(ws, user_id=user_id):
-        seen.setdefault(p.prompt_id, p.baseline_prompt)
-    return [{"prompt_id": k, "prompt": v} for k, v in sorted(seen.items(), key=lambda kv: natural_key(kv[0]))]
-
-
-def pairs_for(ws: Workspace, user_id: str | None = None, prompt_id: str | None = None) -> list[dict[str, Any]]:
-    """Label pairs with their image paths resolved (``a_path`` / ``b_path``; ``None`` when the file is gone)."""
-    out = []
-    for p in label_pairs(ws, user_id=user_id, prompt_id=prompt_id):
-        d = p.to_dict()
-        d["a_path"] = resolve_image(p.a_image, ws.path)
-        d["b_path"] = resolve_image(p.b_image, ws.path)
-        out.append(d)
-    return out
-
-
-def labels_by_pair(ws: Workspace, pair_ids: list[str] | tuple[str, ...] | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Labels given so far (all, or those of ``pair_ids``), newest first, grouped by ``pair_id``.
-
-    Each label has ``choice``, ``system_side``, ``annotator``, ``note``, ``created_at`` and ``verdict``
-    (``persona``, ``baseline`` or ``flag``: what the choice means once the sides are known).
-    """
-    wanted = None if pair_ids is None else set(pair_ids)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for lab in list_labels(ws):
-        pair_id = f"{lab['system_generation_id']}:{lab['baseline_generation_id']}"
-        if wanted is not None and pair_id not in wanted:
-            continue
-        r = {"pair_id": pair_id, **{k: lab[k] for k in ("choice", "system_side", "annotator", "note", "created_at")}}
-        r["verdict"] = "flag" if r["choice"] == "flag" else ("persona" if r["choice"] == r["system_side"] else "baseline")
-        out.setdefault(pair_id, []).append(r)
-    return out
-
-
-def find_pair(ws: Workspace, pair_id: str):
-    """The :class:`~evalbench.labels.LabelPair` called ``pair_id`` (``<system gen>:<baseline gen>``)."""
-    system_gen, _, _ = str(pair_id).partition(":")
-    user = generation_user(ws, system_gen)
-    for p in label_pairs(ws, user_id=user) if user is not None else []:
-        if p.pair_id == pair_id:
-            return p
-    raise WorkspaceError(f"No image pair {pair_id!r} in this workspace (were its generations deleted?)")
-
-
-def store_label(ws: Workspace, pair_id: str, choice: str, annotator: str | None = None,
-                note: str | None = None) -> dict[str, Any]:
-    """Store one label (``choice``: ``a``, ``b`` or ``flag``) on a read-write workspace.
-
-    Returns ``label_id``, ``choice``, ``system_side`` and ``system``, so the UI can reveal which side was
-    the persona image once the label is in.
-    """
-    pair = find_pair(ws, pair_id)
-    label_id = add_label(ws, pair, choice, annotator=annotator, note=note)
-    return {"label_id": label_id, "pair_id": pair_id, "choice": choice, "system_side": pair.system_side,
-            "system": pair.system, "annotator": annotator}
+    rewrites = [
+        {
+            "prompt set": r["prompt_set"],
+            "prompt id": r["prompt_id"],
+            "rewriter": f"{r['backend']}:{r['model']}",
+            "prompt": r["prompt"],
+            "rewritten": r["rewritten"],
+            "negative": r["negative"],
+        }
+        for r in user_rewrites(ws, RewriteKey(split_id=split_id, encoder=encoder), user_id)
+    ]
+    trait_rows = [
+        {"trait": t.get("name", str(t)), "weight": fnum(t.get("weight"))}
+        if isinstance(t, dict)
+        else {"trait": str(t), "weight": None}
+        for t in card.traits
+    ]
+    return {
+        "user_id": user_id,
+        "summary": card.summary or "",
+        "model_version": card.model_version,
+        "demographics": card.demographics,
+        "traits": pd.DataFrame(trait_rows, columns=["trait", "weight"]),
+        "evidence": pd.DataFrame(
+            persona_evidence(ws, split_id, encoder, user_id), columns=["rank", "item", "title", "weight", "snippet"]
+        ),
+        "rewrites": pd.DataFrame(
+            rewrites, columns=["prompt set", "prompt id", "rewriter", "prompt", "rewritten", "negative"]
+        ),
+    }
 
 
 # -- compare runs --------------------------------------------------------------------------------------------
@@ -239,8 +245,14 @@ def bench_runs(ws: Workspace) -> list[dict[str, Any]]:
         cfg = r.get("config") or {}
         if not r["units_done"] or cfg.get("reference") == "history":
             continue
-        out.append({"run_id": r["run_id"], "system": cfg.get("system", "?"), "split": cfg.get("split"),
-                    "label": f"{cfg.get('system', '?')} · {r['run_id']} · {cfg.get('split')}"})
+        out.append(
+            {
+                "run_id": r["run_id"],
+                "system": cfg.get("system", "?"),
+                "split": cfg.get("split"),
+                "label": f"{cfg.get('system', '?')} · {r['run_id']} · {cfg.get('split')}",
+            }
+        )
     return out
 
 

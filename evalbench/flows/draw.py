@@ -6,12 +6,28 @@ from __future__ import annotations
 from typing import Any
 
 
-def draw_from_rewrites(ws, *, backend: str = "diffusers", model: str | None = None, baseline: bool = False,
-                       negative_prompt: str | None = None, pool: str | None = None, ip_adapter: str | None = None,
-                       identity_adapter: str | None = None, face_provider: str = "dlib", scheduler: str = "ddim",
-                       dtype: str | None = None, device: str | None = None, steps: int | None = None,
-                       height: int | None = None, width: int | None = None, batch_size: int = 4,
-                       out_dir: str | None = None, progress: bool = True, **select: Any) -> dict[str, Any]:
+def draw_from_rewrites(
+    ws,
+    *,
+    backend: str = "diffusers",
+    model: str | None = None,
+    baseline: bool = False,
+    negative_prompt: str | None = None,
+    pool: str | None = None,
+    ip_adapter: str | None = None,
+    identity_adapter: str | None = None,
+    face_provider: str = "dlib",
+    scheduler: str = "ddim",
+    dtype: str | None = None,
+    device: str | None = None,
+    steps: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    batch_size: int = 4,
+    out_dir: str | None = None,
+    progress: bool = True,
+    **select: Any,
+) -> dict[str, Any]:
     """Draw one image per stored rewrite that ``select`` picks, and with ``baseline`` its no-persona twin.
 
     Args:
@@ -27,24 +43,52 @@ def draw_from_rewrites(ws, *, backend: str = "diffusers", model: str | None = No
         ``{"rows": [{user, prompt, persona, unet_evals, seconds, identity_sim, image}], "model": the
         generator's model label}``, one row per image in drawing order.
     """
+    # 1. the backend's settings
     from generation.conditions import baseline_conditions, conditions_from_rewrites
     from generation.pipeline import generate
 
     if backend == "patch":
         extra: dict[str, Any] = {"pool": pool}
     else:
-        extra = {"ip_adapter": ip_adapter, "identity_adapter": identity_adapter, "scheduler": scheduler,
-                 "torch_dtype": _torch_dtype(dtype)}
+        extra = {
+            "ip_adapter": ip_adapter,
+            "identity_adapter": identity_adapter,
+            "scheduler": scheduler,
+            "torch_dtype": _torch_dtype(dtype),
+        }
     if identity_adapter:
         extra["face_provider"] = face_provider
+    # 2. the conditions (and their no-persona baselines), then draw them
     conds = conditions_from_rewrites(ws, negative_prompt=negative_prompt, **select)
     if baseline:
         conds = conds + baseline_conditions(ws, conds, negative_prompt=negative_prompt)
-    gens = generate(conds, backend=backend, model=model, workspace=ws, out_dir=out_dir, steps=steps, height=height,
-                    width=width, batch_size=batch_size, progress=progress, device=device, **extra)
-    rows = [{"user": g.user_id, "prompt": c.prompt_id.split("/", 1)[-1], "persona": c.persona_id is not None,
-             "unet_evals": g.unet_evals, "seconds": round(g.latency_s, 3), "identity_sim": g.identity_similarity,
-             "image": g.image_path} for g, c in zip(gens, conds)]
+    gens = generate(
+        conds,
+        backend=backend,
+        model=model,
+        workspace=ws,
+        out_dir=out_dir,
+        steps=steps,
+        height=height,
+        width=width,
+        batch_size=batch_size,
+        progress=progress,
+        device=device,
+        **extra,
+    )
+    # 3. one row per image, in drawing order
+    rows = [
+        {
+            "user": g.user_id,
+            "prompt": c.prompt_id.split("/", 1)[-1],
+            "persona": c.persona_id is not None,
+            "unet_evals": g.unet_evals,
+            "seconds": round(g.latency_s, 3),
+            "identity_sim": g.identity_similarity,
+            "image": g.image_path,
+        }
+        for g, c in zip(gens, conds)
+    ]
     return {"rows": rows, "model": gens[0].model}
 
 

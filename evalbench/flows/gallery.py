@@ -14,9 +14,20 @@ if TYPE_CHECKING:
     from workbench.store.workspace import Workspace
 
 
-def user_gallery(ws: Workspace, split: str, *, encoder: str, prompts: str, pool: Any = "samples", users: int = 3,
-                 variations: int = 2, size: int = 128, out: str | Path | None = None, seed: int = 0,
-                 progress: bool = False) -> dict[str, Any]:
+def user_gallery(
+    ws: Workspace,
+    split: str,
+    *,
+    encoder: str,
+    prompts: str,
+    pool: Any = "samples",
+    users: int = 3,
+    variations: int = 2,
+    size: int = 128,
+    out: str | Path | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Draw ``variations`` images for each of ``users`` held-out users and write a grid PNG.
 
     Returns ``{"path": grid png, "rows": [{user, prompt, reference, similarity, images, copy_rate}], "seconds"}``.
@@ -29,8 +40,9 @@ def user_gallery(ws: Workspace, split: str, *, encoder: str, prompts: str, pool:
     from generation.retrieval import ReferenceRetriever, sample_pool
 
     t0 = time.perf_counter()
-    every = conditions_from_rewrites(ws, split=split, encoder=encoder, prompts=prompts, max_users=users,
-                                     max_prompts=max(users, 1))
+    every = conditions_from_rewrites(
+        ws, split=split, encoder=encoder, prompts=prompts, max_users=users, max_prompts=max(users, 1)
+    )
     by_user: dict[str, list] = {}
     for c in every:
         by_user.setdefault(c.user_id, []).append(c)
@@ -42,14 +54,29 @@ def user_gallery(ws: Workspace, split: str, *, encoder: str, prompts: str, pool:
         ranked = retriever.rank(c.prompt, len(retriever.pool))
         best, sim = next(((p, s) for p, s in ranked if p.caption not in used), ranked[0])
         used.add(best.caption)
-        rows.append({"user": c.user_id, "prompt": c.prompt, "reference": best.caption, "similarity": sim,
-                     "reference_image": best.image})
+        rows.append(
+            {
+                "user": c.user_id,
+                "prompt": c.prompt,
+                "reference": best.caption,
+                "similarity": sim,
+                "reference_image": best.image,
+            }
+        )
         for v in range(variations):
-            todo.append(UserCondition(c.user_id, c.prompt, references=[best.image], seed=seed + v,
-                                      persona_id=c.persona_id, prompt_id=c.prompt_id))
+            todo.append(
+                UserCondition(
+                    c.user_id,
+                    c.prompt,
+                    references=[best.image],
+                    seed=seed + v,
+                    persona_id=c.persona_id,
+                    prompt_id=c.prompt_id,
+                )
+            )
     gens = generate(todo, backend="patch", workspace=ws, height=size, width=size, progress=progress)
     for i, row in enumerate(rows):
-        mine = gens[i * variations:(i + 1) * variations]
+        mine = gens[i * variations : (i + 1) * variations]
         row["images"] = [g.image_path for g in mine]
         ref = _square(row.pop("reference_image"), size)
         row["copy_rate"] = max(copy_rate(g.image, ref, patch=32, stride=16) for g in mine)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def injection_check(backend: str = "template", model: str | None = None, *, options: dict[str, Any] | None = None,
-                    shots: int = 3) -> dict[str, Any]:
+def injection_check(
+    backend: str = "template", model: str | None = None, *, options: dict[str, Any] | None = None, shots: int = 3
+) -> dict[str, Any]:
     """Plant the prompt-injection corpus in user text (interests, evidence, history), rewrite with ``backend``
     (``model``, backend ``options``) showing ``shots`` history items, and count the outputs that carry an
     injected instruction's canary: :func:`prompting.injection.injection_eval`'s result."""

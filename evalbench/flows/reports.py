@@ -8,8 +8,9 @@ from typing import Any
 from workbench.errors import WorkbenchError
 
 
-def run_task_report(ws, spec, *, progress: bool = True, executor: str = "local",
-                    workers: int | None = None) -> dict[str, Any]:
+def run_task_report(
+    ws, spec, *, progress: bool = True, executor: str = "local", workers: int | None = None
+) -> dict[str, Any]:
     """Run every system of the task ``spec`` against its baseline (an interrupted run of the same config
     resumes), and return the run's report (:func:`evalbench.task_report.task_report`)."""
     from evalbench.task_report import task_report

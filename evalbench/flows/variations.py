@@ -7,10 +7,21 @@ from pathlib import Path
 from typing import Any
 
 
-def patch_variations(references: list[str] | tuple[str, ...] = (), *, prompt: str | None = None,
-                     pool: str = "samples", num: int = 4, shape: tuple[int, int] | None = None,
-                     preset: str | None = None, tileable: bool = False, patch_size: int = 15, steps: int = 10,
-                     seed: int = 0, out_dir: str | Path = "variations", progress: bool = True) -> dict[str, Any]:
+def patch_variations(
+    references: list[str] | tuple[str, ...] = (),
+    *,
+    prompt: str | None = None,
+    pool: str = "samples",
+    num: int = 4,
+    shape: tuple[int, int] | None = None,
+    preset: str | None = None,
+    tileable: bool = False,
+    patch_size: int = 15,
+    steps: int = 10,
+    seed: int = 0,
+    out_dir: str | Path = "variations",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Draw ``num`` variations (seeds ``seed``, ``seed + 1``, ...) into ``out_dir`` as PNGs.
 
     Args:
@@ -47,8 +58,16 @@ def patch_variations(references: list[str] | tuple[str, ...] = (), *, prompt: st
         path = out / f"variation-s{seed + i}.png"
         s.image.save(path)
         cr = copy_rate(s.image, fitted[0], patch=32, stride=16) if min(s.image.size) >= 32 else None
-        rows.append({"image": str(path), "seed": seed + i, "seconds": round(s.seconds, 2),
-                     "size": f"{s.image.height}x{s.image.width}", "scales": len(s.scales), "copy_rate": cr})
+        rows.append(
+            {
+                "image": str(path),
+                "seed": seed + i,
+                "seconds": round(s.seconds, 2),
+                "size": f"{s.image.height}x{s.image.width}",
+                "scales": len(s.scales),
+                "copy_rate": cr,
+            }
+        )
     return {"reference": picked or [str(r) for r in refs], "picked": picked, "preset": preset, "variations": rows}
 
 
@@ -57,7 +76,7 @@ def _references(references, prompt: str | None, pool: str) -> tuple[list[Any], s
     if prompt:
         from generation.retrieval import ReferenceRetriever, sample_pool
 
-        (best, sim), = ReferenceRetriever(sample_pool() if pool == "samples" else pool).rank(prompt, 1)
+        ((best, sim),) = ReferenceRetriever(sample_pool() if pool == "samples" else pool).rank(prompt, 1)
         return [best.image], f"{best.caption} (similarity {sim:.2f}, caption-minilm)"
     if references:
         return list(references), None

@@ -55,6 +55,7 @@ SOURCE_KEYS = ("title", "publisher", "table", "url", "year")
 # Population targets
 # --------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Targets:
     """Population marginals with their citation.
@@ -125,8 +126,9 @@ def load_targets(path_or_name: str | os.PathLike) -> Targets:
 
         res = resources.files("evalbench.tasks.targets").joinpath(f"{name}.yaml")
         if not res.is_file():
-            shipped = sorted(p.name[:-5] for p in resources.files("evalbench.tasks.targets").iterdir()
-                             if p.name.endswith(".yaml"))
+            shipped = sorted(
+                p.name[:-5] for p in resources.files("evalbench.tasks.targets").iterdir() if p.name.endswith(".yaml")
+            )
             raise ValueError(f"no bundled targets {name!r}; shipped: {', '.join(shipped)}, or pass a YAML path")
         text = res.read_text("utf-8")
     data = yaml.safe_load(text)
@@ -134,8 +136,10 @@ def load_targets(path_or_name: str | os.PathLike) -> Targets:
         raise ValueError(f"targets {name!r}: expected a YAML mapping with `source` and `marginals`")
     source = data.get("source")
     if not isinstance(source, dict):
-        raise ValueError(f"targets {name!r}: `source` is required, a mapping with {', '.join(SOURCE_KEYS)} "
-                         "(cite the population table the shares come from)")
+        raise ValueError(
+            f"targets {name!r}: `source` is required, a mapping with {', '.join(SOURCE_KEYS)} "
+            "(cite the population table the shares come from)"
+        )
     missing = [k for k in SOURCE_KEYS if source.get(k) in (None, "")]
     if missing:
         raise ValueError(f"targets {name!r}: `source` lacks {', '.join(missing)}")
@@ -149,6 +153,7 @@ def load_targets(path_or_name: str | os.PathLike) -> Targets:
 # --------------------------------------------------------------------------------------------------
 # Raking
 # --------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class IPFResult:
@@ -183,9 +188,15 @@ def _check_groups(groups: Mapping[str, Sequence[Any]], n: int | None = None) -> 
     return out
 
 
-def ipf_weights(groups: Mapping[str, Sequence[Any]], targets: Targets | Mapping[str, Mapping[Any, float]], *,
-                base_weights: Sequence[float] | None = None, max_iter: int = 1000, tol: float = 1e-10,
-                drop_unmatched: bool = False) -> IPFResult:
+def ipf_weights(
+    groups: Mapping[str, Sequence[Any]],
+    targets: Targets | Mapping[str, Mapping[Any, float]],
+    *,
+    base_weights: Sequence[float] | None = None,
+    max_iter: int = 1000,
+    tol: float = 1e-10,
+    drop_unmatched: bool = False,
+) -> IPFResult:
     """Rake per-unit weights so each attribute's weighted marginal equals its population share.
 
     Args:
@@ -232,8 +243,12 @@ def ipf_weights(groups: Mapping[str, Sequence[Any]], targets: Targets | Mapping[
     it, err = _rake(w, codes, shares, tol, max_iter)
     converged = err <= tol
     if not converged:
-        warnings.warn(f"IPF did not converge in {max_iter} sweeps (largest share error {err:.3g} > tol {tol:g}); "
-                      "the targets may be incompatible with the sample's empty cells", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"IPF did not converge in {max_iter} sweeps (largest share error {err:.3g} > tol {tol:g}); "
+            "the targets may be incompatible with the sample's empty cells",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return IPFResult(w * (n / w.sum()), it, err, bool(converged))
 
 
@@ -249,8 +264,9 @@ def _start_weights(base_weights: Sequence[float] | None, n: int) -> np.ndarray:
     return w
 
 
-def _encode_targets(g: dict[str, np.ndarray], marg: dict[str, dict[str, float]], w: np.ndarray,
-                    drop_unmatched: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _encode_targets(
+    g: dict[str, np.ndarray], marg: dict[str, dict[str, float]], w: np.ndarray, drop_unmatched: bool
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """``(per attribute the units' category codes, -1 for none; per attribute the target shares)``. Units
     whose category has no target are an error, or with ``drop_unmatched`` get weight 0 in ``w``; a target
     category without units is an error (its share cannot be matched)."""
@@ -262,9 +278,11 @@ def _encode_targets(g: dict[str, np.ndarray], marg: dict[str, dict[str, float]],
         if np.any(code < 0):
             extra = sorted(set(g[a][code < 0]))
             if not drop_unmatched:
-                raise ValueError(f"attribute {a!r}: categories {extra} occur in the sample but not in the targets "
-                                 f"({', '.join(cats)}); add them to the targets, map them onto target categories, "
-                                 "or pass drop_unmatched=True to give those units weight 0")
+                raise ValueError(
+                    f"attribute {a!r}: categories {extra} occur in the sample but not in the targets "
+                    f"({', '.join(cats)}); add them to the targets, map them onto target categories, "
+                    "or pass drop_unmatched=True to give those units weight 0"
+                )
             w[code < 0] = 0.0
         codes[a], shares[a] = code, np.array([share[c] for c in cats])
     if w.sum() <= 0:
@@ -273,21 +291,26 @@ def _encode_targets(g: dict[str, np.ndarray], marg: dict[str, dict[str, float]],
         present = np.bincount(code[(code >= 0) & (w > 0)], minlength=shares[a].size) > 0
         missing = [c for k, c in enumerate(marg[a]) if shares[a][k] > 0 and not present[k]]
         if missing:
-            raise ValueError(f"attribute {a!r}: target categories {missing} have no units in the sample, so their "
-                             f"shares cannot be matched; merge them into neighbouring categories in both the targets "
-                             f"and the data (e.g. '45-54' and '55+' into '45+'), or drop them from the targets")
+            raise ValueError(
+                f"attribute {a!r}: target categories {missing} have no units in the sample, so their "
+                f"shares cannot be matched; merge them into neighbouring categories in both the targets "
+                f"and the data (e.g. '45-54' and '55+' into '45+'), or drop them from the targets"
+            )
     return codes, shares
 
 
 def _share_error(w: np.ndarray, codes: dict[str, np.ndarray], shares: dict[str, np.ndarray]) -> float:
     """The largest absolute difference between a weighted category share and its target."""
     total = w.sum()
-    return max(float(np.abs(np.bincount(c[c >= 0], weights=w[c >= 0], minlength=t.size) / total - t).max())
-               for c, t in zip(codes.values(), shares.values()))
+    return max(
+        float(np.abs(np.bincount(c[c >= 0], weights=w[c >= 0], minlength=t.size) / total - t).max())
+        for c, t in zip(codes.values(), shares.values())
+    )
 
 
-def _rake(w: np.ndarray, codes: dict[str, np.ndarray], shares: dict[str, np.ndarray], tol: float,
-          max_iter: int) -> tuple[int, float]:
+def _rake(
+    w: np.ndarray, codes: dict[str, np.ndarray], shares: dict[str, np.ndarray], tol: float, max_iter: int
+) -> tuple[int, float]:
     """Rake ``w`` in place until every share is within ``tol`` or ``max_iter`` sweeps ran; returns
     ``(sweeps, largest share error)``."""
     err, it = _share_error(w, codes, shares), 0
@@ -306,6 +329,7 @@ def _rake(w: np.ndarray, codes: dict[str, np.ndarray], shares: dict[str, np.ndar
 # Scores
 # --------------------------------------------------------------------------------------------------
 
+
 def _check_scores(scores: Sequence[float], n: int | None = None) -> np.ndarray:
     s = np.asarray(scores, dtype=float)
     if s.ndim != 1 or s.size == 0:
@@ -317,8 +341,9 @@ def _check_scores(scores: Sequence[float], n: int | None = None) -> np.ndarray:
     return s
 
 
-def group_scores(scores: Sequence[float], groups: Mapping[str, Sequence[Any]],
-                 weights: Sequence[float] | IPFResult | None = None) -> dict[str, dict[str, dict[str, float]]]:
+def group_scores(
+    scores: Sequence[float], groups: Mapping[str, Sequence[Any]], weights: Sequence[float] | IPFResult | None = None
+) -> dict[str, dict[str, dict[str, float]]]:
     """Per attribute, per category: the (weighted) mean score, the unit count and the (weighted) share.
 
     Returns ``{attribute: {category: {"mean", "n", "share"}}}``; ``mean`` is ``nan`` for a group whose
@@ -339,8 +364,11 @@ def group_scores(scores: Sequence[float], groups: Mapping[str, Sequence[Any]],
         for c in sorted(set(cats)):
             m = cats == c
             wm = w[m].sum()
-            out[a][c] = {"mean": float(np.dot(w[m], s[m]) / wm) if wm > 0 else float("nan"), "n": int(m.sum()),
-                         "share": float(wm / w.sum())}
+            out[a][c] = {
+                "mean": float(np.dot(w[m], s[m]) / wm) if wm > 0 else float("nan"),
+                "n": int(m.sum()),
+                "share": float(wm / w.sum()),
+            }
     return out
 
 
@@ -354,8 +382,12 @@ def _gap_and_ratio(means: dict[str, float]) -> tuple[float, float, str | None, s
     return hi - lo, ratio, worst, best
 
 
-def reweighted_score(scores: Sequence[float], groups: Mapping[str, Sequence[Any]],
-                     targets: Targets | Mapping[str, Mapping[Any, float]], **ipf_kwargs: Any) -> dict[str, Any]:
+def reweighted_score(
+    scores: Sequence[float],
+    groups: Mapping[str, Sequence[Any]],
+    targets: Targets | Mapping[str, Mapping[Any, float]],
+    **ipf_kwargs: Any,
+) -> dict[str, Any]:
     """Raw mean, IPF-reweighted mean and their relative difference (functional form of :class:`ReweightedScore`).
 
     ``delta_pct = 100 * (reweighted - raw) / |raw|`` (``nan`` when raw is 0); ``abs_delta_pct`` is its
@@ -372,9 +404,16 @@ def reweighted_score(scores: Sequence[float], groups: Mapping[str, Sequence[Any]
     raw = float(s.mean())
     rw = float(np.dot(ipf.weights, s) / ipf.weights.sum())
     delta = 100.0 * (rw - raw) / abs(raw) if raw != 0 else float("nan")
-    return {"raw_mean": raw, "reweighted_mean": rw, "delta_pct": delta, "abs_delta_pct": abs(delta),
-            "n_units": int(s.size), "iterations": ipf.iterations, "max_error": ipf.max_error,
-            "converged": ipf.converged}
+    return {
+        "raw_mean": raw,
+        "reweighted_mean": rw,
+        "delta_pct": delta,
+        "abs_delta_pct": abs(delta),
+        "n_units": int(s.size),
+        "iterations": ipf.iterations,
+        "max_error": ipf.max_error,
+        "converged": ipf.converged,
+    }
 
 
 class ReweightedScore:
@@ -393,8 +432,14 @@ class ReweightedScore:
     higher_is_better = True
     name = "reweighted_score"
 
-    def __init__(self, targets: Targets | Mapping[str, Mapping[Any, float]], *, drop_unmatched: bool = False,
-                 max_iter: int = 1000, tol: float = 1e-10):
+    def __init__(
+        self,
+        targets: Targets | Mapping[str, Mapping[Any, float]],
+        *,
+        drop_unmatched: bool = False,
+        max_iter: int = 1000,
+        tol: float = 1e-10,
+    ):
         self.targets = targets if isinstance(targets, Targets) else Targets(_normalise_shares(targets), {})
         self.ipf_kwargs = {"drop_unmatched": drop_unmatched, "max_iter": max_iter, "tol": tol}
         self.reset()
@@ -423,6 +468,7 @@ class ReweightedScore:
 # Report
 # --------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class BiasReport:
     """Per-group scores and raw vs reweighted overall score.
@@ -446,12 +492,16 @@ class BiasReport:
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per (attribute, group), for tables and the store."""
-        return [{"attribute": a, "group": c, **vals} for a, rep in self.attributes.items()
-                for c, vals in rep["groups"].items()]
+        return [
+            {"attribute": a, "group": c, **vals}
+            for a, rep in self.attributes.items()
+            for c, vals in rep["groups"].items()
+        ]
 
 
-def _per_cluster(scores: np.ndarray, groups: dict[str, np.ndarray], cluster_ids: Sequence[Any] | None
-                 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+def _per_cluster(
+    scores: np.ndarray, groups: dict[str, np.ndarray], cluster_ids: Sequence[Any] | None
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Collapse units to one mean score per cluster (user); attributes must be constant within a cluster."""
     if cluster_ids is None:
         return scores, groups, np.arange(scores.size)
@@ -465,16 +515,26 @@ def _per_cluster(scores: np.ndarray, groups: dict[str, np.ndarray], cluster_ids:
         rep = cats[first]
         varies = np.nonzero(rep[inv] != cats)[0]
         if varies.size:
-            raise ValueError(f"attribute {a!r} varies within cluster {ids[varies[0]].item()!r}; "
-                             "demographics must be per user")
+            raise ValueError(
+                f"attribute {a!r} varies within cluster {ids[varies[0]].item()!r}; demographics must be per user"
+            )
         out[a] = rep
     return per, out, uniq
 
 
-def bias_summary(scores: Sequence[float], groups: Mapping[str, Sequence[Any]],
-                 targets: Targets | Mapping[str, Mapping[Any, float]] | None = None, *,
-                 cluster_ids: Sequence[Any] | None = None, seed: int = 0, n_resamples: int = 2000,
-                 min_n: int = 1, drop_unmatched: bool = False, max_iter: int = 1000, tol: float = 1e-10) -> BiasReport:
+def bias_summary(
+    scores: Sequence[float],
+    groups: Mapping[str, Sequence[Any]],
+    targets: Targets | Mapping[str, Mapping[Any, float]] | None = None,
+    *,
+    cluster_ids: Sequence[Any] | None = None,
+    seed: int = 0,
+    n_resamples: int = 2000,
+    min_n: int = 1,
+    drop_unmatched: bool = False,
+    max_iter: int = 1000,
+    tol: float = 1e-10,
+) -> BiasReport:
     """Per-group scores, worst-group gap, disparity ratio, and raw vs IPF-reweighted overall score.
 
     Args:
@@ -513,9 +573,16 @@ def bias_summary(scores: Sequence[float], groups: Mapping[str, Sequence[Any]],
 
     # 3. Overall
     mean, lo, hi = cluster_mean_ci(s, users, n_resamples=n_resamples, seed=seed)
-    overall: dict[str, Any] = {"raw_mean": mean, "ci_low": lo, "ci_high": hi, "reweighted_mean": float("nan"),
-                               "delta_pct": float("nan"), "abs_delta_pct": float("nan"),
-                               "n_users": int(s.size), "n_units": int(n_units)}
+    overall: dict[str, Any] = {
+        "raw_mean": mean,
+        "ci_low": lo,
+        "ci_high": hi,
+        "reweighted_mean": float("nan"),
+        "delta_pct": float("nan"),
+        "abs_delta_pct": float("nan"),
+        "n_users": int(s.size),
+        "n_units": int(n_units),
+    }
     if ipf is not None:
         rw = float(np.dot(ipf.weights, s) / ipf.weights.sum())
         delta = 100.0 * (rw - mean) / abs(mean) if mean != 0 else float("nan")
@@ -532,12 +599,21 @@ def bias_summary(scores: Sequence[float], groups: Mapping[str, Sequence[Any]],
             gm, glo, ghi = cluster_mean_ci(s[m], users[m], n_resamples=n_resamples, seed=seed)
             rows[c] = {"n": r["n"], "mean": gm, "ci_low": glo, "ci_high": ghi, "share": r["share"]}
             if weighted is not None:
-                rows[c].update(mean_reweighted=weighted[a][c]["mean"], share_reweighted=weighted[a][c]["share"],
-                               target_share=marg.get(a, {}).get(c, float("nan")))
+                rows[c].update(
+                    mean_reweighted=weighted[a][c]["mean"],
+                    share_reweighted=weighted[a][c]["share"],
+                    target_share=marg.get(a, {}).get(c, float("nan")),
+                )
         eligible = {c: v["mean"] for c, v in rows.items() if v["n"] >= min_n}
         gap, ratio, worst, best = _gap_and_ratio(eligible)
-        rep = {"groups": rows, "gap": gap, "disparity_ratio": ratio, "worst_group": worst, "best_group": best,
-               "raked": a in marg}
+        rep = {
+            "groups": rows,
+            "gap": gap,
+            "disparity_ratio": ratio,
+            "worst_group": worst,
+            "best_group": best,
+            "raked": a in marg,
+        }
         if weighted is not None:
             gap_w, ratio_w, _, _ = _gap_and_ratio({c: rows[c]["mean_reweighted"] for c in eligible})
             rep.update(gap_reweighted=gap_w, disparity_ratio_reweighted=ratio_w)

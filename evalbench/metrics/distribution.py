@@ -100,7 +100,7 @@ def _kernel_sum(a: np.ndarray, b: np.ndarray, k: KernelFn, *, skip_diagonal: boo
     """``sum_{i,j} k(a_i, b_j)`` in row blocks; ``skip_diagonal`` (a is b) leaves out ``i == j``."""
     total = 0.0
     for s in range(0, a.shape[0], _BLOCK):
-        g = np.asarray(k(a[s:s + _BLOCK], b), dtype=np.float64)
+        g = np.asarray(k(a[s : s + _BLOCK], b), dtype=np.float64)
         total += float(g.sum())
         if skip_diagonal:
             total -= float(np.trace(g, offset=s))
@@ -114,8 +114,10 @@ def _mmd2(x, y, kernel, bandwidth, *, unbiased: bool) -> float:
     m, n = x.shape[0], y.shape[0]
     least = 2 if unbiased else 1
     if m < least or n < least:
-        raise ValueError(f"the {'unbiased' if unbiased else 'biased'} MMD estimate needs at least {least} "
-                         f"samples in each set, got {m} and {n}")
+        raise ValueError(
+            f"the {'unbiased' if unbiased else 'biased'} MMD estimate needs at least {least} "
+            f"samples in each set, got {m} and {n}"
+        )
     k = _kernel_fn(kernel, bandwidth, x, y)
     kxy = _kernel_sum(x, y, k, skip_diagonal=False) / (m * n)
     if unbiased:
@@ -127,8 +129,9 @@ def _mmd2(x, y, kernel, bandwidth, *, unbiased: bool) -> float:
     return float(kxx + kyy - 2.0 * kxy)
 
 
-def mmd2_unbiased(x: np.ndarray, y: np.ndarray, kernel: str | KernelFn = "rbf",
-                  bandwidth: float | str = "median") -> float:
+def mmd2_unbiased(
+    x: np.ndarray, y: np.ndarray, kernel: str | KernelFn = "rbf", bandwidth: float | str = "median"
+) -> float:
     """Unbiased estimate of the squared maximum mean discrepancy (Gretton et al. 2012, JMLR 13, Lemma 6).
 
     .. math::
@@ -157,8 +160,9 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray, kernel: str | KernelFn = "rbf",
     return _mmd2(x, y, kernel, bandwidth, unbiased=True)
 
 
-def mmd2_biased(x: np.ndarray, y: np.ndarray, kernel: str | KernelFn = "rbf",
-                bandwidth: float | str = "median") -> float:
+def mmd2_biased(
+    x: np.ndarray, y: np.ndarray, kernel: str | KernelFn = "rbf", bandwidth: float | str = "median"
+) -> float:
     """The biased (V-statistic, "minimum variance") estimate of :math:`\\mathrm{MMD}^2`: Gretton et al.
     2012, Eq. 5, means over the full Gram matrices, diagonals included; never negative. With the RBF
     kernel (:math:`k(a, a) = 1`) it exceeds :func:`mmd2_unbiased` by
@@ -168,8 +172,14 @@ def mmd2_biased(x: np.ndarray, y: np.ndarray, kernel: str | KernelFn = "rbf",
     return _mmd2(x, y, kernel, bandwidth, unbiased=False)
 
 
-def cmmd(reference_embeddings: np.ndarray, generated_embeddings: np.ndarray, sigma: float = CMMD_SIGMA,
-         scale: float = CMMD_SCALE, *, estimator: str = "unbiased") -> float:
+def cmmd(
+    reference_embeddings: np.ndarray,
+    generated_embeddings: np.ndarray,
+    sigma: float = CMMD_SIGMA,
+    scale: float = CMMD_SCALE,
+    *,
+    estimator: str = "unbiased",
+) -> float:
     """CMMD (Jayasumana et al. 2024, arXiv 2401.09603) between reference and generated embeddings.
 
     .. math::
@@ -226,8 +236,10 @@ def _embed(encode: EncodeFn, images: Images, what: str) -> np.ndarray:
     """Unit-norm float64 ``(n, d)``: a 2-D float array is taken as embeddings, anything else is encoded."""
     if isinstance(images, np.ndarray) and images.ndim == 2:
         if not np.issubdtype(images.dtype, np.floating):
-            raise ValueError(f"{what}: a 2-D array is taken as (n, d) embeddings and must be float, got dtype "
-                             f"{images.dtype}; pass images as a list")
+            raise ValueError(
+                f"{what}: a 2-D array is taken as (n, d) embeddings and must be float, got dtype "
+                f"{images.dtype}; pass images as a list"
+            )
         return _unit_rows(_as_2d(images, what))
     images = list(images)
     if not images:
@@ -285,9 +297,16 @@ class CMMD:
 
     higher_is_better = False
 
-    def __init__(self, encoder: None | str | EncodeFn = None, *, encoder_name: str | None = None,
-                 pooled: bool = False, sigma: float = CMMD_SIGMA, scale: float = CMMD_SCALE,
-                 estimator: str = "unbiased"):
+    def __init__(
+        self,
+        encoder: None | str | EncodeFn = None,
+        *,
+        encoder_name: str | None = None,
+        pooled: bool = False,
+        sigma: float = CMMD_SIGMA,
+        scale: float = CMMD_SCALE,
+        estimator: str = "unbiased",
+    ):
         if estimator not in ("unbiased", "biased"):
             raise ValueError(f"estimator must be 'unbiased' or 'biased', got {estimator!r}")
         if not (np.isfinite(sigma) and sigma > 0):
@@ -314,8 +333,9 @@ class CMMD:
         refs = _embed(self._encode, references, "references")
         gens = _embed(self._encode, generations, "generations")
         if refs.size and gens.size and refs.shape[1] != gens.shape[1]:
-            raise ValueError(f"references and generations have different dimensions: {refs.shape[1]} and "
-                             f"{gens.shape[1]}")
+            raise ValueError(
+                f"references and generations have different dimensions: {refs.shape[1]} and {gens.shape[1]}"
+            )
         old = self._refs.get(group)
         if old is not None and refs.size:
             refs = np.concatenate([old, refs]) if old.size else refs
@@ -350,22 +370,30 @@ class CMMD:
         for g in self._gens:
             refs, gens = self._pair(g)
             if refs.shape[0] < 2 or gens.shape[0] < 2:
-                raise ValueError(f"user {g!r} has {refs.shape[0]} distinct reference(s) and {gens.shape[0]} "
-                                 "generation(s); CMMD needs at least two of each per user")
+                raise ValueError(
+                    f"user {g!r} has {refs.shape[0]} distinct reference(s) and {gens.shape[0]} "
+                    "generation(s); CMMD needs at least two of each per user"
+                )
             per[g] = cmmd(refs, gens, **kw)
         self.per_group = per
         return float(np.mean(list(per.values())))
 
-    def confidence_interval(self, *, n_resamples: int = 2000, seed: int = 0,
-                            confidence: float = 0.95) -> tuple[float, float, float]:
+    def confidence_interval(
+        self, *, n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95
+    ) -> tuple[float, float, float]:
         """``(mean, low, high)``: the per-user mean and its percentile-bootstrap CI over users
         (:func:`~evalbench.metrics.preference.cluster_mean_ci`); per-user mode only."""
         if self.pooled:
             raise ValueError("a pooled CMMD is one number; use pooled=False for a CI over users")
         self.compute()
         users = list(self.per_group)
-        return cluster_mean_ci(np.array([self.per_group[u] for u in users]), np.arange(len(users)),
-                               n_resamples=n_resamples, seed=seed, confidence=confidence)
+        return cluster_mean_ci(
+            np.array([self.per_group[u] for u in users]),
+            np.arange(len(users)),
+            n_resamples=n_resamples,
+            seed=seed,
+            confidence=confidence,
+        )
 
     def reset(self) -> None:
         self._refs, self._gens, self.per_group = {}, {}, {}
@@ -414,8 +442,9 @@ class ImagePreference:
     def name(self) -> str:
         return f"image_preference[{self.encoder}]"
 
-    def update(self, generations: Images, liked_images: Images, negative_images: Images,
-               group: str | None = None) -> None:
+    def update(
+        self, generations: Images, liked_images: Images, negative_images: Images, group: str | None = None
+    ) -> None:
         """Score ``generations`` against one user's hidden liked and negative images.
 
         Args:
@@ -447,15 +476,17 @@ class ImagePreference:
         self.per_group = {u: float(np.mean(v)) for u, v in per.items()}
         return float(np.mean(list(self.per_group.values())))
 
-    def confidence_interval(self, *, n_resamples: int = 2000, seed: int = 0,
-                            confidence: float = 0.95) -> tuple[float, float, float]:
+    def confidence_interval(
+        self, *, n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95
+    ) -> tuple[float, float, float]:
         """``(mean, low, high)``: :meth:`compute`'s value and its percentile-bootstrap CI over users."""
         if not self.margins:
             raise ValueError("no generations: call update() first")
         codes: dict = {}
         clusters = np.array([codes.setdefault(u, len(codes)) for u in self.users])
-        return cluster_mean_ci(np.array(self.margins), clusters, n_resamples=n_resamples, seed=seed,
-                               confidence=confidence)
+        return cluster_mean_ci(
+            np.array(self.margins), clusters, n_resamples=n_resamples, seed=seed, confidence=confidence
+        )
 
     def reset(self) -> None:
         self.margins, self.users, self.per_group = [], [], {}

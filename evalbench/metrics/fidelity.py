@@ -59,8 +59,10 @@ class PromptAlignment:
     def __post_init__(self):
         if isinstance(self.encoder, str):
             if not self.encoder.startswith("clip:"):
-                raise ValueError(f"prompt alignment needs a joint text-image encoder (clip:<model id or path>), not "
-                                 f"{self.encoder!r}: the embedded stand-ins embed text and images in different spaces")
+                raise ValueError(
+                    f"prompt alignment needs a joint text-image encoder (clip:<model id or path>), not "
+                    f"{self.encoder!r}: the embedded stand-ins embed text and images in different spaces"
+                )
             from workbench.encoders import load_encoder
 
             self.encoder = load_encoder(self.encoder)
@@ -72,7 +74,9 @@ class PromptAlignment:
     def update(self, prompts: Sequence[str], images: Sequence[Any]) -> None:
         if len(prompts) != len(images):
             raise ValueError(f"one prompt per image: got {len(prompts)} prompts and {len(images)} images")
-        self.values.extend(clip_score(self.encoder.encode_text(list(prompts)), self.encoder.encode_image(list(images))).tolist())
+        self.values.extend(
+            clip_score(self.encoder.encode_text(list(prompts)), self.encoder.encode_image(list(images))).tolist()
+        )
 
     def compute(self) -> float:
         if not self.values:

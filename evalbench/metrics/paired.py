@@ -72,8 +72,16 @@ def _per_cluster_mean(values: np.ndarray, clusters: np.ndarray) -> np.ndarray:
     return np.bincount(inv, weights=values) / np.bincount(inv)
 
 
-def paired_comparison(system, baseline, clusters, *, n_resamples: int = 2000, seed: int = 0,
-                      confidence: float = 0.95, higher_is_better: bool = True) -> PairedComparison:
+def paired_comparison(
+    system,
+    baseline,
+    clusters,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    higher_is_better: bool = True,
+) -> PairedComparison:
     """Win rate, mean difference and paired tests of ``system`` against ``baseline`` on the same units.
 
     Args:
@@ -94,8 +102,10 @@ def paired_comparison(system, baseline, clusters, *, n_resamples: int = 2000, se
     s, b = np.asarray(system, dtype=float), np.asarray(baseline, dtype=float)
     clusters = np.asarray(clusters)
     if s.ndim != 1 or b.shape != s.shape or clusters.shape != s.shape:
-        raise ValueError(f"system, baseline and clusters must be 1-D of one length, got shapes {s.shape}, "
-                         f"{b.shape}, {clusters.shape}")
+        raise ValueError(
+            f"system, baseline and clusters must be 1-D of one length, got shapes {s.shape}, "
+            f"{b.shape}, {clusters.shape}"
+        )
     if s.size == 0:
         raise ValueError("no units to compare")
     if not (np.isfinite(s).all() and np.isfinite(b).all()):
@@ -124,16 +134,36 @@ def paired_comparison(system, baseline, clusters, *, n_resamples: int = 2000, se
         sign_p = float(binomtest(n_better, n_better + n_worse, 0.5, alternative="two-sided").pvalue)
 
     return PairedComparison(
-        win_rate=wr, win_rate_ci_low=wlo, win_rate_ci_high=whi,
-        mean_difference=md, mean_difference_ci_low=dlo, mean_difference_ci_high=dhi,
-        wilcoxon_statistic=w_stat, wilcoxon_p=w_p, sign_test_p=sign_p,
-        n_better=n_better, n_worse=n_worse, n_tied=int(per.size - n_better - n_worse),
-        n_clusters=int(per.size), n_units=int(s.size), confidence=float(confidence))
+        win_rate=wr,
+        win_rate_ci_low=wlo,
+        win_rate_ci_high=whi,
+        mean_difference=md,
+        mean_difference_ci_low=dlo,
+        mean_difference_ci_high=dhi,
+        wilcoxon_statistic=w_stat,
+        wilcoxon_p=w_p,
+        sign_test_p=sign_p,
+        n_better=n_better,
+        n_worse=n_worse,
+        n_tied=int(per.size - n_better - n_worse),
+        n_clusters=int(per.size),
+        n_units=int(s.size),
+        confidence=float(confidence),
+    )
 
 
-def bootstrap_coverage(effect: float, n_clusters: int, units_per_cluster: int, n_trials: int, seed: int = 0, *,
-                       cluster_sd: float = 1.0, unit_sd: float = 1.0, confidence: float = 0.95,
-                       n_resamples: int = COVERAGE_RESAMPLES) -> float:
+def bootstrap_coverage(
+    effect: float,
+    n_clusters: int,
+    units_per_cluster: int,
+    n_trials: int,
+    seed: int = 0,
+    *,
+    cluster_sd: float = 1.0,
+    unit_sd: float = 1.0,
+    confidence: float = 0.95,
+    n_resamples: int = COVERAGE_RESAMPLES,
+) -> float:
     """Share of simulated trials whose cluster-bootstrap CI contains the known mean.
 
     Each trial draws ``n_clusters`` clusters with true means :math:`\\mu_c = \\text{effect} + \\sigma_c z_c`
@@ -163,15 +193,18 @@ def bootstrap_coverage(effect: float, n_clusters: int, units_per_cluster: int, n
         0.95
     """
     if n_clusters < 2 or units_per_cluster < 1 or n_trials < 1:
-        raise ValueError(f"need n_clusters >= 2, units_per_cluster >= 1 and n_trials >= 1, got {n_clusters}, "
-                         f"{units_per_cluster}, {n_trials}")
+        raise ValueError(
+            f"need n_clusters >= 2, units_per_cluster >= 1 and n_trials >= 1, got {n_clusters}, "
+            f"{units_per_cluster}, {n_trials}"
+        )
     rng = np.random.default_rng(seed)
     clusters = np.repeat(np.arange(n_clusters), units_per_cluster)
     hits = 0
     for _t in range(n_trials):
         mu = effect + cluster_sd * rng.standard_normal(n_clusters)
         x = np.repeat(mu, units_per_cluster) + unit_sd * rng.standard_normal(clusters.size)
-        _, lo, hi = cluster_mean_ci(x, clusters, n_resamples=n_resamples, seed=int(rng.integers(2**31)),
-                                    confidence=confidence)
+        _, lo, hi = cluster_mean_ci(
+            x, clusters, n_resamples=n_resamples, seed=int(rng.integers(2**31)), confidence=confidence
+        )
         hits += bool(lo <= effect <= hi)
     return hits / n_trials

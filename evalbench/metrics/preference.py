@@ -42,7 +42,9 @@ def preference_margin(queries: np.ndarray, liked: np.ndarray, negatives: np.ndar
     if liked.shape[0] == 0 or negatives.shape[0] == 0:
         raise ValueError("liked and negatives must each hold at least one embedding")
     q = np.asarray(queries, dtype=np.float64)
-    return q @ np.asarray(liked, dtype=np.float64).mean(axis=0) - q @ np.asarray(negatives, dtype=np.float64).mean(axis=0)
+    return q @ np.asarray(liked, dtype=np.float64).mean(axis=0) - q @ np.asarray(negatives, dtype=np.float64).mean(
+        axis=0
+    )
 
 
 def win(lift: np.ndarray, tie_eps: float = TIE_EPS) -> np.ndarray:
@@ -51,8 +53,15 @@ def win(lift: np.ndarray, tie_eps: float = TIE_EPS) -> np.ndarray:
     return np.where(np.abs(lift) <= tie_eps, 0.5, (lift > 0).astype(float))
 
 
-def cluster_mean_ci(values: np.ndarray, clusters: np.ndarray, *, n_resamples: int = 2000, seed: int = 0,
-                    confidence: float = 0.95, statistic=np.mean) -> tuple[float, float, float]:
+def cluster_mean_ci(
+    values: np.ndarray,
+    clusters: np.ndarray,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    statistic=np.mean,
+) -> tuple[float, float, float]:
     """Mean (or another ``statistic``, e.g. ``np.median``) of per-cluster means and its percentile-bootstrap
     CI over clusters.
 
@@ -68,8 +77,14 @@ def cluster_mean_ci(values: np.ndarray, clusters: np.ndarray, *, n_resamples: in
     mean = float(statistic(per))
     if per.size < 2 or np.all(per == per[0]):
         return mean, (mean if per.size >= 2 else float("nan")), (mean if per.size >= 2 else float("nan"))
-    res = bootstrap((per,), statistic, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
-                    random_state=np.random.default_rng(seed))
+    res = bootstrap(
+        (per,),
+        statistic,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
     return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -78,7 +93,9 @@ def cluster_mean_ci(values: np.ndarray, clusters: np.ndarray, *, n_resamples: in
 AGGREGATIONS = ("mean", "median")
 
 
-def _user_ci(values, users, *, seed: int, n_resamples: int = 2000, statistic=np.mean) -> tuple[float, float, float, int]:
+def _user_ci(
+    values, users, *, seed: int, n_resamples: int = 2000, statistic=np.mean
+) -> tuple[float, float, float, int]:
     """``(statistic of the per-user means, CI low, CI high, users)`` of the non-NaN ``values``."""
     values, users = np.asarray(values, dtype=float), np.asarray(users)
     keep = ~np.isnan(values)
@@ -148,11 +165,22 @@ class TextPreference:
         dw, dlo, dhi, n_d = _user_ci(self.personal_dislikes, users, seed=seed, n_resamples=n_resamples)
         w, lo, hi, _ = _user_ci(wins, users, seed=seed, n_resamples=n_resamples)
         lm, llo, lhi, _ = _user_ci(lifts, users, seed=seed, n_resamples=n_resamples)
-        return {"personal_win_rate": pw, "personal_ci": [plo, phi],
-                "personal_wilcoxon_p": cluster_wilcoxon(margins[keep], users[keep]),
-                "personal_dislikes": dw, "personal_dislikes_ci": [dlo, dhi], "personal_dislikes_users": n_d,
-                "win_rate": w, "ci_low": lo, "ci_high": hi, "lift": lm, "lift_ci_low": llo, "lift_ci_high": lhi,
-                "n_users": int(np.unique(users).size), "n_units": int(users.size)}
+        return {
+            "personal_win_rate": pw,
+            "personal_ci": [plo, phi],
+            "personal_wilcoxon_p": cluster_wilcoxon(margins[keep], users[keep]),
+            "personal_dislikes": dw,
+            "personal_dislikes_ci": [dlo, dhi],
+            "personal_dislikes_users": n_d,
+            "win_rate": w,
+            "ci_low": lo,
+            "ci_high": hi,
+            "lift": lm,
+            "lift_ci_low": llo,
+            "lift_ci_high": lhi,
+            "n_users": int(np.unique(users).size),
+            "n_units": int(users.size),
+        }
 
 
 @dataclass
@@ -196,8 +224,9 @@ class RewriteSpread:
     def compute(self, *, n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
         """The :attr:`aggregation` of the per-user mean spreads with its CI, users and units."""
         statistic = np.median if self.aggregation == "median" else np.mean
-        m, lo, hi, n = _user_ci(self.values, np.array(self.users, dtype=object), seed=seed, n_resamples=n_resamples,
-                                statistic=statistic)
+        m, lo, hi, n = _user_ci(
+            self.values, np.array(self.users, dtype=object), seed=seed, n_resamples=n_resamples, statistic=statistic
+        )
         return {"value": m, "ci": [lo, hi], "n_users": n, "n_units": int(np.sum(~np.isnan(self.values)))}
 
 
@@ -257,8 +286,9 @@ class PersonalWinRate:
     def update(self, personal, margin, users) -> None:
         personal, margin = list(np.asarray(personal, dtype=float)), list(np.asarray(margin, dtype=float))
         if not len(personal) == len(margin) == len(users):
-            raise ValueError(f"personal, margin and users must have one length, got {len(personal)}, {len(margin)}, "
-                             f"{len(users)}")
+            raise ValueError(
+                f"personal, margin and users must have one length, got {len(personal)}, {len(margin)}, {len(users)}"
+            )
         self.values += personal
         self.margins += margin
         self.users += list(users)
@@ -266,5 +296,10 @@ class PersonalWinRate:
     def compute(self, *, n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
         values, margins, users = np.array(self.values), np.array(self.margins), np.array(self.users)
         m, lo, hi = cluster_mean_ci(values, users, n_resamples=n_resamples, seed=seed)
-        return {"personal_win_rate": m, "personal_ci": [lo, hi], "wilcoxon_p": cluster_wilcoxon(margins, users),
-                "n_users": int(np.unique(users).size), "n_units": int(values.size)}
+        return {
+            "personal_win_rate": m,
+            "personal_ci": [lo, hi],
+            "wilcoxon_p": cluster_wilcoxon(margins, users),
+            "n_users": int(np.unique(users).size),
+            "n_units": int(values.size),
+        }

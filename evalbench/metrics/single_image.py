@@ -85,8 +85,10 @@ def to_float_rgb(image: ImageLike) -> np.ndarray:
             raise TypeError(f"unsupported image type {type(image).__name__}")
         image = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"unsupported image type {type(image).__name__}: pass a path, PIL image, "
-                        "uint8 array or float array in [0, 1]")
+        raise TypeError(
+            f"unsupported image type {type(image).__name__}: pass a path, PIL image, "
+            "uint8 array or float array in [0, 1]"
+        )
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] not in (3, 4):
@@ -96,8 +98,10 @@ def to_float_rgb(image: ImageLike) -> np.ndarray:
         return image.astype(np.float32) / 255.0
     if np.issubdtype(image.dtype, np.floating):
         if image.size and (np.nanmin(image) < 0.0 or np.nanmax(image) > 1.0):
-            raise ValueError(f"float image arrays must lie in [0, 1], got values in "
-                             f"[{float(np.nanmin(image)):.3g}, {float(np.nanmax(image)):.3g}]")
+            raise ValueError(
+                f"float image arrays must lie in [0, 1], got values in "
+                f"[{float(np.nanmin(image)):.3g}, {float(np.nanmax(image)):.3g}]"
+            )
         return image.astype(np.float32)
     raise ValueError(f"image arrays must be uint8 or float in [0, 1], got dtype {image.dtype}")
 
@@ -141,7 +145,8 @@ def _resolve_encoder(encoder, encoder_name: str | None) -> tuple[Callable, str]:
                 "LPIPS diversity is not available here: LPIPS needs the `lpips` package, which depends on "
                 "torchvision, and torchvision is not (and must not be) installed in this environment. On "
                 "your own machine, `pip install lpips` gives the LPIPS network; here use the stand-in "
-                "encoder='effnet-lite0' (reported as diversity[effnet-lite0]) or inject a features function.")
+                "encoder='effnet-lite0' (reported as diversity[effnet-lite0]) or inject a features function."
+            )
         name = encoder
         state: dict = {}
 
@@ -161,8 +166,10 @@ def _resolve_encoder(encoder, encoder_name: str | None) -> tuple[Callable, str]:
         return encoder.encode, encoder_name or getattr(encoder, "label", type(encoder).__name__)
     if callable(encoder):
         return encoder, encoder_name or getattr(encoder, "__name__", type(encoder).__name__)
-    raise TypeError(f"encoder must be None, a name, an object with .encode or a function images -> (n, d) "
-                    f"features; got {type(encoder).__name__}")
+    raise TypeError(
+        f"encoder must be None, a name, an object with .encode or a function images -> (n, d) "
+        f"features; got {type(encoder).__name__}"
+    )
 
 
 class Diversity:
@@ -221,8 +228,7 @@ class Diversity:
             return
         feats = np.asarray(self._encode(images), dtype=np.float64)
         if feats.ndim != 2 or feats.shape[0] != len(images):
-            raise ValueError(f"encoder must return (n, d) features for n={len(images)} images, "
-                             f"got shape {feats.shape}")
+            raise ValueError(f"encoder must return (n, d) features for n={len(images)} images, got shape {feats.shape}")
         self._features.setdefault(group, []).append(feats)
 
     def compute(self) -> float:
@@ -245,8 +251,9 @@ class Diversity:
 # -- single-image Fréchet distance ----------------------------------------------------------------
 
 
-def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray, *,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray, *, eps: float = 1e-6
+) -> float:
     """Fréchet (2-Wasserstein) distance between two Gaussians.
 
     .. math::
@@ -273,8 +280,10 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
     cov1, cov2 = np.atleast_2d(np.asarray(cov1, np.float64)), np.atleast_2d(np.asarray(cov2, np.float64))
     d = mu1.shape[0]
     if mu1.shape != (d,) or mu2.shape != (d,) or cov1.shape != (d, d) or cov2.shape != (d, d):
-        raise ValueError(f"expected means of shape (d,) and covariances (d, d) with one d; got "
-                         f"{mu1.shape}, {cov1.shape}, {mu2.shape}, {cov2.shape}")
+        raise ValueError(
+            f"expected means of shape (d,) and covariances (d, d) with one d; got "
+            f"{mu1.shape}, {cov1.shape}, {mu2.shape}, {cov2.shape}"
+        )
     diff = mu1 - mu2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", linalg.LinAlgWarning)
@@ -340,13 +349,18 @@ class EffNetEarlyFeatures:
         h, w = x.shape[-2:]
         if self.max_side is not None and max(h, w) > self.max_side:
             s = self.max_side / max(h, w)
-            x = F.interpolate(x, size=(max(1, round(h * s)), max(1, round(w * s))), mode="bilinear",
-                              align_corners=False, antialias=True)
+            x = F.interpolate(
+                x,
+                size=(max(1, round(h * s)), max(1, round(w * s))),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )
         x = (x - torch.from_numpy(IMAGENET_MEAN)[:, None, None]) / torch.from_numpy(IMAGENET_STD)[:, None, None]
         with torch.no_grad():
             x = x.to(device)
             x = model._swish(model._bn0(model._conv_stem(x)))
-            for block in model._blocks[:self.blocks]:
+            for block in model._blocks[: self.blocks]:
                 x = block(x)
         return x[0].flatten(1).T.float().cpu().numpy()
 
@@ -415,8 +429,11 @@ class SingleImageFD:
         if feature_map_fn is None:
             feature_map_fn = _default_feature_map()
         self._fn = feature_map_fn
-        self.encoder = encoder_name or getattr(feature_map_fn, "label", None) or \
-            getattr(feature_map_fn, "__name__", type(feature_map_fn).__name__)
+        self.encoder = (
+            encoder_name
+            or getattr(feature_map_fn, "label", None)
+            or getattr(feature_map_fn, "__name__", type(feature_map_fn).__name__)
+        )
         self.values: list[float] = []
 
     @property
@@ -454,9 +471,17 @@ def _patches(image: np.ndarray, patch: int, stride: int):
     return F.unfold(x, kernel_size=patch, stride=stride)[0].T
 
 
-def nearest_patch_distances(generated: ImageLike, reference: ImageLike, *, patch: int = 8, stride: int = 4,
-                            reference_stride: int = 1, max_distance: float | None = None, chunk: int = 512,
-                            reference_chunk: int = 16384) -> np.ndarray:
+def nearest_patch_distances(
+    generated: ImageLike,
+    reference: ImageLike,
+    *,
+    patch: int = 8,
+    stride: int = 4,
+    reference_stride: int = 1,
+    max_distance: float | None = None,
+    chunk: int = 512,
+    reference_chunk: int = 16384,
+) -> np.ndarray:
     """Per-pixel RMS distance from each generated patch to its nearest reference patch.
 
     .. math::
@@ -479,14 +504,21 @@ def nearest_patch_distances(generated: ImageLike, reference: ImageLike, *, patch
     Returns:
         ``(n_patches,)`` float64 array, in the row-major order of the generated patches.
     """
+    # 1. check the arguments
     import torch
 
-    for k, v in (("patch", patch), ("stride", stride), ("reference_stride", reference_stride), ("chunk", chunk),
-                 ("reference_chunk", reference_chunk)):
+    for k, v in (
+        ("patch", patch),
+        ("stride", stride),
+        ("reference_stride", reference_stride),
+        ("chunk", chunk),
+        ("reference_chunk", reference_chunk),
+    ):
         if int(v) != v or v < 1:
             raise ValueError(f"{k} must be a positive integer, got {v}")
     if max_distance is not None and not max_distance >= 0:
         raise ValueError(f"max_distance must be non-negative or None, got {max_distance}")
+    # 2. patches of both images (sorted by mean when pruning)
     gen = _patches(to_float_rgb(generated), patch, stride)
     ref = _patches(to_float_rgb(reference), patch, reference_stride)
     dim = gen.shape[1]
@@ -498,15 +530,16 @@ def nearest_patch_distances(generated: ImageLike, reference: ImageLike, *, patch
         slack = max_distance + 1e-5  # float32 rounding of the means
     else:
         gen, ref = gen.contiguous(), ref.contiguous()
+    # 3. nearest reference patch per generated patch, chunk by chunk
     ref_sq = torch.linalg.vector_norm(ref, dim=1) ** 2
     out = np.full(gen.shape[0], np.inf, dtype=np.float64)
     with torch.no_grad():
         for a in range(0, gen.shape[0], chunk):
-            g = gen[a:a + chunk]
+            g = gen[a : a + chunk]
             lo, hi = 0, ref.shape[0]
             if max_distance is not None:
-                lo = int(torch.searchsorted(ref_key, gen_key[a:a + chunk].min() - slack))
-                hi = int(torch.searchsorted(ref_key, gen_key[a:a + chunk].max() + slack, right=True))
+                lo = int(torch.searchsorted(ref_key, gen_key[a : a + chunk].min() - slack))
+                hi = int(torch.searchsorted(ref_key, gen_key[a : a + chunk].max() + slack, right=True))
                 if lo >= hi:
                     continue
             best = torch.full((g.shape[0],), float("inf"))
@@ -519,7 +552,8 @@ def nearest_patch_distances(generated: ImageLike, reference: ImageLike, *, patch
                 better = val < best
                 best = torch.where(better, val, best)
                 best_idx = torch.where(better, idx + b, best_idx)
-            out[a:a + g.shape[0]] = ((g - ref[best_idx]) ** 2).sum(1).double().numpy()
+            out[a : a + g.shape[0]] = ((g - ref[best_idx]) ** 2).sum(1).double().numpy()
+    # 4. RMS distances (inf beyond max_distance)
     out = np.sqrt(out / dim)
     if max_distance is not None:
         out[out >= max_distance] = np.inf
@@ -529,8 +563,15 @@ def nearest_patch_distances(generated: ImageLike, reference: ImageLike, *, patch
     return out
 
 
-def copy_rate(generated: ImageLike, reference: ImageLike, patch: int = 8, stride: int = 4,
-              threshold: float = COPY_THRESHOLD, *, reference_stride: int = 1) -> float:
+def copy_rate(
+    generated: ImageLike,
+    reference: ImageLike,
+    patch: int = 8,
+    stride: int = 4,
+    threshold: float = COPY_THRESHOLD,
+    *,
+    reference_stride: int = 1,
+) -> float:
     """Share of a generated image's patches that are near-verbatim copies of a reference patch.
 
     .. math::
@@ -555,8 +596,9 @@ def copy_rate(generated: ImageLike, reference: ImageLike, patch: int = 8, stride
     """
     if not threshold >= 0:
         raise ValueError(f"threshold must be non-negative, got {threshold}")
-    d = nearest_patch_distances(generated, reference, patch=patch, stride=stride, reference_stride=reference_stride,
-                                max_distance=threshold)
+    d = nearest_patch_distances(
+        generated, reference, patch=patch, stride=stride, reference_stride=reference_stride, max_distance=threshold
+    )
     return float(np.mean(d < threshold))
 
 
@@ -599,8 +641,9 @@ class CopyRate:
         """Add one value per generated image (one image, or a list of variations of ``reference``)."""
         gens = list(generated) if isinstance(generated, (list, tuple)) else [generated]
         for g in gens:
-            self.values.append(copy_rate(g, reference, self.patch, self.stride, self.threshold,
-                                         reference_stride=self.reference_stride))
+            self.values.append(
+                copy_rate(g, reference, self.patch, self.stride, self.threshold, reference_stride=self.reference_stride)
+            )
 
     def compute(self) -> float:
         if not self.values:

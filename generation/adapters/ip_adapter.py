@@ -228,8 +228,7 @@ def add_image_attention(proc, attn, hidden_states, query, ip_hidden_states):
             ip_states = ip_states.flatten(1, 2)
         ip_key = to_k_ip(ip_states).view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
         ip_value = to_v_ip(ip_states).view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-        ip_out = F.scaled_dot_product_attention(query, ip_key, ip_value, attn_mask=None, dropout_p=0.0,
-                                                is_causal=False)
+        ip_out = F.scaled_dot_product_attention(query, ip_key, ip_value, attn_mask=None, dropout_p=0.0, is_causal=False)
         ip_out = ip_out.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
         if rows is None:
             hidden_states = hidden_states + block * ip_out
@@ -275,8 +274,16 @@ def _build_processor_class():
             new.sample_scale = None
             return new
 
-        def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
-                     scale: float = 1.0, ip_adapter_masks=None):
+        def __call__(
+            self,
+            attn,
+            hidden_states,
+            encoder_hidden_states=None,
+            attention_mask=None,
+            temb=None,
+            scale: float = 1.0,
+            ip_adapter_masks=None,
+        ):
             if ip_adapter_masks is not None:
                 raise NotImplementedError("per-sample IP-Adapter processors do not take masks")
             residual = hidden_states
@@ -301,8 +308,9 @@ def _build_processor_class():
             query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
             key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
             value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-            hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
-                                                           dropout_p=0.0, is_causal=False)
+            hidden_states = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
+            )
             hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
             hidden_states = hidden_states.to(query.dtype)
             hidden_states = add_image_attention(self, attn, hidden_states, query, ip_hidden_states)

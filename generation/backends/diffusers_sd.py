@@ -29,15 +29,18 @@ if TYPE_CHECKING:
 
     from ..conditions import UserCondition
 
-SCHEDULERS = Registry("scheduler", {
-    "ddim": "diffusers:DDIMScheduler",
-    "ddpm": "diffusers:DDPMScheduler",
-    "euler": "diffusers:EulerDiscreteScheduler",
-    "euler-a": "diffusers:EulerAncestralDiscreteScheduler",
-    "dpm++": "diffusers:DPMSolverMultistepScheduler",
-    "unipc": "diffusers:UniPCMultistepScheduler",
-    "pndm": "diffusers:PNDMScheduler",
-})
+SCHEDULERS = Registry(
+    "scheduler",
+    {
+        "ddim": "diffusers:DDIMScheduler",
+        "ddpm": "diffusers:DDPMScheduler",
+        "euler": "diffusers:EulerDiscreteScheduler",
+        "euler-a": "diffusers:EulerAncestralDiscreteScheduler",
+        "dpm++": "diffusers:DPMSolverMultistepScheduler",
+        "unipc": "diffusers:UniPCMultistepScheduler",
+        "pndm": "diffusers:PNDMScheduler",
+    },
+)
 
 
 @dataclass
@@ -77,8 +80,10 @@ def load_pipeline(model: Any, *, torch_dtype: Any = None, device: str | None = N
         if model.startswith((".", "/", "~")) or local.exists():  # a path, not a hub id: say what is missing
             if not (local / "model_index.json").is_file():
                 what = "no folder" if not local.exists() else "no model_index.json in the folder"
-                raise FileNotFoundError(f"model: {what} at {local}; pass a folder saved with save_pretrained, a "
-                                        "diffusers model id, or random:sdxl-tiny")
+                raise FileNotFoundError(
+                    f"model: {what} at {local}; pass a folder saved with save_pretrained, a "
+                    "diffusers model id, or random:sdxl-tiny"
+                )
         kwargs = {"torch_dtype": torch_dtype} if torch_dtype is not None else {}
         try:
             pipe = AutoPipelineForText2Image.from_pretrained(model, **kwargs)
@@ -113,7 +118,9 @@ class _PerturbableSelfAttn:
         self.inner = inner
         self.active = False
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
         if not self.active:
             return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         residual = hidden_states
@@ -141,9 +148,17 @@ class DiffusersBackend:
 
     name = "diffusers"
 
-    def __init__(self, model: Any, *, ip_adapter: Any = None, identity_adapter: Any = None,
-                 face_provider: str = "dlib", scheduler: str | None = "ddim", device: str | None = None,
-                 torch_dtype: Any = None):
+    def __init__(
+        self,
+        model: Any,
+        *,
+        ip_adapter: Any = None,
+        identity_adapter: Any = None,
+        face_provider: str = "dlib",
+        scheduler: str | None = "ddim",
+        device: str | None = None,
+        torch_dtype: Any = None,
+    ):
         self.device = resolve_device(device)
         self.model = model if isinstance(model, str) else type(model).__name__
         self.pipe = load_pipeline(model, torch_dtype=torch_dtype, device=self.device)
@@ -210,7 +225,9 @@ class DiffusersBackend:
                     f"scheduler (ddim, ddpm, dpm++, unipc), not {self.scheduler_name!r}"
                 )
             if getattr(rule, "needs_ddim", False) and type(self.pipe.scheduler).__name__ != "DDIMScheduler":
-                raise ValueError(f"guidance {rule.name!r} takes the DDIM step itself: use scheduler='ddim' (--scheduler ddim)")
+                raise ValueError(
+                    f"guidance {rule.name!r} takes the DDIM step itself: use scheduler='ddim' (--scheduler ddim)"
+                )
 
     # -- encoding --------------------------------------------------------------------------------------
     def _encode_text(self, c: UserCondition) -> dict[str, torch.Tensor]:
@@ -220,13 +237,14 @@ class DiffusersBackend:
         with torch.no_grad():
             if self.is_sdxl:
                 pe, ne, ppe, npe = self.pipe.encode_prompt(
-                    prompt=c.prompt, device=self.device, num_images_per_prompt=1,
-                    do_classifier_free_guidance=True, negative_prompt=c.negative_prompt,
+                    prompt=c.prompt,
+                    device=self.device,
+                    num_images_per_prompt=1,
+                    do_classifier_free_guidance=True,
+                    negative_prompt=c.negative_prompt,
                 )
                 return {"cond": pe, "uncond": ne, "cond_pooled": ppe, "uncond_pooled": npe}
-            pe, ne = self.pipe.encode_prompt(
-                c.prompt, self.device, 1, True, negative_prompt=c.negative_prompt,
-            )
+            pe, ne = self.pipe.encode_prompt(c.prompt, self.device, 1, True, negative_prompt=c.negative_prompt)
             return {"cond": pe, "uncond": ne}
 
     def _ref_embeds(self, c: UserCondition) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -273,8 +291,16 @@ class DiffusersBackend:
         return e, torch.zeros_like(e)
 
     # -- the loop --------------------------------------------------------------------------------------
-    def generate(self, conditions: list[UserCondition], *, steps: int | None = 30, height: int | None = None,
-                 width: int | None = None, batch_size: int = 4, progress: bool = True) -> list[SampleOutput]:
+    def generate(
+        self,
+        conditions: list[UserCondition],
+        *,
+        steps: int | None = 30,
+        height: int | None = None,
+        width: int | None = None,
+        batch_size: int = 4,
+        progress: bool = True,
+    ) -> list[SampleOutput]:
         """Draw one image per condition, ``batch_size`` conditions per UNet batch."""
         steps = 30 if steps is None else steps
         default = self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
@@ -282,11 +308,12 @@ class DiffusersBackend:
         self.check_inputs(conditions, steps, height, width)
         out: list[SampleOutput] = []
         for start in range(0, len(conditions), max(1, batch_size)):
-            out.extend(self._generate_batch(conditions[start:start + batch_size], steps, height, width, progress))
+            out.extend(self._generate_batch(conditions[start : start + batch_size], steps, height, width, progress))
         return out
 
-    def _generate_batch(self, conds: list[UserCondition], steps: int, height: int, width: int,
-                        progress: bool) -> list[SampleOutput]:
+    def _generate_batch(
+        self, conds: list[UserCondition], steps: int, height: int, width: int, progress: bool
+    ) -> list[SampleOutput]:
         import torch
         from tqdm.auto import tqdm
 
@@ -330,29 +357,38 @@ class DiffusersBackend:
                 else:
                     per = ipa.block_scales(unet, blocks[i], n_adapters)
                     # the block dictionary applies to the reference adapter only
-                    block_rows.append({k: [per[k][a] if a == self.ref_adapter else 1.0 for a in range(n_adapters)]
-                                       for k in per})
+                    block_rows.append(
+                        {k: [per[k][a] if a == self.ref_adapter else 1.0 for a in range(n_adapters)] for k in per}
+                    )
         # 4. Initial noise from a per-sample generator
         scheduler = pipe.scheduler
         scheduler.set_timesteps(steps, device=device)
         timesteps = scheduler.timesteps
         shape = (1, unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-        latents = torch.cat([
-            torch.randn(shape, generator=torch.Generator("cpu").manual_seed(c.seed), dtype=torch.float32)
-            for c in conds
-        ]).to(device=device, dtype=dtype) * scheduler.init_noise_sigma
+        latents = (
+            torch.cat(
+                [
+                    torch.randn(shape, generator=torch.Generator("cpu").manual_seed(c.seed), dtype=torch.float32)
+                    for c in conds
+                ]
+            ).to(device=device, dtype=dtype)
+            * scheduler.init_noise_sigma
+        )
         # 5. SDXL micro-conditioning
         time_ids = None
         if self.is_sdxl:
             proj_dim = pipe.text_encoder_2.config.projection_dim
-            time_ids = pipe._get_add_time_ids((height, width), (0, 0), (height, width), dtype=dtype,
-                                              text_encoder_projection_dim=proj_dim).to(device)
+            time_ids = pipe._get_add_time_ids(
+                (height, width), (0, 0), (height, width), dtype=dtype, text_encoder_projection_dim=proj_dim
+            ).to(device)
         pag_layers = sorted({layer for r in rules if r.name == "pag" for layer in getattr(r, "layers", ("mid",))})
         evals = [0] * n
         alphas = getattr(scheduler, "alphas_cumprod", None)
         with self._perturbable(pag_layers) as perturb:
             # 6. Denoising loop
-            for step, t in enumerate(tqdm(timesteps, desc=f"denoising {n} image(s)", disable=not progress, leave=False)):
+            for step, t in enumerate(
+                tqdm(timesteps, desc=f"denoising {n} image(s)", disable=not progress, leave=False)
+            ):
                 ab, ab_prev = self._alpha_bars(scheduler, alphas, timesteps, step, steps)
                 ctx = StepContext(step=step, num_steps=steps, timestep=float(t), alpha_bar=ab, alpha_bar_prev=ab_prev)
                 wanted = [r.branches(ctx) for r in rules]
@@ -371,7 +407,7 @@ class DiffusersBackend:
                 perturb(False)
                 guided, renoise = [], {}
                 for i, rule in enumerate(rules):
-                    p, x = preds[i], latents[i:i + 1]
+                    p, x = preds[i], latents[i : i + 1]
                     if rule.space == "x0":
                         px = {k: self._to_x0(v, x, ab) for k, v in p.items()}
                         px.update({f"{k}_eps": self._to_eps(v, x, ab) for k, v in p.items()})
@@ -385,7 +421,7 @@ class DiffusersBackend:
                 model_out = torch.cat(guided).to(latents.dtype)
                 new = scheduler.step(model_out, t, latents, return_dict=False)[0]
                 for i, (x0, eps_r) in renoise.items():  # CFG++: denoise guided, renoise unconditional (DDIM)
-                    new[i:i + 1] = (math.sqrt(ab_prev) * x0 + math.sqrt(1.0 - ab_prev) * eps_r).to(new.dtype)
+                    new[i : i + 1] = (math.sqrt(ab_prev) * x0 + math.sqrt(1.0 - ab_prev) * eps_r).to(new.dtype)
                 latents = new
         # 7. Decode (the SDXL VAE overflows in fp16: upcast it as diffusers' pipelines do)
         decoded = self._decode(latents)
@@ -397,9 +433,14 @@ class DiffusersBackend:
             peak = _rss_peak()
         dt = (time.perf_counter() - t0) / n
         return [
-            SampleOutput(image=img, unet_evals=evals[i], latency_s=dt, peak_mem=peak,
-                         latents=latents[i].detach().float().cpu(),
-                         params={"guidance": rules[i].config(), "switched_at_step": getattr(rules[i], "switched_at_step", None)})
+            SampleOutput(
+                image=img,
+                unet_evals=evals[i],
+                latency_s=dt,
+                peak_mem=peak,
+                latents=latents[i].detach().float().cpu(),
+                params={"guidance": rules[i].config(), "switched_at_step": getattr(rules[i], "switched_at_step", None)},
+            )
             for i, img in enumerate(images)
         ]
 
@@ -443,7 +484,8 @@ class DiffusersBackend:
                 image_embeds.append(torch.cat([self._adapter_tokens(embeds[i][a], b, a) for i, b in zip(idx, branch)]))
             added["image_embeds"] = image_embeds
             ipa.set_batch_scales(
-                self.pipe.unet, [[scales[i][a] for i in idx] for a in range(len(self.adapter_specs))],
+                self.pipe.unet,
+                [[scales[i][a] for i in idx] for a in range(len(self.adapter_specs))],
                 None if block_rows is None else [block_rows[i] for i in idx],
             )
         with torch.no_grad():
@@ -539,7 +581,9 @@ class DiffusersBackend:
             else:
                 procs[name] = proc
         if not wrapped:
-            raise ValueError(f"PAG layers {layers} match no self-attention layer of this UNet (try 'mid', 'up.0', 'down.2')")
+            raise ValueError(
+                f"PAG layers {layers} match no self-attention layer of this UNet (try 'mid', 'up.0', 'down.2')"
+            )
         unet.set_attn_processor(procs)
 
         def switch(active: bool) -> None:

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 METHODS = ("auto", "exact", "topk")
 SEARCHES = ("auto", "torch", "faiss-flat", "faiss-ivf")
 #: scores held at once per chunk (queries x reference patches), about 256 MB in float32
-SCORE_BUDGET = 2 ** 26
+SCORE_BUDGET = 2**26
 
 
 @dataclass
@@ -113,20 +113,29 @@ class PatchConfig:
                 raise ValueError(f"PatchConfig.{name} must be {want}, got {getattr(self, name)!r}")
 
         check("patch_size", isinstance(self.patch_size, int) and self.patch_size >= 2, "an integer >= 2")
-        check("num_scales", self.num_scales == "auto" or (isinstance(self.num_scales, int) and self.num_scales >= 1),
-              "'auto' or an integer >= 1")
+        check(
+            "num_scales",
+            self.num_scales == "auto" or (isinstance(self.num_scales, int) and self.num_scales >= 1),
+            "'auto' or an integer >= 1",
+        )
         check("scale_factor", 0 < self.scale_factor < 1, "in (0, 1)")
         check("steps", isinstance(self.steps, int) and self.steps >= 1, "an integer >= 1")
         check("sigma_min", 0 < self.sigma_min < 1, "in (0, 1)")
         check("eta", 0 <= self.eta <= 1, "in [0, 1]")
         check("fold_rho", self.fold_rho > 0, "> 0")
         check("dataset_stride", isinstance(self.dataset_stride, int) and self.dataset_stride >= 1, "an integer >= 1")
-        check("query_stride", isinstance(self.query_stride, int) and 1 <= self.query_stride <= self.patch_size,
-              "an integer in [1, patch_size]")
+        check(
+            "query_stride",
+            isinstance(self.query_stride, int) and 1 <= self.query_stride <= self.patch_size,
+            "an integer in [1, patch_size]",
+        )
         check("method", self.method in METHODS, f"one of {', '.join(METHODS)}")
         check("k", isinstance(self.k, int) and self.k >= 1, "an integer >= 1")
-        check("search_dim", self.search_dim is None or (isinstance(self.search_dim, int) and self.search_dim >= 1),
-              "None or an integer >= 1")
+        check(
+            "search_dim",
+            self.search_dim is None or (isinstance(self.search_dim, int) and self.search_dim >= 1),
+            "None or an integer >= 1",
+        )
         check("chunk", isinstance(self.chunk, int) and self.chunk >= 1, "an integer >= 1")
         check("search", self.search in SEARCHES, f"one of {', '.join(SEARCHES)}")
         if self.min_short_side is None:
@@ -160,8 +169,19 @@ class PatchDenoiser:
         chunk: queries per chunk.
     """
 
-    def __init__(self, patches: torch.Tensor, *, method: str = "exact", k: int = 16, search_dim: int | None = None,
-                 chunk: int = 4096, seed: int = 0, search: str = "torch", ivf_min: int = 8000, nprobe: int = 8):
+    def __init__(
+        self,
+        patches: torch.Tensor,
+        *,
+        method: str = "exact",
+        k: int = 16,
+        search_dim: int | None = None,
+        chunk: int = 4096,
+        seed: int = 0,
+        search: str = "torch",
+        ivf_min: int = 8000,
+        nprobe: int = 8,
+    ):
         import torch
 
         if method not in ("exact", "topk"):
@@ -197,9 +217,10 @@ class PatchDenoiser:
             raise ValueError("the closed-form denoiser is undefined at sigma = 0 (the kernel scale is 1/sigma^2)")
         out = torch.empty_like(x)
         for start in range(0, x.shape[0], self.chunk):
-            xs = x[start:start + self.chunk]
-            out[start:start + len(xs)] = (self._exact(xs, alpha, sigma) if self.method == "exact"
-                                          else self._topk(xs, alpha, sigma))
+            xs = x[start : start + self.chunk]
+            out[start : start + len(xs)] = (
+                self._exact(xs, alpha, sigma) if self.method == "exact" else self._topk(xs, alpha, sigma)
+            )
         return out
 
     def _exact(self, x, alpha: float, sigma: float):
@@ -210,8 +231,9 @@ class PatchDenoiser:
         ones = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
         q = torch.cat([x, ones], 1)
         k = torch.cat([alpha * self.y, (-0.5 * alpha * alpha) * self.y_norm2[:, None]], 1)
-        out = F.scaled_dot_product_attention(q[None, None], k[None, None], self.y[None, None],
-                                             scale=1.0 / (sigma * sigma))
+        out = F.scaled_dot_product_attention(
+            q[None, None], k[None, None], self.y[None, None], scale=1.0 / (sigma * sigma)
+        )
         return out[0, 0]
 
     def _topk(self, x, alpha: float, sigma: float):
@@ -262,7 +284,7 @@ def _faiss_index(keys, search: str, *, ivf_min: int, nprobe: int, seed: int):
     if kind == "faiss-flat":
         index = faiss.IndexFlatL2(d)
     else:
-        nlist = max(1, int(n ** 0.5))
+        nlist = max(1, int(n**0.5))
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
         rng = np.random.default_rng(seed)
         train = data[rng.choice(n, size=min(n, 64 * nlist), replace=False)]
@@ -310,8 +332,17 @@ def _grid(n: int, patch_size: int, stride: int, wrap: bool, device):
     return idx % n if wrap else idx  # (positions, P)
 
 
-def denoise_image(x: torch.Tensor, denoiser: PatchDenoiser, alpha: float, sigma: float, *, patch_size: int,
-                  stride: int, window: torch.Tensor, tileable: bool = False) -> torch.Tensor:
+def denoise_image(
+    x: torch.Tensor,
+    denoiser: PatchDenoiser,
+    alpha: float,
+    sigma: float,
+    *,
+    patch_size: int,
+    stride: int,
+    window: torch.Tensor,
+    tileable: bool = False,
+) -> torch.Tensor:
     """Denoise the ``P x P`` patches of ``x`` (``(1, C, H, W)``) at ``stride`` and fold the estimates back.
 
     Overlapping estimates are averaged with ``window``. The last row and column of patches are added
@@ -354,13 +385,13 @@ def resize(x: torch.Tensor, size: tuple[int, int], *, circular: bool = False) ->
     if circular:
         big = x.repeat(1, 1, 3, 3)
         out = F.interpolate(big, (3 * size[0], 3 * size[1]), mode="bicubic", align_corners=False, antialias=shrink)
-        return out[..., size[0]:2 * size[0], size[1]:2 * size[1]]
+        return out[..., size[0] : 2 * size[0], size[1] : 2 * size[1]]
     return F.interpolate(x, size, mode="bicubic", align_corners=False, antialias=shrink)
 
 
 def pyramid_shapes(h: int, w: int, num_scales: int, factor: float) -> list[tuple[int, int]]:
     """Finest first: ``ceil(h * factor**l), ceil(w * factor**l)`` for ``l = 0 .. num_scales - 1``."""
-    return [(math.ceil(h * factor ** lvl), math.ceil(w * factor ** lvl)) for lvl in range(num_scales)]
+    return [(math.ceil(h * factor**lvl), math.ceil(w * factor**lvl)) for lvl in range(num_scales)]
 
 
 def usable_scales(sizes: Sequence[tuple[int, int]], cfg: PatchConfig) -> int:
@@ -374,7 +405,9 @@ def usable_scales(sizes: Sequence[tuple[int, int]], cfg: PatchConfig) -> int:
     return n
 
 
-def laplacian_blend(fine: torch.Tensor, coarser: torch.Tensor, factor: float, *, circular: bool = False) -> torch.Tensor:
+def laplacian_blend(
+    fine: torch.Tensor, coarser: torch.Tensor, factor: float, *, circular: bool = False
+) -> torch.Tensor:
     """Keep ``fine``'s detail band, take the low frequencies from the finished ``coarser`` scale."""
     H, W = fine.shape[-2:]
     low = (math.ceil(H * factor), math.ceil(W * factor))
@@ -444,16 +477,22 @@ class PatchDiffusion:
         from PIL import Image
         from tqdm.auto import tqdm
 
+        # 1. check the sizes against the patch size and the references
         cfg = self.config
         t0 = time.perf_counter()
         H, W = size or tuple(self.references[0].shape[-2:])
         if min(H, W) < cfg.patch_size:
-            raise ValueError(f"output size {H}x{W} is smaller than the {cfg.patch_size}-pixel patch; use a larger size "
-                             "or a smaller PatchConfig.patch_size")
+            raise ValueError(
+                f"output size {H}x{W} is smaller than the {cfg.patch_size}-pixel patch; use a larger size "
+                "or a smaller PatchConfig.patch_size"
+            )
         ref_sizes = [tuple(r.shape[-2:]) for r in self.references]
         for rs in ref_sizes:
             if min(rs) < cfg.patch_size:
-                raise ValueError(f"reference of {rs[0]}x{rs[1]} pixels is smaller than the {cfg.patch_size}-pixel patch")
+                raise ValueError(
+                    f"reference of {rs[0]}x{rs[1]} pixels is smaller than the {cfg.patch_size}-pixel patch"
+                )
+        # 2. the pyramid, the windows and the noise schedule
         n = usable_scales([(H, W), *ref_sizes], cfg)
         out_shapes = pyramid_shapes(H, W, n, cfg.scale_factor)
         refs = self._ref_pyramids(n)
@@ -463,6 +502,7 @@ class PatchDiffusion:
         calls, methods = 0, []
         finished = None
         bar = tqdm(total=n * cfg.steps, desc="patch diffusion", disable=not progress, leave=False)
+        # 3. denoise each level, coarsest first, blending in the finished coarser level
         for lvl in reversed(range(n)):  # coarsest first
             key = (lvl, n)
             den = self._denoisers.get(key)
@@ -471,14 +511,30 @@ class PatchDiffusion:
                 patches = torch.cat([extract_patches(p[lvl], cfg.patch_size, cfg.dataset_stride) for p in refs])
                 queries = _n_queries(h, w, cfg)
                 method = self._method(queries, patches.shape[0], patches.shape[1])
-                den = PatchDenoiser(patches, method=method, k=cfg.k, search_dim=cfg.search_dim, chunk=cfg.chunk,
-                                    search=cfg.search, ivf_min=cfg.ivf_min, nprobe=cfg.nprobe)
+                den = PatchDenoiser(
+                    patches,
+                    method=method,
+                    k=cfg.k,
+                    search_dim=cfg.search_dim,
+                    chunk=cfg.chunk,
+                    search=cfg.search,
+                    ivf_min=cfg.ivf_min,
+                    nprobe=cfg.nprobe,
+                )
                 self._denoisers[key] = den
             methods.append(den.method if den.method == "exact" else f"topk/{den.search}")
             x = torch.randn((1, 3, h, w), generator=g).to(self.device) * sigmas[cfg.steps]
             for t in range(cfg.steps, 0, -1):
-                x_hat = denoise_image(x, den, alphas[t], sigmas[t], patch_size=cfg.patch_size, stride=cfg.query_stride,
-                                      window=window, tileable=cfg.tileable)
+                x_hat = denoise_image(
+                    x,
+                    den,
+                    alphas[t],
+                    sigmas[t],
+                    patch_size=cfg.patch_size,
+                    stride=cfg.query_stride,
+                    window=window,
+                    tileable=cfg.tileable,
+                )
                 calls += 1
                 eps = (x - alphas[t] * x_hat) / sigmas[t]
                 if finished is not None and t != 1:
@@ -490,14 +546,20 @@ class PatchDiffusion:
                 else:
                     fresh = torch.randn(x.shape, generator=g).to(self.device)
                     sto = cfg.eta * sigmas[t - 1]
-                    det = math.sqrt(max(sigmas[t - 1] ** 2 - sto ** 2, 0.0))
+                    det = math.sqrt(max(sigmas[t - 1] ** 2 - sto**2, 0.0))
                     x = alphas[t - 1] * x_hat + det * eps + sto * fresh
                 bar.update(1)
             finished = x
         bar.close()
+        # 4. the image and what it cost
         img = ((finished[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-        return PatchSample(image=Image.fromarray(img), seconds=time.perf_counter() - t0, denoiser_calls=calls,
-                           scales=out_shapes, methods=list(reversed(methods)))
+        return PatchSample(
+            image=Image.fromarray(img),
+            seconds=time.perf_counter() - t0,
+            denoiser_calls=calls,
+            scales=out_shapes,
+            methods=list(reversed(methods)),
+        )
 
 
 def fit_reference(image, size: tuple[int, int] | None):
@@ -560,8 +622,16 @@ class PatchBackend:
 
     name = "patch"
 
-    def __init__(self, model: str | None = None, *, config: PatchConfig | None = None, pool: Any = None,
-                 retrieval_encoder: str = "caption-minilm", device: str | None = None, **unused: Any):
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        config: PatchConfig | None = None,
+        pool: Any = None,
+        retrieval_encoder: str = "caption-minilm",
+        device: str | None = None,
+        **unused: Any,
+    ):
         import torch
 
         bad = sorted(k for k, v in unused.items() if v not in (None, "ddim", "default", "dlib"))
@@ -572,7 +642,9 @@ class PatchBackend:
         if preset not in ("patch", "patch:paper", "patch:fast"):
             raise ValueError(f"patch backend model {model!r}: use patch:paper or patch:fast")
         self.model = "patch:fast" if preset == "patch:fast" else "patch:paper"
-        self.config = config or (PatchConfig.fast(device=device) if self.model == "patch:fast" else PatchConfig(device=device))
+        self.config = config or (
+            PatchConfig.fast(device=device) if self.model == "patch:fast" else PatchConfig(device=device)
+        )
         self.device = device
         self.pool, self.retrieval_encoder = pool, retrieval_encoder
         self._retriever = None
@@ -580,24 +652,39 @@ class PatchBackend:
         self.face_embedder = None
 
     def describe(self) -> dict[str, Any]:
-        return {"generator": "closed-form multi-scale patch diffusion (arXiv 2606.04299)", "device": self.device,
-                "patch_config": self.config.to_dict(), "retrieval": self.retrieval_encoder if self.pool is not None else None}
+        return {
+            "generator": "closed-form multi-scale patch diffusion (arXiv 2606.04299)",
+            "device": self.device,
+            "patch_config": self.config.to_dict(),
+            "retrieval": self.retrieval_encoder if self.pool is not None else None,
+        }
 
     def _references(self, c) -> list[Any]:
         if c.references:
             return [r.image for r in c.references]
         if self.pool is None:
-            raise ValueError(f"user {c.user_id!r} has no reference images: the patch generator draws from references "
-                             "(pass references, or a pool to retrieve them from by prompt: --pool FOLDER|samples)")
+            raise ValueError(
+                f"user {c.user_id!r} has no reference images: the patch generator draws from references "
+                "(pass references, or a pool to retrieve them from by prompt: --pool FOLDER|samples)"
+            )
         if self._retriever is None:
             from ..retrieval import ReferenceRetriever, sample_pool
 
-            self._retriever = ReferenceRetriever(sample_pool() if self.pool == "samples" else self.pool,
-                                                 self.retrieval_encoder)
+            self._retriever = ReferenceRetriever(
+                sample_pool() if self.pool == "samples" else self.pool, self.retrieval_encoder
+            )
         return [self._retriever.rank(c.prompt, 1)[0][0].image]
 
-    def generate(self, conditions, *, steps: int | None = None, height: int | None = None, width: int | None = None,
-                 batch_size: int = 1, progress: bool = True):
+    def generate(
+        self,
+        conditions,
+        *,
+        steps: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        batch_size: int = 1,
+        progress: bool = True,
+    ):
         import torch
 
         from ..conditions import _image_digest
@@ -616,8 +703,19 @@ class PatchBackend:
                 torch.cuda.reset_peak_memory_stats()
             s = gen.sample(size, seed=c.seed, progress=progress)
             peak = float(torch.cuda.max_memory_allocated()) if self.device.startswith("cuda") else _rss_peak()
-            outs.append(SampleOutput(image=s.image, unet_evals=0, latency_s=s.seconds, peak_mem=peak,
-                                     params={"steps": cfg.steps, "denoiser_calls": s.denoiser_calls, "scales": s.scales,
-                                             "methods": s.methods,
-                                             "references": len(refs)}))
+            outs.append(
+                SampleOutput(
+                    image=s.image,
+                    unet_evals=0,
+                    latency_s=s.seconds,
+                    peak_mem=peak,
+                    params={
+                        "steps": cfg.steps,
+                        "denoiser_calls": s.denoiser_calls,
+                        "scales": s.scales,
+                        "methods": s.methods,
+                        "references": len(refs),
+                    },
+                )
+            )
         return outs

@@ -22,14 +22,24 @@ class StockPipelineBackend:
 
     name = "diffusers-pipeline"
 
-    def __init__(self, model: Any, *, ip_adapter: Any = None, scheduler: str | None = "default",
-                 device: str | None = None, torch_dtype: Any = None, identity_adapter: Any = None,
-                 face_provider: str = "dlib"):
+    def __init__(
+        self,
+        model: Any,
+        *,
+        ip_adapter: Any = None,
+        scheduler: str | None = "default",
+        device: str | None = None,
+        torch_dtype: Any = None,
+        identity_adapter: Any = None,
+        face_provider: str = "dlib",
+    ):
         from ..adapters import ip_adapter as ipa
 
         if identity_adapter is not None:
-            raise ValueError("identity injection needs backend='diffusers' (the stock pipeline has no consent check "
-                             "or face-embedding input)")
+            raise ValueError(
+                "identity injection needs backend='diffusers' (the stock pipeline has no consent check "
+                "or face-embedding input)"
+            )
         self.device = resolve_device(device)
         self.model = model if isinstance(model, str) else type(model).__name__
         self.pipe = load_pipeline(model, torch_dtype=torch_dtype, device=self.device)
@@ -39,17 +49,29 @@ class StockPipelineBackend:
         if self.ip_adapter is not None:
             s = self.ip_adapter
             folder = None if getattr(self.pipe, "image_encoder", None) is not None else s.image_encoder_folder
-            self.pipe.load_ip_adapter(s.source, subfolder=s.subfolder, weight_name=s.weight_name,
-                                      image_encoder_folder=folder)
+            self.pipe.load_ip_adapter(
+                s.source, subfolder=s.subfolder, weight_name=s.weight_name, image_encoder_folder=folder
+            )
         self.face_embedder = None
 
     def describe(self) -> dict[str, Any]:
-        return {"family": "sdxl" if hasattr(self.pipe, "text_encoder_2") else "sd15",
-                "scheduler": self.scheduler_name, "device": self.device,
-                "ip_adapter": self.ip_adapter.label() if self.ip_adapter else None}
+        return {
+            "family": "sdxl" if hasattr(self.pipe, "text_encoder_2") else "sd15",
+            "scheduler": self.scheduler_name,
+            "device": self.device,
+            "ip_adapter": self.ip_adapter.label() if self.ip_adapter else None,
+        }
 
-    def generate(self, conditions: list[UserCondition], *, steps: int | None = 30, height: int | None = None,
-                 width: int | None = None, batch_size: int = 1, progress: bool = True) -> list[SampleOutput]:
+    def generate(
+        self,
+        conditions: list[UserCondition],
+        *,
+        steps: int | None = 30,
+        height: int | None = None,
+        width: int | None = None,
+        batch_size: int = 1,
+        progress: bool = True,
+    ) -> list[SampleOutput]:
         import torch
 
         steps = 30 if steps is None else steps
@@ -59,8 +81,10 @@ class StockPipelineBackend:
         for c in conditions:
             rule = c.make_rule()
             if rule.name != "cfg" or rule.config().get("schedule", {}).get("name", "constant") != "constant":
-                raise ValueError(f"the stock pipeline only does constant cfg; user {c.user_id!r} asks for {rule.name!r}: "
-                                 "use backend='diffusers'")
+                raise ValueError(
+                    f"the stock pipeline only does constant cfg; user {c.user_id!r} asks for {rule.name!r}: "
+                    "use backend='diffusers'"
+                )
             if c.identity is not None:
                 raise ValueError("identity injection needs backend='diffusers'")
             kwargs: dict[str, Any] = {}
@@ -79,11 +103,24 @@ class StockPipelineBackend:
                 torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
             image = self.pipe(
-                prompt=c.prompt, negative_prompt=c.negative_prompt, num_inference_steps=steps, height=height,
-                width=width, guidance_scale=rule.scale, generator=torch.Generator("cpu").manual_seed(c.seed), **kwargs,
+                prompt=c.prompt,
+                negative_prompt=c.negative_prompt,
+                num_inference_steps=steps,
+                height=height,
+                width=width,
+                guidance_scale=rule.scale,
+                generator=torch.Generator("cpu").manual_seed(c.seed),
+                **kwargs,
             ).images[0]
             peak = float(torch.cuda.max_memory_allocated()) if self.device.startswith("cuda") else _rss_peak()
             evals = steps * (2 if rule.scale > 1 else 1)
-            outs.append(SampleOutput(image=image, unet_evals=evals, latency_s=time.perf_counter() - t0, peak_mem=peak,
-                                     params={"guidance": rule.config()}))
+            outs.append(
+                SampleOutput(
+                    image=image,
+                    unet_evals=evals,
+                    latency_s=time.perf_counter() - t0,
+                    peak_mem=peak,
+                    params={"guidance": rule.config()},
+                )
+            )
         return outs

@@ -22,16 +22,20 @@ from .base import Branch, GuidanceRule, StepContext
 from .schedules import Schedule, available_schedules, get_schedule
 
 #: rule name -> ``"module:attr"`` of its class.
-RULES = Registry("guidance rule", {
-    "adaptive": "generation.guidance.adaptive:AdaptiveGuidance",
-    "apg": "generation.guidance.apg:APG",
-    "beta_cfg": "generation.guidance.beta_cfg:BetaCFG",
-    "cfg": "generation.guidance.cfg:CFG",
-    "cfg_zero_star": "generation.guidance.cfg_zero_star:CFGZeroStar",
-    "cfgpp": "generation.guidance.cfgpp:CFGPlusPlus",
-    "interval": "generation.guidance.interval:Interval",
-    "pag": "generation.guidance.pag:PAG",
-}, normalize=lambda s: s.strip().lower())
+RULES = Registry(
+    "guidance rule",
+    {
+        "adaptive": "generation.guidance.adaptive:AdaptiveGuidance",
+        "apg": "generation.guidance.apg:APG",
+        "beta_cfg": "generation.guidance.beta_cfg:BetaCFG",
+        "cfg": "generation.guidance.cfg:CFG",
+        "cfg_zero_star": "generation.guidance.cfg_zero_star:CFGZeroStar",
+        "cfgpp": "generation.guidance.cfgpp:CFGPlusPlus",
+        "interval": "generation.guidance.interval:Interval",
+        "pag": "generation.guidance.pag:PAG",
+    },
+    normalize=lambda s: s.strip().lower(),
+)
 
 
 def available_rules() -> list[str]:

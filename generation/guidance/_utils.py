@@ -107,8 +107,9 @@ def make_guider(cls_name: str, **kwargs: Any) -> Any:
         return getattr(guiders, cls_name)(**kwargs)
 
 
-def run_guider(guider: Any, guidance_scale: float, cond: torch.Tensor, uncond: torch.Tensor | None,
-               ctx: StepContext) -> torch.Tensor:
+def run_guider(
+    guider: Any, guidance_scale: float, cond: torch.Tensor, uncond: torch.Tensor | None, ctx: StepContext
+) -> torch.Tensor:
     """Set the step state and scale on a diffusers CFG-type guider and return its ``pred``.
 
     Per-sample tensors are batched first (:func:`as_batch`), so that the guider's per-sample reductions

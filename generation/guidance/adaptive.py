@@ -46,9 +46,7 @@ class AdaptiveGuidance(GuidanceRule):
     name = "adaptive"
     space = "model"
 
-    def __init__(
-        self, scale: float = 7.5, threshold: float = 0.991, schedule: Schedule | str | dict | None = None
-    ):
+    def __init__(self, scale: float = 7.5, threshold: float = 0.991, schedule: Schedule | str | dict | None = None):
         super().__init__(scale, schedule)
         self.threshold = u.between("threshold", threshold, 0.0, 1.0)
         self.switched_at_step: int | None = None

@@ -114,9 +114,4 @@ class APG(GuidanceRule):
         return u.run_guider(self._guider, self.scale_at(ctx) - 1.0, cond, uncond, ctx)
 
     def config(self) -> dict:
-        return {
-            **super().config(),
-            "eta": self.eta,
-            "momentum": self.momentum,
-            "norm_threshold": self.norm_threshold,
-        }
+        return {**super().config(), "eta": self.eta, "momentum": self.momentum, "norm_threshold": self.norm_threshold}

@@ -63,4 +63,3 @@ class CFG(GuidanceRule):
 
     def config(self) -> dict:
         return {**super().config(), "guidance_rescale": self.guidance_rescale}
-

@@ -49,12 +49,7 @@ class CFGZeroStar(GuidanceRule):
     name = "cfg_zero_star"
     space = "model"
 
-    def __init__(
-        self,
-        scale: float = 7.5,
-        zero_init_steps: int = 1,
-        schedule: Schedule | str | dict | None = None,
-    ):
+    def __init__(self, scale: float = 7.5, zero_init_steps: int = 1, schedule: Schedule | str | dict | None = None):
         super().__init__(scale, schedule)
         if isinstance(zero_init_steps, bool) or not isinstance(zero_init_steps, int) or zero_init_steps < 0:
             raise ValueError(f"Expected `zero_init_steps` to be a non-negative integer, got {zero_init_steps!r}")

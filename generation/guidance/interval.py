@@ -54,8 +54,11 @@ class Interval(CFG):
         super().__init__(scale, schedule, guidance_rescale)
         self.start, self.stop = u.window(start, stop)
         self._guider = u.make_guider(
-            "ClassifierFreeGuidance", guidance_scale=self.scale, guidance_rescale=self.guidance_rescale,
-            start=self.start, stop=self.stop,
+            "ClassifierFreeGuidance",
+            guidance_scale=self.scale,
+            guidance_rescale=self.guidance_rescale,
+            start=self.start,
+            stop=self.stop,
         )
 
     def in_window(self, ctx: StepContext) -> bool:

@@ -140,9 +140,14 @@ class BetaSchedule(Schedule):
         return (p / m) ** (self.a - 1.0) * ((1.0 - p) / (1.0 - m)) ** (self.b - 1.0)
 
 
-SCHEDULES = Registry("schedule", {
-    cls.name: f"{__name__}:{cls.__name__}" for cls in (ConstantSchedule, LinearSchedule, CosineSchedule, BetaSchedule)
-}, normalize=lambda s: s.strip().lower())
+SCHEDULES = Registry(
+    "schedule",
+    {
+        cls.name: f"{__name__}:{cls.__name__}"
+        for cls in (ConstantSchedule, LinearSchedule, CosineSchedule, BetaSchedule)
+    },
+    normalize=lambda s: s.strip().lower(),
+)
 
 
 def available_schedules() -> list[str]:

@@ -32,6 +32,7 @@ def load_faces(path: str | os.PathLike, *, name: str | None = None, lenient: boo
         name: Dataset id (default: the folder name).
         lenient: Skip and count malformed rows instead of failing on the first.
     """
+    # 1. the folder and its two files
     folder = Path(path)
     if not folder.is_dir():
         raise DataError("not a folder", file=str(folder), field="path")
@@ -39,28 +40,47 @@ def load_faces(path: str | os.PathLike, *, name: str | None = None, lenient: boo
     faces_file = folder / "faces.csv"
     ratings_file = next((folder / n for n in ("ratings.csv.gz", "ratings.csv") if (folder / n).exists()), None)
     if ratings_file is None:
-        raise DataError("file not found", file=str(folder / "ratings.csv.gz"), fix="Expected ratings.csv or ratings.csv.gz.")
+        raise DataError(
+            "file not found", file=str(folder / "ratings.csv.gz"), fix="Expected ratings.csv or ratings.csv.gz."
+        )
 
+    # 2. the faces, as items with their attributes
     items: dict[str, Item] = {}
     for line, row in csv_rows(faces_file, ["face_id", "face_age", "face_gender", "face_eth"], problems):
         fid = "I" + row["face_id"].strip().lstrip("I")
         if fid in items:
-            problems.report(DataError(f"duplicate face id {row['face_id']!r}", file=str(faces_file), line=line,
-                                      field="face_id"), "duplicate id")
+            problems.report(
+                DataError(f"duplicate face id {row['face_id']!r}", file=str(faces_file), line=line, field="face_id"),
+                "duplicate id",
+            )
             continue
         age = parse_float(row["face_age"], file=str(faces_file), line=line, field="face_age", problems=problems)
         if age is False:
             continue
         image = _image_path(folder, fid)
         if not image.exists():
-            problems.report(DataError("image file not found", file=str(image), field="face_id",
-                                      fix=f"faces.csv line {line} names a face without an image."), "missing image")
+            problems.report(
+                DataError(
+                    "image file not found",
+                    file=str(image),
+                    field="face_id",
+                    fix=f"faces.csv line {line} names a face without an image.",
+                ),
+                "missing image",
+            )
             continue
         gender, eth = row["face_gender"].strip(), row["face_eth"].strip()
         age_text = f"{age:.0f}-year-old " if age is not None else ""
-        items[fid] = Item(fid, "image", f"face {fid}", f"Photo of a {age_text}{eth} {gender} face, neutral expression.",
-                          str(image.resolve()), tuple(t for t in (gender, eth) if t))
+        items[fid] = Item(
+            fid,
+            "image",
+            f"face {fid}",
+            f"Photo of a {age_text}{eth} {gender} face, neutral expression.",
+            str(image.resolve()),
+            tuple(t for t in (gender, eth) if t),
+        )
 
+    # 3. the raters and their ratings
     users: dict[str, User] = {}
     inters: list[Interaction] = []
     seen: set[tuple[str, str]] = set()
@@ -82,21 +102,37 @@ def load_faces(path: str | os.PathLike, *, name: str | None = None, lenient: boo
             problems.report(DataError("empty rater id", file=f, line=line, field="rater_id"), "missing field")
             continue
         if fid not in items:
-            problems.report(DataError(f"unknown face {fid!r} (not in faces.csv)", file=f, line=line, field="face_id"),
-                            "unknown item")
+            problems.report(
+                DataError(f"unknown face {fid!r} (not in faces.csv)", file=f, line=line, field="face_id"),
+                "unknown item",
+            )
             continue
         if (rid, fid) in seen:
-            problems.report(DataError(f"rater {rid!r} rated face {fid!r} twice", file=f, line=line, field="face_id"),
-                            "duplicate rating")
+            problems.report(
+                DataError(f"rater {rid!r} rated face {fid!r} twice", file=f, line=line, field="face_id"),
+                "duplicate rating",
+            )
             continue
         seen.add((rid, fid))
         if rid not in users:
             users[rid] = User(rid, {"sex": row["rater_sex"].strip() or None, "age": age})
         inters.append(Interaction(rid, fid, "rating", rating, None))
 
+    # 4. the bundle
     return DatasetBundle(
-        name or folder.name, "faces", list(users.values()), list(items.values()), inters,
-        meta={"demographics": ["sex", "age"], "like_threshold": 5.0, "dislike_threshold": 3.0, "licence": LICENCE,
-              "item_noun": "faces", "sensitive": True},
-        params={"path": str(folder)}, problems=problems,
+        name or folder.name,
+        "faces",
+        list(users.values()),
+        list(items.values()),
+        inters,
+        meta={
+            "demographics": ["sex", "age"],
+            "like_threshold": 5.0,
+            "dislike_threshold": 3.0,
+            "licence": LICENCE,
+            "item_noun": "faces",
+            "sensitive": True,
+        },
+        params={"path": str(folder)},
+        problems=problems,
     )

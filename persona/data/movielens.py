@@ -40,12 +40,18 @@ def fetch_wheel(cache: str | os.PathLike | None = None, *, quiet: bool = False) 
     folder.mkdir(parents=True, exist_ok=True)
     wheel = folder / WHEEL_NAME
     if not wheel.exists():
-        pip_download(f"recbole=={RECBOLE_VERSION}", folder,
-                     fix="Check access to the package index, or pass --path to a folder or wheel that holds "
-                         "ml-100k.user, ml-100k.item and ml-100k.inter.")
+        pip_download(
+            f"recbole=={RECBOLE_VERSION}",
+            folder,
+            fix="Check access to the package index, or pass --path to a folder or wheel that holds "
+            "ml-100k.user, ml-100k.item and ml-100k.inter.",
+        )
         if not wheel.exists():
-            raise DataError(f"pip did not leave {WHEEL_NAME} in the cache", file=str(folder),
-                            fix="Pass --path to a folder or wheel that holds the ml-100k files.")
+            raise DataError(
+                f"pip did not leave {WHEEL_NAME} in the cache",
+                file=str(folder),
+                fix="Pass --path to a folder or wheel that holds the ml-100k files.",
+            )
     marker = folder / ".grouplens-terms-shown"
     if not marker.exists():
         if not quiet:
@@ -59,15 +65,20 @@ def _read_member(source: Path, filename: str) -> tuple[str, str]:
     if source.is_dir():
         path = source / filename
         if not path.exists():
-            raise DataError("file not found", file=str(path), fix="The folder must hold ml-100k.user, .item and .inter.")
+            raise DataError(
+                "file not found", file=str(path), fix="The folder must hold ml-100k.user, .item and .inter."
+            )
         raw, display = path.read_bytes(), str(path)
     else:
         try:
             with zipfile.ZipFile(source) as zf:
                 raw = zf.read(MEMBER_DIR + filename)
         except (zipfile.BadZipFile, KeyError) as exc:
-            raise DataError(f"not a RecBole wheel holding {MEMBER_DIR}{filename} ({exc})", file=str(source),
-                            fix="Delete the file so it is downloaded again, or pass --path to the ml-100k folder.") from exc
+            raise DataError(
+                f"not a RecBole wheel holding {MEMBER_DIR}{filename} ({exc})",
+                file=str(source),
+                fix="Delete the file so it is downloaded again, or pass --path to the ml-100k folder.",
+            ) from exc
         display = f"{source}!{MEMBER_DIR}{filename}"
     return decode_utf8(raw, display), display
 
@@ -80,15 +91,21 @@ def _rows(text: str, display: str, required: list[str], problems: Problems) -> I
     header = [h.split(":", 1)[0].strip() for h in lines[0].split("\t")]
     missing = [c for c in required if c not in header]
     if missing:
-        raise DataError(f"missing column(s) {', '.join(missing)}; header has {', '.join(header)}",
-                        file=display, line=1, field=missing[0])
+        raise DataError(
+            f"missing column(s) {', '.join(missing)}; header has {', '.join(header)}",
+            file=display,
+            line=1,
+            field=missing[0],
+        )
     for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         cells = line.split("\t")
         if len(cells) != len(header):
-            problems.report(DataError(f"expected {len(header)} tab-separated fields, got {len(cells)}",
-                                      file=display, line=n), "malformed row")
+            problems.report(
+                DataError(f"expected {len(header)} tab-separated fields, got {len(cells)}", file=display, line=n),
+                "malformed row",
+            )
             continue
         yield n, dict(zip(header, cells))
 
@@ -106,17 +123,25 @@ def _number(value: str, display: str, line: int, field: str, problems: Problems,
     try:
         out = kind(value)
     except ValueError:
-        problems.report(DataError(f"expected a number, got {value!r}", file=display, line=line, field=field), "bad number")
+        problems.report(
+            DataError(f"expected a number, got {value!r}", file=display, line=line, field=field), "bad number"
+        )
         return None
     if not math.isfinite(out):
-        problems.report(DataError(f"expected a finite number, got {value!r}", file=display, line=line, field=field),
-                        "bad number")
+        problems.report(
+            DataError(f"expected a finite number, got {value!r}", file=display, line=line, field=field), "bad number"
+        )
         return None
     return out
 
 
-def load_movielens(path: str | os.PathLike | None = None, *, name: str = "ml-100k", lenient: bool = False,
-                   cache: str | os.PathLike | None = None) -> DatasetBundle:
+def load_movielens(
+    path: str | os.PathLike | None = None,
+    *,
+    name: str = "ml-100k",
+    lenient: bool = False,
+    cache: str | os.PathLike | None = None,
+) -> DatasetBundle:
     """MovieLens-100k as a :class:`DatasetBundle`.
 
     Args:
@@ -148,8 +173,9 @@ def load_movielens(path: str | os.PathLike | None = None, *, name: str = "ml-100
         year = row["release_year"].strip()
         title = _natural_title(row["movie_title"].strip())
         desc = f"{title} ({year})" if year else title
-        items.append(Item(row["item_id"], "movie", title, f"{desc}. Genres: {', '.join(genres) or 'unknown'}.",
-                          None, genres))
+        items.append(
+            Item(row["item_id"], "movie", title, f"{desc}. Genres: {', '.join(genres) or 'unknown'}.", None, genres)
+        )
 
     text, display = _read_member(source, "ml-100k.inter")
     inters = []
@@ -159,13 +185,25 @@ def load_movielens(path: str | os.PathLike | None = None, *, name: str = "ml-100
         if rating is None or ts is None:
             continue
         if not 1 <= rating <= 5:
-            problems.report(DataError(f"rating {rating:g} outside 1-5", file=display, line=n, field="rating"), "bad value")
+            problems.report(
+                DataError(f"rating {rating:g} outside 1-5", file=display, line=n, field="rating"), "bad value"
+            )
             continue
         inters.append(Interaction(row["user_id"], row["item_id"], "rating", rating, ts))
 
     return DatasetBundle(
-        name, "movielens", users, items, inters,
-        meta={"demographics": ["age", "gender", "occupation"], "like_threshold": 4.0, "dislike_threshold": 2.0,
-              "licence": LICENCE, "item_noun": "movies"},
-        params={"path": str(source)}, problems=problems,
+        name,
+        "movielens",
+        users,
+        items,
+        inters,
+        meta={
+            "demographics": ["age", "gender", "occupation"],
+            "like_threshold": 4.0,
+            "dislike_threshold": 2.0,
+            "licence": LICENCE,
+            "item_noun": "movies",
+        },
+        params={"path": str(source)},
+        problems=problems,
     )

@@ -61,22 +61,29 @@ class SplitParams:
         if not 0 <= self.heldout_frac < 1:
             raise ValueError(f"heldout_frac must be in [0, 1), got {self.heldout_frac}")
         if not 0 <= self.coldstart_frac < 1 or self.heldout_frac + self.coldstart_frac >= 1:
-            raise ValueError(f"coldstart_frac must be in [0, 1) with heldout_frac + coldstart_frac < 1, "
-                             f"got {self.coldstart_frac} (+ {self.heldout_frac})")
+            raise ValueError(
+                f"coldstart_frac must be in [0, 1) with heldout_frac + coldstart_frac < 1, "
+                f"got {self.coldstart_frac} (+ {self.heldout_frac})"
+            )
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
         if not 0 < self.hidden_frac < 1:
             raise ValueError(f"hidden_frac must be in (0, 1), got {self.hidden_frac}")
         if self.min_interactions < max(2, self.k + 1):
-            raise ValueError(f"min_interactions must be >= max(2, k + 1) = {max(2, self.k + 1)}, "
-                             f"got {self.min_interactions}")
+            raise ValueError(
+                f"min_interactions must be >= max(2, k + 1) = {max(2, self.k + 1)}, got {self.min_interactions}"
+            )
         if self.negatives_per_like < 0:
             raise ValueError(f"negatives_per_like must be >= 0, got {self.negatives_per_like}")
         if self.negative_sampling not in NEGATIVE_SAMPLING:
-            raise ValueError(f"negative_sampling must be one of {', '.join(NEGATIVE_SAMPLING)}, "
-                             f"got {self.negative_sampling!r}")
-        if isinstance(self.popularity_window, bool) or not isinstance(self.popularity_window, int) \
-                or self.popularity_window < 1:
+            raise ValueError(
+                f"negative_sampling must be one of {', '.join(NEGATIVE_SAMPLING)}, got {self.negative_sampling!r}"
+            )
+        if (
+            isinstance(self.popularity_window, bool)
+            or not isinstance(self.popularity_window, int)
+            or self.popularity_window < 1
+        ):
             raise ValueError(f"popularity_window must be a whole number >= 1, got {self.popularity_window!r}")
 
 
@@ -96,8 +103,9 @@ def _label(value: float | None, like: float | None, dislike: float | None) -> st
     return "neutral"
 
 
-def make_split(ws: Workspace, dataset: str | None = None, params: SplitParams | None = None,
-               *, name: str | None = None) -> dict[str, Any]:
+def make_split(
+    ws: Workspace, dataset: str | None = None, params: SplitParams | None = None, *, name: str | None = None
+) -> dict[str, Any]:
     """Split a stored dataset's users and store the split (one transaction). Returns its summary
     (:func:`workbench.store.splits.split_summary`).
 
@@ -124,7 +132,9 @@ def make_split(ws: Workspace, dataset: str | None = None, params: SplitParams | 
     like, dislike = meta.get("like_threshold"), meta.get("dislike_threshold")
     items = load_items(ws, dataset_id)
     by_kind = _items_by_kind(items)
-    features = _matching_features(by_kind, by_user, roles, p.negative_sampling) if p.negative_sampling != "uniform" else {}
+    features = (
+        _matching_features(by_kind, by_user, roles, p.negative_sampling) if p.negative_sampling != "uniform" else {}
+    )
     visible_rows, hidden_rows = [], []
     for u in sorted(u for u, role in roles.items() if role != "train"):
         xs = _in_time_order(by_user[u], rng)
@@ -154,10 +164,12 @@ def _draw_roles(by_user: dict[str, list[Interaction]], p: SplitParams, rng: np.r
     n_held = int(round(p.heldout_frac * len(users)))
     n_cold = int(round(p.coldstart_frac * len(users)))
     if n_held + n_cold > len(eligible):
-        raise WorkspaceError(f"only {len(eligible)} users have >= {p.min_interactions} interactions; cannot hold out "
-                             f"{n_held} + {n_cold}. Lower --heldout/--coldstart or --min-interactions.")
+        raise WorkspaceError(
+            f"only {len(eligible)} users have >= {p.min_interactions} interactions; cannot hold out "
+            f"{n_held} + {n_cold}. Lower --heldout/--coldstart or --min-interactions."
+        )
     held = {eligible[i] for i in order[:n_held]}
-    cold = {eligible[i] for i in order[n_held:n_held + n_cold]}
+    cold = {eligible[i] for i in order[n_held : n_held + n_cold]}
     return {u: "heldout" if u in held else "coldstart" if u in cold else "train" for u in users}
 
 
@@ -176,8 +188,9 @@ def _in_time_order(xs: list[Interaction], rng: np.random.Generator) -> list[Inte
     return [x for _, _, x in sorted(zip(stamps, tie, xs), key=lambda t: (t[0], t[1]))]
 
 
-def _hidden_labels(hidden: list[Interaction], visible_items: set[str], like: float | None,
-                   dislike: float | None) -> dict[str, str]:
+def _hidden_labels(
+    hidden: list[Interaction], visible_items: set[str], like: float | None, dislike: float | None
+) -> dict[str, str]:
     """``{item_id: label}`` of a user's hidden interactions, one entry per item: an item seen visibly is never
     also a hidden target, and an item hidden several times is ``liked`` if any of them is."""
     out: dict[str, str] = {}
@@ -189,8 +202,15 @@ def _hidden_labels(hidden: list[Interaction], visible_items: set[str], like: flo
     return out
 
 
-def _unseen_negatives(liked_ids: list[str], seen: set[str], items: dict[str, Any], by_kind: dict[str, np.ndarray],
-                      features: dict[str, np.ndarray], p: SplitParams, rng: np.random.Generator) -> list[str]:
+def _unseen_negatives(
+    liked_ids: list[str],
+    seen: set[str],
+    items: dict[str, Any],
+    by_kind: dict[str, np.ndarray],
+    features: dict[str, np.ndarray],
+    p: SplitParams,
+    rng: np.random.Generator,
+) -> list[str]:
     """``p.negatives_per_like`` items the user never saw per hidden like, of the liked items' kinds: uniform, or
     popularity-matched within each kind (:func:`_matched_negatives`)."""
     liked_kinds = sorted({items[i].kind for i in liked_ids})
@@ -204,13 +224,20 @@ def _unseen_negatives(liked_ids: list[str], seen: set[str], items: dict[str, Any
     negs: list[str] = []
     for kind in liked_kinds:
         pool = by_kind[kind][~np.isin(by_kind[kind], list(seen))]
-        negs += _matched_negatives([i for i in liked_ids if items[i].kind == kind], pool, features,
-                                   p.negatives_per_like, p.popularity_window, rng)
+        negs += _matched_negatives(
+            [i for i in liked_ids if items[i].kind == kind],
+            pool,
+            features,
+            p.negatives_per_like,
+            p.popularity_window,
+            rng,
+        )
     return negs
 
 
-def _matching_features(by_kind: dict[str, np.ndarray], by_user: dict[str, list], roles: dict[str, str],
-                       mode: str) -> dict[str, np.ndarray]:
+def _matching_features(
+    by_kind: dict[str, np.ndarray], by_user: dict[str, list], roles: dict[str, str], mode: str
+) -> dict[str, np.ndarray]:
     """Each item's position for matching, within its kind: the rank of its popularity (training users'
     interactions; ties share their mean rank) over the kind's size, and for ``popularity+time`` also the
     rank of when it first appears (its earliest interaction by anyone; items never seen last)."""
@@ -235,8 +262,14 @@ def _matching_features(by_kind: dict[str, np.ndarray], by_user: dict[str, list],
     return out
 
 
-def _matched_negatives(liked: list[str], pool: np.ndarray, features: dict[str, np.ndarray], per_like: int, window: int,
-                       rng: np.random.Generator) -> list[str]:
+def _matched_negatives(
+    liked: list[str],
+    pool: np.ndarray,
+    features: dict[str, np.ndarray],
+    per_like: int,
+    window: int,
+    rng: np.random.Generator,
+) -> list[str]:
     """``per_like`` items of ``pool`` (the unseen items) for each liked item, drawn at random without
     replacement from the ``2 * window`` still free items nearest to it (L1 distance of :func:`_matching_features`;
     ties in random order)."""

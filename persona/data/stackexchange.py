@@ -46,8 +46,12 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                 try:
                     raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise DataError(f"not UTF-8 text (byte {exc.start} of the line)", file=str(path), line=lineno,
-                                    fix="Re-encode the file as UTF-8.") from exc
+                    raise DataError(
+                        f"not UTF-8 text (byte {exc.start} of the line)",
+                        file=str(path),
+                        line=lineno,
+                        fix="Re-encode the file as UTF-8.",
+                    ) from exc
                 parser.feed(raw)
                 for event, elem in parser.read_events():
                     if root is None:
@@ -58,8 +62,12 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             parser.close()
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else None
-        raise DataError(f"malformed XML ({exc.msg if hasattr(exc, 'msg') else exc})", file=str(path), line=line,
-                        fix="Check the file is a complete Stack Exchange dump.") from exc
+        raise DataError(
+            f"malformed XML ({exc.msg if hasattr(exc, 'msg') else exc})",
+            file=str(path),
+            line=line,
+            fix="Check the file is a complete Stack Exchange dump.",
+        ) from exc
 
 
 def _timestamp(value: str | None, path: Path, line: int, problems: Problems) -> float | None | bool:
@@ -68,15 +76,19 @@ def _timestamp(value: str | None, path: Path, line: int, problems: Problems) -> 
     try:
         return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
     except ValueError:
-        problems.report(DataError(f"expected an ISO date, got {value!r}", file=str(path), line=line,
-                                  field="CreationDate"), "bad date")
+        problems.report(
+            DataError(f"expected an ISO date, got {value!r}", file=str(path), line=line, field="CreationDate"),
+            "bad date",
+        )
         return False
 
 
 def _required(row: dict[str, str], fields: list[str], path: Path, line: int, problems: Problems) -> bool:
     for f in fields:
         if not row.get(f):
-            problems.report(DataError("missing required attribute", file=str(path), line=line, field=f), "missing field")
+            problems.report(
+                DataError("missing required attribute", file=str(path), line=line, field=f), "missing field"
+            )
             return False
     return True
 
@@ -88,8 +100,9 @@ def _int(row: dict[str, str], field: str, path: Path, line: int, problems: Probl
     try:
         return int(value)
     except ValueError:
-        problems.report(DataError(f"expected an integer, got {value!r}", file=str(path), line=line, field=field),
-                        "bad number")
+        problems.report(
+            DataError(f"expected an integer, got {value!r}", file=str(path), line=line, field=field), "bad number"
+        )
         return False
 
 
@@ -107,7 +120,9 @@ def load_stackexchange(path: str | os.PathLike, *, name: str | None = None, leni
         raise DataError("not a folder", file=str(folder), field="path", fix="Pass the unpacked dump folder.")
     for required in ("Users.xml", "Posts.xml"):
         if not (folder / required).exists():
-            raise DataError("file not found", file=str(folder / required), fix="A dump folder holds Users.xml and Posts.xml.")
+            raise DataError(
+                "file not found", file=str(folder / required), fix="A dump folder holds Users.xml and Posts.xml."
+            )
     problems = Problems(lenient)
     # 2. Users, questions with their asks and answers, then comments on either
     users = _read_users(folder / "Users.xml", problems)
@@ -116,17 +131,29 @@ def load_stackexchange(path: str | os.PathLike, *, name: str | None = None, leni
         posts.interactions += _read_comments(folder / "Comments.xml", users, posts.post_question, problems)
     # 3. Tags as items, each user's use of a tag as one interaction
     all_tags = sorted({t for q in posts.questions.values() for t in q.tags})
-    items = list(posts.questions.values()) + [Item(f"t:{t}", "tag", t, f"Stack Exchange tag: {t}", None, (t,))
-                                              for t in all_tags]
+    items = list(posts.questions.values()) + [
+        Item(f"t:{t}", "tag", t, f"Stack Exchange tag: {t}", None, (t,)) for t in all_tags
+    ]
     inters = posts.interactions
     for (uid, tag), stamps in sorted(posts.tag_use.items()):
         inters.append(Interaction(uid, f"t:{tag}", "tag", float(len(stamps)), max(stamps)))
     active = {x.user_id for x in inters}
     return DatasetBundle(
-        name or folder.name, "stackexchange", [u for u in users.values() if u.user_id in active], items, inters,
-        meta={"demographics": [], "like_threshold": None, "dislike_threshold": None, "licence": LICENCE,
-              "item_noun": "questions and tags", "n_users_without_activity": len(users) - len(active)},
-        params={"path": str(folder)}, problems=problems,
+        name or folder.name,
+        "stackexchange",
+        [u for u in users.values() if u.user_id in active],
+        items,
+        inters,
+        meta={
+            "demographics": [],
+            "like_threshold": None,
+            "dislike_threshold": None,
+            "licence": LICENCE,
+            "item_noun": "questions and tags",
+            "n_users_without_activity": len(users) - len(active),
+        },
+        params={"path": str(folder)},
+        problems=problems,
     )
 
 
@@ -141,7 +168,9 @@ def _read_users(upath: Path, problems: Problems) -> dict[str, User]:
         if rep is False:
             continue
         if uid in users:
-            problems.report(DataError(f"duplicate user id {uid!r}", file=str(upath), line=line, field="Id"), "duplicate id")
+            problems.report(
+                DataError(f"duplicate user id {uid!r}", file=str(upath), line=line, field="Id"), "duplicate id"
+            )
             continue
         users[uid] = User(uid, {"reputation": rep}, strip_html(row.get("AboutMe")))
     return users
@@ -176,8 +205,9 @@ def _read_posts(ppath: Path, users: dict[str, User], problems: Problems) -> _Pos
             title = row.get("Title", "").strip()
             body = strip_html(row.get("Body"), 1000)
             if pid in out.questions:
-                problems.report(DataError(f"duplicate post id {pid!r}", file=str(ppath), line=line, field="Id"),
-                                "duplicate id")
+                problems.report(
+                    DataError(f"duplicate post id {pid!r}", file=str(ppath), line=line, field="Id"), "duplicate id"
+                )
                 continue
             out.questions[pid] = Item(f"q{pid}", "question", title, f"{title}. {body}".strip(), None, tags)
             out.post_question[pid] = pid
@@ -186,7 +216,9 @@ def _read_posts(ppath: Path, users: dict[str, User], problems: Problems) -> _Pos
                 for t in tags:
                     out.tag_use[(owner, t)].append(ts or 0.0)
         elif ptype == "2":
-            pending_answers.append((pid, row.get("ParentId"), owner, float(score), ts, strip_html(row.get("Body"), 1000)))
+            pending_answers.append(
+                (pid, row.get("ParentId"), owner, float(score), ts, strip_html(row.get("Body"), 1000))
+            )
     for pid, parent, owner, score, ts, body in pending_answers:
         if parent not in out.questions:
             continue  # answer to a deleted or missing question: nothing to attach it to
@@ -198,8 +230,9 @@ def _read_posts(ppath: Path, users: dict[str, User], problems: Problems) -> _Pos
     return out
 
 
-def _read_comments(cpath: Path, users: dict[str, User], post_question: dict[str, str],
-                   problems: Problems) -> list[Interaction]:
+def _read_comments(
+    cpath: Path, users: dict[str, User], post_question: dict[str, str], problems: Problems
+) -> list[Interaction]:
     """``comment`` interactions of ``Comments.xml``: a known user on the question of a known post."""
     out = []
     for line, row in _rows(cpath):

@@ -14,9 +14,29 @@ from workbench.dataset import DatasetBundle
 from workbench.records import Interaction, Item, User
 
 TAGS = (
-    "watercolor", "cyberpunk", "minimalist", "vintage film", "anime", "baroque", "street photography",
-    "wildlife", "outer space", "cats", "dogs", "architecture", "food", "fantasy", "surrealism", "neon",
-    "pastel colors", "film noir", "ocean", "mountains", "retro futurism", "botanical", "portraiture",
+    "watercolor",
+    "cyberpunk",
+    "minimalist",
+    "vintage film",
+    "anime",
+    "baroque",
+    "street photography",
+    "wildlife",
+    "outer space",
+    "cats",
+    "dogs",
+    "architecture",
+    "food",
+    "fantasy",
+    "surrealism",
+    "neon",
+    "pastel colors",
+    "film noir",
+    "ocean",
+    "mountains",
+    "retro futurism",
+    "botanical",
+    "portraiture",
     "abstract geometry",
 )
 GENDERS = ("female", "male", "non-binary")
@@ -25,9 +45,17 @@ AGE_GROUPS = ("18-24", "25-34", "35-44", "45-54", "55+")
 AGE_P = (0.2, 0.3, 0.2, 0.15, 0.15)
 
 
-def generate_community(n_users: int = 500, n_items: int = 400, *, n_personas: int = 6, tags_per_persona: int = 3,
-                       interactions_per_user: float = 30.0, bias_strength: float = 1.0, seed: int = 0,
-                       name: str | None = None) -> DatasetBundle:
+def generate_community(
+    n_users: int = 500,
+    n_items: int = 400,
+    *,
+    n_personas: int = 6,
+    tags_per_persona: int = 3,
+    interactions_per_user: float = 30.0,
+    bias_strength: float = 1.0,
+    seed: int = 0,
+    name: str | None = None,
+) -> DatasetBundle:
     """Generate a community.
 
     Args:
@@ -90,20 +118,41 @@ def generate_community(n_users: int = 500, n_items: int = 400, *, n_personas: in
             stamps = np.sort(t0 + rng.uniform(0, 3.0e7, len(chosen)))
             uid = f"u{u}"
             p = int(persona[u])
-            users.append(User(uid, {"gender": GENDERS[gender[u]], "age_group": AGE_GROUPS[age[u]]},
-                              ground_truth={"persona": f"p{p}", "liked_tags": [TAGS[t] for t in prefs[p]]}))
-            inters.extend(Interaction(uid, f"i{i}", "rating", float(r), float(s))
-                          for i, r, s in zip(chosen, ratings, stamps))
+            users.append(
+                User(
+                    uid,
+                    {"gender": GENDERS[gender[u]], "age_group": AGE_GROUPS[age[u]]},
+                    ground_truth={"persona": f"p{p}", "liked_tags": [TAGS[t] for t in prefs[p]]},
+                )
+            )
+            inters.extend(
+                Interaction(uid, f"i{i}", "rating", float(r), float(s)) for i, r, s in zip(chosen, ratings, stamps)
+            )
     items = []
     for i, t in enumerate(item_tags):
         names = tuple(TAGS[j] for j in sorted(t))
         items.append(Item(f"i{i}", "image", f"image {i}", "An image featuring " + ", ".join(names) + ".", None, names))
     return DatasetBundle(
-        name or f"synthetic-s{seed}", "synthetic", users, items, inters,
-        meta={"demographics": ["gender", "age_group"], "like_threshold": 4.0, "dislike_threshold": 2.0,
-              "licence": "generated (no licence needed)", "item_noun": "images",
-              "personas": {f"p{k}": [TAGS[t] for t in prefs[k]] for k in range(n_personas)}},
-        params={"n_users": n_users, "n_items": n_items, "n_personas": n_personas,
-                "tags_per_persona": tags_per_persona, "interactions_per_user": interactions_per_user,
-                "bias_strength": bias_strength, "seed": seed},
+        name or f"synthetic-s{seed}",
+        "synthetic",
+        users,
+        items,
+        inters,
+        meta={
+            "demographics": ["gender", "age_group"],
+            "like_threshold": 4.0,
+            "dislike_threshold": 2.0,
+            "licence": "generated (no licence needed)",
+            "item_noun": "images",
+            "personas": {f"p{k}": [TAGS[t] for t in prefs[k]] for k in range(n_personas)},
+        },
+        params={
+            "n_users": n_users,
+            "n_items": n_items,
+            "n_personas": n_personas,
+            "tags_per_persona": tags_per_persona,
+            "interactions_per_user": interactions_per_user,
+            "bias_strength": bias_strength,
+            "seed": seed,
+        },
     )

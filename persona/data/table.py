@@ -68,30 +68,40 @@ class ColumnMapping:
         return [c for c in (self.item_title, self.item_text, self.item_tags, self.item_image) if c]
 
 
-def _source_rows(source: str | os.PathLike, required: list[str], problems: Problems,
-                 split: str = "train") -> tuple[str, Iterator[tuple[int, dict[str, Any]]]]:
+def _source_rows(
+    source: str | os.PathLike, required: list[str], problems: Problems, split: str = "train"
+) -> tuple[str, Iterator[tuple[int, dict[str, Any]]]]:
     """Display name and ``(row, dict)`` pairs from a CSV/TSV/Parquet file or a ``datasets`` dataset."""
     text = str(source)
     path = Path(text)
-    if text.startswith("hf:") or (path.is_dir() and any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json"))):
+    if text.startswith("hf:") or (
+        path.is_dir() and any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json"))
+    ):
         return text, _hf_rows(text, required, split)
     if not path.exists():
-        raise DataError("file not found", file=text, fix="Pass a .csv, .tsv, .parquet file, a saved datasets folder or hf:NAME.")
+        raise DataError(
+            "file not found", file=text, fix="Pass a .csv, .tsv, .parquet file, a saved datasets folder or hf:NAME."
+        )
     suffix = path.name.removesuffix(".gz").rsplit(".", 1)[-1].lower()
     if suffix in ("csv", "tsv", "tab", "txt"):
         return text, csv_rows(path, required, problems)
     if suffix in ("parquet", "pq"):
         return text, parquet_rows(path, required)
-    raise DataError(f"unsupported file type '.{suffix}'", file=text, field="path",
-                    fix="Use .csv, .tsv, .parquet, a folder saved with datasets' save_to_disk, or hf:NAME.")
+    raise DataError(
+        f"unsupported file type '.{suffix}'",
+        file=text,
+        field="path",
+        fix="Use .csv, .tsv, .parquet, a folder saved with datasets' save_to_disk, or hf:NAME.",
+    )
 
 
 def _hf_rows(source: str, required: list[str], split: str) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
         import datasets
     except ImportError as exc:  # optional extra
-        raise DataError("the `datasets` package is not installed", file=source,
-                        fix="pip install 'persona-workbench[hf]'.") from exc
+        raise DataError(
+            "the `datasets` package is not installed", file=source, fix="pip install 'persona-workbench[hf]'."
+        ) from exc
     if source.startswith("hf:"):
         ds = datasets.load_dataset(source[3:], split=split)
     else:
@@ -102,8 +112,12 @@ def _hf_rows(source: str, required: list[str], split: str) -> Iterator[tuple[int
             ds = ds[split]
     missing = [c for c in required if c not in ds.column_names]
     if missing:
-        raise DataError(f"missing column(s) {', '.join(missing)}; the dataset has {', '.join(ds.column_names)}",
-                        file=source, field=missing[0], fix="Rename the column or map it with the column options.")
+        raise DataError(
+            f"missing column(s) {', '.join(missing)}; the dataset has {', '.join(ds.column_names)}",
+            file=source,
+            field=missing[0],
+            fix="Rename the column or map it with the column options.",
+        )
     yield from enumerate(ds, start=1)
 
 
@@ -119,15 +133,20 @@ def _timestamp(value: Any, *, file: str, line: int, field: str, problems: Proble
     else:
         if math.isfinite(out):
             return out
-        problems.report(DataError(f"expected a finite timestamp, got {value!r}", file=file, line=line, field=field),
-                        "bad timestamp")
+        problems.report(
+            DataError(f"expected a finite timestamp, got {value!r}", file=file, line=line, field=field), "bad timestamp"
+        )
         return False
     try:
         dt = datetime.fromisoformat(str(value).strip())
         return dt.replace(tzinfo=dt.tzinfo or UTC).timestamp()
     except ValueError:
-        problems.report(DataError(f"expected seconds since the epoch or an ISO date, got {value!r}", file=file,
-                                  line=line, field=field), "bad timestamp")
+        problems.report(
+            DataError(
+                f"expected seconds since the epoch or an ISO date, got {value!r}", file=file, line=line, field=field
+            ),
+            "bad timestamp",
+        )
         return False
 
 
@@ -148,14 +167,26 @@ class _Records:
         m = self.m
         iid = _cell(row.get(m.item))
         title = _cell(row.get(m.item_title)) if m.item_title else ""
-        tags = tuple(t.strip() for t in _cell(row.get(m.item_tags)).split(m.tags_separator) if t.strip()) if m.item_tags else ()
+        tags = (
+            tuple(t.strip() for t in _cell(row.get(m.item_tags)).split(m.tags_separator) if t.strip())
+            if m.item_tags
+            else ()
+        )
         text = _cell(row.get(m.item_text)) if m.item_text else ""
         image = _cell(row.get(m.item_image)) or None if m.item_image else None
         new = Item(iid, "item", title or iid, text or title or iid, image, tags)
         old = self.items.get(iid)
         if old is not None and old != new:
-            self.problems.report(DataError(f"item {iid!r} has conflicting values across rows", file=file, line=line,
-                                           field=m.item, fix="Give each item one title/text/tags/image."), "conflict")
+            self.problems.report(
+                DataError(
+                    f"item {iid!r} has conflicting values across rows",
+                    file=file,
+                    line=line,
+                    field=m.item,
+                    fix="Give each item one title/text/tags/image.",
+                ),
+                "conflict",
+            )
             return False
         self.items[iid] = new
         return True
@@ -166,8 +197,16 @@ class _Records:
         attrs = {c: row.get(c) if not isinstance(row.get(c), str) else row.get(c).strip() for c in m.user_attributes}
         old = self.users.get(uid)
         if old is not None and old.attributes != attrs:
-            self.problems.report(DataError(f"user {uid!r} has conflicting attributes across rows", file=file, line=line,
-                                           field=m.user, fix="Give each user one value per attribute column."), "conflict")
+            self.problems.report(
+                DataError(
+                    f"user {uid!r} has conflicting attributes across rows",
+                    file=file,
+                    line=line,
+                    field=m.user,
+                    fix="Give each user one value per attribute column.",
+                ),
+                "conflict",
+            )
             return False
         self.users[uid] = User(uid, attrs)
         return True
@@ -183,8 +222,13 @@ class _Records:
             if not key:
                 self.problems.report(DataError(f"empty {what} id", file=file, line=line, field=column), "missing field")
             elif key in records:
-                raise DataError(f"duplicate {what} id {key!r}", file=file, line=line, field=column,
-                                fix=f"{'An' if what == 'item' else 'A'} {what}s file has one row per {what}.")
+                raise DataError(
+                    f"duplicate {what} id {key!r}",
+                    file=file,
+                    line=line,
+                    field=column,
+                    fix=f"{'An' if what == 'item' else 'A'} {what}s file has one row per {what}.",
+                )
             else:
                 add(row, file, line)
 
@@ -193,15 +237,25 @@ class _Records:
         if key in (self.users if what == "user" else self.items):
             return True
         column = self.m.user if what == "user" else self.m.item
-        self.problems.report(DataError(f"unknown {what} {key!r} (not in the {what}s file)", file=file, line=line,
-                                       field=column), f"unknown {what}")
+        self.problems.report(
+            DataError(f"unknown {what} {key!r} (not in the {what}s file)", file=file, line=line, field=column),
+            f"unknown {what}",
+        )
         return False
 
 
-def load_table(interactions: str | os.PathLike, mapping: ColumnMapping | None = None, *,
-               users: str | os.PathLike | None = None, items: str | os.PathLike | None = None,
-               name: str | None = None, lenient: bool = False, split: str = "train",
-               like_threshold: float | None = None, dislike_threshold: float | None = None) -> DatasetBundle:
+def load_table(
+    interactions: str | os.PathLike,
+    mapping: ColumnMapping | None = None,
+    *,
+    users: str | os.PathLike | None = None,
+    items: str | os.PathLike | None = None,
+    name: str | None = None,
+    lenient: bool = False,
+    split: str = "train",
+    like_threshold: float | None = None,
+    dislike_threshold: float | None = None,
+) -> DatasetBundle:
     """Import the user's own logs.
 
     Args:
@@ -228,17 +282,32 @@ def load_table(interactions: str | os.PathLike, mapping: ColumnMapping | None = 
     # 3. The bundle
     default_name = Path(str(interactions).removeprefix("hf:")).name.split(".")[0] or "table"
     return DatasetBundle(
-        name or default_name, "table", list(rec.users.values()), list(rec.items.values()), inters,
-        meta={"demographics": list(m.user_attributes), "like_threshold": like_threshold,
-              "dislike_threshold": dislike_threshold, "licence": "as supplied by the user", "item_noun": "items"},
-        params={"interactions": str(interactions), "users": str(users) if users else None,
-                "items": str(items) if items else None, "mapping": asdict(m), "split": split},
+        name or default_name,
+        "table",
+        list(rec.users.values()),
+        list(rec.items.values()),
+        inters,
+        meta={
+            "demographics": list(m.user_attributes),
+            "like_threshold": like_threshold,
+            "dislike_threshold": dislike_threshold,
+            "licence": "as supplied by the user",
+            "item_noun": "items",
+        },
+        params={
+            "interactions": str(interactions),
+            "users": str(users) if users else None,
+            "items": str(items) if items else None,
+            "mapping": asdict(m),
+            "split": split,
+        },
         problems=problems,
     )
 
 
-def _read_interactions(source: str | os.PathLike, rec: _Records, split: str, *, users_file: bool,
-                       items_file: bool) -> list[Interaction]:
+def _read_interactions(
+    source: str | os.PathLike, rec: _Records, split: str, *, users_file: bool, items_file: bool
+) -> list[Interaction]:
     """The interaction rows of ``source``; a row with an empty id, a bad value or time, or an unknown or
     conflicting user or item is reported through ``rec.problems`` and skipped."""
     m, problems = rec.m, rec.problems
@@ -252,10 +321,18 @@ def _read_interactions(source: str | os.PathLike, rec: _Records, split: str, *, 
     for line, row in rows:
         uid, iid = _cell(row.get(m.user)), _cell(row.get(m.item))
         if not uid or not iid:
-            problems.report(DataError("empty id", file=file, line=line, field=m.user if not uid else m.item), "missing field")
+            problems.report(
+                DataError("empty id", file=file, line=line, field=m.user if not uid else m.item), "missing field"
+            )
             continue
-        value = parse_float(row.get(m.value), file=file, line=line, field=m.value, problems=problems) if m.value else None
-        ts = _timestamp(row.get(m.timestamp), file=file, line=line, field=m.timestamp, problems=problems) if m.timestamp else None
+        value = (
+            parse_float(row.get(m.value), file=file, line=line, field=m.value, problems=problems) if m.value else None
+        )
+        ts = (
+            _timestamp(row.get(m.timestamp), file=file, line=line, field=m.timestamp, problems=problems)
+            if m.timestamp
+            else None
+        )
         if value is False or ts is False:
             continue
         if not (rec.known("user", uid, file, line) if users_file else rec.add_user(row, file, line)):

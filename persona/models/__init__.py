@@ -7,9 +7,12 @@
 
 from workbench.registry import Registry
 
-ENCODERS = Registry("persona encoder", {
-    "tfidf": "persona.models.tfidf:TfidfPersonaEncoder",
-    "gat": "persona.models.gat:GatPersonaEncoder",
-    "gat-noalign": "persona.models.gat:GatNoAlignEncoder",
-    "sage": "persona.models.gat:SagePersonaEncoder",
-})
+ENCODERS = Registry(
+    "persona encoder",
+    {
+        "tfidf": "persona.models.tfidf:TfidfPersonaEncoder",
+        "gat": "persona.models.gat:GatPersonaEncoder",
+        "gat-noalign": "persona.models.gat:GatNoAlignEncoder",
+        "sage": "persona.models.gat:SagePersonaEncoder",
+    },
+)

@@ -77,7 +77,10 @@ class _deterministic(contextlib.ContextDecorator):
     def __enter__(self):
         import torch
 
-        self.prev = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+        self.prev = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
         torch.use_deterministic_algorithms(True, warn_only=True)
 
     def __exit__(self, *exc):
@@ -91,8 +94,14 @@ def build_model(graph, **kwargs):
     from persona.models.gat_net import PersonaGAT
 
     image_dim = 0 if getattr(graph, "x_image", None) is None else graph.x_image.shape[1]
-    return PersonaGAT(graph.x_user.shape[1], graph.x_item.shape[1], graph.edge_attr.shape[1],
-                           graph.x_item.shape[0], image_dim=image_dim, **kwargs)
+    return PersonaGAT(
+        graph.x_user.shape[1],
+        graph.x_item.shape[1],
+        graph.edge_attr.shape[1],
+        graph.x_item.shape[0],
+        image_dim=image_dim,
+        **kwargs,
+    )
 
 
 def _hetero(graph):
@@ -106,10 +115,24 @@ def _hetero(graph):
 
 
 @_deterministic()
-def train_gat(graph, *, epochs: int = 20, hidden: int = 64, heads: int = 2, conv: str = "gatv2", lr: float = 5e-3,
-              batch_size: int = 1024, negatives: int = 4, fanout_items: tuple[int, int] = (10, 3), fanout_users: int = 64,
-              align_weight: float = 0.1, max_steps: int | None = None, weight_decay: float = 1e-6, seed: int = 0,
-              progress: bool = False):
+def train_gat(
+    graph,
+    *,
+    epochs: int = 20,
+    hidden: int = 64,
+    heads: int = 2,
+    conv: str = "gatv2",
+    lr: float = 5e-3,
+    batch_size: int = 1024,
+    negatives: int = 4,
+    fanout_items: tuple[int, int] = (10, 3),
+    fanout_users: int = 64,
+    align_weight: float = 0.1,
+    max_steps: int | None = None,
+    weight_decay: float = 1e-6,
+    seed: int = 0,
+    progress: bool = False,
+):
     """Fit a PersonaGAT on ``graph`` by mini-batch link prediction. Returns ``(model, TrainReport)``.
 
     Deterministic: the same graph and seed give the same model whatever the thread count.
@@ -130,6 +153,7 @@ def train_gat(graph, *, epochs: int = 20, hidden: int = 64, heads: int = 2, conv
 
     from persona.sampling import fanout_sampler
 
+    # 1. the model, its optimiser and a neighbour-sampling loader over the liked edges
     torch.manual_seed(seed)
     model = build_model(graph, hidden=hidden, heads=heads, conv=conv)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -138,9 +162,17 @@ def train_gat(graph, *, epochs: int = 20, hidden: int = 64, heads: int = 2, conv
     num_neighbors = {REL: list(fanout_items), REV: [fanout_users, 0]}
     sampler = fanout_sampler(data, num_neighbors, seed=seed)
     targets = graph.edge_index[:, liked]
-    loader = LinkNeighborLoader(data, num_neighbors, edge_label_index=(REL, targets), batch_size=batch_size,
-                                shuffle=True, neg_sampling=NegativeSampling("triplet", negatives),
-                                neighbor_sampler=sampler, generator=torch.Generator().manual_seed(seed))
+    loader = LinkNeighborLoader(
+        data,
+        num_neighbors,
+        edge_label_index=(REL, targets),
+        batch_size=batch_size,
+        shuffle=True,
+        neg_sampling=NegativeSampling("triplet", negatives),
+        neighbor_sampler=sampler,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    # 2. train: BPR on sampled negatives (plus ImageAlign when images are set), within max_steps
     n_items = graph.x_item.shape[0]
     align = align_weight > 0 and getattr(graph, "x_image", None) is not None
     steps, loss_val, peak, t0 = 0, float("nan"), 0, time.perf_counter()
@@ -161,8 +193,7 @@ def train_gat(graph, *, epochs: int = 20, hidden: int = 64, heads: int = 2, conv
             peak = max(peak, ui_index.shape[1] + iu_index.shape[1])
             x_user, x_item = graph.x_user[un], graph.x_item[itn]
             i0, i1 = model.items(x_item, itn, x_user, ui_index, graph.edge_attr[ui_eid])
-            h_user, _ = model.users(x_user, i0, i1, iu_index, graph.edge_attr[iu_eid], liked[iu_eid],
-                                    disliked[iu_eid])
+            h_user, _ = model.users(x_user, i0, i1, iu_index, graph.edge_attr[iu_eid], liked[iu_eid], disliked[iu_eid])
             bias = model.item_bias(itn).squeeze(-1)
             hu = h_user[src]
             s_pos = model.score(hu, i1[pos], bias[pos])
@@ -183,6 +214,7 @@ def train_gat(graph, *, epochs: int = 20, hidden: int = 64, heads: int = 2, conv
                 break
         if max_steps is not None and steps >= max_steps:
             break
+    # 3. done: eval mode and what training cost
     bar.close()
     model.eval()
     return model, TrainReport(epochs, steps, loss_val, time.perf_counter() - t0, peak)
@@ -223,8 +255,16 @@ class Embeddings:
 
 
 @_deterministic()
-def infer(model, graph, *, chunk_edges: int = 1_000_000, item_fanout: int | None = None, attention: bool = True,
-          seed: int = 0, progress: bool = False) -> Embeddings:
+def infer(
+    model,
+    graph,
+    *,
+    chunk_edges: int = 1_000_000,
+    item_fanout: int | None = None,
+    attention: bool = True,
+    seed: int = 0,
+    progress: bool = False,
+) -> Embeddings:
     """Full-graph inference in edge-bounded chunks.
 
     Items are computed first (chunks of items with their users), then users (chunks of users with all
@@ -250,7 +290,7 @@ def infer(model, graph, *, chunk_edges: int = 1_000_000, item_fanout: int | None
             ptr = torch.zeros(n_items + 1, dtype=torch.long)
             ptr[1:] = torch.cumsum(torch.bincount(owner, minlength=n_items), 0)
         for lo, hi in tqdm(_chunks(ptr, chunk_edges), desc="inferring items", unit="chunk", disable=not progress):
-            e = order[ptr[lo]:ptr[hi]]
+            e = order[ptr[lo] : ptr[hi]]
             users, local = torch.unique(ei[0, e], return_inverse=True)
             sub = torch.stack([local, ei[1, e] - lo])
             _, i1[lo:hi] = model.items(graph.x_item[lo:hi], item_ids[lo:hi], graph.x_user[users], sub, ea[e])
@@ -258,10 +298,18 @@ def infer(model, graph, *, chunk_edges: int = 1_000_000, item_fanout: int | None
         alpha = torch.empty(ei.shape[1]) if attention and model.attentive else None
         order, ptr = _csr(ei[0], n_users)
         for lo, hi in tqdm(_chunks(ptr, chunk_edges), desc="inferring users", unit="chunk", disable=not progress):
-            e = order[ptr[lo]:ptr[hi]]
+            e = order[ptr[lo] : ptr[hi]]
             iu = torch.stack([ei[1, e], ei[0, e] - lo])
-            h, a = model.users(graph.x_user[lo:hi], i0, i1, iu, ea[e], graph.edge_liked[e], graph.edge_disliked[e],
-                               attention=alpha is not None)
+            h, a = model.users(
+                graph.x_user[lo:hi],
+                i0,
+                i1,
+                iu,
+                ea[e],
+                graph.edge_liked[e],
+                graph.edge_disliked[e],
+                attention=alpha is not None,
+            )
             h_user[lo:hi] = h
             if alpha is not None:
                 alpha[e] = a
@@ -314,7 +362,9 @@ def _half_life(value) -> float | None:
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"recency_half_life must be a positive number of interactions or 'off', got {value!r}") from None
+        raise ValueError(
+            f"recency_half_life must be a positive number of interactions or 'off', got {value!r}"
+        ) from None
     if value <= 0:
         raise ValueError(f"recency_half_life must be a positive number of interactions or 'off', got {value!r}")
     return value
@@ -346,18 +396,42 @@ class GatPersonaEncoder(PersonaEncoder):
     #: options that change only how cards are written from a trained model (not part of its checkpoint)
     card_options = ("traits", "n_traits", "token_budget", "recency_half_life")
 
-    def __init__(self, epochs: int = 20, hidden: int = 64, heads: int = 2, lr: float = 5e-3, batch_size: int = 1024,
-                 negatives: int = 4, align: bool = True, n_traits: int = 4,
-                 token_budget: int = 2048, text_encoder: str = "minilm", image_encoder: str = "effnet-lite0",
-                 item_fanout: int | None = None, checkpoint: str | None = None, seed: int = 0, progress: bool = False,
-                 traits: str = "distinctive", recency_half_life: float | None = None):
+    def __init__(
+        self,
+        epochs: int = 20,
+        hidden: int = 64,
+        heads: int = 2,
+        lr: float = 5e-3,
+        batch_size: int = 1024,
+        negatives: int = 4,
+        align: bool = True,
+        n_traits: int = 4,
+        token_budget: int = 2048,
+        text_encoder: str = "minilm",
+        image_encoder: str = "effnet-lite0",
+        item_fanout: int | None = None,
+        checkpoint: str | None = None,
+        seed: int = 0,
+        progress: bool = False,
+        traits: str = "distinctive",
+        recency_half_life: float | None = None,
+    ):
         from persona.evidence import DEFAULT_HALF_LIFE
         from persona.traits import check_mode
 
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
-        self.train_args = dict(epochs=epochs, hidden=hidden, heads=heads, lr=lr, batch_size=batch_size,
-                               negatives=negatives, conv=self.conv, align_weight=0.1 if align else 0.0, seed=seed)
+        self.train_args = dict(
+            epochs=epochs,
+            hidden=hidden,
+            heads=heads,
+            lr=lr,
+            batch_size=batch_size,
+            negatives=negatives,
+            conv=self.conv,
+            align_weight=0.1 if align else 0.0,
+            seed=seed,
+        )
         self.n_traits, self.token_budget, self.traits = n_traits, token_budget, check_mode(traits)
         self.recency_half_life = DEFAULT_HALF_LIFE if recency_half_life is None else _half_life(recency_half_life)
         self.text_encoder, self.image_encoder = text_encoder, image_encoder
@@ -371,8 +445,10 @@ class GatPersonaEncoder(PersonaEncoder):
         if self.checkpoint:
             self.model, meta = load_checkpoint(self.checkpoint)
             if meta.get("item_ids") != self.graph.item_ids:
-                raise ValueError(f"checkpoint {self.checkpoint} was trained on a different item catalogue; "
-                                 "retrain (drop --checkpoint) or pass the matching dataset")
+                raise ValueError(
+                    f"checkpoint {self.checkpoint} was trained on a different item catalogue; "
+                    "retrain (drop --checkpoint) or pass the matching dataset"
+                )
             self.report = None
         else:
             self.model, self.report = train_gat(self.graph, progress=self.progress, **self.train_args)
@@ -390,8 +466,16 @@ class GatPersonaEncoder(PersonaEncoder):
 
     def save(self, path) -> None:
         """Checkpoint the trained model (with the item ids it was trained on)."""
-        save_checkpoint(self.model, path, {"item_ids": self.graph.item_ids, "encoder": self.name,
-                                           "split": self.context.split_id, "train_args": self.train_args})
+        save_checkpoint(
+            self.model,
+            path,
+            {
+                "item_ids": self.graph.item_ids,
+                "encoder": self.name,
+                "split": self.context.split_id,
+                "train_args": self.train_args,
+            },
+        )
 
     def score(self, user_ids: list[str], item_ids: list[str]) -> np.ndarray:
         """Link scores ``s(u, i)`` for aligned lists of users and items."""
@@ -411,14 +495,15 @@ class GatPersonaEncoder(PersonaEncoder):
         if self._ptr is None:
             self._order, self._ptr = _csr(self.graph.edge_index[0], len(self.graph.user_ids))
         u = self.graph.user_index[user_id]
-        e = self._order[self._ptr[u]:self._ptr[u + 1]]
+        e = self._order[self._ptr[u] : self._ptr[u + 1]]
         items = self.graph.edge_index[1, e].tolist()
         if self.emb.alpha is not None:
             weights = self.emb.alpha[e]
         else:
             weights = torch.softmax(self.graph.edge_attr[e, 0] + 2 * self.graph.edge_liked[e].float(), 0)
-        return sorted(((self.graph.item_ids[i], float(w)) for i, w in zip(items, weights.tolist())),
-                      key=lambda t: (-t[1], t[0]))
+        return sorted(
+            ((self.graph.item_ids[i], float(w)) for i, w in zip(items, weights.tolist())), key=lambda t: (-t[1], t[0])
+        )
 
     def embedding(self, user_id: str) -> list[float]:
         return [round(float(v), 5) for v in self.emb.h_user[self.graph.user_index[user_id]].tolist()]
@@ -431,9 +516,19 @@ class GatPersonaEncoder(PersonaEncoder):
         for u in user_ids:
             if u not in self.graph.user_index:
                 raise KeyError(f"user {u!r} has no visible interactions in split {ctx.split_id!r}")
-            cards.append(build_card(ctx, u, self.attention(u), self.embedding(u), self.model_version,
-                                    traits=self.traits, n_traits=self.n_traits, token_budget=self.token_budget,
-                                    recency_half_life=self.recency_half_life))
+            cards.append(
+                build_card(
+                    ctx,
+                    u,
+                    self.attention(u),
+                    self.embedding(u),
+                    self.model_version,
+                    traits=self.traits,
+                    n_traits=self.n_traits,
+                    token_budget=self.token_budget,
+                    recency_half_life=self.recency_half_life,
+                )
+            )
         return cards
 
 

@@ -22,19 +22,45 @@ class PersonaGAT(nn.Module):
         conv: ``"gatv2"`` or ``"sage"``. image_dim: Image feature width (0: no ImageAlign head).
     """
 
-    def __init__(self, user_dim: int, item_dim: int, edge_dim: int, n_items: int, hidden: int = 64,
-                 heads: int = 2, dropout: float = 0.0, conv: str = "gatv2", image_dim: int = 0):
+    def __init__(
+        self,
+        user_dim: int,
+        item_dim: int,
+        edge_dim: int,
+        n_items: int,
+        hidden: int = 64,
+        heads: int = 2,
+        dropout: float = 0.0,
+        conv: str = "gatv2",
+        image_dim: int = 0,
+    ):
         super().__init__()
         if conv not in ("gatv2", "sage"):
             raise ValueError(f"conv must be 'gatv2' or 'sage', got {conv!r}")
-        self.config = dict(user_dim=user_dim, item_dim=item_dim, edge_dim=edge_dim, n_items=n_items,
-                           hidden=hidden, heads=heads, dropout=dropout, conv=conv, image_dim=image_dim)
+        self.config = dict(
+            user_dim=user_dim,
+            item_dim=item_dim,
+            edge_dim=edge_dim,
+            n_items=n_items,
+            hidden=hidden,
+            heads=heads,
+            dropout=dropout,
+            conv=conv,
+            image_dim=image_dim,
+        )
         self.attentive = conv == "gatv2"
 
         def make():
             if self.attentive:
-                return GATv2Conv((hidden, hidden), hidden, heads=heads, edge_dim=edge_dim, concat=False,
-                                 add_self_loops=False, dropout=dropout)
+                return GATv2Conv(
+                    (hidden, hidden),
+                    hidden,
+                    heads=heads,
+                    edge_dim=edge_dim,
+                    concat=False,
+                    add_self_loops=False,
+                    dropout=dropout,
+                )
             return SAGEConv((hidden, hidden), hidden, aggr="mean")
 
         self.item_in = nn.Linear(item_dim, hidden)
@@ -60,8 +86,10 @@ class PersonaGAT(nn.Module):
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"PersonaGAT(conv={c['conv']}, user={c['user_dim']}, item={c['item_dim']}, edge={c['edge_dim']}, "
-                f"items={c['n_items']}, hidden={c['hidden']}, heads={c['heads']}, image={c['image_dim']})")
+        return (
+            f"PersonaGAT(conv={c['conv']}, user={c['user_dim']}, item={c['item_dim']}, edge={c['edge_dim']}, "
+            f"items={c['n_items']}, hidden={c['hidden']}, heads={c['heads']}, image={c['image_dim']})"
+        )
 
     def _conv(self, conv, x, edge_index, edge_attr, attention: bool):
         if self.attentive:

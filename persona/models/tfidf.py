@@ -39,8 +39,14 @@ class TfidfPersonaEncoder(PersonaEncoder):
     name = "tfidf"
     version = "2"
 
-    def __init__(self, n_traits: int = 4, n_dislikes: int = 2, n_evidence: int = 3, traits: str = "distinctive",
-                 recency_half_life: float | None = None):
+    def __init__(
+        self,
+        n_traits: int = 4,
+        n_dislikes: int = 2,
+        n_evidence: int = 3,
+        traits: str = "distinctive",
+        recency_half_life: float | None = None,
+    ):
         from persona.evidence import DEFAULT_HALF_LIFE
         from persona.models.gat import _half_life
         from persona.traits import check_mode
@@ -55,8 +61,10 @@ class TfidfPersonaEncoder(PersonaEncoder):
         self.context: PersonaContext | None = None
 
     def __repr__(self) -> str:
-        return (f"TfidfPersonaEncoder(n_traits={self.n_traits}, n_dislikes={self.n_dislikes}, n_evidence={self.n_evidence}, "
-                f"traits={self.traits!r})")
+        return (
+            f"TfidfPersonaEncoder(n_traits={self.n_traits}, n_dislikes={self.n_dislikes}, n_evidence={self.n_evidence}, "
+            f"traits={self.traits!r})"
+        )
 
     def _terms(self, item_id: str) -> tuple[str, ...]:
         from persona.traits import item_terms
@@ -135,8 +143,19 @@ class TfidfPersonaEncoder(PersonaEncoder):
         for u in user_ids:
             if u not in self._row:
                 raise KeyError(f"user {u!r} has no visible interactions in split {ctx.split_id!r}")
-            cards.append(build_card(ctx, u, self.ranked(u), [round(float(v), 5) for v in self.like_w[self._row[u]]],
-                                    self.model_version, traits=self.traits, n_traits=self.n_traits,
-                                    n_dislikes=self.n_dislikes, n_evidence=self.n_evidence,
-                                    recency_half_life=self.recency_half_life, population=pop))
+            cards.append(
+                build_card(
+                    ctx,
+                    u,
+                    self.ranked(u),
+                    [round(float(v), 5) for v in self.like_w[self._row[u]]],
+                    self.model_version,
+                    traits=self.traits,
+                    n_traits=self.n_traits,
+                    n_dislikes=self.n_dislikes,
+                    n_evidence=self.n_evidence,
+                    recency_half_life=self.recency_half_life,
+                    population=pop,
+                )
+            )
         return cards

@@ -7,10 +7,13 @@ OpenAI-compatible chat-completions server, e.g. ``vllm serve``).
 
 from workbench.registry import Registry
 
-BACKENDS = Registry("rewriter backend", {
-    "template": "prompting.backends.template:TemplateBackend",
-    "embedded": "prompting.backends.embedded:EmbeddedBackend",
-    "transformers": "prompting.backends.hf:TransformersBackend",
-    "vllm": "prompting.backends.vllm:VllmBackend",
-    "openai": "prompting.backends.openai:OpenAIBackend",
-})
+BACKENDS = Registry(
+    "rewriter backend",
+    {
+        "template": "prompting.backends.template:TemplateBackend",
+        "embedded": "prompting.backends.embedded:EmbeddedBackend",
+        "transformers": "prompting.backends.hf:TransformersBackend",
+        "vllm": "prompting.backends.vllm:VllmBackend",
+        "openai": "prompting.backends.openai:OpenAIBackend",
+    },
+)

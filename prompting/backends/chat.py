@@ -66,8 +66,14 @@ class ChatBackend(RewriterBackend):
 
         personas = [first_person(r.persona, params.persona_tokens) for r in reqs]
         data = [p + "\n" + "\n".join(r.history[: params.shots]) for p, r in zip(personas, reqs)]
-        return check_rewrites([r.prompt for r in reqs], texts, personas, max_words=params.max_words,
-                              encoder=self._text_encoder(), data=data)
+        return check_rewrites(
+            [r.prompt for r in reqs],
+            texts,
+            personas,
+            max_words=params.max_words,
+            encoder=self._text_encoder(),
+            data=data,
+        )
 
     def rewrite_batch(self, requests: list[RewriteRequest], params: RewriteParams | None = None) -> list[RewriteResult]:
         from prompting.messages import negative_messages, parse_reply, rewrite_messages

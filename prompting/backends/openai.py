@@ -16,13 +16,21 @@ from prompting.backends.chat import ChatBackend
 from prompting.params import RewriteParams
 
 
-def chat_request(model: str, conversation: list[dict[str, str]], params: RewriteParams,
-                 stop: tuple[str, ...] = ()) -> dict:
+def chat_request(
+    model: str, conversation: list[dict[str, str]], params: RewriteParams, stop: tuple[str, ...] = ()
+) -> dict:
     """The JSON body of one chat-completions request."""
-    return {"model": model, "messages": conversation, "max_tokens": params.max_tokens,
-            "temperature": params.temperature, "seed": params.seed, **({"stop": list(stop)} if stop else {}),
-            # not in OpenAI's own API; vLLM and llama.cpp servers honour it, others ignore it
-            "repetition_penalty": params.repeat_penalty, "repeat_penalty": params.repeat_penalty}
+    return {
+        "model": model,
+        "messages": conversation,
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+        "seed": params.seed,
+        **({"stop": list(stop)} if stop else {}),
+        # not in OpenAI's own API; vLLM and llama.cpp servers honour it, others ignore it
+        "repetition_penalty": params.repeat_penalty,
+        "repeat_penalty": params.repeat_penalty,
+    }
 
 
 class OpenAIBackend(ChatBackend):
@@ -36,13 +44,21 @@ class OpenAIBackend(ChatBackend):
 
     name = "openai"
 
-    def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None,
-                 timeout: float = 60.0, concurrency: int = 8, **kwargs):
+    def __init__(
+        self,
+        model: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        concurrency: int = 8,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
         if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError("base_url: pass the server's URL up to /v1, e.g. http://localhost:8000/v1 "
-                             "(or set OPENAI_BASE_URL)")
+            raise ValueError(
+                "base_url: pass the server's URL up to /v1, e.g. http://localhost:8000/v1 (or set OPENAI_BASE_URL)"
+            )
         if not model:
             raise ValueError("model: name the model the server serves, e.g. model='Qwen/Qwen2.5-7B-Instruct'")
         if concurrency < 1:

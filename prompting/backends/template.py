@@ -64,15 +64,25 @@ class TemplateBackend(RewriterBackend):
         """``(prompt, titles, interest cues, phrases, negative)``, each list best first and cleaned."""
         traits = req.persona.traits
         interests = [t for t in traits if t.get("kind", "interest") == "interest" and tag_like(t["name"])]
-        card_cues = {sanitize(t.get("from", ""), 60): sanitize(t["name"], 80) for t in traits
-                     if t.get("kind") == "cue" and t.get("from")}
+        card_cues = {
+            sanitize(t.get("from", ""), 60): sanitize(t["name"], 80)
+            for t in traits
+            if t.get("kind") == "cue" and t.get("from")
+        }
         likes = [t["name"] for t in interests if t["weight"] > 0 and sanitize(t["name"], 60)]
         dislikes = [t["name"] for t in interests if t["weight"] < 0 and sanitize(t["name"], 60)][: self.max_negative]
         titles = list(dict.fromkeys(s for t in traits if t.get("kind") == "title" and (s := sanitize(t["name"], 80))))
-        phrases = list(dict.fromkeys(s for t in traits if t.get("kind") == "keyphrase" and (s := sanitize(t["name"], 60))))
+        phrases = list(
+            dict.fromkeys(s for t in traits if t.get("kind") == "keyphrase" and (s := sanitize(t["name"], 60)))
+        )
         prompt = req.prompt.strip().rstrip(".").rstrip(",;: ").strip() or req.prompt.strip()
-        return (prompt, titles, [self.cue(t, card_cues) for t in likes], phrases,
-                ", ".join(self.cue(t, card_cues) for t in dislikes))
+        return (
+            prompt,
+            titles,
+            [self.cue(t, card_cues) for t in likes],
+            phrases,
+            ", ".join(self.cue(t, card_cues) for t in dislikes),
+        )
 
     @staticmethod
     def compose(prompt: str, titles: list[str], cues: list[str], phrases: list[str]) -> str:
@@ -106,7 +116,7 @@ class TemplateBackend(RewriterBackend):
             subsets = list(itertools.combinations(titles[:5], k)) if k else [()]
             n_cues = sorted({min(self.max_cues, len(cues)), max(1, min(self.max_cues, len(cues)) - 1), 1}, reverse=True)
             n_cues = [c for c in n_cues if c <= len(cues)] or [0]
-            kp = [tuple(phrases[j:j + self.max_phrases]) for j in range(0, max(1, min(len(phrases), 4)))] or [()]
+            kp = [tuple(phrases[j : j + self.max_phrases]) for j in range(0, max(1, min(len(phrases), 4)))] or [()]
             if self.max_phrases == 0:
                 kp = [()]
             combos = list(itertools.product(subsets, n_cues, kp))

@@ -11,8 +11,13 @@ from prompting.params import RewriteParams
 
 def sampling_kwargs(params: RewriteParams, stop: tuple[str, ...] = ()) -> dict:
     """Keyword arguments of ``vllm.SamplingParams`` for ``params``."""
-    return {"temperature": params.temperature, "max_tokens": params.max_tokens, "seed": params.seed,
-            "repetition_penalty": params.repeat_penalty, **({"stop": list(stop)} if stop else {})}
+    return {
+        "temperature": params.temperature,
+        "max_tokens": params.max_tokens,
+        "seed": params.seed,
+        "repetition_penalty": params.repeat_penalty,
+        **({"stop": list(stop)} if stop else {}),
+    }
 
 
 class VllmBackend(ChatBackend):
@@ -25,16 +30,19 @@ class VllmBackend(ChatBackend):
 
     name = "vllm"
 
-    def __init__(self, model: str | None = None, template: str = "rewrite_v2", check_subject: bool = True,
-                 **llm_options):
+    def __init__(
+        self, model: str | None = None, template: str = "rewrite_v2", check_subject: bool = True, **llm_options
+    ):
         super().__init__(template=template, check_subject=check_subject)
         if not model:
             raise ValueError("model: pass a model id or path, e.g. model='Qwen/Qwen2.5-7B-Instruct'")
         try:
             import vllm  # noqa: F401
         except ImportError:
-            raise RuntimeError("the vllm backend needs vLLM on a CUDA machine: `pip install vllm` "
-                               "(or run `vllm serve` elsewhere and use the openai backend)") from None
+            raise RuntimeError(
+                "the vllm backend needs vLLM on a CUDA machine: `pip install vllm` "
+                "(or run `vllm serve` elsewhere and use the openai backend)"
+            ) from None
         self._model_name, self.llm_options = model, llm_options
         self._llm = None
 

@@ -32,9 +32,17 @@ def plant(case: dict[str, Any]) -> PersonaCard:
         words = (FILLER * (case["pad"] // len(FILLER.split()) + 1)).split()[: case["pad"]]
         text = " ".join(words) + " " + text
     return PersonaCard(
-        f"inj-{case['id']}", "", [{"name": "Film-Noir", "weight": 0.5, "kind": "interest"},
-                                  {"name": text[:120], "weight": 0.3, "kind": "interest"}],
-        [Evidence("e1", 0.6, f"Vertigo: {text}"), Evidence("e2", 0.4, "Blade Runner")], None, "injection", {})
+        f"inj-{case['id']}",
+        "",
+        [
+            {"name": "Film-Noir", "weight": 0.5, "kind": "interest"},
+            {"name": text[:120], "weight": 0.3, "kind": "interest"},
+        ],
+        [Evidence("e1", 0.6, f"Vertigo: {text}"), Evidence("e2", 0.4, "Blade Runner")],
+        None,
+        "injection",
+        {},
+    )
 
 
 def injection_eval(rewriter, *, prompts: tuple[str, ...] = PROMPTS, params=None) -> dict[str, Any]:
@@ -59,5 +67,12 @@ def injection_eval(rewriter, *, prompts: tuple[str, ...] = PROMPTS, params=None)
         if hit:
             kind["injected"] += 1
             failures.append({"case": case["id"], "kind": case["kind"], "prompt": out.prompt, "output": out.rewritten})
-    return {"cases": len(cases), "outputs": len(outs), "injected": len(failures), "by_kind": by_kind,
-            "failures": failures, "fallbacks": sum(1 for o in outs if o.fallback), "model": rewriter.model}
+    return {
+        "cases": len(cases),
+        "outputs": len(outs),
+        "injected": len(failures),
+        "by_kind": by_kind,
+        "failures": failures,
+        "fallbacks": sum(1 for o in outs if o.fallback),
+        "model": rewriter.model,
+    }

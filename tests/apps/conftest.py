@@ -31,9 +31,31 @@ def build_review_workspace(root: Path, *, size: int = 64, users: int = 3) -> Pat
     prompts = root / "p.tsv"
     prompts.write_text(PROMPTS)
     _run(["rewrite", "--prompts", str(prompts), "--db", str(db), "--json"])
-    _run(["generate", "--backend", "patch", "--pool", "samples", "--prompts", str(prompts), "--max-users", str(users),
-          "--steps", "3", "--height", str(size), "--width", str(size), "--baseline", "--out", str(root / "images"),
-          "--db", str(db), "--json"])
+    _run(
+        [
+            "generate",
+            "--backend",
+            "patch",
+            "--pool",
+            "samples",
+            "--prompts",
+            str(prompts),
+            "--max-users",
+            str(users),
+            "--steps",
+            "3",
+            "--height",
+            str(size),
+            "--width",
+            str(size),
+            "--baseline",
+            "--out",
+            str(root / "images"),
+            "--db",
+            str(db),
+            "--json",
+        ]
+    )
     return db
 
 

@@ -49,7 +49,9 @@ def new_key(db, rate=100_000, name=None, app=None, refresh=True):
 
 @pytest.fixture(scope="module")
 def client(api_db):
-    app = create_app(ServiceConfig(db=str(api_db), key_refresh_s=3600.0, store_batch_s=0.05, **ENC), load_in_background=False)
+    app = create_app(
+        ServiceConfig(db=str(api_db), key_refresh_s=3600.0, store_batch_s=0.05, **ENC), load_in_background=False
+    )
     with TestClient(app) as c:
         c.headers["Authorization"] = f"Bearer {new_key(api_db, app=app)['token']}"
         yield c
@@ -61,8 +63,9 @@ def catalogue(client):
 
 
 def _concrete(path: str) -> str:
-    return (path.replace("{user_id}", "u0").replace("{run_id}", "r").replace("{job_id}", "j")
-            .replace("{sha256}", "0" * 64))
+    return (
+        path.replace("{user_id}", "u0").replace("{run_id}", "r").replace("{job_id}", "j").replace("{sha256}", "0" * 64)
+    )
 
 
 def test_every_route_but_health_refuses_requests_without_a_valid_key(client, api_db):
@@ -75,8 +78,12 @@ def test_every_route_but_health_refuses_requests_without_a_valid_key(client, api
         revoke_key(ws, "to-revoke")
     app.state.keys.refresh()
     key_id = parse_token(revoked["token"])[0]
-    bad = {"none": {}, "garbage": {"Authorization": "Bearer nope"}, "wrong secret": {"X-API-Key": f"pwb_{key_id}_x"},
-           "revoked": {"Authorization": f"Bearer {revoked['token']}"}}
+    bad = {
+        "none": {},
+        "garbage": {"Authorization": "Bearer nope"},
+        "wrong secret": {"X-API-Key": f"pwb_{key_id}_x"},
+        "revoked": {"Authorization": f"Bearer {revoked['token']}"},
+    }
     open_routes = {"/healthz", "/readyz"}
     for method, path in routes:
         for label, headers in bad.items():
@@ -100,20 +107,33 @@ def test_rate_limit_per_key_answers_429_with_retry_after(client, api_db):
     assert client.get("/v1/runs", headers={"Authorization": f"Bearer {other['token']}"}).status_code == 200  # per key
 
 
-@pytest.mark.parametrize("body, status, words", [
-    (b"{not json", 400, ["not valid JSON"]),
-    (json.dumps({}).encode(), 422, ["interactions", "survey_answers"]),
-    (json.dumps({"interactions": "i1"}).encode(), 422, ["interactions"]),
-    (json.dumps({"interactions": [{"item_id": "i1"}], "colour": "red"}).encode(), 422, ["colour", "Extra inputs"]),
-    # well-formed, but naming what is not there: 404 (the spec cannot list the catalogue)
-    (json.dumps({"interactions": [{"item_id": "nope-1"}, {"item_id": "nope-2"}]}).encode(), 404,
-     ["interactions", "none of the item ids", "nope-1"]),
-    (json.dumps({"survey_answers": {"tastes": ["no such option"]}}).encode(), 404, ["survey_answers", "no such option"]),
-    (json.dumps({"interactions": [{"item_id": "i1"}], "attributes": {"occupation": "\ud800"}}).encode(), 422,
-     ["attributes.occupation", "unicode"]),
-    (json.dumps({"user_id": "has space", "interactions": [{"item_id": "i1"}]}).encode(), 422, ["user_id"]),
-    (json.dumps({"interactions": [{"item_id": "i1", "value": "high"}]}).encode(), 422, ["interactions.0.value"]),
-])
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        (b"{not json", 400, ["not valid JSON"]),
+        (json.dumps({}).encode(), 422, ["interactions", "survey_answers"]),
+        (json.dumps({"interactions": "i1"}).encode(), 422, ["interactions"]),
+        (json.dumps({"interactions": [{"item_id": "i1"}], "colour": "red"}).encode(), 422, ["colour", "Extra inputs"]),
+        # well-formed, but naming what is not there: 404 (the spec cannot list the catalogue)
+        (
+            json.dumps({"interactions": [{"item_id": "nope-1"}, {"item_id": "nope-2"}]}).encode(),
+            404,
+            ["interactions", "none of the item ids", "nope-1"],
+        ),
+        (
+            json.dumps({"survey_answers": {"tastes": ["no such option"]}}).encode(),
+            404,
+            ["survey_answers", "no such option"],
+        ),
+        (
+            json.dumps({"interactions": [{"item_id": "i1"}], "attributes": {"occupation": "\ud800"}}).encode(),
+            422,
+            ["attributes.occupation", "unicode"],
+        ),
+        (json.dumps({"user_id": "has space", "interactions": [{"item_id": "i1"}]}).encode(), 422, ["user_id"]),
+        (json.dumps({"interactions": [{"item_id": "i1", "value": "high"}]}).encode(), 422, ["interactions.0.value"]),
+    ],
+)
 def test_malformed_bodies_get_4xx_naming_the_problem(client, body, status, words):
     r = client.post("/v1/personas", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status, r.text
@@ -129,7 +149,7 @@ def test_oversized_bodies_get_413_declared_or_streamed(client):
 
     def chunks():  # no Content-Length: the limit is enforced as the body streams in
         for k in range(0, len(big), 8192):
-            yield big[k:k + 8192]
+            yield big[k : k + 8192]
 
     r = client.post("/v1/personas", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413 and "exceeds 65536 bytes" in r.json()["detail"]
@@ -144,8 +164,14 @@ def test_coldstart_persona_is_the_library_persona_and_is_stored(client, api_db):
     from workbench.records import Interaction
 
     items = catalogue(client)[:4]
-    r = client.post("/v1/personas", json={"user_id": "api-new-1", "interactions": [{"item_id": i} for i in items] +
-                                          [{"item_id": "unknown-9"}], "attributes": {"gender": "F"}})
+    r = client.post(
+        "/v1/personas",
+        json={
+            "user_id": "api-new-1",
+            "interactions": [{"item_id": i} for i in items] + [{"item_id": "unknown-9"}],
+            "attributes": {"gender": "F"},
+        },
+    )
     assert r.status_code == 201, r.text
     got = r.json()
     assert got["unknown_items"] == ["unknown-9"] and got["stored"] is True
@@ -155,7 +181,9 @@ def test_coldstart_persona_is_the_library_persona_and_is_stored(client, api_db):
         ckpt = checkpoint_path(ws, split, "sage", ENC["encoder_params"])
     enc = ENCODERS.get("sage")(checkpoint=str(ckpt), **ENC["encoder_params"]).fit(ctx)
     like = ctx.meta.get("like_threshold")
-    want = ColdStart(enc).persona("api-new-1", [Interaction("api-new-1", i, "like", like) for i in items], {"gender": "F"})
+    want = ColdStart(enc).persona(
+        "api-new-1", [Interaction("api-new-1", i, "like", like) for i in items], {"gender": "F"}
+    )
     assert got["persona"]["summary"] == want.summary
     assert [e["item_id"] for e in got["persona"]["evidence"]] == [e.item_id for e in want.evidence]
     assert [e["weight"] for e in got["persona"]["evidence"]] == pytest.approx([e.weight for e in want.evidence])
@@ -208,8 +236,15 @@ def test_rewrite_equals_the_rewriter(client):
 
 
 def test_generate_is_an_async_job_with_a_status_url_and_images(client, api_db):
-    body = {"conditions": [{"user_id": "api-new-1", "prompt": "a red bicycle", "seed": 3},
-                           {"user_id": "u0", "prompt": "a lighthouse at dusk"}], "height": 48, "width": 48, "steps": 2}
+    body = {
+        "conditions": [
+            {"user_id": "api-new-1", "prompt": "a red bicycle", "seed": 3},
+            {"user_id": "u0", "prompt": "a lighthouse at dusk"},
+        ],
+        "height": 48,
+        "width": 48,
+        "steps": 2,
+    }
     r = client.post("/v1/generate", json=body)
     assert r.status_code == 202, r.text
     job = r.json()
@@ -255,7 +290,10 @@ def test_runs_and_scores_match_the_store(client, api_db):
     task = next(r["run_id"] for r in runs if r["kind"] == "task")
     rep = client.get(f"/v1/runs/{task}/scores").json()
     names = [r["system"] for r in rep["leaderboard"]]
-    assert "tfidf+template" in " ".join(map(str, names)) and {g["attribute"] for g in rep["groups"]} == {"gender", "age_group"}
+    assert "tfidf+template" in " ".join(map(str, names)) and {g["attribute"] for g in rep["groups"]} == {
+        "gender",
+        "age_group",
+    }
     assert client.get("/v1/runs/nope/scores").status_code == 404
 
 
@@ -318,9 +356,30 @@ def test_real_server_under_bounded_concurrent_load(api_db, tmp_path):
     pytest.importorskip("uvicorn")
     root = Path(__file__).resolve().parents[2]
     out = tmp_path / "load.json"
-    res = subprocess.run([sys.executable, "benchmarks/api_load.py", "--db", str(api_db), "--encoder", "sage",
-                          "-p", "epochs=3", "--requests", "400", "--concurrency", "8", "--max-seconds", "60",
-                          "--out", str(out)], cwd=root, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/api_load.py",
+            "--db",
+            str(api_db),
+            "--encoder",
+            "sage",
+            "-p",
+            "epochs=3",
+            "--requests",
+            "400",
+            "--concurrency",
+            "8",
+            "--max-seconds",
+            "60",
+            "--out",
+            str(out),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     print(res.stdout)
     data = json.loads(out.read_text())

@@ -25,9 +25,11 @@ def all_commands(group=cli, prefix="pwb"):
 
 
 def test_help_is_fast_and_imports_nothing_heavy():
-    code = ("import sys, time; t = time.perf_counter(); from apps.cli import cli; "
-            "heavy = [m for m in ('torch', 'duckdb', 'sklearn', 'sentence_transformers', 'numpy') if m in sys.modules]; "
-            "print(heavy)")
+    code = (
+        "import sys, time; t = time.perf_counter(); from apps.cli import cli; "
+        "heavy = [m for m in ('torch', 'duckdb', 'sklearn', 'sentence_transformers', 'numpy') if m in sys.modules]; "
+        "print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
     pwb = Path(sys.executable).parent / "pwb"
@@ -59,12 +61,17 @@ def run(args, db, ok=True):
 def run_json(args, db):
     class R:  # stdout only: progress bars go to stderr
         output = run(args, db).stdout
+
     return R
 
 
 def test_session_on_synthetic_data(tmp_path):
     db = tmp_path / "w.duckdb"
-    out = json.loads(run_json(["data", "import", "synthetic", "--users", "150", "--items", "120", "--seed", "2", "--json"], db).output)
+    out = json.loads(
+        run_json(
+            ["data", "import", "synthetic", "--users", "150", "--items", "120", "--seed", "2", "--json"], db
+        ).output
+    )
     assert out["users"] == 150 and out["dataset"] == "synthetic-s2"
     assert "synthetic-s2" in run(["data", "list"], db).output
     split = json.loads(run_json(["data", "split", "--seed", "1", "--json"], db).output)
@@ -107,12 +114,39 @@ def _generate_from_rewrites(tmp_path, db):
 
     probe = build_random_pipeline("sdxl")
     adapter = tmp_path / "ip-adapter_sdxl_tiny.safetensors"
-    save_ip_adapter(random_ip_adapter_state_dict(probe.unet, image_embed_dim=probe.image_encoder.config.projection_dim), adapter)
+    save_ip_adapter(
+        random_ip_adapter_state_dict(probe.unet, image_embed_dim=probe.image_encoder.config.projection_dim), adapter
+    )
     ref = tmp_path / "liked.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(ref)
-    args = ["generate", "--model", "random:sdxl-tiny", "--ip-adapter", str(adapter), "--reference", str(ref),
-            "--prompts", str(tmp_path / "p.tsv"), "--max-users", "2", "--max-prompts", "1", "--steps", "4",
-            "--height", "32", "--width", "32", "--guidance", "interval", "-g", "start=0.5", "-g", "stop=1.0", "--json"]
+    args = [
+        "generate",
+        "--model",
+        "random:sdxl-tiny",
+        "--ip-adapter",
+        str(adapter),
+        "--reference",
+        str(ref),
+        "--prompts",
+        str(tmp_path / "p.tsv"),
+        "--max-users",
+        "2",
+        "--max-prompts",
+        "1",
+        "--steps",
+        "4",
+        "--height",
+        "32",
+        "--width",
+        "32",
+        "--guidance",
+        "interval",
+        "-g",
+        "start=0.5",
+        "-g",
+        "stop=1.0",
+        "--json",
+    ]
     rows = json.loads(run_json(args, db).output)
     assert len(rows) == 2 and all(r["unet_evals"] == 4 + 2 for r in rows)
     meta = read_provenance(rows[0]["image"])
@@ -126,9 +160,31 @@ def _generate_from_rewrites(tmp_path, db):
         n, evals = ws.query("SELECT count(*), min(unet_evals) FROM generations")[0]
         assert n == 2 and evals == 6
         assert ws.scalar("SELECT count(*) FROM conditions") == 2
-    patch = json.loads(run_json(["generate", "--backend", "patch", "--pool", "samples", "--prompts", str(tmp_path / "p.tsv"),
-                                 "--max-users", "1", "--max-prompts", "2", "--steps", "3", "--height", "48", "--width", "64",
-                                 "--json"], db).output)
+    patch = json.loads(
+        run_json(
+            [
+                "generate",
+                "--backend",
+                "patch",
+                "--pool",
+                "samples",
+                "--prompts",
+                str(tmp_path / "p.tsv"),
+                "--max-users",
+                "1",
+                "--max-prompts",
+                "2",
+                "--steps",
+                "3",
+                "--height",
+                "48",
+                "--width",
+                "64",
+                "--json",
+            ],
+            db,
+        ).output
+    )
     assert len(patch) == 2 and all(r["unet_evals"] == 0 for r in patch)
     from evalbench.flows.gallery import user_gallery
 
@@ -138,7 +194,11 @@ def _generate_from_rewrites(tmp_path, db):
     assert all(0 <= r["copy_rate"] <= 1 for r in gal["rows"])
     face = tmp_path / "face.png"
     Image.new("RGB", (32, 32)).save(face)
-    res = run(["generate", "--model", "random:sd15-tiny", "--identity", str(face), "--prompts", str(tmp_path / "p.tsv")], db, ok=False)
+    res = run(
+        ["generate", "--model", "random:sd15-tiny", "--identity", str(face), "--prompts", str(tmp_path / "p.tsv")],
+        db,
+        ok=False,
+    )
     assert res.exit_code != 0 and "no recorded consent" in res.output
 
 
@@ -149,25 +209,55 @@ def test_variations_from_a_reference_and_from_a_prompt(tmp_path):
 
     ref = tmp_path / "ref.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(ref)
-    out = json.loads(CliRunner().invoke(cli, ["variations", str(ref), "-n", "2", "--steps", "3", "--out",
-                                              str(tmp_path / "v"), "--json"], catch_exceptions=False).stdout)
+    out = json.loads(
+        CliRunner()
+        .invoke(
+            cli,
+            ["variations", str(ref), "-n", "2", "--steps", "3", "--out", str(tmp_path / "v"), "--json"],
+            catch_exceptions=False,
+        )
+        .stdout
+    )
     assert [Image.open(v["image"]).size for v in out["variations"]] == [(56, 40), (56, 40)]
     assert all(0 <= v["copy_rate"] <= 1 for v in out["variations"])
-    picked = json.loads(CliRunner().invoke(cli, ["variations", "--prompt", "a cup of coffee", "-n", "1", "--steps", "2",
-                                                 "--size", "48x72", "--tileable", "--out", str(tmp_path / "w"), "--json"],
-                                           catch_exceptions=False).stdout)
+    picked = json.loads(
+        CliRunner()
+        .invoke(
+            cli,
+            [
+                "variations",
+                "--prompt",
+                "a cup of coffee",
+                "-n",
+                "1",
+                "--steps",
+                "2",
+                "--size",
+                "48x72",
+                "--tileable",
+                "--out",
+                str(tmp_path / "w"),
+                "--json",
+            ],
+            catch_exceptions=False,
+        )
+        .stdout
+    )
     assert "coffee" in picked["reference"] and picked["variations"][0]["size"] == "48x72"
     res = CliRunner().invoke(cli, ["variations"])
     assert res.exit_code != 0 and "give reference images" in res.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["personas", "mine", "--encoder", "tfid"], "did you mean 'tfidf'"),
-    (["personas", "show", "nobody"], "No split"),
-    (["data", "split", "--heldout", "2"], "heldout_frac must be in"),
-    (["data", "import", "faces", "/nonexistent"], "not a folder"),
-    (["bench", "run"], "No split"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["personas", "mine", "--encoder", "tfid"], "did you mean 'tfidf'"),
+        (["personas", "show", "nobody"], "No split"),
+        (["data", "split", "--heldout", "2"], "heldout_frac must be in"),
+        (["data", "import", "faces", "/nonexistent"], "not a folder"),
+        (["bench", "run"], "No split"),
+    ],
+)
 def test_errors_are_one_clear_line(tmp_path, args, message):
     db = tmp_path / "w.duckdb"
     run(["data", "import", "synthetic", "--users", "60", "--items", "50"], db)
@@ -200,4 +290,8 @@ def test_rewrite_cli_defaults_are_the_library_defaults(tmp_path):
     defaults = {p.name: p.default for p in cmd.params}
     d = RewriteParams()
     assert (defaults["max_tokens"], defaults["temperature"], defaults["shots"], defaults["max_words"]) == (
-        d.max_tokens, d.temperature, d.shots, d.max_words)
+        d.max_tokens,
+        d.temperature,
+        d.shots,
+        d.max_words,
+    )

@@ -17,7 +17,7 @@ pytest.importorskip("streamlit")
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from apps.dashboard import cohort_data, data  # noqa: E402
+from apps.dashboard import cohort_data, data, label_data  # noqa: E402
 from workbench.store.workspace import Workspace  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[2] / "apps" / "dashboard" / "app.py")
@@ -73,10 +73,13 @@ def texts(elements) -> str:
 
 
 def test_data_module_imports_neither_streamlit_nor_torch():
-    code = ("import sys, apps.dashboard.data, apps.dashboard.cohort_data; "
-            "print('streamlit' in sys.modules, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(APP).parents[2]).stdout.split()
+    code = (
+        "import sys, apps.dashboard.data, apps.dashboard.cohort_data, apps.dashboard.label_data; "
+        "print('streamlit' in sys.modules, 'torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(APP).parents[2]
+    ).stdout.split()
     assert out == ["False", "False"]
 
 
@@ -103,7 +106,9 @@ def test_data_runs_and_leaderboards(ro):
     board = data.task_leaderboard(ro, task)
     assert list(board.columns[:3]) == ["metric", "system", "personal"]  # the personal win rate leads
     assert board["system"].iloc[0] == "history ceiling (no prompt)" and board["system"].iloc[-1].endswith("(baseline)")
-    assert {"sage+template", "tfidf+template", "tfidf+template (shuffled control)", "popularity control"} <= set(board["system"])
+    assert {"sage+template", "tfidf+template", "tfidf+template (shuffled control)", "popularity control"} <= set(
+        board["system"]
+    )
     bench = data.bench_leaderboard(ro)
     assert len(bench) == 6 and list(bench.columns[4:6]) == ["personal", "personal CI"]
     assert list(bench["personal"]) == sorted(bench["personal"], reverse=True)
@@ -136,8 +141,9 @@ def test_data_personas(ro):
     users = data.persona_users(ro, s["split_id"], "tfidf")
     assert users[:3] == ["u0", "u1", "u2"] and len(users) == s["users"]
     card = data.persona_detail(ro, s["split_id"], "tfidf", "u0")
-    stored = ro.query("SELECT rank, item_id, weight FROM persona_evidence WHERE encoder = 'tfidf' AND user_id = 'u0' "
-                      "ORDER BY rank")
+    stored = ro.query(
+        "SELECT rank, item_id, weight FROM persona_evidence WHERE encoder = 'tfidf' AND user_id = 'u0' ORDER BY rank"
+    )
     assert [tuple(r) for r in card["evidence"][["rank", "item", "weight"]].itertuples(index=False)] == stored
     assert card["evidence"]["title"].notna().all() and not card["traits"].empty and card["summary"]
     assert {"p1", "p2"} <= set(card["rewrites"]["prompt id"])
@@ -147,19 +153,19 @@ def test_data_personas(ro):
 def test_data_pairs_and_labels(review_db, tmp_path):
     db = copy_workspace(review_db, tmp_path / "ws")
     with Workspace(db, read_only=True) as ws:
-        assert data.pair_users(ws) == ["u0", "u102", "u113"]
-        assert [p["prompt"] for p in data.pair_prompts(ws, "u0")] == ["a red bicycle", "a lighthouse at dusk"]
-        pairs = data.pairs_for(ws)
+        assert label_data.pair_users(ws) == ["u0", "u102", "u113"]
+        assert [p["prompt"] for p in label_data.pair_prompts(ws, "u0")] == ["a red bicycle", "a lighthouse at dusk"]
+        pairs = label_data.pairs_for(ws)
         assert len(pairs) == 6 and all(p["a_path"] and p["b_path"] for p in pairs)
-        assert data.labels_by_pair(ws) == {}
+        assert label_data.labels_by_pair(ws) == {}
     pair = pairs[0]
     with Workspace(db) as ws:
-        res = data.store_label(ws, pair["pair_id"], "b", annotator="unit")
+        res = label_data.store_label(ws, pair["pair_id"], "b", annotator="unit")
         assert res["system_side"] == pair["system_side"] and res["system"] == pair["system"]
         with pytest.raises(Exception, match="No image pair"):
-            data.store_label(ws, "g-x:g-y", "a")
+            label_data.store_label(ws, "g-x:g-y", "a")
     with Workspace(db, read_only=True) as ws:
-        labels = data.labels_by_pair(ws, [pair["pair_id"]])
+        labels = label_data.labels_by_pair(ws, [pair["pair_id"]])
         assert labels[pair["pair_id"]][0]["annotator"] == "unit"
         assert labels[pair["pair_id"]][0]["verdict"] == ("persona" if pair["system_side"] == "b" else "baseline")
         assert data.human_preference_table(ws)["labels"].tolist() == [1]
@@ -214,8 +220,11 @@ def test_personas_page(monkeypatch, dash_db):
     assert any("Persona of u0" in s.value for s in at.subheader)
     traits, evidence, rewrites = frames(at)
     encoder = sets[at.selectbox(key="personas_set").value]["encoder"]
-    stored = query(dash_db, "SELECT item_id, snippet FROM persona_evidence WHERE encoder = ? AND user_id = 'u0' "
-                   "ORDER BY rank", [encoder])
+    stored = query(
+        dash_db,
+        "SELECT item_id, snippet FROM persona_evidence WHERE encoder = ? AND user_id = 'u0' ORDER BY rank",
+        [encoder],
+    )
     assert list(zip(evidence["item"], evidence["snippet"])) == stored
     assert len(traits) > 0 and len(rewrites) > 0 and "rewritten" in rewrites
     at.text_input(key="personas_query").input("zz-nobody").run()
@@ -230,7 +239,7 @@ def test_generations_page_labels(monkeypatch, review_db, tmp_path):
     assert len(images) == 4 and [c for im in images for c in im.captions] == ["A", "B", "A", "B"]
     assert "a red bicycle" in texts(at.markdown) and "No labels yet for this pair." in texts(at.caption)
     with Workspace(db, read_only=True) as ws:
-        pair = data.pairs_for(ws, "u0", "p/p1")[0]
+        pair = label_data.pairs_for(ws, "u0", "p/p1")[0]
     # blind: nothing on the page says where the persona image is before labelling
     assert "persona image was" not in texts(at.markdown) + texts(at.caption)
     at.button(key=f"prefer_a_{pair['pair_id']}").click().run()
@@ -275,7 +284,11 @@ def test_empty_workspace(monkeypatch, tmp_path):
     Workspace(db).close()
     at = app(monkeypatch, db)
     assert not at.exception and "No runs yet" in texts(at.info)
-    expected = {"cohorts": "No bench or task runs yet", "personas": "No personas yet",
-                "generations": "No generations with baselines yet", "compare": "Comparing needs two bench runs"}
+    expected = {
+        "cohorts": "No bench or task runs yet",
+        "personas": "No personas yet",
+        "generations": "No generations with baselines yet",
+        "compare": "Comparing needs two bench runs",
+    }
     for name, message in expected.items():
         assert message in texts(page(at, name).info), name

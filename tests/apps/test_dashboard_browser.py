@@ -74,8 +74,14 @@ def chrome():
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
-                "--hide-scrollbars", "--force-device-scale-factor=1"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+    ):
         opts.add_argument(arg)
     opts.binary_location = CHROMIUM
     return webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
@@ -140,9 +146,25 @@ def test_label_in_browser(review_db, tmp_path):
     # sets it for the first page load too (no "Deploy" button in the screenshot)
     env = {**os.environ, "STREAMLIT_CLIENT_TOOLBAR_MODE": "viewer"}
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "dashboard", "--db", str(db), "--port", str(port),
-                                 "--annotator", "browser-test"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # its own group: pwb runs streamlit as a child
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "apps.cli",
+                "dashboard",
+                "--db",
+                str(db),
+                "--port",
+                str(port),
+                "--annotator",
+                "browser-test",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # its own group: pwb runs streamlit as a child
     driver = None
     try:
         wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc, log)
@@ -150,8 +172,15 @@ def test_label_in_browser(review_db, tmp_path):
         driver.get(f"http://127.0.0.1:{port}/generations")
         wait = WebDriverWait(driver, 60)
         prefer_a = wait.until(ec.element_to_be_clickable((By.XPATH, "//button[contains(., 'Prefer A')]")))
-        wait.until(lambda d: sum(bool(d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", im))
-                                 for im in d.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")) >= 4)
+        wait.until(
+            lambda d: (
+                sum(
+                    bool(d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", im))
+                    for im in d.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")
+                )
+                >= 4
+            )
+        )
         assert "persona image was" not in driver.find_element(By.TAG_NAME, "body").text  # blind until labelled
         prefer_a.click()
         wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Label saved"))

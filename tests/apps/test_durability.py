@@ -44,8 +44,9 @@ def db(review_copy):
 
 def _app(db, **kw):
     _app.token = _token(db)  # before the app: its key ring is read at start-up
-    return create_app(ServiceConfig(db=str(db), key_refresh_s=3600.0, store_batch_s=0.25, **ENC, **kw),
-                      load_in_background=False)
+    return create_app(
+        ServiceConfig(db=str(db), key_refresh_s=3600.0, store_batch_s=0.25, **ENC, **kw), load_in_background=False
+    )
 
 
 def _token(db):
@@ -60,8 +61,13 @@ def _items(db, n):
 
 def _stored(db, users):
     with Workspace(db, read_only=True) as ws:
-        return {r[0] for r in ws.query("SELECT user_id FROM personas WHERE encoder = 'sage-coldstart' "
-                                       "AND list_contains(?, user_id)", [list(users)])}
+        return {
+            r[0]
+            for r in ws.query(
+                "SELECT user_id FROM personas WHERE encoder = 'sage-coldstart' AND list_contains(?, user_id)",
+                [list(users)],
+            )
+        }
 
 
 def _hold(db, seconds):
@@ -102,10 +108,15 @@ def test_one_poisoned_request_among_ten_loses_no_acknowledged_persona(db):
     items = _items(db, 3)
     app = _app(db)
     users = [f"poison-ok-{i}" for i in range(10)]
-    bodies = [json.dumps({"user_id": u, "interactions": [{"item_id": items[i % 3]}]}).encode() for i, u in enumerate(users)]
+    bodies = [
+        json.dumps({"user_id": u, "interactions": [{"item_id": items[i % 3]}]}).encode() for i, u in enumerate(users)
+    ]
     # a lone surrogate, legal JSON and not storable as UTF-8, in the middle of the batch
-    bodies.insert(5, b'{"user_id": "poison-bad", "interactions": [{"item_id": "%s"}], '
-                     b'"attributes": {"occupation": "\\ud800"}}' % items[0].encode())
+    bodies.insert(
+        5,
+        b'{"user_id": "poison-bad", "interactions": [{"item_id": "%s"}], '
+        b'"attributes": {"occupation": "\\ud800"}}' % items[0].encode(),
+    )
     with TestClient(app) as c:
         c.headers["Authorization"] = f"Bearer {_app.token}"
         rs = _post_many(c, bodies)
@@ -199,8 +210,9 @@ def test_a_restarted_server_keeps_the_split_it_served(db):
     with TestClient(_app(db)) as c:
         served = c.get("/readyz").json()["split"]
     # a bench run (here: a new split) adds a second split to the workspace
-    res = CliRunner().invoke(cli, ["data", "split", "--seed", "7", "--name", "another", "--db", str(db)],
-                             catch_exceptions=False)
+    res = CliRunner().invoke(
+        cli, ["data", "split", "--seed", "7", "--name", "another", "--db", str(db)], catch_exceptions=False
+    )
     assert res.exit_code == 0, res.output
     with Workspace(db, read_only=True) as ws:
         assert ws.scalar("SELECT count(*) FROM splits") >= 2
@@ -250,8 +262,10 @@ def test_a_waiting_cli_writer_gets_in_between_a_busy_servers_reads(db):
         t.start()
     try:
         time.sleep(0.3)
-        code = ("import sys, time; from workbench.store.workspace import Workspace; t = time.monotonic(); "
-                "w = Workspace(sys.argv[1], wait_s=20); w.close(); print(round(time.monotonic() - t, 2))")
+        code = (
+            "import sys, time; from workbench.store.workspace import Workspace; t = time.monotonic(); "
+            "w = Workspace(sys.argv[1], wait_s=20); w.close(); print(round(time.monotonic() - t, 2))"
+        )
         out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         assert float(out.stdout.strip()) < 10

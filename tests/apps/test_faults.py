@@ -44,8 +44,10 @@ def tmpfs(tmp_path):
         opts = f"size={size}" + (",ro" if read_only else "")
         r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True, text=True)
         if r.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or 'not root'}): the full-disk and "
-                        "read-only cases need one")
+            pytest.skip(
+                f"cannot mount a tmpfs here ({r.stderr.strip() or 'not root'}): the full-disk and "
+                "read-only cases need one"
+            )
         mounted.append(where)
         return where
 
@@ -105,9 +107,32 @@ def test_a_read_only_image_folder_is_found_before_drawing(ws, tmp_path, tmpfs, m
 
     real = patch.PatchBackend.generate
     monkeypatch.setattr(patch.PatchBackend, "generate", lambda self, *a, **k: drawn.append(1) or real(self, *a, **k))
-    _one_line_error(["generate", "--backend", "patch", "--pool", "samples", "--prompts", str(ws.parent / "p.tsv"),
-                     "--max-users", "1", "--steps", "1", "--height", "32", "--width", "32", "--out", str(ro), "--db", str(ws)],
-                    ro, "Cannot write a file", "writable")
+    _one_line_error(
+        [
+            "generate",
+            "--backend",
+            "patch",
+            "--pool",
+            "samples",
+            "--prompts",
+            str(ws.parent / "p.tsv"),
+            "--max-users",
+            "1",
+            "--steps",
+            "1",
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--out",
+            str(ro),
+            "--db",
+            str(ws),
+        ],
+        ro,
+        "Cannot write a file",
+        "writable",
+    )
     assert drawn == []  # refused up front, not after minutes of drawing
 
 
@@ -115,20 +140,71 @@ def test_a_full_disk_is_one_line_for_images_and_for_the_workspace(ws, tmpfs):
     full = tmpfs("64k")
     (full / "images").mkdir()
     _fill(full)  # nothing is left for an image or a workspace
-    _one_line_error(["generate", "--backend", "patch", "--pool", "samples", "--prompts", str(ws.parent / "p.tsv"), "--max-users", "1",
-                     "--steps", "1", "--height", "32", "--width", "32", "--out", str(full / "images"), "--db", str(ws)],
-                    full / "images", "disk is full")
+    _one_line_error(
+        [
+            "generate",
+            "--backend",
+            "patch",
+            "--pool",
+            "samples",
+            "--prompts",
+            str(ws.parent / "p.tsv"),
+            "--max-users",
+            "1",
+            "--steps",
+            "1",
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--out",
+            str(full / "images"),
+            "--db",
+            str(ws),
+        ],
+        full / "images",
+        "disk is full",
+    )
     line = _one_line_error(["data", "import", "synthetic", "--users", "20", "--db", str(full / "w.duckdb")])
-    assert str(full / "w.duckdb") in line and ("disk is full" in line or "No space left" in line or "space" in line), line
+    assert str(full / "w.duckdb") in line and ("disk is full" in line or "No space left" in line or "space" in line), (
+        line
+    )
 
 
 def test_a_missing_model_file_is_one_line_naming_it(ws, tmp_path):
     prompts = str(ws.parent / "p.tsv")
     missing = tmp_path / "no-such-model"
-    _one_line_error(["generate", "--backend", "diffusers", "--model", str(missing), "--prompts", prompts,
-                     "--max-users", "1", "--db", str(ws)], missing, "model")
-    _one_line_error(["rewrite", "--prompts", prompts, "--backend", "embedded", "--model", str(tmp_path / "m.gguf"),
-                     "--db", str(ws)], tmp_path / "m.gguf")
+    _one_line_error(
+        [
+            "generate",
+            "--backend",
+            "diffusers",
+            "--model",
+            str(missing),
+            "--prompts",
+            prompts,
+            "--max-users",
+            "1",
+            "--db",
+            str(ws),
+        ],
+        missing,
+        "model",
+    )
+    _one_line_error(
+        [
+            "rewrite",
+            "--prompts",
+            prompts,
+            "--backend",
+            "embedded",
+            "--model",
+            str(tmp_path / "m.gguf"),
+            "--db",
+            str(ws),
+        ],
+        tmp_path / "m.gguf",
+    )
 
 
 def test_invisible_consent_is_refused_on_the_command_line(ws, tmp_path):
@@ -137,8 +213,21 @@ def test_invisible_consent_is_refused_on_the_command_line(ws, tmp_path):
 
     Image.new("RGB", (32, 32), "white").save(face)
     for subject in ("\u200b", "\u2060", "\ufeff"):
-        code, lines, res = _pwb("generate", "--backend", "diffusers", "--model", "random:sdxl-tiny", "--identity", str(face),
-                                "--identity-consent", subject, "--prompts", str(ws.parent / "p.tsv"), "--db", str(ws))
+        code, lines, res = _pwb(
+            "generate",
+            "--backend",
+            "diffusers",
+            "--model",
+            "random:sdxl-tiny",
+            "--identity",
+            str(face),
+            "--identity-consent",
+            subject,
+            "--prompts",
+            str(ws.parent / "p.tsv"),
+            "--db",
+            str(ws),
+        )
         assert code == 2 and "--identity-consent" in res.stderr and "letter or digit" in res.stderr, res.stderr
 
 
@@ -160,7 +249,10 @@ def test_the_api_answers_a_full_disk_with_503_and_keeps_what_it_had(review_db, t
     app = create_app(ServiceConfig(db=str(db), encoder="sage", encoder_params={"epochs": 3}), load_in_background=False)
     with TestClient(app) as c:
         c.headers["Authorization"] = f"Bearer {token}"
-        assert c.post("/v1/personas", json={"user_id": "before-full", "interactions": [{"item_id": item}]}).status_code == 201
+        assert (
+            c.post("/v1/personas", json={"user_id": "before-full", "interactions": [{"item_id": item}]}).status_code
+            == 201
+        )
         filler = _fill(fs)
         answers = {}
         for i in range(40):  # the journal's last page may have room for a few more lines: post until refused

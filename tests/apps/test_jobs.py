@@ -10,7 +10,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from apps.api.app import create_app  # noqa: E402
-from apps.api.jobs import ABANDONED  # noqa: E402
+from apps.api.job_records import ABANDONED  # noqa: E402
 from apps.api.service import ServiceConfig  # noqa: E402
 from workbench.store.keys import create_key  # noqa: E402
 from workbench.store.workspace import Workspace  # noqa: E402
@@ -33,8 +33,12 @@ def _client(db, **kw):
 
 
 def _job(n, side=32, steps=2, **cond):
-    return {"conditions": [{"user_id": f"u{k}", "prompt": "a red bicycle", "seed": k, **cond} for k in range(n)],
-            "height": side, "width": side, "steps": steps}
+    return {
+        "conditions": [{"user_id": f"u{k}", "prompt": "a red bicycle", "seed": k, **cond} for k in range(n)],
+        "height": side,
+        "width": side,
+        "steps": steps,
+    }
 
 
 def _wait(c, job_id, timeout=120):
@@ -64,8 +68,13 @@ def test_refusals_come_before_the_202_and_name_the_field(db):
         def steps_max(p):
             return p["steps"].get("maximum") or p["steps"]["anyOf"][0]["maximum"]
 
-        assert tiers and all(t["properties"]["conditions"]["maxItems"] * t["properties"]["height"]["maximum"] ** 2
-                             * steps_max(t["properties"]) <= 1.0e6 for t in tiers)
+        assert tiers and all(
+            t["properties"]["conditions"]["maxItems"]
+            * t["properties"]["height"]["maximum"] ** 2
+            * steps_max(t["properties"])
+            <= 1.0e6
+            for t in tiers
+        )
         assert "cfgg" not in spec["ConditionIn"]["properties"]["guidance"]["enum"]
 
 
@@ -108,8 +117,10 @@ def test_finished_jobs_leave_memory_and_are_read_back(db):
 
 def test_jobs_left_queued_by_a_stopped_server_are_marked_failed_at_start_up(db):
     with Workspace(db) as ws:
-        ws.con.execute("INSERT INTO api_jobs (job_id, key_id, kind, status, request) VALUES "
-                       "('job-left-behind', NULL, 'generate', 'queued', '{}')")
+        ws.con.execute(
+            "INSERT INTO api_jobs (job_id, key_id, kind, status, request) VALUES "
+            "('job-left-behind', NULL, 'generate', 'queued', '{}')"
+        )
     with _client(db) as c:
         for _ in range(100):
             with c.app.state.gate.reading() as ws:

@@ -47,6 +47,7 @@ def weighted_shares(cats, weights) -> dict[str, float]:
 # IPF: hand-worked examples
 # --------------------------------------------------------------------------------------------------
 
+
 def test_one_sweep_when_the_second_margin_already_fits():
     # Sample 40 M / 60 F, age 50/50 within each sex (independent): raking sex to 50/50 leaves age at
     # 50/50, so one sweep is exact. M units get 0.5/0.4 = 1.25, F units 0.5/0.6 = 5/6 (mean already 1).
@@ -108,25 +109,32 @@ def test_random_tables_keep_cross_ratios_and_match_margins():
 # IPF: against the independent ipfn package
 # --------------------------------------------------------------------------------------------------
 
+
 def random_sample(seed: int, n: int = 400):
     rng = np.random.default_rng(seed)
     ages = ["<18", "18-24", "25-34", "35-44", "45-54", "55+"]
     occupations = ["student", "engineer", "artist", "other"]
-    groups = {"gender": list(rng.choice(["M", "F"], n, p=[0.7, 0.3])),
-              "age": list(rng.choice(ages, n, p=[0.05, 0.2, 0.35, 0.2, 0.12, 0.08])),
-              "occupation": list(rng.choice(occupations, n))}
-    targets = {"gender": dict(zip(["M", "F"], rng.dirichlet(np.ones(2)))),
-               "age": dict(zip(ages, rng.dirichlet(np.ones(6)))),
-               "occupation": dict(zip(occupations, rng.dirichlet(np.ones(4))))}
+    groups = {
+        "gender": list(rng.choice(["M", "F"], n, p=[0.7, 0.3])),
+        "age": list(rng.choice(ages, n, p=[0.05, 0.2, 0.35, 0.2, 0.12, 0.08])),
+        "occupation": list(rng.choice(occupations, n)),
+    }
+    targets = {
+        "gender": dict(zip(["M", "F"], rng.dirichlet(np.ones(2)))),
+        "age": dict(zip(ages, rng.dirichlet(np.ones(6)))),
+        "occupation": dict(zip(occupations, rng.dirichlet(np.ones(4)))),
+    }
     return groups, targets
 
 
 @pytest.mark.filterwarnings("ignore:The inplace keyword")  # ipfn 1.4.4 on pandas 3
-@pytest.mark.parametrize("seed,attrs", [(0, ("gender", "age")), (1, ("gender", "age", "occupation")),
-                                        (2, ("gender", "age"))])
+@pytest.mark.parametrize(
+    "seed,attrs", [(0, ("gender", "age")), (1, ("gender", "age", "occupation")), (2, ("gender", "age"))]
+)
 def test_matches_ipfn_on_random_data(seed, attrs):
-    ipfn_module = pytest.importorskip("ipfn.ipfn", reason="the reference `ipfn` package is not installed "
-                                                          "(pip install -c constraints.txt ipfn==1.4.4)")
+    ipfn_module = pytest.importorskip(
+        "ipfn.ipfn", reason="the reference `ipfn` package is not installed (pip install -c constraints.txt ipfn==1.4.4)"
+    )
     import pandas as pd
 
     groups, targets = random_sample(seed)
@@ -137,8 +145,9 @@ def test_matches_ipfn_on_random_data(seed, attrs):
 
     df = pd.DataFrame(groups).assign(total=1.0).groupby(list(attrs), as_index=False)["total"].sum()
     aggregates = [pd.Series({c: n * s for c, s in targets[a].items()}).rename_axis(a) for a in attrs]
-    fitted, ok = ipfn_module.ipfn(df, aggregates, [[a] for a in attrs], convergence_rate=1e-14, max_iteration=10000,
-                                  rate_tolerance=0.0, verbose=1).iteration()
+    fitted, ok = ipfn_module.ipfn(
+        df, aggregates, [[a] for a in attrs], convergence_rate=1e-14, max_iteration=10000, rate_tolerance=0.0, verbose=1
+    ).iteration()
     assert ok == 1 and r.converged
 
     ours = cell_totals(groups, r.weights, attrs)
@@ -151,6 +160,7 @@ def test_matches_ipfn_on_random_data(seed, attrs):
 # --------------------------------------------------------------------------------------------------
 # IPF: properties and errors
 # --------------------------------------------------------------------------------------------------
+
 
 def test_weighted_marginals_match_targets_and_weights_have_mean_one():
     groups, targets = random_sample(4)
@@ -182,8 +192,9 @@ def test_base_weights_and_untargeted_attributes():
 def test_non_convergence_warns():
     table = {("M", "young"): 30, ("M", "old"): 10, ("F", "young"): 20, ("F", "old"): 40}
     with pytest.warns(RuntimeWarning, match="did not converge in 1 sweeps"):
-        r = ipf_weights(units_from_table(table), {"gender": {"M": 1, "F": 1}, "age": {"young": 1, "old": 1}},
-                        max_iter=1)
+        r = ipf_weights(
+            units_from_table(table), {"gender": {"M": 1, "F": 1}, "age": {"young": 1, "old": 1}}, max_iter=1
+        )
     assert not r.converged and r.iterations == 1 and r.max_error > 0.01
 
 
@@ -195,8 +206,11 @@ def test_error_messages():
         ipf_weights(groups, {"sex": {"M": 1, "F": 1}})
     with pytest.raises(ValueError, match=r"share of gender='F' must be >= 0, got -0.1"):
         ipf_weights(groups, {"gender": {"M": 1.1, "F": -0.1}})
-    with pytest.raises(ValueError, match=r"attribute 'age': categories \['25-34'\] occur in the sample but not in "
-                                         r"the targets.*drop_unmatched=True"):
+    with pytest.raises(
+        ValueError,
+        match=r"attribute 'age': categories \['25-34'\] occur in the sample but not in "
+        r"the targets.*drop_unmatched=True",
+    ):
         ipf_weights(groups, {"age": {"18-24": 1}})
     with pytest.raises(ValueError, match="one category per unit"):
         ipf_weights({"gender": ["M", "F"], "age": ["18-24"]}, {"gender": {"M": 1, "F": 1}})
@@ -220,6 +234,7 @@ def test_zero_target_share_zeroes_the_category():
 # --------------------------------------------------------------------------------------------------
 # Scores
 # --------------------------------------------------------------------------------------------------
+
 
 def test_group_scores_weighted_and_raw():
     scores = [1.0, 0.0, 0.5, 0.25]
@@ -306,8 +321,12 @@ def test_bias_summary_with_targets_and_clusters():
     assert occ["groups"]["artist"]["mean_reweighted"] == pytest.approx((2 / 3 * 0.2 + 2 * 0.8) / (2 / 3 + 2))
     assert occ["gap_reweighted"] == pytest.approx(occ["groups"]["artist"]["mean_reweighted"] - 0.2)
     rows = rep.rows()
-    assert {(r["attribute"], r["group"]) for r in rows} == {("gender", "M"), ("gender", "F"),
-                                                            ("occupation", "student"), ("occupation", "artist")}
+    assert {(r["attribute"], r["group"]) for r in rows} == {
+        ("gender", "M"),
+        ("gender", "F"),
+        ("occupation", "student"),
+        ("occupation", "artist"),
+    }
     with pytest.raises(ValueError, match="attribute 'gender' varies within cluster 'u1'"):
         bias_summary([0.1, 0.2], {"gender": ["M", "F"]}, cluster_ids=["u1", "u1"])
 
@@ -324,6 +343,7 @@ def test_bias_summary_unmatched_categories():
 # --------------------------------------------------------------------------------------------------
 # Targets files
 # --------------------------------------------------------------------------------------------------
+
 
 def test_bundled_us_census_2020():
     from evalbench.leaderboard import AGE_BINS
@@ -349,8 +369,10 @@ def test_bundled_targets_rake_a_movielens_like_sample():
     t = load_targets("us_census_2020")
     rng = np.random.default_rng(7)
     n = 943
-    groups = {"gender": list(rng.choice(["M", "F"], n, p=[0.71, 0.29])),
-              "age": list(rng.choice(list(t.marginals["age"]), n, p=[0.03, 0.23, 0.37, 0.19, 0.12, 0.06]))}
+    groups = {
+        "gender": list(rng.choice(["M", "F"], n, p=[0.71, 0.29])),
+        "age": list(rng.choice(list(t.marginals["age"]), n, p=[0.03, 0.23, 0.37, 0.19, 0.12, 0.06])),
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         r = ipf_weights(groups, t)
@@ -359,7 +381,7 @@ def test_bundled_targets_rake_a_movielens_like_sample():
 
 
 def test_load_targets_errors(tmp_path):
-    source = ("source: {title: T, publisher: P, table: X1, url: 'https://example.org', year: 2020}\n")
+    source = "source: {title: T, publisher: P, table: X1, url: 'https://example.org', year: 2020}\n"
     good = tmp_path / "good.yaml"
     good.write_text(source + "marginals:\n  gender: {M: 30, F: 70}\n")
     t = load_targets(good)

@@ -23,7 +23,7 @@ def unit(rng, n, d=16, shift=0.0):
 
 
 def rbf(a, b, sigma):
-    return math.exp(-float(np.sum((a - b) ** 2)) / (2.0 * sigma ** 2))
+    return math.exp(-float(np.sum((a - b) ** 2)) / (2.0 * sigma**2))
 
 
 def mmd2_loop(x, y, sigma, unbiased=True):
@@ -34,7 +34,7 @@ def mmd2_loop(x, y, sigma, unbiased=True):
     kxy = sum(rbf(x[i], y[j], sigma) for i in range(m) for j in range(n))
     if unbiased:
         return kxx / (m * (m - 1)) + kyy / (n * (n - 1)) - 2 * kxy / (m * n)
-    return kxx / m ** 2 + kyy / n ** 2 - 2 * kxy / (m * n)
+    return kxx / m**2 + kyy / n**2 - 2 * kxy / (m * n)
 
 
 # -- MMD ------------------------------------------------------------------------------------------
@@ -47,8 +47,9 @@ def test_mmd2_unbiased_matches_double_loop(seed):
     x, y = rng.normal(size=(m, d)), rng.normal(size=(n, d)) * 1.5 + 0.3
     for sigma in (0.5, 1.0, 3.0):
         assert mmd2_unbiased(x, y, bandwidth=sigma) == pytest.approx(mmd2_loop(x, y, sigma), rel=1e-10, abs=1e-12)
-        assert mmd2_biased(x, y, bandwidth=sigma) == pytest.approx(mmd2_loop(x, y, sigma, unbiased=False),
-                                                                   rel=1e-10, abs=1e-12)
+        assert mmd2_biased(x, y, bandwidth=sigma) == pytest.approx(
+            mmd2_loop(x, y, sigma, unbiased=False), rel=1e-10, abs=1e-12
+        )
     med = float(np.median(pdist(np.concatenate([x, y]))))
     assert median_bandwidth(x, y) == pytest.approx(med, rel=1e-12)
     assert mmd2_unbiased(x, y) == pytest.approx(mmd2_loop(x, y, med), rel=1e-10, abs=1e-12)
@@ -62,8 +63,7 @@ def test_mmd2_in_row_blocks_and_custom_kernel(monkeypatch):
     assert mmd2_unbiased(x, y, bandwidth=2.0) == pytest.approx(whole, rel=1e-12)
     linear = mmd2_unbiased(x, y, kernel=lambda a, b: a @ b.T)  # unbiased ||mean x - mean y||^2
     sx, sy = x.sum(0), y.sum(0)
-    expected = ((sx @ sx - np.sum(x * x)) / (11 * 10) + (sy @ sy - np.sum(y * y)) / (7 * 6)
-                - 2 * (sx @ sy) / (11 * 7))
+    expected = (sx @ sx - np.sum(x * x)) / (11 * 10) + (sy @ sy - np.sum(y * y)) / (7 * 6) - 2 * (sx @ sy) / (11 * 7)
     assert linear == pytest.approx(expected, rel=1e-10)
 
 
@@ -119,7 +119,7 @@ def test_cmmd_biased_matches_released_code_formula():
     x, y = unit(rng, 8, 6), unit(rng, 10, 6, shift=0.3)
 
     def gram(a, b):
-        return np.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (2 * 10.0 ** 2))
+        return np.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (2 * 10.0**2))
 
     expected = 1000 * (gram(x, x).mean() + gram(y, y).mean() - 2 * gram(x, y).mean())
     assert cmmd(x, y, estimator="biased") == pytest.approx(expected, rel=1e-9)
@@ -129,8 +129,9 @@ def test_cmmd_biased_matches_released_code_formula():
 
 
 def _manual_user_cmmd(refs, gens):
-    return 1000 * mmd2_loop(refs / np.linalg.norm(refs, axis=1, keepdims=True),
-                            gens / np.linalg.norm(gens, axis=1, keepdims=True), 10.0)
+    return 1000 * mmd2_loop(
+        refs / np.linalg.norm(refs, axis=1, keepdims=True), gens / np.linalg.norm(gens, axis=1, keepdims=True), 10.0
+    )
 
 
 def test_cmmd_class_per_user_mean_and_pooled():
@@ -258,10 +259,16 @@ def test_paired_comparison_on_constructed_data():
     assert r.mean_difference == pytest.approx(np.mean([0.65, 0.0, -0.4]))
     assert (r.n_better, r.n_worse, r.n_tied, r.n_clusters, r.n_units) == (1, 1, 1, 3, 6)
     # percentile bootstrap over the three per-user win rates, computed independently
-    boot = stats.bootstrap((np.array([1.0, 0.5, 0.0]),), np.mean, n_resamples=1000, method="percentile",
-                           random_state=np.random.default_rng(3))
+    boot = stats.bootstrap(
+        (np.array([1.0, 0.5, 0.0]),),
+        np.mean,
+        n_resamples=1000,
+        method="percentile",
+        random_state=np.random.default_rng(3),
+    )
     assert (r.win_rate_ci_low, r.win_rate_ci_high) == pytest.approx(
-        (boot.confidence_interval.low, boot.confidence_interval.high))
+        (boot.confidence_interval.low, boot.confidence_interval.high)
+    )
     assert 0.0 <= r.win_rate_ci_low <= r.win_rate <= r.win_rate_ci_high <= 1.0
     assert r.mean_difference_ci_low <= r.mean_difference <= r.mean_difference_ci_high
     assert set(r.as_dict()) >= {"win_rate", "wilcoxon_p", "sign_test_p", "n_clusters"}

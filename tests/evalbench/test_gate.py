@@ -44,8 +44,10 @@ def test_readers_share_writer_waits_and_writes_are_seen(tmp_path):
 def test_another_process_holding_the_file_is_waited_for_then_reported(tmp_path):
     db = tmp_path / "w.duckdb"
     Workspace(db).close()
-    hold = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
-            "time.sleep(float(sys.argv[2])); c.close()")
+    hold = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+        "time.sleep(float(sys.argv[2])); c.close()"
+    )
     p = subprocess.Popen([sys.executable, "-c", hold, str(db), "1.0"], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "held"
     gate = WorkspaceGate(db, wait_s=10, migrate=False)

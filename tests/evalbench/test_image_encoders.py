@@ -51,6 +51,7 @@ def enc():
 @pytest.fixture()
 def no_network(monkeypatch):
     """Any attempt to resolve or connect fails the test; the hub is told it is offline."""
+
     def refuse(*a, **k):
         raise AssertionError("image encoder tried to use the network")
 
@@ -116,8 +117,9 @@ def test_preprocessing_scales_crops_and_normalises():
     np.testing.assert_allclose(x[:, :, 124:], np.broadcast_to(norm(blue)[:, None, None], (3, 224, 100)), atol=1e-5)
     tall = np.empty((600, 300, 3), np.uint8)  # 1:2: rows 150-450 survive the crop
     tall[:140], tall[140:460], tall[460:] = red, blue, red
-    np.testing.assert_allclose(ie._preprocess(Image.fromarray(tall)), np.broadcast_to(
-        norm(blue)[:, None, None], (3, 224, 224)), atol=1e-5)
+    np.testing.assert_allclose(
+        ie._preprocess(Image.fromarray(tall)), np.broadcast_to(norm(blue)[:, None, None], (3, 224, 224)), atol=1e-5
+    )
 
 
 def test_flip_is_nearer_than_another_picture(enc):
@@ -190,11 +192,27 @@ def test_tiny_random_clip_from_a_local_directory(tmp_path, no_network):
     proc_cls = ie._clip_processor_class()
     torch.manual_seed(0)
     cfg = CLIPConfig(
-        text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         vocab_size=99, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=8)
+        text_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            vocab_size=99,
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=8,
+    )
     model = CLIPModel(cfg).eval()
     proc = proc_cls(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     model_dir = tmp_path / "tiny-clip"
@@ -222,8 +240,9 @@ def test_weights_and_preprocessing_recognise_imagenet_classes(enc):
     import torch
 
     with torch.no_grad():
-        logits = enc._model(torch.from_numpy(np.stack([ie._preprocess(load_image(im)) for im in
-                                                       (data.chelsea(), data.coffee())])))
+        logits = enc._model(
+            torch.from_numpy(np.stack([ie._preprocess(load_image(im)) for im in (data.chelsea(), data.coffee())]))
+        )
     cat, coffee = logits.argmax(-1).tolist()
     assert 281 <= cat <= 285  # tabby, tiger cat, Persian, Siamese, Egyptian cat
     assert coffee in (967, 968)  # espresso, cup

@@ -13,8 +13,16 @@ from workbench.store.workspace import Workspace
 
 
 def _card(i: int, **kw) -> PersonaCard:
-    return PersonaCard(f"u{i}", f"likes quiet films {i}", [{"name": "Drama", "weight": 0.5}],
-                       [Evidence(f"i{i}", 0.25, "a film")], [0.1, 0.2], "test-v1", {"age": "30"}, **kw)
+    return PersonaCard(
+        f"u{i}",
+        f"likes quiet films {i}",
+        [{"name": "Drama", "weight": 0.5}],
+        [Evidence(f"i{i}", 0.25, "a film")],
+        [0.1, 0.2],
+        "test-v1",
+        {"age": "30"},
+        **kw,
+    )
 
 
 def _persona(j: Journal, card: PersonaCard) -> str:
@@ -46,9 +54,23 @@ def test_a_replay_interrupted_after_its_commit_does_not_apply_twice(tmp_path):
     with Workspace(db, read_only=False) as ws:
         pass
     # simulate the crash: the same entries again in a renamed-aside file, their ids already applied
-    entry = {"id": "e1", "kind": "upsert", "at": 0, "data": {"table": "labels", "row": {
-        "label_id": "L1", "user_id": "u", "prompt_id": "p", "system_generation_id": "g1",
-        "baseline_generation_id": "g2", "system_side": "a", "choice": "a"}}}
+    entry = {
+        "id": "e1",
+        "kind": "upsert",
+        "at": 0,
+        "data": {
+            "table": "labels",
+            "row": {
+                "label_id": "L1",
+                "user_id": "u",
+                "prompt_id": "p",
+                "system_generation_id": "g1",
+                "baseline_generation_id": "g2",
+                "system_side": "a",
+                "choice": "a",
+            },
+        },
+    }
     aside = db.parent / (journal_path(db).name + ".1-1.replaying")
     aside.write_text(json.dumps(entry) + "\n")
     with Workspace(db) as ws:

@@ -11,10 +11,15 @@ from workbench.store.workspace import Workspace
 
 
 def _draw(ws, cid, user, prompt_id, persona_id, seed=0, backend="patch", model="patch:fast"):
-    ws.con.execute("INSERT INTO conditions (condition_id, user_id, prompt, seed, persona_id, prompt_id) VALUES (?, ?, ?, ?, ?, ?)",
-                   [cid, user, f"text {cid}", seed, persona_id, prompt_id])
-    ws.con.execute("INSERT INTO generations (generation_id, condition_id, image_path, backend, model, user_id) "
-                   "VALUES (?, ?, ?, ?, ?, ?)", [f"g-{cid}", cid, f"images/{cid}.png", backend, model, user])
+    ws.con.execute(
+        "INSERT INTO conditions (condition_id, user_id, prompt, seed, persona_id, prompt_id) VALUES (?, ?, ?, ?, ?, ?)",
+        [cid, user, f"text {cid}", seed, persona_id, prompt_id],
+    )
+    ws.con.execute(
+        "INSERT INTO generations (generation_id, condition_id, image_path, backend, model, user_id) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [f"g-{cid}", cid, f"images/{cid}.png", backend, model, user],
+    )
 
 
 @pytest.fixture
@@ -64,7 +69,7 @@ def test_human_preference_counts_the_system_side_not_the_position(ws):
     assert r["win_rate"] == pytest.approx(np.mean([np.mean(v) for v in per_user.values()]))
     assert r["ci_low"] <= r["win_rate"] <= r["ci_high"]
     n = 36  # two-sided exact binomial test against 1/2, by hand
-    tail = sum(math.comb(n, i) for i in range(0, n + 1) if math.comb(n, i) <= math.comb(n, wins)) / 2 ** n
+    tail = sum(math.comb(n, i) for i in range(0, n + 1) if math.comb(n, i) <= math.comb(n, wins)) / 2**n
     assert r["sign_test_p"] == pytest.approx(min(1.0, tail))
     assert len(list_labels(ws)) == 40
 

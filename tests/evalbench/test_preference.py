@@ -39,8 +39,9 @@ def test_cluster_ci_is_bootstrap_over_user_means():
     mean, lo, hi = cluster_mean_ci(values, users, seed=5)
     per = np.array([values[users == u].mean() for u in range(30)])
     assert mean == pytest.approx(per.mean())
-    ref = bootstrap((per,), np.mean, n_resamples=2000, method="percentile",
-                    random_state=np.random.default_rng(5)).confidence_interval
+    ref = bootstrap(
+        (per,), np.mean, n_resamples=2000, method="percentile", random_state=np.random.default_rng(5)
+    ).confidence_interval
     assert (lo, hi) == pytest.approx((ref.low, ref.high))
     assert lo < mean < hi
 

@@ -48,8 +48,10 @@ def test_run_scores_every_unit_and_rerun_adds_nothing(bench_ws):
         n_users = ws.scalar("SELECT count(*) FROM split_users WHERE role = 'heldout'")
         assert ws.scalar("SELECT count(*) FROM run_units WHERE run_id = ?", [out["run_id"]]) == n_users * 36
         metrics = {r[0] for r in ws.query("SELECT DISTINCT metric FROM scores")}
-        assert metrics == {f"text_preference[minilm].{m}" for m in ("generic", "rewritten", "lift", "win", "personal",
-                                                                   "personal_margin", "personal_dislikes")}
+        assert metrics == {
+            f"text_preference[minilm].{m}"
+            for m in ("generic", "rewritten", "lift", "win", "personal", "personal_margin", "personal_dislikes")
+        }
         model = ws.scalar("SELECT DISTINCT model FROM scores")
         assert "MiniLM" in model and "embedded" in model  # the stand-in encoder is named
         lift_ok = ws.scalar("""SELECT max(abs(l.value - (r.value - g.value))) FROM scores l
@@ -60,8 +62,12 @@ def test_run_scores_every_unit_and_rerun_adds_nothing(bench_ws):
         again = run_bench(ws, BenchConfig())
         assert again["run_id"] == out["run_id"] and again["resumed"]
         assert ws.scalar("SELECT count(*) FROM scores") == before
-        run = ws.query_dicts("SELECT status, config_hash, code_version, ended_at FROM runs WHERE run_id = ?", [out["run_id"]])[0]
-        assert run["status"] == "completed" and len(run["config_hash"]) == 64 and run["code_version"] and run["ended_at"]
+        run = ws.query_dicts(
+            "SELECT status, config_hash, code_version, ended_at FROM runs WHERE run_id = ?", [out["run_id"]]
+        )[0]
+        assert (
+            run["status"] == "completed" and len(run["config_hash"]) == 64 and run["code_version"] and run["ended_at"]
+        )
 
 
 def test_shuffled_control_uses_other_users_rewrites(bench_ws):
@@ -190,14 +196,23 @@ def test_personal_win_rate_matches_an_independent_computation(bench_ws):
     with Workspace(bench_ws) as ws:
         run_id = run_bench(ws, BenchConfig())["run_id"]
         split = ws.scalar("SELECT min(split_id) FROM splits")
-        users = [r[0] for r in ws.query("SELECT user_id FROM split_users WHERE split_id = ? AND role = 'heldout' "
-                                        "ORDER BY user_id", [split])]
+        users = [
+            r[0]
+            for r in ws.query(
+                "SELECT user_id FROM split_users WHERE split_id = ? AND role = 'heldout' ORDER BY user_id", [split]
+            )
+        ]
         items = load_items(ws, "synthetic-s5")
         targets = hidden_targets(ws, split, users)
         pid = ws.scalar("SELECT min(prompt_id) FROM rewrites")
         texts = dict(ws.query("SELECT user_id, rewritten FROM rewrites WHERE prompt_id = ?", [pid]))
-        stored = dict(ws.query("SELECT split_part(unit_id, '|', 1), value FROM scores WHERE run_id = ? AND "
-                               "metric = 'text_preference[minilm].personal' AND unit_id LIKE ?", [run_id, f"%|{pid}"]))
+        stored = dict(
+            ws.query(
+                "SELECT split_part(unit_id, '|', 1), value FROM scores WHERE run_id = ? AND "
+                "metric = 'text_preference[minilm].personal' AND unit_id LIKE ?",
+                [run_id, f"%|{pid}"],
+            )
+        )
     e = enc.encode([texts[u] for u in users])
     checked = 0
     for k, u in enumerate(users[:12]):
@@ -229,15 +244,21 @@ def test_references_and_controls_sit_where_they_must(bench_ws):
         rows = {r["run_id"]: r for r in leaderboard(ws, [pop["run_id"], hist["run_id"], own["run_id"], ctl["run_id"]])}
         n_held = ws.scalar("SELECT count(*) FROM split_users WHERE role = 'heldout'")
         assert ws.scalar("SELECT count(*) FROM run_units WHERE run_id = ?", [hist["run_id"]]) == n_held
-        assert ws.scalar("SELECT count(DISTINCT value) FROM scores WHERE run_id = ? AND metric LIKE '%.personal'",
-                         [pop["run_id"]]) == 1
+        assert (
+            ws.scalar(
+                "SELECT count(DISTINCT value) FROM scores WHERE run_id = ? AND metric LIKE '%.personal'",
+                [pop["run_id"]],
+            )
+            == 1
+        )
     assert pop["system"] == "popularity control" and hist["system"] == "history ceiling"
     assert rows[pop["run_id"]]["personal_win_rate"] == 0.5
     r_own, r_ctl, r_hist = rows[own["run_id"]], rows[ctl["run_id"]], rows[hist["run_id"]]
     # planted personas: the own rewrite is personal, the control is not
     assert r_own["personal_ci"][0] > 0.5 and abs(r_ctl["personal_win_rate"] - 0.5) < 0.1
     assert r_own["ceiling"] == r_hist["personal_win_rate"] and r_own["ceiling_share"] == pytest.approx(
-        (r_own["personal_win_rate"] - 0.5) / (r_hist["personal_win_rate"] - 0.5))
+        (r_own["personal_win_rate"] - 0.5) / (r_hist["personal_win_rate"] - 0.5)
+    )
     ordered = [r["personal_win_rate"] for r in rows.values()]  # leaderboard order: personal win rate first
     assert ordered == sorted(ordered, reverse=True)
     assert k5["run_id"] != own["run_id"]

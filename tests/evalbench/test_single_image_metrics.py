@@ -163,8 +163,9 @@ def test_diversity_groups_and_injected_encoder():
     m2.update([a, b])
     m2.update([a, c])  # group=None: each call is its own group
     assert m2.name == "diversity[tiny]"
-    assert m2.compute() == pytest.approx(np.mean([pairwise_diversity(_tiny_encoder([a, b])),
-                                                  pairwise_diversity(_tiny_encoder([a, c]))]))
+    assert m2.compute() == pytest.approx(
+        np.mean([pairwise_diversity(_tiny_encoder([a, b])), pairwise_diversity(_tiny_encoder([a, c]))])
+    )
     assert len(m2.per_group) == 2
 
     m3 = Diversity(_tiny_encoder)
@@ -185,13 +186,17 @@ def test_diversity_default_name_is_the_stand_in_and_lpips_is_refused():
 
 def _brute_force_nearest(gen, ref, patch, stride, ref_stride=1):
     gen, ref = si.to_float_rgb(gen).astype(np.float64), si.to_float_rgb(ref).astype(np.float64)
-    refs = np.array([ref[i:i + patch, j:j + patch].ravel()
-                     for i in range(0, ref.shape[0] - patch + 1, ref_stride)
-                     for j in range(0, ref.shape[1] - patch + 1, ref_stride)])
+    refs = np.array(
+        [
+            ref[i : i + patch, j : j + patch].ravel()
+            for i in range(0, ref.shape[0] - patch + 1, ref_stride)
+            for j in range(0, ref.shape[1] - patch + 1, ref_stride)
+        ]
+    )
     out = []
     for i in range(0, gen.shape[0] - patch + 1, stride):
         for j in range(0, gen.shape[1] - patch + 1, stride):
-            p = gen[i:i + patch, j:j + patch].ravel()
+            p = gen[i : i + patch, j : j + patch].ravel()
             out.append(np.sqrt(np.min(np.mean((refs - p) ** 2, axis=1))))
     return np.array(out)
 

@@ -25,7 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def scores_only(rep: dict) -> str:
     """The report without what is measured rather than scored (wall-clock cost, code version)."""
-    rep = {**rep, "code_version": None, "systems": [{k: v for k, v in s.items() if k != "cost"} for s in rep["systems"]]}
+    rep = {
+        **rep,
+        "code_version": None,
+        "systems": [{k: v for k, v in s.items() if k != "cost"} for s in rep["systems"]],
+    }
     return json.dumps(rep, sort_keys=True, default=str)
 
 
@@ -34,7 +38,12 @@ def test_task_specs_are_checked():
     assert len(t.systems) >= 4 and t.baseline == "no persona" and t.bias["targets"] == "us_census_2020"
     with pytest.raises(ValueError, match="did you mean 'movielens_text'"):
         load_task("movielens_txt")
-    base = {"task": "t", "version": 1, "dataset": {"source": "synthetic"}, "systems": [{"name": "a", "encoder": "tfidf"}]}
+    base = {
+        "task": "t",
+        "version": 1,
+        "dataset": {"source": "synthetic"},
+        "systems": [{"name": "a", "encoder": "tfidf"}],
+    }
     with pytest.raises(ValueError, match="missing required key 'version'"):
         parse_task({k: v for k, v in base.items() if k != "version"})
     with pytest.raises(ValueError, match="unknown key"):
@@ -48,18 +57,32 @@ def test_task_specs_are_checked():
 
 
 def test_metric_list_entries_are_checked_and_name_their_field():
-    base = {"task": "t", "version": 1, "dataset": {"source": "synthetic"}, "systems": [{"name": "a", "encoder": "tfidf"}]}
-    with pytest.raises(MetricListError, match=r"metric_list\[0\]\.name: unknown metric 'text_preferense'; "
-                                               r"did you mean 'text_preference'\?") as e:
+    base = {
+        "task": "t",
+        "version": 1,
+        "dataset": {"source": "synthetic"},
+        "systems": [{"name": "a", "encoder": "tfidf"}],
+    }
+    with pytest.raises(
+        MetricListError,
+        match=r"metric_list\[0\]\.name: unknown metric 'text_preferense'; "
+        r"did you mean 'text_preference'\?",
+    ) as e:
         parse_task({**base, "metric_list": [{"name": "text_preferense"}]})
     assert e.value.field == "metric_list[0].name"
-    bad = [([{"name": "text_preference"}, {"name": "cmmd"}], "metric_list[1].name", "does not score text"),
-           ([{"name": "text_preference", "aggregation": "median"}], "metric_list[0].aggregation", "aggregates by mean"),
-           ([{"name": "text_preference", "higher_is_better": False}], "metric_list[0].higher_is_better", "higher-is-better"),
-           ([{"name": "text_preference", "weight": 2}], "metric_list[0]", "unknown key"),
-           ([{"name": "rewrite_spread"}], "metric_list", "no text_preference"),
-           ([{"name": "text_preference"}, {"name": "text_preference"}], "metric_list", "twice"),
-           ("text_preference", "metric_list", "must be a list")]
+    bad = [
+        ([{"name": "text_preference"}, {"name": "cmmd"}], "metric_list[1].name", "does not score text"),
+        ([{"name": "text_preference", "aggregation": "median"}], "metric_list[0].aggregation", "aggregates by mean"),
+        (
+            [{"name": "text_preference", "higher_is_better": False}],
+            "metric_list[0].higher_is_better",
+            "higher-is-better",
+        ),
+        ([{"name": "text_preference", "weight": 2}], "metric_list[0]", "unknown key"),
+        ([{"name": "rewrite_spread"}], "metric_list", "no text_preference"),
+        ([{"name": "text_preference"}, {"name": "text_preference"}], "metric_list", "twice"),
+        ("text_preference", "metric_list", "must be a list"),
+    ]
     for entries, where, what in bad:
         with pytest.raises(MetricListError, match=what) as e:
             parse_task({**base, "metric_list": entries})
@@ -67,11 +90,13 @@ def test_metric_list_entries_are_checked_and_name_their_field():
     with pytest.raises(MetricListError, match="image tasks score"):
         parse_task({**base, "kind": "image", "baseline": "a", "metric_list": [{"name": "text_preference"}]})
     # without metric_list a text task scores text_preference alone; written out, the same task (the same id)
-    spelled = parse_task({**base, "metric_list": [{"name": "text_preference", "aggregation": "mean",
-                                                   "higher_is_better": True}]})
+    spelled = parse_task(
+        {**base, "metric_list": [{"name": "text_preference", "aggregation": "mean", "higher_is_better": True}]}
+    )
     assert spelled.config() == parse_task(base).config() and parse_task(base).config()["metrics"] == ["text_preference"]
-    two = parse_task({**base, "metric_list": [{"name": "text_preference"}, {"name": "rewrite_spread",
-                                                                            "aggregation": "median"}]})
+    two = parse_task(
+        {**base, "metric_list": [{"name": "text_preference"}, {"name": "rewrite_spread", "aggregation": "median"}]}
+    )
     assert [m.name for m in two.more_metrics] == ["rewrite_spread"]
     assert two.config()["metrics"][1] == {"name": "rewrite_spread", "aggregation": "median", "higher_is_better": True}
 
@@ -83,10 +108,17 @@ def test_a_task_listing_two_metrics_scores_both(tmp_path):
     from evalbench.runner import unit_table
     from workbench.store.runs import metric_results
 
-    spec = parse_task({"task": "two_metrics", "version": 1, "dataset": {"source": "synthetic", "n_users": 120,
-                                                                        "n_items": 100},
-                       "prompts": "parti6", "controls": False, "systems": [{"name": "tfidf+template", "encoder": "tfidf"}],
-                       "metric_list": [{"name": "text_preference"}, {"name": "rewrite_spread", "aggregation": "mean"}]})
+    spec = parse_task(
+        {
+            "task": "two_metrics",
+            "version": 1,
+            "dataset": {"source": "synthetic", "n_users": 120, "n_items": 100},
+            "prompts": "parti6",
+            "controls": False,
+            "systems": [{"name": "tfidf+template", "encoder": "tfidf"}],
+            "metric_list": [{"name": "text_preference"}, {"name": "rewrite_spread", "aggregation": "mean"}],
+        }
+    )
     with Workspace(tmp_path / "m.duckdb") as ws:
         rep = task_report(ws, run_task(ws, spec)["run_id"])
         system = next(s for s in rep["systems"] if s["name"] == "tfidf+template")
@@ -94,16 +126,27 @@ def test_a_task_listing_two_metrics_scores_both(tmp_path):
         t = unit_table(ws, system["run_id"], "rewrite_spread[minilm]", RewriteSpread.fields)
         pref = unit_table(ws, system["run_id"], "text_preference[minilm]")
     assert [(r["metric"], r["encoder"], r["aggregation"]) for r in stored] == [
-        ("text_preference", "minilm", "mean"), ("rewrite_spread", "minilm", "mean")]
+        ("text_preference", "minilm", "mean"),
+        ("rewrite_spread", "minilm", "mean"),
+    ]
     assert t["unit"].size == pref["unit"].size > 0 and np.all((t["spread"] > 0) & (t["spread"] <= 2))
     # the stored results are the metric classes' compute() over the stored units
     m = RewriteSpread("minilm")
     m.update(t["spread"], t["user"])
     assert stored[1]["result"] == m.compute(seed=spec.seed)
     p = TextPreference("minilm")
-    p.update(pref["lift"], pref["user"], personal=pref["personal"], personal_margin=pref["personal_margin"],
-             personal_dislikes=pref["personal_dislikes"])
-    assert stored[0]["result"]["personal_win_rate"] == system["personal_win_rate"] == p.compute(seed=0)["personal_win_rate"]
+    p.update(
+        pref["lift"],
+        pref["user"],
+        personal=pref["personal"],
+        personal_margin=pref["personal_margin"],
+        personal_dislikes=pref["personal_dislikes"],
+    )
+    assert (
+        stored[0]["result"]["personal_win_rate"]
+        == system["personal_win_rate"]
+        == p.compute(seed=0)["personal_win_rate"]
+    )
     spread = system["metrics"]["rewrite_spread[minilm]"]
     assert spread["value"] == stored[1]["result"]["value"] and spread["higher_is_better"] is True
     popular = next(s for s in rep["systems"] if s["reference"] == "popularity")
@@ -133,7 +176,8 @@ def _targets(tmp_path):
     path = tmp_path / "targets.yaml"
     path.write_text(
         "source: {title: 'illustrative test population', publisher: tests, table: none, url: 'file://tests', year: 2026}\n"
-        "marginals:\n  gender: {female: 0.65, male: 0.3, non-binary: 0.05}\n")
+        "marginals:\n  gender: {female: 0.65, male: 0.3, non-binary: 0.05}\n"
+    )
     return path
 
 
@@ -219,7 +263,9 @@ def test_task_killed_five_times_resumes_to_a_clean_runs_report(tmp_path):
     rng = random.Random(7)
     kills = 0
     for _attempt in range(12):
-        proc = subprocess.Popen(_task_cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+        proc = subprocess.Popen(
+            _task_cmd(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT
+        )
         time.sleep(rng.uniform(2.0, 9.0))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -236,8 +282,13 @@ def test_task_killed_five_times_resumes_to_a_clean_runs_report(tmp_path):
     assert_close(json.loads(scores_only(ra)), json.loads(scores_only(rb)))
     with Workspace(killed, read_only=True) as ws:
         # nothing doubled: one row per (run, unit, metric)
-        assert ws.scalar("SELECT count(*) FROM (SELECT run_id, unit_id, metric, count(*) c FROM scores "
-                         "GROUP BY ALL HAVING c > 1)") == 0
+        assert (
+            ws.scalar(
+                "SELECT count(*) FROM (SELECT run_id, unit_id, metric, count(*) c FROM scores "
+                "GROUP BY ALL HAVING c > 1)"
+            )
+            == 0
+        )
 
 
 def test_encoders_by_name(tmp_path):
@@ -252,13 +303,32 @@ def test_encoders_by_name(tmp_path):
     from workbench.encoders.image import _clip_processor_class
 
     torch.manual_seed(0)
-    cfg = CLIPConfig(text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                                      vocab_size=514, bos_token_id=512, eos_token_id=513, pad_token_id=513),
-                     vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                                        image_size=32, patch_size=8), projection_dim=16)
+    cfg = CLIPConfig(
+        text_config=dict(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=37,
+            vocab_size=514,
+            bos_token_id=512,
+            eos_token_id=513,
+            pad_token_id=513,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=37,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=16,
+    )
     CLIPModel(cfg).save_pretrained(tmp_path / "tiny-clip")
     byte_level_clip_tokenizer().save_pretrained(tmp_path / "tiny-clip")
-    _clip_processor_class()(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path / "tiny-clip")
+    _clip_processor_class()(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        tmp_path / "tiny-clip"
+    )
     clip = load_encoder(f"clip:{tmp_path / 'tiny-clip'}")
     t = clip.encode_text(["a red bicycle", "a lighthouse"])
     im = clip.encode_image([Image.new("RGB", (40, 40), "red"), np.zeros((20, 30, 3), np.uint8)])
@@ -286,7 +356,9 @@ def test_encoders_by_name(tmp_path):
 FACES = ROOT.parent / "shared" / "data" / "london-faces"
 
 
-@pytest.mark.skipif(not FACES.is_dir(), reason=f"real data folder {FACES} is absent (tests read it from ../shared/data)")
+@pytest.mark.skipif(
+    not FACES.is_dir(), reason=f"real data folder {FACES} is absent (tests read it from ../shared/data)"
+)
 def test_face_ratings_image_task_on_real_ratings(tmp_path):
     """The image task end to end on the London faces: patch generations per held-out rater, scored against
     their hidden liked and disliked faces, each system paired with the popular-faces baseline."""
@@ -314,7 +386,9 @@ def test_face_ratings_image_task_on_real_ratings(tmp_path):
 DREAMBENCH = ROOT.parent / "shared" / "data" / "dreambench"
 
 
-@pytest.mark.skipif(not DREAMBENCH.is_dir(), reason=f"real data folder {DREAMBENCH} is absent (tests read it from ../shared/data)")
+@pytest.mark.skipif(
+    not DREAMBENCH.is_dir(), reason=f"real data folder {DREAMBENCH} is absent (tests read it from ../shared/data)"
+)
 def test_dreambench_reference_task_separates_subjects(tmp_path):
     spec = load_task("dreambench_reference", data_path=str(DREAMBENCH))
     spec.image = {"variations": 2, "size": 64, "max_subjects": 6}
@@ -333,8 +407,16 @@ def test_lift_vs_k_plot_appears_for_k_shot_systems(task_run):
 
     rep = copy.deepcopy(rep)
     base = next(s for s in rep["systems"] if not s["reference"])
-    rep["systems"] = [dict(base, name=f"gat+embedded k={k}", lift_x100=1.0 + k, lift_x100_ci=[k, 2.0 + k],
-                           shots={"k": k, "series": "gat+embedded"}) for k in (0, 3, 5)]
+    rep["systems"] = [
+        dict(
+            base,
+            name=f"gat+embedded k={k}",
+            lift_x100=1.0 + k,
+            lift_x100_ci=[k, 2.0 + k],
+            shots={"k": k, "series": "gat+embedded"},
+        )
+        for k in (0, 3, 5)
+    ]
     rep["groups"] = {}
     html = render_html(rep)
     assert 'alt="lift_vs_k"' in html and 'alt="cost"' in html

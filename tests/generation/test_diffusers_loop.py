@@ -10,11 +10,7 @@ pytest.importorskip("diffusers")
 
 from generation.backends.diffusers_sd import DiffusersBackend  # noqa: E402
 from generation.conditions import UserCondition  # noqa: E402
-from generation.random_weights import (  # noqa: E402
-    build_random_pipeline,
-    random_ip_adapter_state_dict,
-    save_ip_adapter,
-)
+from generation.random_weights import build_random_pipeline, random_ip_adapter_state_dict, save_ip_adapter  # noqa: E402
 from workbench.consent import Consent, ConsentError, IdentityReference  # noqa: E402
 
 STEPS = 4
@@ -36,7 +32,9 @@ def _run(backend, conds, **kw):
 def adapter_file(tmp_path_factory):
     pipe = build_random_pipeline("sd15")
     path = tmp_path_factory.mktemp("ipa") / "ip-adapter_tiny.safetensors"
-    save_ip_adapter(random_ip_adapter_state_dict(pipe.unet, image_embed_dim=pipe.image_encoder.config.projection_dim), path)
+    save_ip_adapter(
+        random_ip_adapter_state_dict(pipe.unet, image_embed_dim=pipe.image_encoder.config.projection_dim), path
+    )
     return path
 
 
@@ -61,10 +59,20 @@ def test_same_seed_same_image_and_seed_matters(sd15):
 
 def test_matches_the_stock_diffusers_pipeline_for_plain_cfg(sd15):
     """Our loop with cfg equals StableDiffusionPipeline.__call__ (same weights, seed, DDIM)."""
-    ours = _run(sd15, [UserCondition("u1", "a lighthouse at dusk", negative_prompt="blurry", guidance_scale=5.0, seed=7)])[0]
+    ours = _run(
+        sd15, [UserCondition("u1", "a lighthouse at dusk", negative_prompt="blurry", guidance_scale=5.0, seed=7)]
+    )[0]
     pipe = sd15.pipe
-    ref = pipe(prompt="a lighthouse at dusk", negative_prompt="blurry", num_inference_steps=STEPS, guidance_scale=5.0,
-               height=SIZE, width=SIZE, generator=torch.Generator("cpu").manual_seed(7), output_type="latent").images
+    ref = pipe(
+        prompt="a lighthouse at dusk",
+        negative_prompt="blurry",
+        num_inference_steps=STEPS,
+        guidance_scale=5.0,
+        height=SIZE,
+        width=SIZE,
+        generator=torch.Generator("cpu").manual_seed(7),
+        output_type="latent",
+    ).images
     assert torch.allclose(ours.latents, ref[0].float(), atol=1e-5), (ours.latents - ref[0]).abs().max()
 
 
@@ -80,8 +88,16 @@ def test_scale_one_uses_only_the_conditional_branch(sd15):
 def test_interval_and_adaptive_save_unet_evaluations(sd15):
     steps = 8
     cfg = _run(sd15, [UserCondition("u", "a cat", seed=0)], steps=steps)[0]
-    interval = _run(sd15, [UserCondition("u", "a cat", guidance="interval", guidance_options={"start": 0.25, "stop": 0.75}, seed=0)], steps=steps)[0]
-    adaptive = _run(sd15, [UserCondition("u", "a cat", guidance="adaptive", guidance_options={"threshold": 0.5}, seed=0)], steps=steps)[0]
+    interval = _run(
+        sd15,
+        [UserCondition("u", "a cat", guidance="interval", guidance_options={"start": 0.25, "stop": 0.75}, seed=0)],
+        steps=steps,
+    )[0]
+    adaptive = _run(
+        sd15,
+        [UserCondition("u", "a cat", guidance="adaptive", guidance_options={"threshold": 0.5}, seed=0)],
+        steps=steps,
+    )[0]
     assert cfg.unet_evals == 2 * steps
     assert interval.unet_evals == steps + steps // 2  # 25% fewer
     assert interval.unet_evals <= 0.75 * cfg.unet_evals
@@ -90,12 +106,25 @@ def test_interval_and_adaptive_save_unet_evaluations(sd15):
 
 
 def test_batch_neighbours_do_not_change_a_sample(sd15_ip):
-    me = UserCondition("me", "a cozy reading nook", references=[_ref(1)], reference_scale=0.8, guidance="apg",
-                       guidance_scale=6.0, seed=11)
+    me = UserCondition(
+        "me",
+        "a cozy reading nook",
+        references=[_ref(1)],
+        reference_scale=0.8,
+        guidance="apg",
+        guidance_scale=6.0,
+        seed=11,
+    )
     alone = _run(sd15_ip, [me])[0]
     others = [
-        UserCondition("u2", "a neon city street", negative_prompt="text", references=[_ref(2), _ref(3)],
-                      reference_scale=0.3, seed=5),
+        UserCondition(
+            "u2",
+            "a neon city street",
+            negative_prompt="text",
+            references=[_ref(2), _ref(3)],
+            reference_scale=0.3,
+            seed=5,
+        ),
         UserCondition("u3", "mountains", guidance="adaptive", guidance_options={"threshold": 0.5}, seed=2),
         UserCondition("u4", "a robot", guidance="pag", guidance_scale=3.0, seed=9),
     ]
@@ -128,7 +157,10 @@ def test_block_scales_follow_diffusers_expansion(sd15_ip):
     assert on and all(k.startswith("up_blocks.0") for k in on)
     # a block dictionary changes the image differently from a flat scale
     a = _run(sd15_ip, [UserCondition("u", "a vase", references=[_ref(1)], reference_scale=1.0, seed=1)])[0]
-    b = _run(sd15_ip, [UserCondition("u", "a vase", references=[_ref(1)], reference_scale={"up": {"block_0": [1.0]}}, seed=1)])[0]
+    b = _run(
+        sd15_ip,
+        [UserCondition("u", "a vase", references=[_ref(1)], reference_scale={"up": {"block_0": [1.0]}}, seed=1)],
+    )[0]
     assert not torch.allclose(a.latents, b.latents)
 
 
@@ -150,10 +182,14 @@ def test_sdxl_with_ip_adapter_loaded_by_path(tmp_path):
     """The README's SDXL + IP-Adapter command path, with random weights written to a file."""
     probe = build_random_pipeline("sdxl")
     path = tmp_path / "ip-adapter_sdxl_tiny.safetensors"
-    save_ip_adapter(random_ip_adapter_state_dict(probe.unet, image_embed_dim=probe.image_encoder.config.projection_dim), path)
+    save_ip_adapter(
+        random_ip_adapter_state_dict(probe.unet, image_embed_dim=probe.image_encoder.config.projection_dim), path
+    )
     backend = DiffusersBackend("random:sdxl-tiny", ip_adapter=str(path), device="cpu")
-    conds = [UserCondition("a", "a bright kitchen", references=[_ref(1)], seed=1),
-             UserCondition("b", "a bright kitchen", seed=1)]
+    conds = [
+        UserCondition("a", "a bright kitchen", references=[_ref(1)], seed=1),
+        UserCondition("b", "a bright kitchen", seed=1),
+    ]
     out = _run(backend, conds, batch_size=2)
     assert out[0].image.size == (SIZE, SIZE)
     assert not torch.allclose(out[0].latents, out[1].latents)
@@ -165,7 +201,9 @@ def test_cfgpp_renoises_with_the_unconditional_noise(sd15):
     out = _run(sd15, [UserCondition("u", "a cat", guidance="cfgpp", guidance_scale=0.6, seed=1)])[0]
     assert np.isfinite(out.latents.numpy()).all() and out.unet_evals == 2 * STEPS
     # lambda = 1 with an identical negative prompt is the plain conditional DDIM trajectory
-    one = _run(sd15, [UserCondition("u", "a cat", negative_prompt="a cat", guidance="cfgpp", guidance_scale=1.0, seed=1)])[0]
+    one = _run(
+        sd15, [UserCondition("u", "a cat", negative_prompt="a cat", guidance="cfgpp", guidance_scale=1.0, seed=1)]
+    )[0]
     plain = _run(sd15, [UserCondition("u", "a cat", guidance_scale=1.0, seed=1)])[0]
     assert torch.allclose(one.latents, plain.latents, atol=1e-4)
 
@@ -189,7 +227,9 @@ def test_identity_needs_consent_and_injects_with_a_faceid_adapter(tmp_path):
     backend = DiffusersBackend("random:sd15-tiny", identity_adapter=str(path), device="cpu")
     with pytest.raises(ConsentError, match="consent"):
         _run(backend, [UserCondition("u", "a portrait", identity=IdentityReference(face))])
-    ok = IdentityReference(face, consent=Consent(subject="Eileen Collins (NASA portrait, public domain)", granted_at="2026-11-23"))
+    ok = IdentityReference(
+        face, consent=Consent(subject="Eileen Collins (NASA portrait, public domain)", granted_at="2026-11-23")
+    )
     with_id = _run(backend, [UserCondition("u", "a portrait", identity=ok, seed=2)])[0]
     without = _run(backend, [UserCondition("u", "a portrait", seed=2)])[0]
     assert not torch.allclose(with_id.latents, without.latents, atol=1e-4)

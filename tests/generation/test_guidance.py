@@ -77,8 +77,11 @@ def test_schedule_config_round_trip_and_errors():
     for spec in ("constant", "linear", "cosine:start_value=1,end_value=0.25", "beta:a=3,b=2"):
         s = get_schedule(spec)
         assert get_schedule(s.config()) == s and get_schedule(s.config()).config() == s.config()
-    with pytest.raises(ValueError, match=r"unknown schedule 'cosin'; did you mean 'cosine'\? available: "
-                                         r"beta, constant, cosine, linear"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown schedule 'cosin'; did you mean 'cosine'\? available: "
+        r"beta, constant, cosine, linear",
+    ):
         get_schedule("cosin")
     with pytest.raises(ValueError, match=r"Expected `a` > 1.0 for the beta schedule, got 1.0"):
         get_schedule({"name": "beta", "a": 1.0})
@@ -297,8 +300,9 @@ def test_pag_matches_reference():
 
 
 # -- shapes, registry, configs, validation -------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(["adaptive", "apg", "beta_cfg", "cfg", "cfg_zero_star", "cfgpp",
-                                         "interval", "pag"]))
+@pytest.mark.parametrize(
+    "name", sorted(["adaptive", "apg", "beta_cfg", "cfg", "cfg_zero_star", "cfgpp", "interval", "pag"])
+)
 def test_unbatched_and_batched_samples_agree(name):
     c, u, p = sample(12, n=3)
     kw = {"guidance_rescale": 0.5} if name == "cfg" else {}
@@ -336,8 +340,10 @@ def test_registry_and_config_round_trips():
 def test_unknown_rule_message():
     with pytest.raises(ValueError) as err:
         get_rule("cgf")
-    assert str(err.value) == ("unknown guidance rule 'cgf'; did you mean 'cfg'? available: adaptive, apg, "
-                              "beta_cfg, cfg, cfg_zero_star, cfgpp, interval, pag")
+    assert str(err.value) == (
+        "unknown guidance rule 'cgf'; did you mean 'cfg'? available: adaptive, apg, "
+        "beta_cfg, cfg, cfg_zero_star, cfgpp, interval, pag"
+    )
 
 
 @pytest.mark.parametrize(

@@ -37,8 +37,12 @@ def test_consent_round_trip_and_normalisation():
     assert c.subject == "Ada Lovelace"
     assert c.scope == "identity-injection"
     assert Consent.from_dict(c.to_dict()) == c
-    assert c.to_dict() == {"subject": "Ada Lovelace", "granted_at": "2025-03-01T14:30:00+01:00",
-                           "scope": "identity-injection", "note": "form #12"}
+    assert c.to_dict() == {
+        "subject": "Ada Lovelace",
+        "granted_at": "2025-03-01T14:30:00+01:00",
+        "scope": "identity-injection",
+        "note": "form #12",
+    }
     assert Consent("Ada", date(2025, 3, 1)).granted_at == "2025-03-01"
     assert Consent("Ada", datetime(2025, 3, 1, 9, 5)).granted_at == "2025-03-01T09:05:00"
     assert Consent("Ada", "2025-03-01", scope="training, identity-injection").covers()
@@ -125,8 +129,10 @@ def test_insightface_provider_explains_how_to_install(name):
 
 
 def test_module_import_is_light():
-    code = ("import sys, workbench.encoders.face; "
-            "print(sorted(m for m in ('dlib', 'PIL', 'torch', 'insightface', 'skimage') if m in sys.modules))")
+    code = (
+        "import sys, workbench.encoders.face; "
+        "print(sorted(m for m in ('dlib', 'PIL', 'torch', 'insightface', 'skimage') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -244,7 +250,9 @@ def test_identity_similarity_scores_faces_and_none_for_faceless_outputs(dlib_fac
         identity_similarity([astronaut], gray, dlib_face)
 
 
-@pytest.mark.parametrize("subject", ["\u200b", "\u2060", "\ufeff", " \u200b\u2060 ", "", "   ", "--", "\u00a0", "\u200d\u200c"])
+@pytest.mark.parametrize(
+    "subject", ["\u200b", "\u2060", "\ufeff", " \u200b\u2060 ", "", "   ", "--", "\u00a0", "\u200d\u200c"]
+)
 def test_consent_subject_must_hold_a_letter_or_digit_after_removing_invisible_characters(subject):
     from workbench.consent import Consent
 

@@ -21,7 +21,7 @@ def brute_force(x, y, alpha, sigma):
     """numpy: softmax over -||x - alpha y||^2 / (2 sigma^2), weighted mean of y (float64)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     d2 = ((x[:, None, :] - alpha * y[None, :, :]) ** 2).sum(-1)
-    logits = -d2 / (2 * sigma ** 2)
+    logits = -d2 / (2 * sigma**2)
     w = np.exp(logits - logits.max(1, keepdims=True))
     w /= w.sum(1, keepdims=True)
     return w @ y
@@ -82,8 +82,9 @@ def test_folding_a_clean_image_through_its_own_patches_returns_it(stride, tileab
     P = 7
     source = torch.nn.functional.pad(img, (0, P - 1, 0, P - 1), mode="circular") if tileable else img
     den = PatchDenoiser(extract_patches(source, P), method="exact")
-    out = denoise_image(img, den, 1.0 - 1e-4, 1e-4, patch_size=P, stride=stride, window=gaussian_window(P, 3, 0.2),
-                        tileable=tileable)
+    out = denoise_image(
+        img, den, 1.0 - 1e-4, 1e-4, patch_size=P, stride=stride, window=gaussian_window(P, 3, 0.2), tileable=tileable
+    )
     assert out.shape == img.shape
     assert torch.allclose(out, img, atol=1e-3)
 
@@ -174,10 +175,13 @@ def test_patch_backend_through_generate(tmp_path):
     from generation.pipeline import generate
     from workbench.images import read_provenance
 
-    conds = [UserCondition("u1", "any prompt", references=[_reference(0, 48)], seed=1),
-             UserCondition("u2", "a cup of coffee in a cafe", seed=2)]  # no reference: retrieved from the pool
-    gens = generate(conds, backend="patch", out_dir=tmp_path, pool="samples", steps=3, progress=False,
-                    height=48, width=64)
+    conds = [
+        UserCondition("u1", "any prompt", references=[_reference(0, 48)], seed=1),
+        UserCondition("u2", "a cup of coffee in a cafe", seed=2),
+    ]  # no reference: retrieved from the pool
+    gens = generate(
+        conds, backend="patch", out_dir=tmp_path, pool="samples", steps=3, progress=False, height=48, width=64
+    )
     assert [g.image.size for g in gens] == [(64, 48), (64, 48)]
     assert gens[0].unet_evals == 0 and gens[0].params["denoiser_calls"] > 0 and gens[0].model == "patch:fast"
     meta = read_provenance(gens[1].image_path)

@@ -19,13 +19,17 @@ from workbench.images import read_provenance  # noqa: E402
 def test_generate_saves_content_addressed_pngs_and_rows(tmp_path):
     from workbench.store import Workspace
 
-    conds = [UserCondition("u1", "a red bicycle", seed=1, persona_id="s/gat/u1", prompt_id="parti6/p1"),
-             UserCondition("u2", "a red bicycle", guidance="adaptive", guidance_options={"threshold": 0.5}, seed=1)]
+    conds = [
+        UserCondition("u1", "a red bicycle", seed=1, persona_id="s/gat/u1", prompt_id="parti6/p1"),
+        UserCondition("u2", "a red bicycle", guidance="adaptive", guidance_options={"threshold": 0.5}, seed=1),
+    ]
     with Workspace(tmp_path / "w.duckdb") as ws:
-        gens = generate(conds, model="random:sd15-tiny", workspace=ws, steps=4, height=32, width=32, progress=False,
-                        device="cpu")
-        again = generate(conds, model="random:sd15-tiny", workspace=ws, steps=4, height=32, width=32, progress=False,
-                         device="cpu")
+        gens = generate(
+            conds, model="random:sd15-tiny", workspace=ws, steps=4, height=32, width=32, progress=False, device="cpu"
+        )
+        again = generate(
+            conds, model="random:sd15-tiny", workspace=ws, steps=4, height=32, width=32, progress=False, device="cpu"
+        )
         rows = ws.query_dicts("SELECT * FROM generations ORDER BY user_id")
         cond_rows = ws.query_dicts("SELECT * FROM conditions ORDER BY user_id")
     assert [g.image_path for g in again] == [g.image_path for g in gens]  # same conditions and seeds: same files

@@ -25,8 +25,11 @@ def test_folder_pool_with_captions_and_file_names(tmp_path):
 
 def test_caption_minilm_ranks_by_meaning(tmp_path):
     pytest.importorskip("sentence_transformers")
-    pool = {"a bowl of ramen noodles": _img(1), "a red sports car on a race track": _img(2),
-            "a snowy mountain cabin": _img(3)}
+    pool = {
+        "a bowl of ramen noodles": _img(1),
+        "a red sports car on a race track": _img(2),
+        "a snowy mountain cabin": _img(3),
+    }
     r = ReferenceRetriever(pool)
     (best, sim), *_ = r.rank("fast cars and motor racing", k=3)
     assert best.caption == "a red sports car on a race track" and -1 <= sim <= 1
@@ -44,10 +47,27 @@ def test_clip_by_path_with_a_tiny_random_clip(tmp_path):
     from workbench.encoders.image import _clip_processor_class
 
     torch.manual_seed(0)
-    cfg = CLIPConfig(text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                                      vocab_size=514, bos_token_id=512, eos_token_id=513, pad_token_id=513),
-                     vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                                        image_size=32, patch_size=8), projection_dim=16)
+    cfg = CLIPConfig(
+        text_config=dict(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=37,
+            vocab_size=514,
+            bos_token_id=512,
+            eos_token_id=513,
+            pad_token_id=513,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=37,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=16,
+    )
     CLIPModel(cfg).save_pretrained(tmp_path)
     byte_level_clip_tokenizer().save_pretrained(tmp_path)
     _clip_processor_class()(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path)

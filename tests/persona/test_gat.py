@@ -52,8 +52,16 @@ def trained(graph):
 
 def full_forward(model, graph):
     with torch.no_grad():
-        return model(graph.x_user, graph.x_item, torch.arange(graph.x_item.shape[0]), graph.edge_index,
-                     graph.edge_attr, graph.edge_liked, graph.edge_disliked, attention=True)
+        return model(
+            graph.x_user,
+            graph.x_item,
+            torch.arange(graph.x_item.shape[0]),
+            graph.edge_index,
+            graph.edge_attr,
+            graph.edge_liked,
+            graph.edge_disliked,
+            attention=True,
+        )
 
 
 def test_shapes_and_attention_is_a_distribution_per_user(graph, trained):
@@ -170,7 +178,9 @@ def test_image_align_changes_training_only_when_images_exist(ctx, graph):
     import dataclasses
 
     rng = np.random.default_rng(0)
-    img = dataclasses.replace(graph, x_image=torch.from_numpy(rng.normal(size=(graph.x_item.shape[0], 12)).astype(np.float32)))
+    img = dataclasses.replace(
+        graph, x_image=torch.from_numpy(rng.normal(size=(graph.x_item.shape[0], 12)).astype(np.float32))
+    )
     aligned, rep_a = train_gat(img, epochs=1, hidden=8, heads=2, batch_size=64, align_weight=0.5)
     plain, rep_p = train_gat(img, epochs=1, hidden=8, heads=2, batch_size=64, align_weight=0.0)
     assert aligned.config["image_dim"] == 12 and hasattr(aligned, "img_proj")

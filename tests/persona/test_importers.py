@@ -30,12 +30,7 @@ from persona.data.table import ColumnMapping, load_table
 from workbench.dataset import DatasetBundle, validate_bundle
 from workbench.errors import DataError
 from workbench.store import Workspace
-from workbench.store.datasets import (
-    load_interactions,
-    load_items,
-    load_users,
-    write_dataset,
-)
+from workbench.store.datasets import load_interactions, load_items, load_users, write_dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TABLES = ("datasets", "users", "items", "interactions")
@@ -43,6 +38,7 @@ EXISTING = "existing"  # the dataset every malformed-input case starts with
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
 
 def shared(name: str) -> Path:
     """A folder of ``../shared/data``, or skip the test saying it is absent."""
@@ -110,8 +106,11 @@ ML_INTER_ROWS = ["1\t1\t5\t874965758", "1\t172\t4\t874965478", "2\t1\t3\t8885511
 def movielens_folder(folder: Path, inter_rows: list[str] = ML_INTER_ROWS) -> Path:
     """A RecBole-format ml-100k folder: 2 users, 2 movies, the given rating rows (file lines 2, 3, ...)."""
     write(folder / "ml-100k.user", ML_USER_HEADER + "1\t24\tM\ttechnician\t85711\n2\t53\tF\tother\t94043\n")
-    write(folder / "ml-100k.item", ML_ITEM_HEADER + "1\tToy Story\t1995\tAnimation Children's Comedy\n"
-                                                    "172\tEmpire Strikes Back, The\t1980\tAction Adventure Sci-Fi\n")
+    write(
+        folder / "ml-100k.item",
+        ML_ITEM_HEADER + "1\tToy Story\t1995\tAnimation Children's Comedy\n"
+        "172\tEmpire Strikes Back, The\t1980\tAction Adventure Sci-Fi\n",
+    )
     write(folder / "ml-100k.inter", ML_INTER_HEADER + "".join(r + "\n" for r in inter_rows))
     return folder
 
@@ -177,6 +176,7 @@ RATED_WITH_TITLE = ColumnMapping(value="rating", item_title="title")
 
 # the ml100k fixture: tests/persona/conftest.py
 
+
 def test_movielens_100k_records(ml100k):
     users, items = by_id(ml100k.users, "user_id"), by_id(ml100k.items, "item_id")
     assert (len(users), len(items), len(ml100k.interactions)) == (943, 1682, 100000)
@@ -195,18 +195,23 @@ def test_movielens_100k_round_trip_through_workspace(ml100k, tmp_path):
     with Workspace(path) as w:
         assert write_dataset(w, ml100k)["interactions"] == 100000
     with Workspace(path, read_only=True) as w:  # what was committed, read back from disk
-        assert w.query("SELECT n_users, n_items, n_interactions FROM datasets WHERE dataset_id = 'ml-100k'") \
-            == [(943, 1682, 100000)]
-        assert w.query("SELECT count(DISTINCT user_id), count(DISTINCT item_id), count(*), min(value), max(value)"
-                       " FROM interactions WHERE dataset_id = 'ml-100k'") == [(943, 1682, 100000, 1.0, 5.0)]
+        assert w.query("SELECT n_users, n_items, n_interactions FROM datasets WHERE dataset_id = 'ml-100k'") == [
+            (943, 1682, 100000)
+        ]
+        assert w.query(
+            "SELECT count(DISTINCT user_id), count(DISTINCT item_id), count(*), min(value), max(value)"
+            " FROM interactions WHERE dataset_id = 'ml-100k'"
+        ) == [(943, 1682, 100000, 1.0, 5.0)]
         assert w.scalar("SELECT count(*) FROM users WHERE dataset_id = 'ml-100k'") == 943
         users, items = load_users(w, "ml-100k"), load_items(w, "ml-100k")
         inters = load_interactions(w, "ml-100k")
     assert users["1"].attributes == {"age": 24, "gender": "M", "occupation": "technician"}
     assert (items["1"].title, items["172"].title) == ("Toy Story", "The Empire Strikes Back")
     assert items["1"].tags == by_id(ml100k.items, "item_id")["1"].tags
+
     def key(x):
         return (x.user_id, x.item_id, x.kind, x.value, x.timestamp)
+
     assert Counter(map(key, inters)) == Counter(map(key, ml100k.interactions))
 
 
@@ -218,10 +223,14 @@ def test_movielens_folder_in_recbole_format(tmp_path):
     assert items["1"].tags == ("Animation", "Children's", "Comedy")
     assert by_id(bundle.users, "user_id")["2"].attributes == {"age": 53, "gender": "F", "occupation": "other"}
     assert [(x.user_id, x.item_id, x.value, x.timestamp) for x in bundle.interactions] == [
-        ("1", "1", 5.0, 874965758.0), ("1", "172", 4.0, 874965478.0), ("2", "1", 3.0, 888551199.0)]
+        ("1", "1", 5.0, 874965758.0),
+        ("1", "172", 4.0, 874965478.0),
+        ("2", "1", 3.0, 888551199.0),
+    ]
 
 
 # -- real data: Stack Exchange ---------------------------------------------------------------------
+
 
 def _xml_rows(path: Path) -> list[dict[str, str]]:
     return [dict(r.attrib) for r in ET.parse(path).getroot().iter("row")]
@@ -238,8 +247,11 @@ def test_stackexchange_cardano_matches_an_independent_count(tmp_path):
     answers = [p for p in posts if p["PostTypeId"] == "2" and p.get("ParentId") in questions]
     tags_of = {qid: re.findall(r"<([^<>]+)>", q.get("Tags", "")) for qid, q in questions.items()}
     post_to_question = {qid: qid for qid in questions} | {a["Id"]: a["ParentId"] for a in answers}
-    comments = [c for c in _xml_rows(folder / "Comments.xml")
-                if c["PostId"] in post_to_question and c.get("UserId") in known_users]
+    comments = [
+        c
+        for c in _xml_rows(folder / "Comments.xml")
+        if c["PostId"] in post_to_question and c.get("UserId") in known_users
+    ]
     tag_posts = Counter()
     for qid, q in questions.items():
         if q.get("OwnerUserId") in known_users:
@@ -283,17 +295,24 @@ def test_stackexchange_small_dump(tmp_path, local_tz_not_utc):
     bundle = load_stackexchange(se_folder(tmp_path / "se"), name="se")
     assert by_id(bundle.users, "user_id")["1"].text == "I write Plutus & Haskell"
     got = sorted((x.user_id, x.item_id, x.kind, x.value) for x in bundle.interactions)
-    assert got == sorted([
-        ("1", "q1", "ask", 3.0), ("2", "q3", "ask", 0.0), ("2", "q1", "answer", 1.0),
-        ("1", "q1", "comment", 0.0),  # a comment on answer 2 belongs to its question
-        ("1", "t:plutus", "tag", 1.0), ("1", "t:haskell", "tag", 1.0),
-        ("2", "t:plutus", "tag", 2.0), ("2", "t:haskell", "tag", 1.0),
-    ])
+    assert got == sorted(
+        [
+            ("1", "q1", "ask", 3.0),
+            ("2", "q3", "ask", 0.0),
+            ("2", "q1", "answer", 1.0),
+            ("1", "q1", "comment", 0.0),  # a comment on answer 2 belongs to its question
+            ("1", "t:plutus", "tag", 1.0),
+            ("1", "t:haskell", "tag", 1.0),
+            ("2", "t:plutus", "tag", 2.0),
+            ("2", "t:haskell", "tag", 1.0),
+        ]
+    )
     ask = next(x for x in bundle.interactions if x.kind == "ask" and x.item_id == "q1")
     assert ask.timestamp == pytest.approx(utc(2021, 4, 27, 15, 6, 44, 553000))
 
 
 # -- real data: faces ------------------------------------------------------------------------------
+
 
 def test_london_faces(tmp_path):
     folder = shared("london-faces")
@@ -325,25 +344,31 @@ def test_faces_small_folder_gzipped(tmp_path):
     assert items["I002"].text == "Photo of a black male face, neutral expression."  # age NA
     assert by_id(bundle.users, "user_id")["S2"].attributes == {"sex": "male", "age": 30.0}
     assert [(x.user_id, x.item_id, x.value) for x in bundle.interactions] == [
-        ("S1", "I001", 3.0), ("S1", "I002", 6.0), ("S2", "I001", 5.0)]
+        ("S1", "I001", 3.0),
+        ("S1", "I002", 6.0),
+        ("S2", "I001", 5.0),
+    ]
 
 
 # -- synthetic -------------------------------------------------------------------------------------
+
 
 def test_synthetic_is_deterministic_per_seed():
     a, b = generate_community(60, 40, seed=11), generate_community(60, 40, seed=11)
     assert a == b
     c = generate_community(60, 40, seed=12)
-    assert [(x.user_id, x.item_id, x.value) for x in a.interactions] != \
-        [(x.user_id, x.item_id, x.value) for x in c.interactions]
+    assert [(x.user_id, x.item_id, x.value) for x in a.interactions] != [
+        (x.user_id, x.item_id, x.value) for x in c.interactions
+    ]
     assert (a.name, c.name) == ("synthetic-s11", "synthetic-s12")
 
 
 def test_synthetic_ground_truth_and_planted_preferences(tmp_path):
     bundle = generate_community(200, 150, seed=7)
     personas = bundle.meta["personas"]
-    assert all(u.ground_truth and u.ground_truth["liked_tags"] == personas[u.ground_truth["persona"]]
-               for u in bundle.users)
+    assert all(
+        u.ground_truth and u.ground_truth["liked_tags"] == personas[u.ground_truth["persona"]] for u in bundle.users
+    )
     items = by_id(bundle.items, "item_id")
     liked: dict[str, list[str]] = {}
     for x in bundle.interactions:
@@ -354,8 +379,9 @@ def test_synthetic_ground_truth_and_planted_preferences(tmp_path):
         tags = [t for i in item_ids for t in items[i].tags]
         return sum(t in preferred for t in tags) / len(tags)
 
-    liked_share = [preferred_share(liked[u.user_id], set(u.ground_truth["liked_tags"]))
-                   for u in bundle.users if u.user_id in liked]
+    liked_share = [
+        preferred_share(liked[u.user_id], set(u.ground_truth["liked_tags"])) for u in bundle.users if u.user_id in liked
+    ]
     random_share = [preferred_share(list(items), set(u.ground_truth["liked_tags"])) for u in bundle.users]
     assert len(liked_share) > 150
     assert sum(liked_share) / len(liked_share) > 3 * sum(random_share) / len(random_share)
@@ -367,19 +393,33 @@ def test_synthetic_ground_truth_and_planted_preferences(tmp_path):
 
 # -- the generic table importer --------------------------------------------------------------------
 
+
 def test_table_csv_with_inline_item_and_user_columns(tmp_path, local_tz_not_utc):
-    path = write(tmp_path / "logs.csv",
-                 "who,what,stars,when,title,genres,age,gender\n"
-                 "u1,m1,5,2024-01-01T10:00:00,Alpha,drama|comedy,30,f\n"
-                 "u1,m2,2,1700000000,Beta,horror,30,f\n"
-                 "u2,m1,4,2024-01-03T00:00:00+02:00,Alpha,drama|comedy,41,m\n"
-                 "u2,m2,3,2024-01-04,Beta,horror,41,m\n")
-    mapping = ColumnMapping(user="who", item="what", value="stars", timestamp="when", item_title="title",
-                            item_tags="genres", user_attributes="age,gender")
+    path = write(
+        tmp_path / "logs.csv",
+        "who,what,stars,when,title,genres,age,gender\n"
+        "u1,m1,5,2024-01-01T10:00:00,Alpha,drama|comedy,30,f\n"
+        "u1,m2,2,1700000000,Beta,horror,30,f\n"
+        "u2,m1,4,2024-01-03T00:00:00+02:00,Alpha,drama|comedy,41,m\n"
+        "u2,m2,3,2024-01-04,Beta,horror,41,m\n",
+    )
+    mapping = ColumnMapping(
+        user="who",
+        item="what",
+        value="stars",
+        timestamp="when",
+        item_title="title",
+        item_tags="genres",
+        user_attributes="age,gender",
+    )
     bundle = load_table(path, mapping, like_threshold=4)
     assert bundle.name == "logs" and bundle.meta["demographics"] == ["age", "gender"]
     assert [x.timestamp for x in bundle.interactions] == [
-        utc(2024, 1, 1, 10), 1700000000.0, utc(2024, 1, 2, 22), utc(2024, 1, 4)]
+        utc(2024, 1, 1, 10),
+        1700000000.0,
+        utc(2024, 1, 2, 22),
+        utc(2024, 1, 4),
+    ]
     with Workspace(tmp_path / "w.duckdb") as w:
         write_dataset(w, bundle)
         users, items = load_users(w, "logs"), load_items(w, "logs")
@@ -389,43 +429,65 @@ def test_table_csv_with_inline_item_and_user_columns(tmp_path, local_tz_not_utc)
 
 
 def test_table_parquet(tmp_path, local_tz_not_utc):
-    path = to_parquet(tmp_path / "events.parquet",
-                      "SELECT * FROM (VALUES (1, 10, 4.5, TIMESTAMP '2024-02-01 12:00:00', 'view'),"
-                      " (1, 11, 1.0, TIMESTAMP '2024-02-02 00:00:00', 'skip'),"
-                      " (2, 10, 5.0, NULL, 'view')) t(user_id, item_id, score, ts, action)")
+    path = to_parquet(
+        tmp_path / "events.parquet",
+        "SELECT * FROM (VALUES (1, 10, 4.5, TIMESTAMP '2024-02-01 12:00:00', 'view'),"
+        " (1, 11, 1.0, TIMESTAMP '2024-02-02 00:00:00', 'skip'),"
+        " (2, 10, 5.0, NULL, 'view')) t(user_id, item_id, score, ts, action)",
+    )
     bundle = load_table(path, ColumnMapping(value="score", timestamp="ts", kind="action"))
     assert bundle.name == "events"
     assert {u.user_id for u in bundle.users} == {"1", "2"} and {i.item_id for i in bundle.items} == {"10", "11"}
     assert [(x.user_id, x.item_id, x.kind, x.value, x.timestamp) for x in bundle.interactions] == [
-        ("1", "10", "view", 4.5, utc(2024, 2, 1, 12)), ("1", "11", "skip", 1.0, utc(2024, 2, 2)),
-        ("2", "10", "view", 5.0, None)]
+        ("1", "10", "view", 4.5, utc(2024, 2, 1, 12)),
+        ("1", "11", "skip", 1.0, utc(2024, 2, 2)),
+        ("2", "10", "view", 5.0, None),
+    ]
 
 
 def test_table_huggingface_dataset_saved_to_disk(tmp_path, local_tz_not_utc):
     datasets = pytest.importorskip("datasets", reason="the `datasets` package (extra 'hf') is not installed")
-    datasets.Dataset.from_dict({
-        "uid": [7, 8, 8], "iid": ["a", "b", "a"], "stars": [5.0, 2.0, 4.0],
-        "when": ["2024-03-01T00:00:00", "2024-03-02T00:00:00Z", "2024-03-03"], "age": [30, 40, 40],
-        "review": ["great", "meh", "nice"],
-    }).save_to_disk(str(tmp_path / "hfds"))
-    bundle = load_table(tmp_path / "hfds", ColumnMapping(user="uid", item="iid", value="stars", timestamp="when",
-                                                         text="review", user_attributes=["age"]))
+    datasets.Dataset.from_dict(
+        {
+            "uid": [7, 8, 8],
+            "iid": ["a", "b", "a"],
+            "stars": [5.0, 2.0, 4.0],
+            "when": ["2024-03-01T00:00:00", "2024-03-02T00:00:00Z", "2024-03-03"],
+            "age": [30, 40, 40],
+            "review": ["great", "meh", "nice"],
+        }
+    ).save_to_disk(str(tmp_path / "hfds"))
+    bundle = load_table(
+        tmp_path / "hfds",
+        ColumnMapping(user="uid", item="iid", value="stars", timestamp="when", text="review", user_attributes=["age"]),
+    )
     assert bundle.name == "hfds"
     assert {u.user_id: u.attributes for u in bundle.users} == {"7": {"age": 30}, "8": {"age": 40}}
     assert [(x.user_id, x.item_id, x.value, x.timestamp, x.text) for x in bundle.interactions] == [
-        ("7", "a", 5.0, utc(2024, 3, 1), "great"), ("8", "b", 2.0, utc(2024, 3, 2), "meh"),
-        ("8", "a", 4.0, utc(2024, 3, 3), "nice")]
+        ("7", "a", 5.0, utc(2024, 3, 1), "great"),
+        ("8", "b", 2.0, utc(2024, 3, 2), "meh"),
+        ("8", "a", 4.0, utc(2024, 3, 3), "nice"),
+    ]
 
 
 def test_table_separate_users_and_items_files(tmp_path, local_tz_not_utc):
-    inter = write(tmp_path / "inter.csv", "user_id,item_id,rating,at\n"
-                                          "u1,i1,5,2024-05-01T08:30:00\nu2,i2,2,2024-05-02T09:00:00Z\n")
+    inter = write(
+        tmp_path / "inter.csv", "user_id,item_id,rating,at\nu1,i1,5,2024-05-01T08:30:00\nu2,i2,2,2024-05-02T09:00:00Z\n"
+    )
     users = write(tmp_path / "people.csv", "user_id,age,gender\nu1,30,f\nu2,41,m\nu3,25,x\n")
-    items = to_parquet(tmp_path / "catalogue.parquet",
-                       "SELECT * FROM (VALUES ('i1', 'Alpha', 'drama|comedy', 'a.png'),"
-                       " ('i2', 'Beta', 'horror', NULL)) t(item_id, title, genres, picture)")
-    mapping = ColumnMapping(value="rating", timestamp="at", item_title="title", item_tags="genres",
-                            item_image="picture", user_attributes=["age", "gender"])
+    items = to_parquet(
+        tmp_path / "catalogue.parquet",
+        "SELECT * FROM (VALUES ('i1', 'Alpha', 'drama|comedy', 'a.png'),"
+        " ('i2', 'Beta', 'horror', NULL)) t(item_id, title, genres, picture)",
+    )
+    mapping = ColumnMapping(
+        value="rating",
+        timestamp="at",
+        item_title="title",
+        item_tags="genres",
+        item_image="picture",
+        user_attributes=["age", "gender"],
+    )
     bundle = load_table(inter, mapping, users=users, items=items, name="mine")
     with Workspace(tmp_path / "w.duckdb") as w:
         summary = write_dataset(w, bundle)
@@ -433,11 +495,16 @@ def test_table_separate_users_and_items_files(tmp_path, local_tz_not_utc):
         got_inters = load_interactions(w, "mine")
     assert summary == {"dataset": "mine", "source": "table", "users": 3, "items": 2, "interactions": 2, "skipped": {}}
     assert got_users["u3"].attributes == {"age": "25", "gender": "x"}  # a user without interactions is kept
-    assert (got_items["i1"].title, got_items["i1"].tags, got_items["i1"].image_uri) == \
-        ("Alpha", ("drama", "comedy"), "a.png")
+    assert (got_items["i1"].title, got_items["i1"].tags, got_items["i1"].image_uri) == (
+        "Alpha",
+        ("drama", "comedy"),
+        "a.png",
+    )
     assert got_items["i2"].image_uri is None
     assert [(x.user_id, x.item_id, x.value, x.timestamp) for x in got_inters] == [
-        ("u1", "i1", 5.0, utc(2024, 5, 1, 8, 30)), ("u2", "i2", 2.0, utc(2024, 5, 2, 9))]
+        ("u1", "i1", 5.0, utc(2024, 5, 1, 8, 30)),
+        ("u2", "i2", 2.0, utc(2024, 5, 2, 9)),
+    ]
 
 
 # -- malformed input -------------------------------------------------------------------------------
@@ -532,8 +599,10 @@ def parquet_missing_rating_column(d: Path, lenient: bool) -> Loader:
 
 def parquet_rating_word(d: Path, lenient: bool) -> Loader:
     d.mkdir(parents=True, exist_ok=True)
-    to_parquet(d / "inter.parquet", "SELECT * FROM (VALUES ('u1', 'i1', '5'), ('u1', 'i2', 'five'),"
-                                    " ('u2', 'i1', '4')) t(user_id, item_id, rating)")  # row 2
+    to_parquet(
+        d / "inter.parquet",
+        "SELECT * FROM (VALUES ('u1', 'i1', '5'), ('u1', 'i2', 'five'), ('u2', 'i1', '4')) t(user_id, item_id, rating)",
+    )  # row 2
     return lambda: load_table(d / "inter.parquet", RATED, lenient=lenient)
 
 
@@ -573,38 +642,104 @@ class Bad:
 BAD = [
     pytest.param(Bad(truncated_posts, "Posts.xml", 4, None, "malformed XML"), id="se-truncated-xml"),
     pytest.param(Bad(latin1_users_xml, "Users.xml", 4, None, "not UTF-8 text"), id="se-not-utf8"),
-    pytest.param(Bad(post_score_not_a_number, "Posts.xml", 5, "Score", "expected an integer, got 'many'",
-                     {"bad number": 1}, kept=7), id="se-score-not-a-number"),
+    pytest.param(
+        Bad(
+            post_score_not_a_number,
+            "Posts.xml",
+            5,
+            "Score",
+            "expected an integer, got 'many'",
+            {"bad number": 1},
+            kept=7,
+        ),
+        id="se-score-not-a-number",
+    ),
     pytest.param(Bad(latin1_csv, "inter.csv", 3, None, "not UTF-8 text"), id="csv-not-utf8"),
-    pytest.param(Bad(csv_missing_rating_column, "inter.csv", 1, "rating", "missing column(s) rating"),
-                 id="csv-missing-column"),
-    pytest.param(Bad(csv_rating_five, "inter.csv", 3, "rating", "expected a number, got 'five'",
-                     {"bad number": 1}, kept=2), id="csv-wrong-type"),
-    pytest.param(Bad(csv_conflicting_item_titles, "inter.csv", 3, "item_id", "item 'i1' has conflicting values",
-                     {"conflict": 1}, kept=2), id="csv-conflicting-item"),
-    pytest.param(Bad(duplicate_user_in_users_file, "users.csv", 4, "user_id", "duplicate user id 'u1'"),
-                 id="users-file-duplicate-id"),
-    pytest.param(Bad(duplicate_item_in_items_file, "items.csv", 4, "item_id", "duplicate item id 'i2'"),
-                 id="items-file-duplicate-id"),
+    pytest.param(
+        Bad(csv_missing_rating_column, "inter.csv", 1, "rating", "missing column(s) rating"), id="csv-missing-column"
+    ),
+    pytest.param(
+        Bad(csv_rating_five, "inter.csv", 3, "rating", "expected a number, got 'five'", {"bad number": 1}, kept=2),
+        id="csv-wrong-type",
+    ),
+    pytest.param(
+        Bad(
+            csv_conflicting_item_titles,
+            "inter.csv",
+            3,
+            "item_id",
+            "item 'i1' has conflicting values",
+            {"conflict": 1},
+            kept=2,
+        ),
+        id="csv-conflicting-item",
+    ),
+    pytest.param(
+        Bad(duplicate_user_in_users_file, "users.csv", 4, "user_id", "duplicate user id 'u1'"),
+        id="users-file-duplicate-id",
+    ),
+    pytest.param(
+        Bad(duplicate_item_in_items_file, "items.csv", 4, "item_id", "duplicate item id 'i2'"),
+        id="items-file-duplicate-id",
+    ),
     pytest.param(Bad(empty_users_file, "users.csv", None, None, "empty file"), id="empty-file"),
     pytest.param(Bad(missing_items_file, "items.csv", None, None, "file not found"), id="missing-file"),
-    pytest.param(Bad(movielens_short_row, "ml-100k.inter", 3, None, "expected 4 tab-separated fields, got 3",
-                     {"malformed row": 1}, kept=2), id="movielens-short-row"),
-    pytest.param(Bad(movielens_rating_word, "ml-100k.inter", 4, "rating", "expected a number, got 'three'",
-                     {"bad number": 1}, kept=2), id="movielens-wrong-type"),
-    pytest.param(Bad(faces_rating_nine, "ratings.csv", 3, "rating", "rating 9.0 outside 1-7",
-                     {"bad value": 1}, kept=2), id="faces-rating-out-of-range"),
-    pytest.param(Bad(faces_unknown_face, "ratings.csv.gz", 5, "face_id", "unknown face 'I999'",
-                     {"unknown item": 1}, kept=3), id="faces-unknown-face"),
-    pytest.param(Bad(parquet_missing_rating_column, "inter.parquet", None, "rating", "missing column(s) rating"),
-                 id="parquet-missing-column"),
-    pytest.param(Bad(parquet_rating_word, "inter.parquet", 2, "rating", "expected a number, got 'five'",
-                     {"bad number": 1}, kept=2), id="parquet-wrong-type"),
+    pytest.param(
+        Bad(
+            movielens_short_row,
+            "ml-100k.inter",
+            3,
+            None,
+            "expected 4 tab-separated fields, got 3",
+            {"malformed row": 1},
+            kept=2,
+        ),
+        id="movielens-short-row",
+    ),
+    pytest.param(
+        Bad(
+            movielens_rating_word,
+            "ml-100k.inter",
+            4,
+            "rating",
+            "expected a number, got 'three'",
+            {"bad number": 1},
+            kept=2,
+        ),
+        id="movielens-wrong-type",
+    ),
+    pytest.param(
+        Bad(faces_rating_nine, "ratings.csv", 3, "rating", "rating 9.0 outside 1-7", {"bad value": 1}, kept=2),
+        id="faces-rating-out-of-range",
+    ),
+    pytest.param(
+        Bad(faces_unknown_face, "ratings.csv.gz", 5, "face_id", "unknown face 'I999'", {"unknown item": 1}, kept=3),
+        id="faces-unknown-face",
+    ),
+    pytest.param(
+        Bad(parquet_missing_rating_column, "inter.parquet", None, "rating", "missing column(s) rating"),
+        id="parquet-missing-column",
+    ),
+    pytest.param(
+        Bad(
+            parquet_rating_word,
+            "inter.parquet",
+            2,
+            "rating",
+            "expected a number, got 'five'",
+            {"bad number": 1},
+            kept=2,
+        ),
+        id="parquet-wrong-type",
+    ),
     # Found by validate_bundle inside write_dataset: located by dataset name and interaction row.
-    pytest.param(Bad(interaction_of_unknown_user, "inter.csv", 3, "user_id", "unknown user 'u9'",
-                     {"unknown user": 1}, kept=3), id="unknown-user"),
-    pytest.param(Bad(name_already_taken, None, None, "name", f"dataset '{EXISTING}' already exists"),
-                 id="dataset-name-taken"),
+    pytest.param(
+        Bad(interaction_of_unknown_user, "inter.csv", 3, "user_id", "unknown user 'u9'", {"unknown user": 1}, kept=3),
+        id="unknown-user",
+    ),
+    pytest.param(
+        Bad(name_already_taken, None, None, "name", f"dataset '{EXISTING}' already exists"), id="dataset-name-taken"
+    ),
 ]
 ROW_LEVEL = [p for p in BAD if p.values[0].skipped]
 STRUCTURAL = [p for p in BAD if not p.values[0].skipped]
@@ -669,9 +804,18 @@ def test_bad_byte_line_number_after_a_utf8_bom(tmp_path):
 def test_movielens_rating_out_of_range_and_nan_timestamp(tmp_path):
     folder = tmp_path / "ml"
     folder.mkdir()
-    write(folder / "ml-100k.user", "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n1\t24\tM\ttechnician\t00000\n")
-    write(folder / "ml-100k.item", "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n1\tToy Story\t1995\tAnimation\n")
-    write(folder / "ml-100k.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t1\t9\t881250949\n1\t1\t4\tnan\n1\t1\t4\t881250950\n")
+    write(
+        folder / "ml-100k.user",
+        "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n1\t24\tM\ttechnician\t00000\n",
+    )
+    write(
+        folder / "ml-100k.item",
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n1\tToy Story\t1995\tAnimation\n",
+    )
+    write(
+        folder / "ml-100k.inter",
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t1\t9\t881250949\n1\t1\t4\tnan\n1\t1\t4\t881250950\n",
+    )
     with pytest.raises(DataError, match=r"ml-100k\.inter:2: field 'rating': rating 9 outside 1-5"):
         load_movielens(folder)
     bundle = load_movielens(folder, lenient=True)

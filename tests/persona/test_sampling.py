@@ -53,8 +53,14 @@ def test_link_loader_batches_are_consistent_subgraphs():
 
     d, ei = tiny_hetero()
     nn = {("user", "r", "item"): [2, 2], ("item", "rb", "user"): [-1, 0]}
-    loader = LinkNeighborLoader(d, nn, edge_label_index=(("user", "r", "item"), ei), batch_size=3,
-                                neg_sampling=NegativeSampling("triplet", 2), neighbor_sampler=fanout_sampler(d, nn))
+    loader = LinkNeighborLoader(
+        d,
+        nn,
+        edge_label_index=(("user", "r", "item"), ei),
+        batch_size=3,
+        neg_sampling=NegativeSampling("triplet", 2),
+        neighbor_sampler=fanout_sampler(d, nn),
+    )
     seen = 0
     for b in loader:
         un, itn = b["user"].n_id, b["item"].n_id
@@ -76,8 +82,10 @@ def test_sampler_is_seeded_and_rejects_homogeneous_graphs():
 
     d, _ = tiny_hetero()
     nn = {("user", "r", "item"): [1, 1], ("item", "rb", "user"): [1, 1]}
-    outs = [fanout_sampler(d, nn, seed=3)._sample({"user": torch.tensor([0, 4]), "item": torch.tensor([0])})
-            for _ in range(2)]
+    outs = [
+        fanout_sampler(d, nn, seed=3)._sample({"user": torch.tensor([0, 4]), "item": torch.tensor([0])})
+        for _ in range(2)
+    ]
     for et in outs[0].edge:
         assert torch.equal(outs[0].edge[et], outs[1].edge[et])
     with pytest.raises(TypeError, match="HeteroData"):

@@ -36,7 +36,11 @@ def test_roles_and_partition(ws):
     for u, r in roles.items():
         if r == "heldout":
             mine = {i for (uu, i) in inter if uu == u}
-            assert mine == {i for uu, i in visible | {(a, b) for a, b, part, lab in rows if part == "hidden" and lab != "unseen"} if uu == u}
+            assert mine == {
+                i
+                for uu, i in visible | {(a, b) for a, b, part, lab in rows if part == "hidden" and lab != "unseen"}
+                if uu == u
+            }
 
 
 def test_labels_follow_thresholds_and_negatives_are_unseen(ws):
@@ -59,7 +63,9 @@ def test_labels_follow_thresholds_and_negatives_are_unseen(ws):
 
 def test_visible_interactions_never_include_hidden(ws):
     make_split(ws, "synthetic-s3", SplitParams(seed=4), name="c")
-    hidden = {(u, i) for u, i in ws.query("SELECT user_id, item_id FROM split_items WHERE split_id='c' AND part='hidden'")}
+    hidden = {
+        (u, i) for u, i in ws.query("SELECT user_id, item_id FROM split_items WHERE split_id='c' AND part='hidden'")
+    }
     vis = visible_interactions(ws, "c")
     assert not {(x.user_id, x.item_id) for x in vis} & hidden
     train = {u for (u,) in ws.query("SELECT user_id FROM split_users WHERE split_id='c' AND role='train'")}
@@ -78,14 +84,17 @@ def test_same_seed_same_split_and_name_conflicts(ws):
         make_split(ws, "synthetic-s3", SplitParams(seed=10), name="d1")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"heldout_frac": 1.2}, "heldout_frac must be in"),
-    ({"k": 0}, "k must be >= 1"),
-    ({"hidden_frac": 0}, "hidden_frac must be in"),
-    ({"k": 5, "min_interactions": 3}, "min_interactions must be >="),
-    ({"negative_sampling": "random"}, "negative_sampling must be one of popularity, popularity\\+time, uniform"),
-    ({"popularity_window": 0}, "popularity_window must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"heldout_frac": 1.2}, "heldout_frac must be in"),
+        ({"k": 0}, "k must be >= 1"),
+        ({"hidden_frac": 0}, "hidden_frac must be in"),
+        ({"k": 5, "min_interactions": 3}, "min_interactions must be >="),
+        ({"negative_sampling": "random"}, "negative_sampling must be one of popularity, popularity\\+time, uniform"),
+        ({"popularity_window": 0}, "popularity_window must be a whole number"),
+    ],
+)
 def test_bad_params_name_the_field(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SplitParams(**kwargs)
@@ -93,8 +102,13 @@ def test_bad_params_name_the_field(kwargs, message):
 
 def _train_popularity(ws, split_id):
     """Training users' interactions per item, counted independently of the split code."""
-    return dict(ws.query("SELECT x.item_id, count(*) FROM interactions x JOIN split_users s ON s.user_id = x.user_id "
-                         "AND s.split_id = ? AND s.role = 'train' GROUP BY 1", [split_id]))
+    return dict(
+        ws.query(
+            "SELECT x.item_id, count(*) FROM interactions x JOIN split_users s ON s.user_id = x.user_id "
+            "AND s.split_id = ? AND s.role = 'train' GROUP BY 1",
+            [split_id],
+        )
+    )
 
 
 def test_popularity_matched_negatives_sit_beside_the_likes(ws):
@@ -120,10 +134,19 @@ def test_splits_made_before_popularity_matching_keep_their_meaning(ws):
     old settings returns it; the new default (popularity) is a different split."""
     import json
 
-    old = {"seed": 7, "heldout_frac": 0.1, "coldstart_frac": 0.05, "k": 5, "hidden_frac": 0.2,
-           "min_interactions": 10, "negatives_per_like": 1}
-    ws.con.execute("INSERT INTO splits (split_id, dataset_id, seed, params) VALUES ('old', 'synthetic-s3', 7, ?)",
-                   [json.dumps(old)])
+    old = {
+        "seed": 7,
+        "heldout_frac": 0.1,
+        "coldstart_frac": 0.05,
+        "k": 5,
+        "hidden_frac": 0.2,
+        "min_interactions": 10,
+        "negatives_per_like": 1,
+    }
+    ws.con.execute(
+        "INSERT INTO splits (split_id, dataset_id, seed, params) VALUES ('old', 'synthetic-s3', 7, ?)",
+        [json.dumps(old)],
+    )
     assert make_split(ws, "synthetic-s3", SplitParams(**old, negative_sampling="uniform"), name="old")["split"] == "old"
     with pytest.raises(WorkspaceError, match="already exists with other settings"):
         make_split(ws, "synthetic-s3", SplitParams(**old), name="old")

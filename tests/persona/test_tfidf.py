@@ -46,8 +46,12 @@ def test_weights_match_numpy_reference(mined):
 
 def test_recovers_planted_personas_far_above_chance(mined):
     ws, split = mined
-    truth = {u: set(g["liked_tags"]) for u, g in
-             ((r[0], __import__("json").loads(r[1])) for r in ws.query("SELECT user_id, ground_truth FROM users"))}
+    truth = {
+        u: set(g["liked_tags"])
+        for u, g in (
+            (r[0], __import__("json").loads(r[1])) for r in ws.query("SELECT user_id, ground_truth FROM users")
+        )
+    }
     hits = []
     for u in list(truth)[:150]:
         card = get_persona(ws, u, split)

@@ -35,21 +35,34 @@ def test_log_odds_match_the_formula_written_out():
 
 def _context():
     """60 users who all like Drama; u0 likes Drama a lot and Noir (rare in the population) a little."""
-    names = [a + b for a in ("Home", "Sea", "Road") for b in ("ward", "side", "light", "fall", "born", "line", "song",
-                                                               "bound", "stone", "field")]
-    items = {f"d{i}": Item(f"d{i}", "movie", names[i], f"A family drama, {names[i]}.", None, ("Drama",)) for i in range(30)}
-    items |= {f"n{i}": Item(f"n{i}", "movie", f"Night {names[i]}", "A private detective in the rain.", None, ("Noir", "Drama"))
-              for i in range(4)}
+    names = [
+        a + b
+        for a in ("Home", "Sea", "Road")
+        for b in ("ward", "side", "light", "fall", "born", "line", "song", "bound", "stone", "field")
+    ]
+    items = {
+        f"d{i}": Item(f"d{i}", "movie", names[i], f"A family drama, {names[i]}.", None, ("Drama",)) for i in range(30)
+    }
+    items |= {
+        f"n{i}": Item(
+            f"n{i}", "movie", f"Night {names[i]}", "A private detective in the rain.", None, ("Noir", "Drama")
+        )
+        for i in range(4)
+    }
     items["c0"] = Item("c0", "movie", "Comedy", "Write to me@example.org for laughs.", None, ("Comedy",))
     visible = {}
     for u in range(60):
         picks = [f"d{(u + k) % 30}" for k in range(6)]
         visible[f"u{u}"] = [Interaction(f"u{u}", i, "rating", 5.0, float(k)) for k, i in enumerate(picks)]
-    visible["u0"] = [Interaction("u0", f"d{k}", "rating", 5.0, float(k)) for k in range(8)] + \
-        [Interaction("u0", f"n{k}", "rating", 5.0, float(10 + k)) for k in range(3)] + \
-        [Interaction("u0", "c0", "rating", 1.0, 20.0)]
+    visible["u0"] = (
+        [Interaction("u0", f"d{k}", "rating", 5.0, float(k)) for k in range(8)]
+        + [Interaction("u0", f"n{k}", "rating", 5.0, float(10 + k)) for k in range(3)]
+        + [Interaction("u0", "c0", "rating", 1.0, 20.0)]
+    )
     users = {u: User(u) for u in visible}
-    return PersonaContext("s", "d", users, items, visible, {"like_threshold": 4, "dislike_threshold": 2, "demographics": []})
+    return PersonaContext(
+        "s", "d", users, items, visible, {"like_threshold": 4, "dislike_threshold": 2, "demographics": []}
+    )
 
 
 def test_distinctive_leads_with_what_sets_the_user_apart_and_share_with_what_they_do_most():

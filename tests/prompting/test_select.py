@@ -27,8 +27,9 @@ def _choices(path, permute: bool, encoder: str, params: dict):
             with ws.transaction() as con:
                 for (rowid, _, _), item, label in zip(rows, items, labels):
                     con.execute("UPDATE split_items SET item_id = ?, label = ? WHERE rowid = ?", [item, label, rowid])
-            assert ws.query("SELECT item_id, label FROM split_items WHERE part = 'hidden' ORDER BY rowid") != \
-                [(r[1], r[2]) for r in rows]
+            assert ws.query("SELECT item_id, label FROM split_items WHERE part = 'hidden' ORDER BY rowid") != [
+                (r[1], r[2]) for r in rows
+            ]
         label = mine_personas(ws, split, encoder, encoder_kwargs=params or None)["encoder"]
         out = rewrite_split(ws, split, encoder=label, prompts="parti6", params=RewriteParams(candidates=8))
         assert out["rewritten"] == out["users"] > 0

@@ -17,8 +17,12 @@ from workbench.registry import Registry
 
 ENCODERS = Registry(
     "encoder",
-    {"minilm": "workbench.encoders:_text", "mpnet": "workbench.encoders:_text",
-     "effnet-lite0": "workbench.encoders:_image", "dlib-face": "workbench.encoders:_face"},
+    {
+        "minilm": "workbench.encoders:_text",
+        "mpnet": "workbench.encoders:_text",
+        "effnet-lite0": "workbench.encoders:_image",
+        "dlib-face": "workbench.encoders:_face",
+    },
     aliases={"effnet_lite0": "effnet-lite0", "dlib_face": "dlib-face"},
     prefixes={"clip:": "workbench.encoders.clip:ClipEncoder"},
 )

@@ -20,8 +20,11 @@ class ClipEncoder:
         from workbench.encoders.image import _clip_processor_class
 
         self.model_id = name
-        self.label = "clip-" + name.rstrip("/").split("/")[-1] if not name.rstrip("/").split("/")[-1].startswith("clip") \
+        self.label = (
+            "clip-" + name.rstrip("/").split("/")[-1]
+            if not name.rstrip("/").split("/")[-1].startswith("clip")
             else name.rstrip("/").split("/")[-1]
+        )
         self._model = CLIPModel.from_pretrained(name).eval()
         self._tok = AutoTokenizer.from_pretrained(name)
         self._proc = _clip_processor_class().from_pretrained(name)

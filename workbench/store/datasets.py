@@ -19,44 +19,66 @@ def write_dataset(ws: Workspace, bundle: DatasetBundle) -> dict[str, Any]:
     """
     validate_bundle(bundle)
     if ws.scalar("SELECT count(*) FROM datasets WHERE dataset_id = ?", [bundle.name]):
-        raise DataError(f"dataset {bundle.name!r} already exists in {ws.path}", field="name",
-                        fix="Pass another --name, or use another --db.")
+        raise DataError(
+            f"dataset {bundle.name!r} already exists in {ws.path}",
+            field="name",
+            fix="Pass another --name, or use another --db.",
+        )
     d = bundle.name
     with ws.transaction() as con:
         con.execute(
             "INSERT INTO datasets (dataset_id, source, params, meta, n_users, n_items, n_interactions)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [d, bundle.source, dumps(bundle.params), dumps(bundle.meta), len(bundle.users),
-             len(bundle.items), len(bundle.interactions)],
+            [
+                d,
+                bundle.source,
+                dumps(bundle.params),
+                dumps(bundle.meta),
+                len(bundle.users),
+                len(bundle.items),
+                len(bundle.interactions),
+            ],
         )
         us = bundle.users
-        ws.insert_columns("users", {
-            "dataset_id": [d] * len(us),
-            "user_id": [u.user_id for u in us],
-            "attributes": [dumps(u.attributes or {}) for u in us],
-            "text": [u.text or "" for u in us],
-            "ground_truth": [dumps(u.ground_truth) for u in us],
-        }, casts={"attributes": "JSON", "ground_truth": "JSON"})
+        ws.insert_columns(
+            "users",
+            {
+                "dataset_id": [d] * len(us),
+                "user_id": [u.user_id for u in us],
+                "attributes": [dumps(u.attributes or {}) for u in us],
+                "text": [u.text or "" for u in us],
+                "ground_truth": [dumps(u.ground_truth) for u in us],
+            },
+            casts={"attributes": "JSON", "ground_truth": "JSON"},
+        )
         it = bundle.items
-        ws.insert_columns("items", {
-            "dataset_id": [d] * len(it),
-            "item_id": [i.item_id for i in it],
-            "kind": [i.kind for i in it],
-            "title": [i.title or "" for i in it],
-            "text": [i.text or "" for i in it],
-            "image_uri": [i.image_uri for i in it],
-            "tags": [list(i.tags) for i in it],
-        }, casts={"tags": "VARCHAR[]", "image_uri": "VARCHAR"})
+        ws.insert_columns(
+            "items",
+            {
+                "dataset_id": [d] * len(it),
+                "item_id": [i.item_id for i in it],
+                "kind": [i.kind for i in it],
+                "title": [i.title or "" for i in it],
+                "text": [i.text or "" for i in it],
+                "image_uri": [i.image_uri for i in it],
+                "tags": [list(i.tags) for i in it],
+            },
+            casts={"tags": "VARCHAR[]", "image_uri": "VARCHAR"},
+        )
         xs = bundle.interactions
-        ws.insert_columns("interactions", {
-            "dataset_id": [d] * len(xs),
-            "user_id": [x.user_id for x in xs],
-            "item_id": [x.item_id for x in xs],
-            "kind": [x.kind for x in xs],
-            "value": [x.value for x in xs],
-            "timestamp": [x.timestamp for x in xs],
-            "text": [x.text or "" for x in xs],
-        }, casts={"value": "DOUBLE", "timestamp": "DOUBLE"})
+        ws.insert_columns(
+            "interactions",
+            {
+                "dataset_id": [d] * len(xs),
+                "user_id": [x.user_id for x in xs],
+                "item_id": [x.item_id for x in xs],
+                "kind": [x.kind for x in xs],
+                "value": [x.value for x in xs],
+                "timestamp": [x.timestamp for x in xs],
+                "text": [x.text or "" for x in xs],
+            },
+            casts={"value": "DOUBLE", "timestamp": "DOUBLE"},
+        )
     return bundle.summary()
 
 
@@ -77,14 +99,17 @@ def dataset_meta(ws: Workspace, dataset_id: str) -> dict[str, Any]:
 
 
 def load_users(ws: Workspace, dataset_id: str) -> dict[str, User]:
-    rows = ws.query("SELECT user_id, attributes, text, ground_truth FROM users WHERE dataset_id = ? ORDER BY user_id",
-                    [dataset_id])
+    rows = ws.query(
+        "SELECT user_id, attributes, text, ground_truth FROM users WHERE dataset_id = ? ORDER BY user_id", [dataset_id]
+    )
     return {r[0]: User(r[0], loads(r[1]) or {}, r[2] or "", loads(r[3])) for r in rows}
 
 
 def load_items(ws: Workspace, dataset_id: str) -> dict[str, Item]:
-    rows = ws.query("SELECT item_id, kind, title, text, image_uri, tags FROM items WHERE dataset_id = ? ORDER BY item_id",
-                    [dataset_id])
+    rows = ws.query(
+        "SELECT item_id, kind, title, text, image_uri, tags FROM items WHERE dataset_id = ? ORDER BY item_id",
+        [dataset_id],
+    )
     return {r[0]: Item(r[0], r[1], r[2] or "", r[3] or "", r[4], tuple(r[5] or ())) for r in rows}
 
 

@@ -22,8 +22,12 @@ def parquet_rows(path: Path, required: list[str]) -> Iterator[tuple[int, dict]]:
     header = [d[0] for d in cur.description]
     missing = [c for c in required if c not in header]
     if missing:
-        raise DataError(f"missing column(s) {', '.join(missing)}; the file has {', '.join(header)}",
-                        file=str(path), field=missing[0], fix="Rename the column or map it with the column options.")
+        raise DataError(
+            f"missing column(s) {', '.join(missing)}; the file has {', '.join(header)}",
+            file=str(path),
+            field=missing[0],
+            fix="Rename the column or map it with the column options.",
+        )
     n = 0
     while batch := cur.fetchmany(4096):
         for row in batch:

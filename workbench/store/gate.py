@@ -33,12 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from workbench.store.journal import Journal, ReplayResult
-from workbench.store.workspace import (
-    Workspace,
-    WorkspaceBusy,
-    foreign_writer_waiting,
-    resolve_db_path,
-)
+from workbench.store.workspace import Workspace, WorkspaceBusy, foreign_writer_waiting, resolve_db_path
 
 __all__ = ["WorkspaceBusy", "WorkspaceGate"]
 
@@ -73,16 +68,19 @@ class WorkspaceGate:
         delay = 0.01
         while (who := foreign_writer_waiting(self.path)) is not None:  # let a waiting `pwb` writer in first
             if time.monotonic() >= deadline:
-                raise WorkspaceBusy(f"Workspace {self.path} is about to be written by {who}; "
-                                    "try again when it has finished.")
+                raise WorkspaceBusy(
+                    f"Workspace {self.path} is about to be written by {who}; try again when it has finished."
+                )
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
         try:
             return Workspace(self.path, read_only=read_only, wait_s=max(0.0, deadline - time.monotonic()))
         except WorkspaceBusy as exc:
             holder = str(exc).split(" is held by ", 1)[-1].split(" for more than ")[0].split("; try again")[0]
-            raise WorkspaceBusy(f"Workspace {self.path} is held by {holder} for more than {wait_s:.3g} s; "
-                                "try again when it has finished.") from exc
+            raise WorkspaceBusy(
+                f"Workspace {self.path} is held by {holder} for more than {wait_s:.3g} s; "
+                "try again when it has finished."
+            ) from exc
 
     def apply_journal(self, wait_s: float | None = None) -> ReplayResult:
         """Apply the journal now if it holds anything (raises :class:`WorkspaceBusy` while another process

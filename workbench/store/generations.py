@@ -29,8 +29,10 @@ def save_generation_rows(ws: Workspace, rows: Sequence[tuple[str, dict[str, Any]
         for table, row in rows:
             key, cols = RECORD_KEYS[table], list(row)
             con.execute(f"DELETE FROM {table} WHERE {key} = ?", [row[key]])
-            con.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-                        [row[c] for c in cols])
+            con.execute(
+                f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                [row[c] for c in cols],
+            )
     return len(rows)
 
 
@@ -43,5 +45,8 @@ def image_file(ws: Workspace, image_sha256: str) -> str | None:
 
 def generation_user(ws: Workspace, generation_id: str) -> str | None:
     """The user a generation was drawn for (through its condition), or ``None`` when there is no such one."""
-    return ws.scalar("SELECT c.user_id FROM generations g JOIN conditions c ON c.condition_id = g.condition_id "
-                     "WHERE g.generation_id = ?", [generation_id])
+    return ws.scalar(
+        "SELECT c.user_id FROM generations g JOIN conditions c ON c.condition_id = g.condition_id "
+        "WHERE g.generation_id = ?",
+        [generation_id],
+    )

@@ -12,8 +12,9 @@ from workbench.store.workspace import Workspace
 def job_status(ws: Workspace, job_id: str) -> tuple[str, str | None, str | None, float | None, float | None] | None:
     """``(status, result JSON, error, created_at, finished_at)`` of a job, the times as epoch seconds, or
     ``None`` when the table has no such job."""
-    rows = ws.query("SELECT status, result, error, epoch(created_at), epoch(finished_at) FROM api_jobs "
-                    "WHERE job_id = ?", [job_id])
+    rows = ws.query(
+        "SELECT status, result, error, epoch(created_at), epoch(finished_at) FROM api_jobs WHERE job_id = ?", [job_id]
+    )
     return tuple(rows[0]) if rows else None
 
 

@@ -41,8 +41,13 @@ from typing import Any
 log = logging.getLogger("pwb.journal")
 
 #: Tables an ``upsert`` entry may write, and each one's key column.
-UPSERT_TABLES = {"labels": "label_id", "api_jobs": "job_id", "conditions": "condition_id",
-                 "generations": "generation_id", "settings": "key"}
+UPSERT_TABLES = {
+    "labels": "label_id",
+    "api_jobs": "job_id",
+    "conditions": "condition_id",
+    "generations": "generation_id",
+    "settings": "key",
+}
 _BATCH = 500
 _REPLAY_LOCK = threading.Lock()  # one replay per process at a time (DuckDB already excludes other processes)
 _APPEND_LOCK = threading.Lock()
@@ -94,7 +99,9 @@ class Journal:
         if kind not in ("persona", "upsert"):
             raise ValueError(f"journal kind must be 'persona' or 'upsert', got {kind!r}")
         if kind == "upsert" and data.get("table") not in UPSERT_TABLES:
-            raise ValueError(f"journal upsert table must be one of {', '.join(UPSERT_TABLES)}, got {data.get('table')!r}")
+            raise ValueError(
+                f"journal upsert table must be one of {', '.join(UPSERT_TABLES)}, got {data.get('table')!r}"
+            )
         entry = {"id": uuid.uuid4().hex, "kind": kind, "at": round(time.time(), 6), "data": data}
         try:
             raw = (json.dumps(entry, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
@@ -256,9 +263,17 @@ def replay(ws) -> ReplayResult:
         for f in sorted(j.db.parent.glob(j.file.name + ".*.replaying")):
             _replay_file(ws, f, result)
     if result.applied or result.rejected or result.torn:
-        log.info("journal replayed", extra={"event": "journal_replayed", "applied": result.applied,
-                                            "skipped": result.skipped, "rejected": len(result.rejected),
-                                            "torn": result.torn, "db": str(ws.path)})
+        log.info(
+            "journal replayed",
+            extra={
+                "event": "journal_replayed",
+                "applied": result.applied,
+                "skipped": result.skipped,
+                "rejected": len(result.rejected),
+                "torn": result.torn,
+                "db": str(ws.path),
+            },
+        )
     return result
 
 
@@ -266,13 +281,21 @@ def _replay_file(ws, path: Path, result: ReplayResult) -> None:
     entries, torn = _read(path)
     result.torn += torn
     ids = [e["id"] for e in entries]
-    done = {r[0] for r in ws.query("SELECT entry_id FROM journal_applied WHERE list_contains(?, entry_id)", [ids])} if ids else set()
-    done |= {r[0] for r in ws.query("SELECT entry_id FROM journal_rejected WHERE list_contains(?, entry_id)", [ids])} if ids else set()
+    done = (
+        {r[0] for r in ws.query("SELECT entry_id FROM journal_applied WHERE list_contains(?, entry_id)", [ids])}
+        if ids
+        else set()
+    )
+    done |= (
+        {r[0] for r in ws.query("SELECT entry_id FROM journal_rejected WHERE list_contains(?, entry_id)", [ids])}
+        if ids
+        else set()
+    )
     todo = [e for e in entries if e["id"] not in done]
     result.skipped += len(entries) - len(todo)
     source = path.name
     for start in range(0, len(todo), _BATCH):
-        batch = todo[start:start + _BATCH]
+        batch = todo[start : start + _BATCH]
         try:
             with ws.transaction():
                 _apply(ws, batch, source)
@@ -289,8 +312,10 @@ def _replay_file(ws, path: Path, result: ReplayResult) -> None:
                 err = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 _reject(ws, e, err, source)
                 result.rejected.append({"id": e["id"], "kind": e.get("kind"), "error": err})
-                log.error("journal entry rejected", extra={"event": "journal_rejected", "entry": e["id"],
-                                                           "kind": e.get("kind"), "error": err})
+                log.error(
+                    "journal entry rejected",
+                    extra={"event": "journal_rejected", "entry": e["id"], "kind": e.get("kind"), "error": err},
+                )
     try:
         path.unlink()
     except OSError:
@@ -324,8 +349,14 @@ def _apply(ws, entries: list[dict[str, Any]], source: str) -> None:
         else:
             raise ValueError(f"unknown journal entry kind {kind!r}")
         i = j
-    ws.insert_columns("journal_applied", {"entry_id": [e["id"] for e in entries], "kind": [e["kind"] for e in entries],
-                                          "source": [source] * len(entries)})
+    ws.insert_columns(
+        "journal_applied",
+        {
+            "entry_id": [e["id"] for e in entries],
+            "kind": [e["kind"] for e in entries],
+            "source": [source] * len(entries),
+        },
+    )
 
 
 def card_to_dict(card) -> dict[str, Any]:
@@ -333,18 +364,31 @@ def card_to_dict(card) -> dict[str, Any]:
     emb = card.embedding
     if emb is not None and hasattr(emb, "tolist"):
         emb = emb.tolist()
-    return {"user_id": card.user_id, "summary": card.summary, "traits": card.traits,
-            "evidence": [{"item_id": e.item_id, "weight": float(e.weight), "snippet": e.snippet or ""} for e in card.evidence],
-            "embedding": None if emb is None else [float(x) for x in emb], "model_version": card.model_version,
-            "demographics": card.demographics or {}}
+    return {
+        "user_id": card.user_id,
+        "summary": card.summary,
+        "traits": card.traits,
+        "evidence": [
+            {"item_id": e.item_id, "weight": float(e.weight), "snippet": e.snippet or ""} for e in card.evidence
+        ],
+        "embedding": None if emb is None else [float(x) for x in emb],
+        "model_version": card.model_version,
+        "demographics": card.demographics or {},
+    }
 
 
 def card_from_dict(d: dict[str, Any]):
     from workbench.records import Evidence, PersonaCard
 
-    return PersonaCard(d["user_id"], d["summary"], d.get("traits") or [],
-                       [Evidence(e["item_id"], e["weight"], e.get("snippet") or "") for e in d.get("evidence") or []],
-                       d.get("embedding"), d.get("model_version") or "", d.get("demographics") or {})
+    return PersonaCard(
+        d["user_id"],
+        d["summary"],
+        d.get("traits") or [],
+        [Evidence(e["item_id"], e["weight"], e.get("snippet") or "") for e in d.get("evidence") or []],
+        d.get("embedding"),
+        d.get("model_version") or "",
+        d.get("demographics") or {},
+    )
 
 
 def _upsert(ws, data: dict[str, Any]) -> None:
@@ -358,12 +402,15 @@ def _upsert(ws, data: dict[str, Any]) -> None:
     if bad:
         raise ValueError(f"upsert into {table}: unknown columns {', '.join(bad)}")
     ws.con.execute(f"DELETE FROM {table} WHERE {key} = ?", [row[key]])
-    ws.con.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-                   [row[c] for c in cols])
+    ws.con.execute(
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", [row[c] for c in cols]
+    )
 
 
 def _reject(ws, entry: dict[str, Any], error: str, source: str) -> None:
     text = json.dumps(entry, sort_keys=True, ensure_ascii=True, default=str)  # \\ud800 stays an escape
     with ws.transaction() as con:
-        con.execute("INSERT INTO journal_rejected (entry_id, kind, entry, error, source) VALUES (?, ?, ?, ?, ?)",
-                    [entry["id"], str(entry.get("kind")), text, error, source])
+        con.execute(
+            "INSERT INTO journal_rejected (entry_id, kind, entry, error, source) VALUES (?, ?, ?, ?, ?)",
+            [entry["id"], str(entry.get("kind")), text, error, source],
+        )

@@ -36,15 +36,19 @@ def create_key(ws: Workspace, name: str, *, rate_per_minute: int = DEFAULT_RATE)
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     with ws.transaction() as con:
-        con.execute("INSERT INTO api_keys (key_id, name, secret_sha256, rate_per_minute) VALUES (?, ?, ?, ?)",
-                    [key_id, name, secret_digest(secret), rate_per_minute])
+        con.execute(
+            "INSERT INTO api_keys (key_id, name, secret_sha256, rate_per_minute) VALUES (?, ?, ?, ?)",
+            [key_id, name, secret_digest(secret), rate_per_minute],
+        )
     return {"key_id": key_id, "name": name, "rate_per_minute": rate_per_minute, "token": f"{PREFIX}{key_id}_{secret}"}
 
 
 def revoke_key(ws: Workspace, key: str) -> dict[str, Any]:
     """Revoke the active key whose id or name is ``key``; returns its ``key_id``, ``name`` and ``revoked``.
     ``ValueError`` when no active key matches, or several do (then revoke by id)."""
-    rows = ws.query("SELECT key_id, name FROM api_keys WHERE (key_id = ? OR name = ?) AND revoked_at IS NULL", [key, key])
+    rows = ws.query(
+        "SELECT key_id, name FROM api_keys WHERE (key_id = ? OR name = ?) AND revoked_at IS NULL", [key, key]
+    )
     if not rows:
         raise ValueError(f"no active API key has id or name {key!r} (see `pwb keys list`)")
     if len(rows) > 1:
@@ -57,8 +61,9 @@ def revoke_key(ws: Workspace, key: str) -> dict[str, Any]:
 def list_keys(ws: Workspace) -> list[dict[str, Any]]:
     """Every key as ``{key_id, name, rate_per_minute, created_at, revoked_at}`` (never a secret or its digest),
     oldest first."""
-    return ws.query_dicts("SELECT key_id, name, rate_per_minute, created_at, revoked_at FROM api_keys "
-                          "ORDER BY created_at, key_id")
+    return ws.query_dicts(
+        "SELECT key_id, name, rate_per_minute, created_at, revoked_at FROM api_keys ORDER BY created_at, key_id"
+    )
 
 
 def active_keys(ws: Workspace) -> list[tuple[str, str, str, int]]:

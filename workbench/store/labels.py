@@ -8,8 +8,18 @@ from typing import Any
 from workbench.store.workspace import Workspace
 
 #: the columns :func:`list_labels` returns, in order
-LABEL_COLUMNS = ("label_id", "user_id", "prompt_id", "system_generation_id", "baseline_generation_id", "system_side",
-                 "choice", "annotator", "note", "created_at")
+LABEL_COLUMNS = (
+    "label_id",
+    "user_id",
+    "prompt_id",
+    "system_generation_id",
+    "baseline_generation_id",
+    "system_side",
+    "choice",
+    "annotator",
+    "note",
+    "created_at",
+)
 
 
 def label_pair_rows(ws: Workspace, *, user_id: str | None = None, prompt_id: str | None = None) -> list[tuple]:
@@ -43,8 +53,10 @@ def insert_label(ws: Workspace, row: dict[str, Any]) -> None:
 
 def list_labels(ws: Workspace, limit: int | None = None) -> list[dict[str, Any]]:
     """The stored labels, newest first, as dicts of :data:`LABEL_COLUMNS` (at most ``limit``)."""
-    rows = ws.query(f"SELECT {', '.join(LABEL_COLUMNS)} FROM labels ORDER BY created_at DESC, label_id"
-                    + (f" LIMIT {int(limit)}" if limit else ""))
+    rows = ws.query(
+        f"SELECT {', '.join(LABEL_COLUMNS)} FROM labels ORDER BY created_at DESC, label_id"
+        + (f" LIMIT {int(limit)}" if limit else "")
+    )
     return [dict(zip(LABEL_COLUMNS, r)) for r in rows]
 
 

@@ -23,54 +23,87 @@ def save_personas(ws: Workspace, split_id: str, encoder: str, cards: list[Person
     ev = [(c.user_id, r, e) for c in cards for r, e in enumerate(c.evidence, start=1)]
     with ws.transaction() as con:
         for table in ("personas", "persona_evidence"):
-            con.execute(f"DELETE FROM {table} WHERE split_id = ? AND encoder = ? AND list_contains(?, user_id)",
-                        [split_id, encoder, users])
-        ws.insert_columns("personas", {
-            "split_id": [split_id] * len(cards), "encoder": [encoder] * len(cards), "user_id": users,
-            "summary": [c.summary for c in cards], "traits": [dumps(c.traits) for c in cards],
-            "demographics": [dumps(c.demographics) for c in cards], "embedding": [c.embedding for c in cards],
-            "model_version": [c.model_version for c in cards],
-        }, casts={"traits": "JSON", "demographics": "JSON", "embedding": "FLOAT[]"})
-        ws.insert_columns("persona_evidence", {
-            "split_id": [split_id] * len(ev), "encoder": [encoder] * len(ev), "user_id": [u for u, _, _ in ev],
-            "rank": [r for _, r, _ in ev], "item_id": [e.item_id for _, _, e in ev],
-            "weight": [e.weight for _, _, e in ev], "snippet": [e.snippet for _, _, e in ev],
-        }, casts={"weight": "DOUBLE", "rank": "INTEGER"})
+            con.execute(
+                f"DELETE FROM {table} WHERE split_id = ? AND encoder = ? AND list_contains(?, user_id)",
+                [split_id, encoder, users],
+            )
+        ws.insert_columns(
+            "personas",
+            {
+                "split_id": [split_id] * len(cards),
+                "encoder": [encoder] * len(cards),
+                "user_id": users,
+                "summary": [c.summary for c in cards],
+                "traits": [dumps(c.traits) for c in cards],
+                "demographics": [dumps(c.demographics) for c in cards],
+                "embedding": [c.embedding for c in cards],
+                "model_version": [c.model_version for c in cards],
+            },
+            casts={"traits": "JSON", "demographics": "JSON", "embedding": "FLOAT[]"},
+        )
+        ws.insert_columns(
+            "persona_evidence",
+            {
+                "split_id": [split_id] * len(ev),
+                "encoder": [encoder] * len(ev),
+                "user_id": [u for u, _, _ in ev],
+                "rank": [r for _, r, _ in ev],
+                "item_id": [e.item_id for _, _, e in ev],
+                "weight": [e.weight for _, _, e in ev],
+                "snippet": [e.snippet for _, _, e in ev],
+            },
+            casts={"weight": "DOUBLE", "rank": "INTEGER"},
+        )
     return len(cards)
 
 
-def load_personas(ws: Workspace, split_id: str, encoder: str, user_ids: list[str] | None = None) -> dict[str, PersonaCard]:
-    sql = ("SELECT user_id, summary, traits, embedding, model_version, demographics FROM personas "
-           "WHERE split_id = ? AND encoder = ?")
+def load_personas(
+    ws: Workspace, split_id: str, encoder: str, user_ids: list[str] | None = None
+) -> dict[str, PersonaCard]:
+    sql = (
+        "SELECT user_id, summary, traits, embedding, model_version, demographics FROM personas "
+        "WHERE split_id = ? AND encoder = ?"
+    )
     params: list = [split_id, encoder]
     if user_ids is not None:
         sql += " AND list_contains(?, user_id)"
         params.append(list(user_ids))
-    cards = {r[0]: PersonaCard(r[0], r[1], loads(r[2]) or [], [], r[3], r[4], loads(r[5]) or {})
-             for r in ws.query(sql, params)}
-    esql = ("SELECT user_id, item_id, weight, snippet FROM persona_evidence WHERE split_id = ? AND encoder = ?"
-            + (" AND list_contains(?, user_id)" if user_ids is not None else "") + " ORDER BY user_id, rank")
+    cards = {
+        r[0]: PersonaCard(r[0], r[1], loads(r[2]) or [], [], r[3], r[4], loads(r[5]) or {})
+        for r in ws.query(sql, params)
+    }
+    esql = (
+        "SELECT user_id, item_id, weight, snippet FROM persona_evidence WHERE split_id = ? AND encoder = ?"
+        + (" AND list_contains(?, user_id)" if user_ids is not None else "")
+        + " ORDER BY user_id, rank"
+    )
     for u, iid, w, snip in ws.query(esql, params):
         if u in cards:
             cards[u].evidence.append(Evidence(iid, w, snip or ""))
     return cards
 
 
-def save_cohort(ws: Workspace, split_id: str, encoder: str, card: PersonaCard, kind: str, definition: str,
-                members: list[str]) -> None:
+def save_cohort(
+    ws: Workspace, split_id: str, encoder: str, card: PersonaCard, kind: str, definition: str, members: list[str]
+) -> None:
     """Store a cohort's persona ``card`` (under ``card.user_id``, e.g. ``cohort:<name>``) and its ``cohorts`` row
     (``kind`` ``sql`` or ``archetype``, the definition, the members), replacing an earlier one, in one transaction."""
     with ws.transaction() as con:
-        con.execute("DELETE FROM cohorts WHERE split_id = ? AND encoder = ? AND cohort_id = ?",
-                    [split_id, encoder, card.user_id])
-        con.execute("INSERT INTO cohorts (split_id, encoder, cohort_id, kind, definition, members, n_members) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [split_id, encoder, card.user_id, kind, definition, members, len(members)])
+        con.execute(
+            "DELETE FROM cohorts WHERE split_id = ? AND encoder = ? AND cohort_id = ?",
+            [split_id, encoder, card.user_id],
+        )
+        con.execute(
+            "INSERT INTO cohorts (split_id, encoder, cohort_id, kind, definition, members, n_members) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [split_id, encoder, card.user_id, kind, definition, members, len(members)],
+        )
         save_personas(ws, split_id, encoder, [card])
 
 
-def cohort_members(ws: Workspace, columns: Mapping[str, Sequence[Any]], types: Mapping[str, str],
-                   where: str) -> list[str]:
+def cohort_members(
+    ws: Workspace, columns: Mapping[str, Sequence[Any]], types: Mapping[str, str], where: str
+) -> list[str]:
     """The sorted ``user_id`` values of the per-user table ``columns`` (one SQL type per column in ``types``,
     ``VARCHAR`` when absent) for which ``where``, a SQL boolean expression over those columns, holds.
 
@@ -85,8 +118,9 @@ def cohort_members(ws: Workspace, columns: Mapping[str, Sequence[Any]], types: M
         try:
             rows = ws.query(f"SELECT user_id FROM cohort_users WHERE ({where}) ORDER BY user_id")
         except Exception as exc:  # duckdb raises several error types for a bad expression
-            raise ValueError(f"cannot evaluate --where {where!r}: {str(exc).splitlines()[0]}. "
-                             f"Columns: {', '.join(columns)}") from None
+            raise ValueError(
+                f"cannot evaluate --where {where!r}: {str(exc).splitlines()[0]}. Columns: {', '.join(columns)}"
+            ) from None
     finally:
         ws.con.execute("DROP TABLE IF EXISTS cohort_users")
     return [r[0] for r in rows]
@@ -95,13 +129,17 @@ def cohort_members(ws: Workspace, columns: Mapping[str, Sequence[Any]], types: M
 def list_persona_sets(ws: Workspace) -> list[dict[str, Any]]:
     """Every ``(split_id, encoder)`` that has personas (users, cohorts and archetypes) as ``{split_id, encoder,
     users}``, ordered by split and encoder."""
-    rows = ws.query("SELECT split_id, encoder, count(*) FROM personas GROUP BY split_id, encoder ORDER BY split_id, encoder")
+    rows = ws.query(
+        "SELECT split_id, encoder, count(*) FROM personas GROUP BY split_id, encoder ORDER BY split_id, encoder"
+    )
     return [{"split_id": s, "encoder": e, "users": int(n)} for s, e, n in rows]
 
 
 def persona_user_ids(ws: Workspace, split_id: str, encoder: str) -> list[str]:
     """The ids with a persona of ``encoder`` in ``split_id`` (in no particular order)."""
-    return [r[0] for r in ws.query("SELECT user_id FROM personas WHERE split_id = ? AND encoder = ?", [split_id, encoder])]
+    return [
+        r[0] for r in ws.query("SELECT user_id FROM personas WHERE split_id = ? AND encoder = ?", [split_id, encoder])
+    ]
 
 
 def persona_evidence(ws: Workspace, split_id: str, encoder: str, user_id: str) -> list[dict[str, Any]]:
@@ -110,4 +148,6 @@ def persona_evidence(ws: Workspace, split_id: str, encoder: str, user_id: str) -
         "SELECT e.rank, e.item_id AS item, i.title, e.weight, e.snippet FROM persona_evidence e "
         "LEFT JOIN splits s ON s.split_id = e.split_id "
         "LEFT JOIN items i ON i.dataset_id = s.dataset_id AND i.item_id = e.item_id "
-        "WHERE e.split_id = ? AND e.encoder = ? AND e.user_id = ? ORDER BY e.rank", [split_id, encoder, user_id])
+        "WHERE e.split_id = ? AND e.encoder = ? AND e.user_id = ? ORDER BY e.rank",
+        [split_id, encoder, user_id],
+    )

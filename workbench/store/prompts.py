@@ -40,24 +40,40 @@ def register_prompt_set(ws: Workspace, source: str) -> str:
     else:
         path = Path(source)
         if not path.exists():
-            raise DataError(f"no prompt set or file {source!r}", field="prompts",
-                            fix=f"Use one of: {', '.join(BUILTIN)}, or a TSV with prompt_id and prompt columns.")
+            raise DataError(
+                f"no prompt set or file {source!r}",
+                field="prompts",
+                fix=f"Use one of: {', '.join(BUILTIN)}, or a TSV with prompt_id and prompt columns.",
+            )
         name = path.stem
         rows = read_prompt_file(path)
-    stored = ws.query("SELECT prompt_id, prompt, category, challenge FROM prompts WHERE prompt_set = ? ORDER BY prompt_id",
-                      [name])
+    stored = ws.query(
+        "SELECT prompt_id, prompt, category, challenge FROM prompts WHERE prompt_set = ? ORDER BY prompt_id", [name]
+    )
     if stored:
         if sorted(stored) != sorted(rows):
-            raise DataError(f"prompt set {name!r} is already stored with other prompts", field="prompts",
-                            fix="Rename the file to register it as a new set.")
+            raise DataError(
+                f"prompt set {name!r} is already stored with other prompts",
+                field="prompts",
+                fix="Rename the file to register it as a new set.",
+            )
         return name
     with ws.transaction():
-        ws.insert_columns("prompts", {"prompt_set": [name] * len(rows), "prompt_id": [r[0] for r in rows],
-                                      "prompt": [r[1] for r in rows], "category": [r[2] for r in rows],
-                                      "challenge": [r[3] for r in rows]})
+        ws.insert_columns(
+            "prompts",
+            {
+                "prompt_set": [name] * len(rows),
+                "prompt_id": [r[0] for r in rows],
+                "prompt": [r[1] for r in rows],
+                "category": [r[2] for r in rows],
+                "challenge": [r[3] for r in rows],
+            },
+        )
     return name
 
 
 def load_prompts(ws: Workspace, prompt_set: str) -> list[tuple[str, str]]:
-    return [(r[0], r[1]) for r in ws.query("SELECT prompt_id, prompt FROM prompts WHERE prompt_set = ? ORDER BY prompt_id",
-                                           [prompt_set])]
+    return [
+        (r[0], r[1])
+        for r in ws.query("SELECT prompt_id, prompt FROM prompts WHERE prompt_set = ? ORDER BY prompt_id", [prompt_set])
+    ]

@@ -38,8 +38,16 @@ def rewrite_models(ws: Workspace, split_id: str, encoder: str, backend: str, pro
     return [r[0] for r in ws.query(f"SELECT DISTINCT model FROM rewrites WHERE {where} ORDER BY 1", params)]
 
 
-def resolve_rewrite_model(ws: Workspace, split_id: str, encoder: str, backend: str, prompt_set: str,
-                          model: str | None = None, *, prompts: str | None = None) -> str:
+def resolve_rewrite_model(
+    ws: Workspace,
+    split_id: str,
+    encoder: str,
+    backend: str,
+    prompt_set: str,
+    model: str | None = None,
+    *,
+    prompts: str | None = None,
+) -> str:
     """The one stored model of these rewrites, or ``model`` once it is checked to be stored.
 
     Raises :class:`WorkspaceError` naming the ``pwb rewrite`` command to run when none is stored, and asking
@@ -51,16 +59,25 @@ def resolve_rewrite_model(ws: Workspace, split_id: str, encoder: str, backend: s
             raise WorkspaceError(f"No rewrites by model {model!r}; stored: {', '.join(models) or '(none)'}")
         return model
     if not models:
-        raise WorkspaceError(f"No {backend} rewrites of {encoder} personas for prompt set {prompt_set!r} in "
-                             f"split {split_id!r}: run `pwb rewrite --split {split_id} --encoder {encoder} "
-                             f"--backend {backend} --prompts {prompts or prompt_set}` first.")
+        raise WorkspaceError(
+            f"No {backend} rewrites of {encoder} personas for prompt set {prompt_set!r} in "
+            f"split {split_id!r}: run `pwb rewrite --split {split_id} --encoder {encoder} "
+            f"--backend {backend} --prompts {prompts or prompt_set}` first."
+        )
     if len(models) > 1:
         raise WorkspaceError(f"Several {backend} models have rewrites ({', '.join(models)}); pass --model.")
     return models[0]
 
 
-def rewrites_for_roles(ws: Workspace, split_id: str, encoder: str, backend: str, model: str, prompt_set: str,
-                       roles: Sequence[str] | None = None) -> list[tuple[str, str, str, str]]:
+def rewrites_for_roles(
+    ws: Workspace,
+    split_id: str,
+    encoder: str,
+    backend: str,
+    model: str,
+    prompt_set: str,
+    roles: Sequence[str] | None = None,
+) -> list[tuple[str, str, str, str]]:
     """``(user_id, prompt_id, rewritten, negative)`` of the split's users (those with one of ``roles``, or
     all of them when ``roles`` is ``None``), ordered by user and prompt id."""
     where, params = RewriteKey(split_id, encoder, backend, model, prompt_set).where("r")
@@ -76,12 +93,17 @@ def rewrites_for_roles(ws: Workspace, split_id: str, encoder: str, backend: str,
 def users_with_rewrites(ws: Workspace, key: RewriteKey, n_prompts: int) -> set[str]:
     """The users who have all ``n_prompts`` prompts of ``key`` rewritten (a resumed run skips them)."""
     where, params = key.where()
-    return {r[0] for r in ws.query(f"SELECT user_id FROM rewrites WHERE {where} GROUP BY user_id HAVING count(*) = ?",
-                                   [*params, n_prompts])}
+    return {
+        r[0]
+        for r in ws.query(
+            f"SELECT user_id FROM rewrites WHERE {where} GROUP BY user_id HAVING count(*) = ?", [*params, n_prompts]
+        )
+    }
 
 
-def save_user_rewrites(ws: Workspace, key: RewriteKey, user_id: str, prompt_ids: Sequence[str],
-                       rewrites: Sequence[Rewrite]) -> int:
+def save_user_rewrites(
+    ws: Workspace, key: RewriteKey, user_id: str, prompt_ids: Sequence[str], rewrites: Sequence[Rewrite]
+) -> int:
     """Replace one user's rewrites under ``key`` (every field set; ``rewrites[i]`` answers ``prompt_ids[i]``)
     in one transaction, so an interrupted run resumes per user; returns the number of rows written."""
     unset = [f.name for f, v in zip(fields(key), astuple(key)) if v is None]
@@ -93,40 +115,61 @@ def save_user_rewrites(ws: Workspace, key: RewriteKey, user_id: str, prompt_ids:
     n = len(rewrites)
     with ws.transaction() as con:
         con.execute(f"DELETE FROM rewrites WHERE {where} AND user_id = ?", [*params, user_id])
-        ws.insert_columns("rewrites", {
-            "split_id": [key.split_id] * n, "encoder": [key.encoder] * n, "backend": [key.backend] * n,
-            "model": [key.model] * n, "user_id": [user_id] * n, "prompt_set": [key.prompt_set] * n,
-            "prompt_id": list(prompt_ids), "prompt": [r.prompt for r in rewrites],
-            "rewritten": [r.rewritten for r in rewrites], "negative": [r.negative for r in rewrites],
-            "shots": [r.shots for r in rewrites], "latency_s": [r.latency_s for r in rewrites],
-            "fallback": [r.fallback or None for r in rewrites], "selector_score": [r.selector_score for r in rewrites],
-        }, casts={"shots": "INTEGER", "latency_s": "DOUBLE", "fallback": "VARCHAR", "selector_score": "DOUBLE"})
+        ws.insert_columns(
+            "rewrites",
+            {
+                "split_id": [key.split_id] * n,
+                "encoder": [key.encoder] * n,
+                "backend": [key.backend] * n,
+                "model": [key.model] * n,
+                "user_id": [user_id] * n,
+                "prompt_set": [key.prompt_set] * n,
+                "prompt_id": list(prompt_ids),
+                "prompt": [r.prompt for r in rewrites],
+                "rewritten": [r.rewritten for r in rewrites],
+                "negative": [r.negative for r in rewrites],
+                "shots": [r.shots for r in rewrites],
+                "latency_s": [r.latency_s for r in rewrites],
+                "fallback": [r.fallback or None for r in rewrites],
+                "selector_score": [r.selector_score for r in rewrites],
+            },
+            casts={"shots": "INTEGER", "latency_s": "DOUBLE", "fallback": "VARCHAR", "selector_score": "DOUBLE"},
+        )
     return n
 
 
 def load_rewrites(ws: Workspace, key: RewriteKey) -> dict[tuple[str, str], str]:
     """``{(user_id, prompt_id): rewritten}`` of the rewrites under ``key``."""
     where, params = key.where()
-    return {(u, p): r for u, p, r in ws.query(f"SELECT user_id, prompt_id, rewritten FROM rewrites WHERE {where}",
-                                              params)}
+    return {
+        (u, p): r for u, p, r in ws.query(f"SELECT user_id, prompt_id, rewritten FROM rewrites WHERE {where}", params)
+    }
 
 
 def rewrites_by_model(ws: Workspace, key: RewriteKey) -> list[tuple[str, str, str, str, str, str | None]]:
     """``(backend, model, user_id, prompt, rewritten, fallback)`` of the rewrites under ``key`` (usually with
     backend and model open), ordered by backend, model, user and prompt id."""
     where, params = key.where()
-    return ws.query(f"SELECT backend, model, user_id, prompt, rewritten, fallback FROM rewrites WHERE {where} "
-                    "ORDER BY backend, model, user_id, prompt_id", params)
+    return ws.query(
+        f"SELECT backend, model, user_id, prompt, rewritten, fallback FROM rewrites WHERE {where} "
+        "ORDER BY backend, model, user_id, prompt_id",
+        params,
+    )
 
 
 def cached_rewrites(ws: Workspace, keys: Sequence[str]) -> dict[str, Rewrite]:
     """``{request key: Rewrite}`` of the cache entries among ``keys`` (latency 0: a cached answer costs nothing)."""
     if not keys:
         return {}
-    rows = ws.query("SELECT key, user_id, prompt, rewritten, negative, backend, model, shots, fallback, selector_score "
-                    "FROM rewrite_cache WHERE list_contains(?, key)", [sorted(set(keys))])
-    return {k: Rewrite(u, p, r, neg or "", b, m, s or 0, 0.0, fallback=fb or "", selector_score=sc)
-            for k, u, p, r, neg, b, m, s, fb, sc in rows}
+    rows = ws.query(
+        "SELECT key, user_id, prompt, rewritten, negative, backend, model, shots, fallback, selector_score "
+        "FROM rewrite_cache WHERE list_contains(?, key)",
+        [sorted(set(keys))],
+    )
+    return {
+        k: Rewrite(u, p, r, neg or "", b, m, s or 0, 0.0, fallback=fb or "", selector_score=sc)
+        for k, u, p, r, neg, b, m, s, fb, sc in rows
+    }
 
 
 def cache_rewrites(ws: Workspace, entries: dict[str, tuple[dict[str, Any], Rewrite]]) -> int:
@@ -139,13 +182,23 @@ def cache_rewrites(ws: Workspace, entries: dict[str, tuple[dict[str, Any], Rewri
     rws = [r for _, r in entries.values()]
     with ws.transaction() as con:
         con.execute("DELETE FROM rewrite_cache WHERE list_contains(?, key)", [keys])
-        ws.insert_columns("rewrite_cache", {
-            "key": keys, "backend": [r.backend for r in rws], "model": [r.model for r in rws],
-            "params": [dumps(p) for p in params], "user_id": [r.user_id for r in rws],
-            "prompt": [r.prompt for r in rws], "rewritten": [r.rewritten for r in rws],
-            "negative": [r.negative for r in rws], "shots": [r.shots for r in rws],
-            "fallback": [r.fallback for r in rws], "selector_score": [r.selector_score for r in rws],
-        }, casts={"params": "JSON", "shots": "INTEGER", "selector_score": "DOUBLE"})
+        ws.insert_columns(
+            "rewrite_cache",
+            {
+                "key": keys,
+                "backend": [r.backend for r in rws],
+                "model": [r.model for r in rws],
+                "params": [dumps(p) for p in params],
+                "user_id": [r.user_id for r in rws],
+                "prompt": [r.prompt for r in rws],
+                "rewritten": [r.rewritten for r in rws],
+                "negative": [r.negative for r in rws],
+                "shots": [r.shots for r in rws],
+                "fallback": [r.fallback for r in rws],
+                "selector_score": [r.selector_score for r in rws],
+            },
+            casts={"params": "JSON", "shots": "INTEGER", "selector_score": "DOUBLE"},
+        )
     return len(keys)
 
 
@@ -153,14 +206,17 @@ def user_rewrites(ws: Workspace, key: RewriteKey, user_id: str) -> list[dict[str
     """One user's rewrites under ``key`` (usually only split and encoder set) as ``{prompt_set, prompt_id,
     backend, model, prompt, rewritten, negative}``, ordered by prompt set, prompt id, backend and model."""
     where, params = key.where()
-    return ws.query_dicts(f"SELECT prompt_set, prompt_id, backend, model, prompt, rewritten, negative FROM rewrites "
-                          f"WHERE {where} AND user_id = ? ORDER BY prompt_set, prompt_id, backend || ':' || model",
-                          [*params, user_id])
+    return ws.query_dicts(
+        f"SELECT prompt_set, prompt_id, backend, model, prompt, rewritten, negative FROM rewrites "
+        f"WHERE {where} AND user_id = ? ORDER BY prompt_set, prompt_id, backend || ':' || model",
+        [*params, user_id],
+    )
 
 
 def rewrite_stats(ws: Workspace, key: RewriteKey) -> tuple[float | None, int, int]:
     """``(mean latency in seconds or None, rewrites, template fallbacks)`` of the rewrites under ``key``."""
     where, params = key.where()
-    lat, n, fallbacks = ws.query("SELECT avg(latency_s), count(*), count(fallback) FROM rewrites "
-                                 f"WHERE {where}", params)[0]
+    lat, n, fallbacks = ws.query(
+        f"SELECT avg(latency_s), count(*), count(fallback) FROM rewrites WHERE {where}", params
+    )[0]
     return (None if lat is None else float(lat)), int(n or 0), int(fallbacks or 0)

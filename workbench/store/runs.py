@@ -28,10 +28,15 @@ def code_version() -> str:
         v = "0+unknown"
     root = Path(__file__).resolve().parents[2]
     try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return v
     return f"{v}+g{sha}{'.dirty' if dirty else ''}" if sha else v
@@ -47,12 +52,17 @@ def start_run(ws: Workspace, kind: str, config: dict[str, Any], n_units: int) ->
     row = ws.query("SELECT status FROM runs WHERE run_id = ?", [run_id])
     with ws.transaction() as con:
         if not row:
-            con.execute("INSERT INTO runs (run_id, kind, config, config_hash, code_version, started_at, status, n_units)"
-                        " VALUES (?, ?, ?, ?, ?, now(), 'running', ?)", [run_id, kind, dumps(config), h, code_version(), n_units])
+            con.execute(
+                "INSERT INTO runs (run_id, kind, config, config_hash, code_version, started_at, status, n_units)"
+                " VALUES (?, ?, ?, ?, ?, now(), 'running', ?)",
+                [run_id, kind, dumps(config), h, code_version(), n_units],
+            )
             return run_id, "new"
         if row[0][0] != "completed":
-            con.execute("UPDATE runs SET status = 'running', error = NULL, code_version = ? WHERE run_id = ?",
-                        [code_version(), run_id])
+            con.execute(
+                "UPDATE runs SET status = 'running', error = NULL, code_version = ? WHERE run_id = ?",
+                [code_version(), run_id],
+            )
     return run_id, row[0][0]
 
 
@@ -64,27 +74,55 @@ def done_units(ws: Workspace, run_id: str) -> set[str]:
     return {r[0] for r in ws.query("SELECT unit_id FROM run_units WHERE run_id = ?", [run_id])}
 
 
-def write_units(ws: Workspace, run_id: str, units: list[tuple[str, str, str]], scores: list[Score],
-                embeddings: list[tuple[str, str, list[float]]] | None = None) -> None:
+def write_units(
+    ws: Workspace,
+    run_id: str,
+    units: list[tuple[str, str, str]],
+    scores: list[Score],
+    embeddings: list[tuple[str, str, list[float]]] | None = None,
+) -> None:
     """Record finished units ``(unit_id, status, detail)``, their scores and the embeddings of their outputs
     (``(unit_id, model, vector)``) in one transaction."""
     with ws.transaction():
         if embeddings:
-            ws.insert_columns("unit_embeddings", {
-                "run_id": [run_id] * len(embeddings), "unit_id": [e[0] for e in embeddings],
-                "model": [e[1] for e in embeddings], "embedding": [list(map(float, e[2])) for e in embeddings]},
-                casts={"embedding": "FLOAT[]"})
-        ws.insert_columns("run_units", {"run_id": [run_id] * len(units), "unit_id": [u[0] for u in units],
-                                        "status": [u[1] for u in units], "detail": [u[2] for u in units]},
-                          casts={"detail": "VARCHAR"})
-        ws.insert_columns("scores", {"run_id": [s.run_id for s in scores], "unit_id": [s.unit_id for s in scores],
-                                     "metric": [s.metric for s in scores], "value": [s.value for s in scores],
-                                     "model": [s.model for s in scores]}, casts={"value": "DOUBLE"})
+            ws.insert_columns(
+                "unit_embeddings",
+                {
+                    "run_id": [run_id] * len(embeddings),
+                    "unit_id": [e[0] for e in embeddings],
+                    "model": [e[1] for e in embeddings],
+                    "embedding": [list(map(float, e[2])) for e in embeddings],
+                },
+                casts={"embedding": "FLOAT[]"},
+            )
+        ws.insert_columns(
+            "run_units",
+            {
+                "run_id": [run_id] * len(units),
+                "unit_id": [u[0] for u in units],
+                "status": [u[1] for u in units],
+                "detail": [u[2] for u in units],
+            },
+            casts={"detail": "VARCHAR"},
+        )
+        ws.insert_columns(
+            "scores",
+            {
+                "run_id": [s.run_id for s in scores],
+                "unit_id": [s.unit_id for s in scores],
+                "metric": [s.metric for s in scores],
+                "value": [s.value for s in scores],
+                "model": [s.model for s in scores],
+            },
+            casts={"value": "DOUBLE"},
+        )
 
 
 def unit_embeddings(ws: Workspace, run_id: str, model: str) -> dict[str, list[float]]:
     """``{unit_id: embedding}`` of a run's outputs, as stored by :func:`write_units`."""
-    return dict(ws.query("SELECT unit_id, embedding FROM unit_embeddings WHERE run_id = ? AND model = ?", [run_id, model]))
+    return dict(
+        ws.query("SELECT unit_id, embedding FROM unit_embeddings WHERE run_id = ? AND model = ?", [run_id, model])
+    )
 
 
 def write_scores(ws: Workspace, scores: list[Score]) -> None:
@@ -92,14 +130,24 @@ def write_scores(ws: Workspace, scores: list[Score]) -> None:
     if not scores:
         return
     with ws.transaction():
-        ws.insert_columns("scores", {"run_id": [s.run_id for s in scores], "unit_id": [s.unit_id for s in scores],
-                                     "metric": [s.metric for s in scores], "value": [s.value for s in scores],
-                                     "model": [s.model for s in scores]}, casts={"value": "DOUBLE"})
+        ws.insert_columns(
+            "scores",
+            {
+                "run_id": [s.run_id for s in scores],
+                "unit_id": [s.unit_id for s in scores],
+                "metric": [s.metric for s in scores],
+                "value": [s.value for s in scores],
+                "model": [s.model for s in scores],
+            },
+            casts={"value": "DOUBLE"},
+        )
 
 
 def list_runs(ws: Workspace, kind: str | None = None) -> list[dict[str, Any]]:
-    sql = ("SELECT r.run_id, r.kind, r.status, r.started_at, r.ended_at, r.n_units, r.code_version, r.config_hash, r.config,"
-           " (SELECT count(*) FROM run_units u WHERE u.run_id = r.run_id) AS units_done FROM runs r")
+    sql = (
+        "SELECT r.run_id, r.kind, r.status, r.started_at, r.ended_at, r.n_units, r.code_version, r.config_hash, r.config,"
+        " (SELECT count(*) FROM run_units u WHERE u.run_id = r.run_id) AS units_done FROM runs r"
+    )
     params: list = []
     if kind:
         sql += " WHERE r.kind = ?"
@@ -123,21 +171,29 @@ def run_config(ws: Workspace, run_id: str) -> dict[str, Any] | None:
 
 def metric_means(ws: Workspace, run_id: str) -> list[dict[str, Any]]:
     """Per metric of the run's scores, by metric name: ``{metric, units (scores), mean}``."""
-    return [{"metric": m, "units": int(n), "mean": v} for m, n, v in ws.query(
-        "SELECT metric, count(*), avg(value) FROM scores WHERE run_id = ? GROUP BY metric ORDER BY metric", [run_id])]
+    return [
+        {"metric": m, "units": int(n), "mean": v}
+        for m, n, v in ws.query(
+            "SELECT metric, count(*), avg(value) FROM scores WHERE run_id = ? GROUP BY metric ORDER BY metric", [run_id]
+        )
+    ]
 
 
 def run_record(ws: Workspace, run_id: str, kind: str | None = None) -> dict[str, Any] | None:
     """The run's ``kind``, ``config`` (parsed), ``config_hash``, ``code_version`` and ``status``; ``None`` when
     there is no run ``run_id`` (of ``kind``, when given)."""
-    rows = ws.query_dicts("SELECT kind, config, config_hash, code_version, status FROM runs WHERE run_id = ? "
-                          "AND (? IS NULL OR kind = ?)", [run_id, kind, kind])
+    rows = ws.query_dicts(
+        "SELECT kind, config, config_hash, code_version, status FROM runs WHERE run_id = ? AND (? IS NULL OR kind = ?)",
+        [run_id, kind, kind],
+    )
     if not rows:
         return None
     return {**rows[0], "config": loads(rows[0]["config"])}
 
 
-def bench_runs(ws: Workspace, run_ids: Sequence[str] | None = None, *, reference: str | None = None) -> list[dict[str, Any]]:
+def bench_runs(
+    ws: Workspace, run_ids: Sequence[str] | None = None, *, reference: str | None = None
+) -> list[dict[str, Any]]:
     """``run_id``, ``config`` (parsed) and ``status`` of bench runs in start order: those of ``run_ids`` whatever
     their status, else every completed one (only the reference rows ``reference`` names, when given)."""
     sql = "SELECT run_id, config, status FROM runs WHERE kind = 'bench'"
@@ -157,8 +213,11 @@ def unit_scores(ws: Workspace, run_id: str, metrics: Sequence[str]) -> list[tupl
     """One row per scored unit of the run, by unit id: ``(user_id, unit_id, value of metrics[0], ...)``, the
     user being the unit id's part before ``|`` and a value ``None`` where the unit has no such score."""
     cols = ", ".join("max(value) FILTER (WHERE metric = ?)" for _ in metrics)
-    return ws.query(f"SELECT split_part(unit_id, '|', 1), unit_id{', ' if cols else ''}{cols} FROM scores "
-                    "WHERE run_id = ? GROUP BY unit_id ORDER BY unit_id", [*metrics, run_id])
+    return ws.query(
+        f"SELECT split_part(unit_id, '|', 1), unit_id{', ' if cols else ''}{cols} FROM scores "
+        "WHERE run_id = ? GROUP BY unit_id ORDER BY unit_id",
+        [*metrics, run_id],
+    )
 
 
 def has_scores(ws: Workspace, run_id: str, metric: str) -> bool:
@@ -183,7 +242,9 @@ def image_unit_scores(ws: Workspace, run_id: str) -> list[tuple]:
                max(value) FILTER (WHERE metric LIKE '%.personal'),
                max(value) FILTER (WHERE metric LIKE '%.personal_margin')
         FROM scores WHERE run_id = ? GROUP BY unit_id ORDER BY unit_id
-        """, [run_id])
+        """,
+        [run_id],
+    )
 
 
 def clear_run_results(ws: Workspace, run_id: str) -> None:
@@ -200,10 +261,20 @@ def write_metric_results(ws: Workspace, run_id: str, results: Sequence[dict[str,
     with ws.transaction() as con:
         con.execute("DELETE FROM metric_results WHERE run_id = ?", [run_id])
         for k, r in enumerate(results):
-            con.execute("INSERT INTO metric_results (run_id, position, metric, encoder, model, aggregation, "
-                        "higher_is_better, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [run_id, k, r["metric"], r["encoder"], r.get("model"), r["aggregation"],
-                         bool(r["higher_is_better"]), dumps(r["result"])])
+            con.execute(
+                "INSERT INTO metric_results (run_id, position, metric, encoder, model, aggregation, "
+                "higher_is_better, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    run_id,
+                    k,
+                    r["metric"],
+                    r["encoder"],
+                    r.get("model"),
+                    r["aggregation"],
+                    bool(r["higher_is_better"]),
+                    dumps(r["result"]),
+                ],
+            )
 
 
 def metric_results(ws: Workspace, run_id: str) -> list[dict[str, Any]]:
@@ -212,6 +283,9 @@ def metric_results(ws: Workspace, run_id: str) -> list[dict[str, Any]]:
     read-only before its migration to results)."""
     if not ws.scalar("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'metric_results'"):
         return []
-    rows = ws.query_dicts("SELECT metric, encoder, model, aggregation, higher_is_better, result FROM metric_results "
-                          "WHERE run_id = ? ORDER BY position", [run_id])
+    rows = ws.query_dicts(
+        "SELECT metric, encoder, model, aggregation, higher_is_better, result FROM metric_results "
+        "WHERE run_id = ? ORDER BY position",
+        [run_id],
+    )
     return [{**r, "result": loads(r["result"])} for r in rows]

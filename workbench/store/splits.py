@@ -31,30 +31,55 @@ def split_record(ws: Workspace, split_id: str) -> tuple[str, dict[str, Any]] | N
     return (rows[0][0], loads(rows[0][1]) or {}) if rows else None
 
 
-def write_split(ws: Workspace, split_id: str, dataset_id: str, seed: int, params: dict[str, Any],
-                roles: dict[str, str], items: Sequence[tuple[str, str, str, str | None]]) -> None:
+def write_split(
+    ws: Workspace,
+    split_id: str,
+    dataset_id: str,
+    seed: int,
+    params: dict[str, Any],
+    roles: dict[str, str],
+    items: Sequence[tuple[str, str, str, str | None]],
+) -> None:
     """Store a split in one transaction: its settings, every user's role (``{user_id: role}``) and the
     evaluated users' items as ``(user_id, item_id, part, label)`` rows."""
     users = sorted(roles)
     with ws.transaction() as con:
-        con.execute("INSERT INTO splits (split_id, dataset_id, seed, params) VALUES (?, ?, ?, ?)",
-                    [split_id, dataset_id, seed, dumps(params)])
-        ws.insert_columns("split_users", {"split_id": [split_id] * len(users), "user_id": users,
-                                          "role": [roles[u] for u in users]})
-        ws.insert_columns("split_items", {
-            "split_id": [split_id] * len(items), "user_id": [r[0] for r in items],
-            "item_id": [r[1] for r in items], "part": [r[2] for r in items], "label": [r[3] for r in items],
-        }, casts={"label": "VARCHAR"})
+        con.execute(
+            "INSERT INTO splits (split_id, dataset_id, seed, params) VALUES (?, ?, ?, ?)",
+            [split_id, dataset_id, seed, dumps(params)],
+        )
+        ws.insert_columns(
+            "split_users", {"split_id": [split_id] * len(users), "user_id": users, "role": [roles[u] for u in users]}
+        )
+        ws.insert_columns(
+            "split_items",
+            {
+                "split_id": [split_id] * len(items),
+                "user_id": [r[0] for r in items],
+                "item_id": [r[1] for r in items],
+                "part": [r[2] for r in items],
+                "label": [r[3] for r in items],
+            },
+            casts={"label": "VARCHAR"},
+        )
 
 
 def split_summary(ws: Workspace, split_id: str) -> dict[str, Any]:
     """The split's dataset, its number of users per role and of items per label (``items_visible``, ...)."""
     roles = dict(ws.query("SELECT role, count(*) FROM split_users WHERE split_id = ? GROUP BY role", [split_id]))
-    labels = dict(ws.query("SELECT coalesce(label, 'visible'), count(*) FROM split_items WHERE split_id = ? GROUP BY 1",
-                           [split_id]))
-    return {"split": split_id, "dataset": split_dataset(ws, split_id), "train": roles.get("train", 0),
-            "heldout": roles.get("heldout", 0), "coldstart": roles.get("coldstart", 0),
-            **{f"items_{k}": v for k, v in sorted(labels.items())}}
+    labels = dict(
+        ws.query(
+            "SELECT coalesce(label, 'visible'), count(*) FROM split_items WHERE split_id = ? GROUP BY 1", [split_id]
+        )
+    )
+    return {
+        "split": split_id,
+        "dataset": split_dataset(ws, split_id),
+        "train": roles.get("train", 0),
+        "heldout": roles.get("heldout", 0),
+        "coldstart": roles.get("coldstart", 0),
+        **{f"items_{k}": v for k, v in sorted(labels.items())},
+    }
 
 
 def split_dataset(ws: Workspace, split_id: str) -> str | None:
@@ -64,8 +89,13 @@ def split_dataset(ws: Workspace, split_id: str) -> str | None:
 
 def split_users(ws: Workspace, split_id: str, roles: Sequence[str] = ("heldout",)) -> list[str]:
     """The ids of the split's users with one of ``roles``, sorted."""
-    return [r[0] for r in ws.query("SELECT user_id FROM split_users WHERE split_id = ? AND list_contains(?, role) "
-                                   "ORDER BY user_id", [split_id, list(roles)])]
+    return [
+        r[0]
+        for r in ws.query(
+            "SELECT user_id FROM split_users WHERE split_id = ? AND list_contains(?, role) ORDER BY user_id",
+            [split_id, list(roles)],
+        )
+    ]
 
 
 def split_roles(ws: Workspace, split_id: str) -> dict[str, str]:
@@ -91,8 +121,9 @@ def visible_interactions(ws: Workspace, split_id: str, user_ids: Sequence[str] |
     return [Interaction(*r[:5], r[5] or "") for r in ws.query(sql, params)]
 
 
-def hidden_targets(ws: Workspace, split_id: str,
-                   user_ids: Sequence[str] | None = None) -> dict[str, dict[str, list[str]]]:
+def hidden_targets(
+    ws: Workspace, split_id: str, user_ids: Sequence[str] | None = None
+) -> dict[str, dict[str, list[str]]]:
     """``{user: {label: [item ids]}}`` of each evaluated user's hidden items (for scoring only)."""
     sql = "SELECT user_id, label, item_id FROM split_items WHERE split_id = ? AND part = 'hidden'"
     params: list[Any] = [split_id]
@@ -115,5 +146,7 @@ def most_liked_titles(ws: Workspace, split_id: str, dataset_id: str, like_thresh
         JOIN items i ON i.dataset_id = x.dataset_id AND i.item_id = x.item_id
         WHERE x.dataset_id = ? AND (? IS NULL OR x.value IS NULL OR x.value >= ?) AND coalesce(i.title, '') <> ''
         GROUP BY i.item_id, i.title ORDER BY count(DISTINCT x.user_id) DESC, i.item_id LIMIT ?
-        """, [split_id, dataset_id, like_threshold, like_threshold, n])
+        """,
+        [split_id, dataset_id, like_threshold, like_threshold, n],
+    )
     return [r[0] for r in rows]

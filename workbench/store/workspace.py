@@ -58,16 +58,19 @@ def check_file(path: Path) -> None:
     except OSError as exc:
         raise WorkspaceError(io_message(exc, path, "read the workspace")) from exc
     if size == 0:
-        raise WorkspaceError(f"Workspace {path} is an empty file (0 bytes): delete it to start afresh, "
-                             "or restore it from a backup.")
+        raise WorkspaceError(
+            f"Workspace {path} is an empty file (0 bytes): delete it to start afresh, or restore it from a backup."
+        )
     try:
         with open(path, "rb") as fh:
             head = fh.read(3 * _HEADER)
     except OSError as exc:
         raise WorkspaceError(io_message(exc, path, "read the workspace")) from exc
     if len(head) < 3 * _HEADER or head[8:12] != b"DUCK":
-        raise WorkspaceError(f"Workspace {path} is not a DuckDB database ({size} bytes; no DuckDB header): "
-                             "point --db / PWB_DB at a workspace file, or restore it from a backup.")
+        raise WorkspaceError(
+            f"Workspace {path} is not a DuckDB database ({size} bytes; no DuckDB header): "
+            "point --db / PWB_DB at a workspace file, or restore it from a backup."
+        )
 
 
 def check_blocks(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -79,20 +82,26 @@ def check_blocks(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key in _VERIFIED:
         return
-    tables = [r[0] for r in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()]
+    tables = [
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
+    ]
     used = -1
     if tables:
         union = " UNION ALL ".join(
             f"SELECT max(block_id) AS b FROM pragma_storage_info('{t.replace(chr(39), chr(39) * 2)}') WHERE block_id >= 0"
-            for t in tables)
+            for t in tables
+        )
         used = con.execute(f"SELECT coalesce(max(b), -1) FROM ({union})").fetchone()[0]
     block_size = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0] or 262144
     need = 3 * _HEADER + (int(used) + 1) * int(block_size) if used >= 0 else 0
     if st.st_size < need:
         raise WorkspaceError(
             f"Workspace {path} is truncated: {st.st_size} bytes, but its tables use blocks up to byte {need}. "
-            "Restore it from a backup; nothing was read or changed.")
+            "Restore it from a backup; nothing was read or changed."
+        )
     _VERIFIED[key] = True
 
 
@@ -109,13 +118,15 @@ def io_message(exc: OSError, path: str | os.PathLike, doing: str) -> str:
     """One line for an operating-system error: what failed, on which file, and what to do."""
     import errno
 
-    fix = {errno.EACCES: "it is not writable by this user: fix its permissions or choose another path",
-           errno.EPERM: "it is not writable by this user: fix its permissions or choose another path",
-           errno.EROFS: "the file system is read-only: choose a writable path",
-           errno.ENOSPC: "the disk is full: free some space or choose another path",
-           errno.EDQUOT: "the disk quota is exhausted: free some space or choose another path",
-           errno.EFBIG: "the file would exceed the allowed size: free some space or choose another path",
-           errno.ENOENT: "it does not exist: check the path"}.get(exc.errno, "check the path and try again")
+    fix = {
+        errno.EACCES: "it is not writable by this user: fix its permissions or choose another path",
+        errno.EPERM: "it is not writable by this user: fix its permissions or choose another path",
+        errno.EROFS: "the file system is read-only: choose a writable path",
+        errno.ENOSPC: "the disk is full: free some space or choose another path",
+        errno.EDQUOT: "the disk quota is exhausted: free some space or choose another path",
+        errno.EFBIG: "the file would exceed the allowed size: free some space or choose another path",
+        errno.ENOENT: "it does not exist: check the path",
+    }.get(exc.errno, "check the path and try again")
     reason = exc.strerror or type(exc).__name__
     where = exc.filename or path
     return f"Cannot {doing} at {where}: {reason}; {fix}."
@@ -152,8 +163,10 @@ def process_name(pid: int) -> str:
 
 def damaged_message(path: Path, exc: BaseException) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return (f"Workspace {path} cannot be read ({first}): the file is damaged or not a workspace. "
-            "Restore it from a backup, or point --db / PWB_DB at another workspace.")
+    return (
+        f"Workspace {path} cannot be read ({first}): the file is damaged or not a workspace. "
+        "Restore it from a backup, or point --db / PWB_DB at another workspace."
+    )
 
 
 class WriterIntent:
@@ -217,8 +230,14 @@ class Workspace:
         [1]
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *, read_only: bool = False, wait_s: float = 0.0,
-                 on_wait: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        read_only: bool = False,
+        wait_s: float = 0.0,
+        on_wait: Callable[[str], None] | None = None,
+    ):
         self.path = resolve_db_path(path)
         self.read_only = read_only
         self._in_tx = False
@@ -269,8 +288,10 @@ class Workspace:
                     if not self.read_only and intent is None:
                         intent = WriterIntent(self.path)  # long-running servers hold off new readers
                     if on_wait is not None and not told:
-                        on_wait(f"waiting for the workspace {self.path}, held by {holder} "
-                                f"(up to {wait_s:.3g} s; --wait / PWB_WAIT changes it)")
+                        on_wait(
+                            f"waiting for the workspace {self.path}, held by {holder} "
+                            f"(up to {wait_s:.3g} s; --wait / PWB_WAIT changes it)"
+                        )
                         told = True
                 except (duckdb.Error, RuntimeError) as exc:  # SerializationException, InternalException, ...
                     raise WorkspaceError(damaged_message(self.path, exc)) from exc
@@ -320,9 +341,7 @@ class Workspace:
                 continue
             with self.transaction() as con:
                 fn(con)
-                con.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, fn.__name__]
-                )
+                con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, fn.__name__])
             applied.append(version)
         return applied
 
@@ -376,7 +395,9 @@ class Workspace:
             raise WorkspaceError(f"No {what} {name!r} in {self.path}; available: {', '.join(names) or '(none)'}")
         return name
 
-    def insert_columns(self, table: str, columns: Mapping[str, Sequence[Any]], casts: Mapping[str, str] | None = None) -> int:
+    def insert_columns(
+        self, table: str, columns: Mapping[str, Sequence[Any]], casts: Mapping[str, str] | None = None
+    ) -> int:
         """Bulk-insert column arrays (a DuckDB scan over numpy arrays, not row-by-row ``executemany``).
 
         Args:

@@ -27,11 +27,15 @@ def overall_section(rep: dict) -> None:
     st.dataframe(rep["overall"].dropna(axis=1, how="all"), hide_index=True, width="stretch")
     if rep["has_ipf"]:
         src = rep.get("targets") or {}
-        st.caption(f"IPF: users raked to population targets ({src.get('title', 'task targets')}, "
-                   f"{src.get('year', '')}); delta % = (IPF - raw) / raw.")
+        st.caption(
+            f"IPF: users raked to population targets ({src.get('title', 'task targets')}, "
+            f"{src.get('year', '')}); delta % = (IPF - raw) / raw."
+        )
     elif rep["kind"] == "task":
-        st.caption("This task has no population targets, so there is no IPF-reweighted score "
-                   "(add `bias.targets` to the task spec).")
+        st.caption(
+            "This task has no population targets, so there is no IPF-reweighted score "
+            "(add `bias.targets` to the task spec)."
+        )
     else:
         st.caption("Bench runs report raw scores; IPF-reweighted scores come with task runs that have targets.")
 
@@ -43,8 +47,9 @@ def worst_section(rep: dict) -> None:
         st.info(f"No attribute has groups of at least {MIN_GROUP} users, so there is no worst-group gap.")
         return
     st.dataframe(rep["worst"].dropna(axis=1, how="all"), hide_index=True, width="stretch")
-    st.caption(f"Gap: best minus worst group score among groups of at least {MIN_GROUP} users; "
-               "disparity ratio: worst / best.")
+    st.caption(
+        f"Gap: best minus worst group score among groups of at least {MIN_GROUP} users; disparity ratio: worst / best."
+    )
 
 
 def group_chart(rows: pd.DataFrame, attribute: str, label: str = "personal win rate") -> alt.LayerChart:
@@ -78,14 +83,22 @@ def groups_section(rep: dict) -> None:
     label = rep.get("value_label", "personal win rate")
     st.altair_chart(group_chart(rows, attribute, label), width="stretch")
     if label == "personal win rate":
-        st.caption("Bars: personal win rate per group (a user's own rewrite against the other held-out users' "
-                   "rewrites, on that user's hidden items); black lines: 95% CIs over users; dashed: 0.5 (nothing "
-                   "personal).")
+        st.caption(
+            "Bars: personal win rate per group (a user's own rewrite against the other held-out users' "
+            "rewrites, on that user's hidden items); black lines: 95% CIs over users; dashed: 0.5 (nothing "
+            "personal)."
+        )
     else:
-        st.caption("Bars: win rate against the no-persona baseline per group; black lines: 95% CIs over users; "
-                   "dashed: 0.5 (no better than the baseline).")
-    table = rows.assign(CI=[f"[{lo:.3f}, {hi:.3f}]" if pd.notna(lo) and pd.notna(hi) else "-"
-                            for lo, hi in zip(rows["ci_low"], rows["ci_high"])]).drop(columns=["ci_low", "ci_high"])
+        st.caption(
+            "Bars: win rate against the no-persona baseline per group; black lines: 95% CIs over users; "
+            "dashed: 0.5 (no better than the baseline)."
+        )
+    table = rows.assign(
+        CI=[
+            f"[{lo:.3f}, {hi:.3f}]" if pd.notna(lo) and pd.notna(hi) else "-"
+            for lo, hi in zip(rows["ci_low"], rows["ci_high"])
+        ]
+    ).drop(columns=["ci_low", "ci_high"])
     st.dataframe(table.dropna(axis=1, how="all"), hide_index=True, width="stretch")
 
 
@@ -96,8 +109,10 @@ if report is None:
     st.stop()
 if report["groups"].empty:
     overall_section(report)
-    empty("This run has no per-group scores: its task lists no `bias.attributes`, or its dataset has no "
-          "demographic attributes for its users.")
+    empty(
+        "This run has no per-group scores: its task lists no `bias.attributes`, or its dataset has no "
+        "demographic attributes for its users."
+    )
 overall_section(report)
 worst_section(report)
 groups_section(report)

@@ -30,8 +30,11 @@ def show(res: dict) -> None:
     st.subheader(f"{res['a']['system']} (A) vs {res['b']['system']} (B)")
     pct = round(100 * res["confidence"])
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("A wins (share of units)", f"{res['win_rate']:.3f}",
-              help=f"{pct}% CI {fci(res['win_rate_ci_low'], res['win_rate_ci_high'])}")
+    c1.metric(
+        "A wins (share of units)",
+        f"{res['win_rate']:.3f}",
+        help=f"{pct}% CI {fci(res['win_rate_ci_low'], res['win_rate_ci_high'])}",
+    )
     c1.caption(f"{pct}% CI {fci(res['win_rate_ci_low'], res['win_rate_ci_high'])}")
     c2.metric("Mean difference (A - B)", f"{res['mean_difference']:+.4f}")
     c2.caption(f"{pct}% CI {fci(res['mean_difference_ci_low'], res['mean_difference_ci_high'], 4)}")
@@ -39,19 +42,34 @@ def show(res: dict) -> None:
     c3.caption(f"sign test p {res['sign_test_p']:.2g}")
     c4.metric("Users A better / worse / tied", f"{res['n_better']} / {res['n_worse']} / {res['n_tied']}")
     c4.caption(f"{res['units']} shared units, {res['n_clusters']} users")
-    rows = [("run A", res["a"]["run_id"]), ("run B", res["b"]["run_id"]), ("shared units", res["units"]),
-            ("users (clusters)", res["n_clusters"]), ("win rate (A over B)", fnum(res["win_rate"])),
-            ("win rate CI", fci(res["win_rate_ci_low"], res["win_rate_ci_high"])),
-            ("mean difference", fnum(res["mean_difference"], 4)),
-            ("mean difference CI", fci(res["mean_difference_ci_low"], res["mean_difference_ci_high"], 4)),
-            ("Wilcoxon statistic", fnum(res["wilcoxon_statistic"], 2)), ("Wilcoxon p", fnum(res["wilcoxon_p"], 6)),
-            ("sign test p", fnum(res["sign_test_p"], 6)), ("users A better", res["n_better"]),
-            ("users A worse", res["n_worse"]), ("users tied", res["n_tied"]), ("confidence", res["confidence"])]
-    st.dataframe(pd.DataFrame({"quantity": [r[0] for r in rows], "value": [str(r[1]) for r in rows]}),
-                 hide_index=True, width="stretch", height="content")
-    st.caption("Paired on the units both runs scored: per user, the share of prompts where A's rewritten prompt "
-               "scores higher than B's (ties count 1/2) and the mean score difference, averaged over users; "
-               "percentile-bootstrap CIs over users; Wilcoxon signed-rank and sign tests on per-user differences.")
+    rows = [
+        ("run A", res["a"]["run_id"]),
+        ("run B", res["b"]["run_id"]),
+        ("shared units", res["units"]),
+        ("users (clusters)", res["n_clusters"]),
+        ("win rate (A over B)", fnum(res["win_rate"])),
+        ("win rate CI", fci(res["win_rate_ci_low"], res["win_rate_ci_high"])),
+        ("mean difference", fnum(res["mean_difference"], 4)),
+        ("mean difference CI", fci(res["mean_difference_ci_low"], res["mean_difference_ci_high"], 4)),
+        ("Wilcoxon statistic", fnum(res["wilcoxon_statistic"], 2)),
+        ("Wilcoxon p", fnum(res["wilcoxon_p"], 6)),
+        ("sign test p", fnum(res["sign_test_p"], 6)),
+        ("users A better", res["n_better"]),
+        ("users A worse", res["n_worse"]),
+        ("users tied", res["n_tied"]),
+        ("confidence", res["confidence"]),
+    ]
+    st.dataframe(
+        pd.DataFrame({"quantity": [r[0] for r in rows], "value": [str(r[1]) for r in rows]}),
+        hide_index=True,
+        width="stretch",
+        height="content",
+    )
+    st.caption(
+        "Paired on the units both runs scored: per user, the share of prompts where A's rewritten prompt "
+        "scores higher than B's (ties count 1/2) and the mean score difference, averaged over users; "
+        "percentile-bootstrap CIs over users; Wilcoxon signed-rank and sign tests on per-user differences."
+    )
 
 
 st.title("Compare runs")

@@ -35,14 +35,20 @@ def pick_pairs() -> list[dict[str, Any]]:
     if users is None:
         st.stop()
     if not users:
-        empty("No generations with baselines yet: run `pwb generate --baseline ...` (images drawn for each user's "
-              "rewritten prompt and, with `--baseline`, for the original prompt too).")
+        empty(
+            "No generations with baselines yet: run `pwb generate --baseline ...` (images drawn for each user's "
+            "rewritten prompt and, with `--baseline`, for the original prompt too)."
+        )
     left, mid, right = st.columns([1, 2, 1], vertical_alignment="bottom")
     user = left.selectbox("User", users, key="gen_user")
     prompts = {p["prompt_id"]: p["prompt"] for p in (load("pair_prompts", user) or [])}
     options = [ALL_PROMPTS, *prompts]
-    prompt_id = mid.selectbox("Prompt", options, key=f"gen_prompt_{user}",
-                              format_func=lambda p: p if p == ALL_PROMPTS else f"{p}: {prompts[p]}")
+    prompt_id = mid.selectbox(
+        "Prompt",
+        options,
+        key=f"gen_prompt_{user}",
+        format_func=lambda p: p if p == ALL_PROMPTS else f"{p}: {prompts[p]}",
+    )
     unlabelled = right.toggle("Only pairs I have not labelled", key="gen_unlabelled")
     pairs = load("pairs_for", user, None if prompt_id == ALL_PROMPTS else prompt_id) or []
     if unlabelled:
@@ -59,8 +65,15 @@ def image_column(pair: dict[str, Any], side: str) -> None:
         st.image(path, caption=letter, width=IMAGE_WIDTH)
     else:
         st.warning(f"Image {letter} is missing: `{pair[f'{side}_image']}` (moved or deleted?).")
-    st.button(f"Prefer {letter}", key=f"prefer_{side}_{pair['pair_id']}", on_click=on_label,
-              args=(pair["pair_id"], side), type="primary", icon=":material/thumb_up:", width=IMAGE_WIDTH)
+    st.button(
+        f"Prefer {letter}",
+        key=f"prefer_{side}_{pair['pair_id']}",
+        on_click=on_label,
+        args=(pair["pair_id"], side),
+        type="primary",
+        icon=":material/thumb_up:",
+        width=IMAGE_WIDTH,
+    )
 
 
 def labels_summary(labels: list[dict[str, Any]]) -> str:
@@ -78,17 +91,24 @@ def outcome(pair: dict[str, Any], labels: list[dict[str, Any]]) -> None:
         st.error(f"The label was not stored: {result['error']}")
     elif result:
         side = result["system_side"].upper()
-        st.success(f"Label saved: {CHOICE_TEXT[result['choice']]}. The persona image was **{side}** "
-                   f"({result['system']}); the other is the no-persona baseline.", icon=":material/check_circle:")
+        st.success(
+            f"Label saved: {CHOICE_TEXT[result['choice']]}. The persona image was **{side}** "
+            f"({result['system']}); the other is the no-persona baseline.",
+            icon=":material/check_circle:",
+        )
         if result.get("pending"):
-            st.info("Another process is writing the workspace: the label is kept in its journal and goes into "
-                    "the tables as soon as the workspace is free.")
+            st.info(
+                "Another process is writing the workspace: the label is kept in its journal and goes into "
+                "the tables as soon as the workspace is free."
+            )
     if labels:
         st.caption(labels_summary(labels))
         mine = [lab for lab in labels if lab["annotator"] == annotator()]
         if mine and not result:
-            st.caption(f"You labelled this pair ({CHOICE_TEXT[mine[0]['choice']]}); "
-                       f"the persona image is {mine[0]['system_side'].upper()}.")
+            st.caption(
+                f"You labelled this pair ({CHOICE_TEXT[mine[0]['choice']]}); "
+                f"the persona image is {mine[0]['system_side'].upper()}."
+            )
     else:
         st.caption("No labels yet for this pair.")
 
@@ -105,10 +125,18 @@ def pair_card(pair: dict[str, Any], labels: list[dict[str, Any]]) -> None:
             image_column(pair, "b")
         with col_info:
             st.markdown("**Which image fits this user's persona better?**")
-            st.caption("One image was drawn from the persona's rewritten prompt, the other from the original "
-                       "prompt; sides are shuffled per pair and revealed after you label.")
-            st.button("Flag", key=f"flag_{pair['pair_id']}", on_click=on_label, args=(pair["pair_id"], "flag"),
-                      icon=":material/flag:", help="Something is wrong with this pair (broken image, unsafe, ...).")
+            st.caption(
+                "One image was drawn from the persona's rewritten prompt, the other from the original "
+                "prompt; sides are shuffled per pair and revealed after you label."
+            )
+            st.button(
+                "Flag",
+                key=f"flag_{pair['pair_id']}",
+                on_click=on_label,
+                args=(pair["pair_id"], "flag"),
+                icon=":material/flag:",
+                help="Something is wrong with this pair (broken image, unsafe, ...).",
+            )
             outcome(pair, labels)
 
 

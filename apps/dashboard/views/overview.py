@@ -30,11 +30,13 @@ def task_section() -> None:
     board = load("task_leaderboard", run_id)
     if board is not None:
         st.dataframe(board, hide_index=True, width="stretch")
-        st.caption("Personal win rate first: how often a user's own rewrite beats the rewrites the same system made "
-                   "for the other held-out users, on that user's hidden items (0.5 = nothing personal); vs dislikes: "
-                   "the same against hidden dislikes only; of ceiling: share of the history ceiling's margin. Then "
-                   "the win rate and lift (x100) over the generic prompt, raw vs IPF-reweighted personal win rate "
-                   "where the task has population targets, worst gap between groups. 95% bootstrap CIs over users.")
+        st.caption(
+            "Personal win rate first: how often a user's own rewrite beats the rewrites the same system made "
+            "for the other held-out users, on that user's hidden items (0.5 = nothing personal); vs dislikes: "
+            "the same against hidden dislikes only; of ceiling: share of the history ceiling's margin. Then "
+            "the win rate and lift (x100) over the generic prompt, raw vs IPF-reweighted personal win rate "
+            "where the task has population targets, worst gap between groups. 95% bootstrap CIs over users."
+        )
 
 
 def bench_section() -> None:
@@ -47,9 +49,11 @@ def bench_section() -> None:
         st.info("No completed bench runs with scores yet: `pwb bench run <task>`.")
         return
     st.dataframe(board, hide_index=True, width="stretch")
-    st.caption("Personal: share of units where a user's own rewrite beats the other held-out users' rewrites of "
-               "the same prompt on that user's hidden items (per user, then averaged; 0.5 = nothing personal); "
-               "vs generic: share where the rewrite beats the generic prompt. CIs: 95% bootstrap over users.")
+    st.caption(
+        "Personal: share of units where a user's own rewrite beats the other held-out users' rewrites of "
+        "the same prompt on that user's hidden items (per user, then averaged; 0.5 = nothing personal); "
+        "vs generic: share where the rewrite beats the generic prompt. CIs: 95% bootstrap over users."
+    )
 
 
 def human_section() -> None:
@@ -62,8 +66,10 @@ def human_section() -> None:
         st.info("No labels yet: compare images on the Generations page (Prefer A / Prefer B / Flag).")
         return
     st.dataframe(table, hide_index=True, width="stretch")
-    st.caption("Human preference: share of non-flagged labels that chose the persona image over its no-persona "
-               "baseline (sides were shown blind), 95% bootstrap CI over users, two-sided sign test against 0.5.")
+    st.caption(
+        "Human preference: share of non-flagged labels that chose the persona image over its no-persona "
+        "baseline (sides were shown blind), 95% bootstrap CI over users, two-sided sign test against 0.5."
+    )
 
 
 st.title("Overview")

@@ -45,8 +45,12 @@ def card_section(card: dict) -> None:
     if card["traits"].empty:
         st.caption("No traits stored for this persona.")
     else:
-        st.dataframe(card["traits"], hide_index=True, width="stretch",
-                     column_config={"weight": st.column_config.NumberColumn("weight", format="%.3f")})
+        st.dataframe(
+            card["traits"],
+            hide_index=True,
+            width="stretch",
+            column_config={"weight": st.column_config.NumberColumn("weight", format="%.3f")},
+        )
 
 
 def evidence_section(card: dict) -> None:
@@ -57,8 +61,14 @@ def evidence_section(card: dict) -> None:
         st.caption("This persona has no stored evidence.")
         return
     top = float(ev["weight"].abs().max() or 1.0)
-    st.dataframe(ev, hide_index=True, width="stretch", column_config={
-        "weight": st.column_config.ProgressColumn("weight", format="%.3f", min_value=0.0, max_value=top)})
+    st.dataframe(
+        ev,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "weight": st.column_config.ProgressColumn("weight", format="%.3f", min_value=0.0, max_value=top)
+        },
+    )
 
 
 def rewrites_section(card: dict, split_id: str, encoder: str) -> None:
@@ -66,8 +76,10 @@ def rewrites_section(card: dict, split_id: str, encoder: str) -> None:
     st.subheader("Rewrites")
     rw = card["rewrites"]
     if rw.empty:
-        st.info(f"No rewrites for this persona yet: `pwb rewrite --prompts PROMPTS.tsv --split {split_id} "
-                f"--encoder {encoder}`.")
+        st.info(
+            f"No rewrites for this persona yet: `pwb rewrite --prompts PROMPTS.tsv --split {split_id} "
+            f"--encoder {encoder}`."
+        )
         return
     sets = list(dict.fromkeys(rw["prompt set"]))
     chosen = st.selectbox("Prompt set", sets, key="personas_prompt_set") if len(sets) > 1 else sets[0]
