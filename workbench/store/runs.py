@@ -105,17 +105,7 @@ def write_units(
             },
             casts={"detail": "VARCHAR"},
         )
-        ws.insert_columns(
-            "scores",
-            {
-                "run_id": [s.run_id for s in scores],
-                "unit_id": [s.unit_id for s in scores],
-                "metric": [s.metric for s in scores],
-                "value": [s.value for s in scores],
-                "model": [s.model for s in scores],
-            },
-            casts={"value": "DOUBLE"},
-        )
+        _insert_scores(ws, scores)
 
 
 def unit_embeddings(ws: Workspace, run_id: str, model: str) -> dict[str, list[float]]:
@@ -130,17 +120,7 @@ def write_scores(ws: Workspace, scores: list[Score]) -> None:
     if not scores:
         return
     with ws.transaction():
-        ws.insert_columns(
-            "scores",
-            {
-                "run_id": [s.run_id for s in scores],
-                "unit_id": [s.unit_id for s in scores],
-                "metric": [s.metric for s in scores],
-                "value": [s.value for s in scores],
-                "model": [s.model for s in scores],
-            },
-            casts={"value": "DOUBLE"},
-        )
+        _insert_scores(ws, scores)
 
 
 def list_runs(ws: Workspace, kind: str | None = None) -> list[dict[str, Any]]:
@@ -289,3 +269,18 @@ def metric_results(ws: Workspace, run_id: str) -> list[dict[str, Any]]:
         [run_id],
     )
     return [{**r, "result": loads(r["result"])} for r in rows]
+
+
+def _insert_scores(ws: Workspace, scores: list[Score]) -> None:
+    """The score rows, as columns (inside the caller's transaction)."""
+    ws.insert_columns(
+        "scores",
+        {
+            "run_id": [s.run_id for s in scores],
+            "unit_id": [s.unit_id for s in scores],
+            "metric": [s.metric for s in scores],
+            "value": [s.value for s in scores],
+            "model": [s.model for s in scores],
+        },
+        casts={"value": "DOUBLE"},
+    )
