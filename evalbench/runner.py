@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from evalbench.metrics import PRIMARY, MetricSpec
+from prompting.guard import fit_prompts
 from workbench.records import Score
 from workbench.store.datasets import load_items
 from workbench.store.prompts import load_prompts, register_prompt_set
@@ -383,7 +384,7 @@ def _bench_inputs(ws: Workspace, config: BenchConfig) -> _Inputs:
     else:
         prompt_set = register_prompt_set(ws, config.prompts)
         prompts = load_prompts(ws, prompt_set)
-        model, rewrites = _rewrites(ws, config, split_id, prompt_set, users, prompts)
+        model, rewrites, prompts = _rewrites(ws, config, split_id, prompt_set, users, prompts)
     donor = {u: u for u in users}
     if config.control == "shuffled":
         perm = np.random.default_rng(config.seed).permutation(len(users))
@@ -394,26 +395,32 @@ def _bench_inputs(ws: Workspace, config: BenchConfig) -> _Inputs:
 
 def _rewrites(
     ws: Workspace, config: BenchConfig, split_id: str, prompt_set: str, users: list[str], prompts: list[tuple[str, str]]
-) -> tuple[str, dict[tuple[str, str], str]]:
-    """``(model label, {(user, prompt id): rewrite})``: the popularity control's, or the stored rewrites of
-    the config's system, every held-out user's (an error naming ``pwb rewrite`` when some lack them)."""
+) -> tuple[str, dict[tuple[str, str], str], list[tuple[str, str]]]:
+    """``(model label, {(user, prompt id): rewrite}, prompts scored)``: the popularity control's, or the stored
+    rewrites of the config's system, every held-out user's (an error naming ``pwb rewrite`` when some lack
+    them). Prompts ``pwb rewrite`` skipped as too long (no user has a rewrite of them) are not scored; the
+    popularity control leaves out the same ones (:func:`prompting.guard.fit_prompts`)."""
     if config.reference == "popularity":
         titles = popular_titles(ws, split_id, config.popular_titles)
+        prompts, _ = fit_prompts(prompts)
         return (
             "popular-titles(" + ", ".join(titles) + ")",
             {(u, pid): popularity_rewrite(p, titles) for u in users for pid, p in prompts},
+            prompts,
         )
     model = resolve_rewrite_model(
         ws, split_id, config.encoder, config.backend, prompt_set, config.model, prompts=config.prompts
     )
     rewrites = load_rewrites(ws, RewriteKey(split_id, config.encoder, config.backend, model, prompt_set))
+    rewritten = {p for _, p in rewrites}
+    prompts = [(pid, p) for pid, p in prompts if pid in rewritten]
     lacking = [u for u in users if any((u, p) not in rewrites for p, _ in prompts)]
-    if lacking:
+    if lacking or not prompts:
         raise WorkspaceError(
             f"{len(lacking)} held-out users lack rewrites (e.g. {lacking[0]!r}): run `pwb rewrite "
             f"--split {split_id} --encoder {config.encoder} --backend {config.backend}` first."
         )
-    return model, rewrites
+    return model, rewrites, prompts
 
 
 def _score_users(

@@ -22,6 +22,30 @@ def validate_rewrite(text: str, *, field: str = "rewritten", max_chars: int = 10
     return out
 
 
+#: Prompts longer than this are skipped (or truncated) before rewriting: a rewrite adds persona detail to the
+#: prompt and must stay within :func:`validate_rewrite`'s 1,000 characters (and CLIP reads ~77 tokens anyway).
+MAX_PROMPT_CHARS = 600
+
+LONG_PROMPTS = ("skip", "truncate")
+
+
+def fit_prompts(prompts: list[tuple[str, str]], *, max_chars: int = MAX_PROMPT_CHARS, long_prompts: str = "skip"):
+    """``(kept, skipped_ids)``: prompts over ``max_chars`` are left out (``"skip"``) or cut at the last word
+    boundary before the limit (``"truncate"``), so one long prompt never aborts a run."""
+    if long_prompts not in LONG_PROMPTS:
+        raise ValueError(f"long_prompts must be one of {', '.join(LONG_PROMPTS)}, got {long_prompts!r}")
+    kept, skipped = [], []
+    for pid, prompt in prompts:
+        if len(prompt) <= max_chars:
+            kept.append((pid, prompt))
+        elif long_prompts == "truncate":
+            cut = prompt[:max_chars]
+            kept.append((pid, (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:")))
+        else:
+            skipped.append(pid)
+    return kept, skipped
+
+
 FENCE = "~~~"
 PERSONA_SYSTEM = (
     "You write a short persona (two or three sentences, third person) of a user from structured facts and "

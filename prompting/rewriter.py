@@ -10,7 +10,7 @@ from typing import Any
 
 from prompting.backends import BACKENDS
 from prompting.backends.base import RewriteRequest
-from prompting.guard import validate_rewrite
+from prompting.guard import MAX_PROMPT_CHARS, fit_prompts, validate_rewrite
 from prompting.params import RewriteParams
 from workbench.records import PersonaCard, Rewrite
 from workbench.store.datasets import load_items
@@ -217,8 +217,13 @@ def rewrite_split(
     backend_kwargs: dict[str, Any] | None = None,
     batch_requests: int = 64,
     max_users: int | None = None,
+    long_prompts: str = "skip",
+    max_prompt_chars: int = MAX_PROMPT_CHARS,
 ) -> dict[str, Any]:
     """Rewrite every prompt of ``prompts`` for every user in ``roles``; stored per user, resumable, cached.
+
+    Prompts over ``max_prompt_chars`` are skipped (their ids in ``skipped_prompts``) or, with
+    ``long_prompts="truncate"``, cut at a word boundary (:func:`prompting.guard.fit_prompts`).
 
     ``batch_requests``: about how many (user, prompt) requests go to the backend in one call.
     ``max_users``: only the first this many users (by id), e.g. for a slow LLM (benchmark them with
@@ -231,6 +236,7 @@ def rewrite_split(
     """
     from prompting.select import TfidfHistorySelector
 
+    # 1. the rewriter, the prompts (long ones skipped or cut) and the users' personas
     params = params or RewriteParams()
     split_id = resolve_split(ws, split)
     # the selector's IDF comes from the item catalogue (public, the same for every user and every run)
@@ -238,7 +244,12 @@ def rewrite_split(
     rw = Rewriter(backend, model, workspace=ws, selector=TfidfHistorySelector(catalogue), **(backend_kwargs or {}))
     label = rw.model + params.label()
     prompt_set = register_prompt_set(ws, prompts)
-    plist = load_prompts(ws, prompt_set)
+    plist, skipped = fit_prompts(load_prompts(ws, prompt_set), max_chars=max_prompt_chars, long_prompts=long_prompts)
+    if not plist:
+        raise ValueError(
+            f"every prompt of {prompt_set!r} is longer than {max_prompt_chars} characters: pass "
+            "long_prompts='truncate' (CLI: --long-prompts truncate) or a larger max_prompt_chars"
+        )
     users = split_users(ws, split_id, roles)
     if max_users:
         users = users[:max_users]
@@ -249,6 +260,7 @@ def rewrite_split(
             f"{len(missing)} of {len(users)} users have no {encoder} persona in split {split_id!r} "
             f"(e.g. {missing[0]!r}): run `pwb personas mine --split {split_id} --encoder {encoder}` first."
         )
+    # 2. rewrite the users not done yet, several users per backend call, each user stored alone
     key = RewriteKey(split_id, encoder, backend, label, prompt_set)
     done = users_with_rewrites(ws, key, len(plist))
     todo = [u for u in users if u not in done]
@@ -268,6 +280,7 @@ def rewrite_split(
             save_user_rewrites(ws, key, u, [pid for pid, _ in plist], out)
         bar.update(len(chunk))
     bar.close()
+    # 3. what was done
     return {
         "split": split_id,
         "encoder": encoder,
@@ -280,4 +293,5 @@ def rewrite_split(
         "requests": len(todo) * len(plist),
         "fallbacks": fallbacks,
         "cached": rw.stats["cached"],
+        "skipped_prompts": skipped,
     }

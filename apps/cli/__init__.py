@@ -1,6 +1,6 @@
 """``pwb``: the Persona Workbench command line, a thin layer over library calls.
 
-One module per command group (``data``, ``personas``, ``coldstart``, ``rewrite``, ``generate``,
+One module per command group (``data``, ``prompts``, ``personas``, ``coldstart``, ``rewrite``, ``generate``,
 ``variations``, ``bench``, ``runs``, ``demo``, ``serve``); :mod:`apps.cli.common` holds the shared options, the workspace opener and the output
 helpers. Heavy modules (torch, sentence-transformers, scikit-learn, duckdb) are imported inside the
 commands that need them, so ``pwb --help`` starts instantly.
@@ -17,6 +17,7 @@ from apps.cli.data import data
 from apps.cli.demo import demo
 from apps.cli.generate import generate
 from apps.cli.personas import personas
+from apps.cli.prompts import prompts
 from apps.cli.rewrite import rewrite
 from apps.cli.runs import labels, runs
 from apps.cli.serve import dashboard, keys, serve
@@ -45,7 +46,21 @@ def cli(wait_s):
 
 for command in (personas_coldstart, personas_coldstart_curve):
     personas.add_command(command)
-for command in (data, personas, rewrite, generate, variations, bench, runs, demo, labels, keys, serve, dashboard):
+for command in (
+    data,
+    prompts,
+    personas,
+    rewrite,
+    generate,
+    variations,
+    bench,
+    runs,
+    demo,
+    labels,
+    keys,
+    serve,
+    dashboard,
+):
     cli.add_command(command)
 
 

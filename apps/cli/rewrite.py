@@ -80,6 +80,13 @@ def generation_options(fn):
     type=click.IntRange(min=0),
     help="Only the first this many users by id (0: all), e.g. for a slow LLM.",
 )
+@click.option(
+    "--long-prompts",
+    default="skip",
+    show_default=True,
+    type=click.Choice(["skip", "truncate"]),
+    help="What to do with a prompt over 600 characters: leave it out (its id is reported) or cut it at a word.",
+)
 @generation_options
 @db_option
 @json_option
@@ -96,6 +103,7 @@ def rewrite(
     roles,
     candidates,
     max_users,
+    long_prompts,
     shots,
     temperature,
     max_tokens,
@@ -133,6 +141,7 @@ def rewrite(
                 roles=parse_roles(roles),
                 progress=True,
                 max_users=max_users or None,
+                long_prompts=long_prompts,
                 backend_kwargs=parse_params(options, "--option"),
             ),
             as_json,
