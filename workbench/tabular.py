@@ -40,6 +40,29 @@ def decode_utf8(raw: bytes, display: str) -> str:
     return text
 
 
+#: Field separators a header joined into one column is recognised by, with how messages name them.
+SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe", "=": "equals-sign", ",": "comma", ":": "colon"}
+
+
+def _joined_delimiter(header: list[str], used: str | None) -> str | None:
+    """The separator a one-column header is most split by (``None`` when it is not such a header)."""
+    if len(header) != 1:
+        return None
+    counts = {d: header[0].count(d) for d in SEPARATORS if d != used}
+    best = max(counts, key=counts.get)
+    return best if counts[best] > 0 else None
+
+
+def parse_delimiter(delimiter: str | None) -> str | None:
+    """A field separator as given (``";"``, ``"tab"`` or ``"\\t"`` for a tab); one character, or an error."""
+    if delimiter is None:
+        return None
+    value = {"tab": "\t", "\\t": "\t"}.get(delimiter, delimiter)
+    if len(value) != 1:
+        raise DataError(f"the delimiter must be one character (or 'tab'), got {delimiter!r}", field="delimiter")
+    return value
+
+
 def csv_rows(
     path: Path, required: list[str], problems: Problems, delimiter: str | None = None
 ) -> Iterator[tuple[int, dict[str, str]]]:
@@ -54,12 +77,16 @@ def csv_rows(
         raise DataError(f"malformed header ({exc})", file=str(path), line=1) from exc
     missing = [c for c in required if c not in header]
     if missing:
+        joined = _joined_delimiter(header, delimiter)
         raise DataError(
-            f"missing column(s) {', '.join(missing)}; the header has {', '.join(header)}",
+            f"missing column(s) {', '.join(missing)}; the header has {', '.join(header)}"
+            + (f", one column that looks {SEPARATORS[joined]}-separated" if joined else ""),
             file=str(path),
             line=1,
             field=missing[0],
-            fix="Rename the column or map it with the importer's column options.",
+            fix=f"Pass --delimiter {joined!r} (delimiter={joined!r} in Python)."
+            if joined
+            else "Rename the column or map it with the importer's column options.",
         )
     dupes = {h for h in header if header.count(h) > 1}
     if dupes:

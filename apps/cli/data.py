@@ -125,6 +125,7 @@ def import_synthetic(n_users, n_items, n_personas, per_user, bias, seed, name, d
 @click.option("--like-threshold", default=None, type=float, help="Value at or above which an interaction is a like.")
 @click.option("--dislike-threshold", default=None, type=float)
 @click.option("--hf-split", default="train", show_default=True, help="Split of a datasets dataset.")
+@click.option("--delimiter", default=None, help="Field separator of CSV/TSV files [default: tab for .tsv, else comma].")
 @import_options
 @friendly_errors
 def import_table(
@@ -145,6 +146,7 @@ def import_table(
     like_threshold,
     dislike_threshold,
     hf_split,
+    delimiter,
     name,
     lenient,
     db,
@@ -178,6 +180,7 @@ def import_table(
             split=hf_split,
             like_threshold=like_threshold,
             dislike_threshold=dislike_threshold,
+            delimiter=delimiter,
         ),
         as_json,
     )

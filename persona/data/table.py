@@ -34,7 +34,7 @@ from workbench.dataset import DatasetBundle
 from workbench.errors import DataError, Problems
 from workbench.records import Interaction, Item, User
 from workbench.store.files import parquet_rows
-from workbench.tabular import csv_rows, parse_float
+from workbench.tabular import csv_rows, parse_delimiter, parse_float
 
 
 @dataclass
@@ -69,7 +69,11 @@ class ColumnMapping:
 
 
 def _source_rows(
-    source: str | os.PathLike, required: list[str], problems: Problems, split: str = "train"
+    source: str | os.PathLike,
+    required: list[str],
+    problems: Problems,
+    split: str = "train",
+    delimiter: str | None = None,
 ) -> tuple[str, Iterator[tuple[int, dict[str, Any]]]]:
     """Display name and ``(row, dict)`` pairs from a CSV/TSV/Parquet file or a ``datasets`` dataset."""
     text = str(source)
@@ -84,7 +88,7 @@ def _source_rows(
         )
     suffix = path.name.removesuffix(".gz").rsplit(".", 1)[-1].lower()
     if suffix in ("csv", "tsv", "tab", "txt"):
-        return text, csv_rows(path, required, problems)
+        return text, csv_rows(path, required, problems, delimiter)
     if suffix in ("parquet", "pq"):
         return text, parquet_rows(path, required)
     raise DataError(
@@ -158,8 +162,8 @@ class _Records:
     """The users and items of an import, from their own files or repeated on the interaction rows; a row that
     contradicts an earlier one is reported (and skipped) through ``problems``."""
 
-    def __init__(self, mapping: ColumnMapping, problems: Problems):
-        self.m, self.problems = mapping, problems
+    def __init__(self, mapping: ColumnMapping, problems: Problems, delimiter: str | None = None):
+        self.m, self.problems, self.delimiter = mapping, problems, delimiter
         self.users: dict[str, User] = {}
         self.items: dict[str, Item] = {}
 
@@ -216,7 +220,7 @@ class _Records:
         column = self.m.user if what == "user" else self.m.item
         required = [column, *(self.m.user_attributes if what == "user" else self.m.item_columns())]
         records, add = (self.users, self.add_user) if what == "user" else (self.items, self.add_item)
-        file, rows = _source_rows(source, required, self.problems, split)
+        file, rows = _source_rows(source, required, self.problems, split, self.delimiter)
         for line, row in rows:
             key = _cell(row.get(column))
             if not key:
@@ -255,6 +259,7 @@ def load_table(
     split: str = "train",
     like_threshold: float | None = None,
     dislike_threshold: float | None = None,
+    delimiter: str | None = None,
 ) -> DatasetBundle:
     """Import the user's own logs.
 
@@ -268,11 +273,13 @@ def load_table(
         split: Split to read from a ``datasets`` dataset.
         like_threshold / dislike_threshold: ``value`` at or above which a hidden interaction counts as
             liked (at or below: disliked). Default: every interaction is a like (engagement data).
+        delimiter: Field separator of CSV/TSV files (default: tab for .tsv, comma otherwise); a file whose
+            header reads as one joined column is refused with the separator to pass.
     """
     # 1. Users and items from their own files, when given
     m = mapping or ColumnMapping()
     problems = Problems(lenient)
-    rec = _Records(m, problems)
+    rec = _Records(m, problems, parse_delimiter(delimiter))
     if users is not None:
         rec.read_file("user", users, split)
     if items is not None:
@@ -316,7 +323,7 @@ def _read_interactions(
         required += m.user_attributes
     if not items_file:
         required += m.item_columns()
-    file, rows = _source_rows(source, required, problems, split)
+    file, rows = _source_rows(source, required, problems, split, rec.delimiter)
     inters: list[Interaction] = []
     for line, row in rows:
         uid, iid = _cell(row.get(m.user)), _cell(row.get(m.item))
