@@ -170,13 +170,12 @@ def _run_groups(
 ) -> str:
     """The resumable run both image benches share: one run per config, units ``<key>|v<k>``, each key's
     units written in one transaction; ``score(run_id, key, ids)`` returns score rows or a skip reason."""
-    from tqdm.auto import tqdm
-
+    from workbench.progress import progress_bar
     from workbench.store.runs import done_units, finish_run, start_run, write_units
 
     run_id, _ = start_run(ws, kind, config, len(keys) * variations)
     done = done_units(ws, run_id)
-    bar = tqdm(total=len(keys) * variations, initial=len(done), desc=desc, unit="image", disable=not progress)
+    bar = progress_bar(total=len(keys) * variations, initial=len(done), desc=desc, unit="image", disable=not progress)
     try:
         for key in keys:
             ids = [f"{key}|v{k}" for k in range(variations)]

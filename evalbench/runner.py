@@ -440,9 +440,8 @@ def _score_users(
 ) -> None:
     """Score ``todo``'s units not yet ``done`` in chunks of users, each a self-contained payload (texts in,
     score rows out) so any executor can run them; the driver alone writes, one transaction per chunk."""
-    from tqdm.auto import tqdm
-
     from evalbench.executors import chunked, get_executor
+    from workbench.progress import progress_bar
 
     items = load_items(ws, split_dataset(ws, inputs.split_id))
     targets = hidden_targets(ws, inputs.split_id, todo)
@@ -451,7 +450,7 @@ def _score_users(
         {**shared, "users": _user_payloads(inputs, users_chunk, done, targets, items)}
         for users_chunk in chunked(todo, chunk_users)
     ]
-    bar = tqdm(total=total, initial=len(done), desc=desc, unit="unit", disable=not progress, mininterval=0.2)
+    bar = progress_bar(total=total, initial=len(done), desc=desc, unit="unit", disable=not progress, mininterval=0.2)
     pool = get_executor(executor, workers=workers)
     try:
         for _, (units, scores) in pool.imap(score_chunk, payloads):

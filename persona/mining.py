@@ -87,9 +87,9 @@ def mine_personas(
         if ckpt is not None and not kwargs.get("checkpoint"):
             model.save(ckpt)
         todo = [u for u in todo if u in context.visible]
-        from tqdm.auto import tqdm
+        from workbench.progress import progress_bar
 
-        bar = tqdm(total=len(todo), desc=f"mining personas ({label})", unit="user", disable=not progress)
+        bar = progress_bar(total=len(todo), desc=f"mining personas ({label})", unit="user", disable=not progress)
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
             save_personas(ws, split_id, label, model.encode(batch))

@@ -264,13 +264,13 @@ def rewrite_split(
     key = RewriteKey(split_id, encoder, backend, label, prompt_set)
     done = users_with_rewrites(ws, key, len(plist))
     todo = [u for u in users if u not in done]
-    from tqdm.auto import tqdm
+    from workbench.progress import progress_bar
 
     fallbacks = 0
     # Several users per call, so batching backends (vLLM, llama.cpp slots) see at least ~64 requests at once;
     # each user's rows are still written in their own transaction, so an interrupted run resumes per user.
     per_call = max(1, batch_requests // max(1, len(plist)))
-    bar = tqdm(total=len(todo), desc=f"rewriting ({backend})", unit="user", disable=not progress)
+    bar = progress_bar(total=len(todo), desc=f"rewriting ({backend})", unit="user", disable=not progress)
     for start in range(0, len(todo), per_call):
         chunk = todo[start : start + per_call]
         outs = rw.rewrite([cards[u] for u in chunk for _ in plist], [p for _ in chunk for _, p in plist], params)

@@ -162,11 +162,11 @@ def coldstart_curve(
     backend = TemplateBackend()
     items = full.items
     out = []
-    from tqdm.auto import tqdm
+    from workbench.progress import progress_bar
 
     for k in ks:
         aucs, lifts, wins, users = [], [], [], []
-        for u in tqdm(held, desc=f"cold start k={k}", unit="user", disable=not progress):
+        for u in progress_bar(held, desc=f"cold start k={k}", unit="user", disable=not progress):
             t = targets.get(u, {})
             liked, negs = t.get("liked", []), t.get("disliked", []) + t.get("unseen", [])
             if not liked or not negs:

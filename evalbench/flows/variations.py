@@ -37,10 +37,10 @@ def patch_variations(
         ``copy_rate`` is the share of 32-px windows copied verbatim from the first reference.
     """
     import torch
-    from tqdm.auto import tqdm
 
     from evalbench.metrics.single_image import copy_rate
     from generation.backends.patch import PatchConfig, PatchDiffusion, fit_reference
+    from workbench.progress import progress_bar
 
     if num < 1:
         raise ValueError("num: must be at least 1")
@@ -53,7 +53,7 @@ def patch_variations(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in tqdm(range(num), desc="variations", leave=False, disable=not progress):
+    for i in progress_bar(range(num), desc="variations", leave=False, disable=not progress):
         s = gen.sample(shape, seed=seed + i)
         path = out / f"variation-s{seed + i}.png"
         s.image.save(path)

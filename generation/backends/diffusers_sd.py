@@ -315,7 +315,8 @@ class DiffusersBackend:
         self, conds: list[UserCondition], steps: int, height: int, width: int, progress: bool
     ) -> list[SampleOutput]:
         import torch
-        from tqdm.auto import tqdm
+
+        from workbench.progress import progress_bar
 
         from ..guidance.base import StepContext
 
@@ -387,7 +388,7 @@ class DiffusersBackend:
         with self._perturbable(pag_layers) as perturb:
             # 6. Denoising loop
             for step, t in enumerate(
-                tqdm(timesteps, desc=f"denoising {n} image(s)", disable=not progress, leave=False)
+                progress_bar(timesteps, desc=f"denoising {n} image(s)", disable=not progress, leave=False)
             ):
                 ab, ab_prev = self._alpha_bars(scheduler, alphas, timesteps, step, steps)
                 ctx = StepContext(step=step, num_steps=steps, timestep=float(t), alpha_bar=ab, alpha_bar_prev=ab_prev)

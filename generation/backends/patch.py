@@ -475,7 +475,8 @@ class PatchDiffusion:
         """One image of ``size`` = (height, width) (default: the first reference's size)."""
         import torch
         from PIL import Image
-        from tqdm.auto import tqdm
+
+        from workbench.progress import progress_bar
 
         # 1. check the sizes against the patch size and the references
         cfg = self.config
@@ -501,7 +502,7 @@ class PatchDiffusion:
         g = torch.Generator(device="cpu").manual_seed(seed)
         calls, methods = 0, []
         finished = None
-        bar = tqdm(total=n * cfg.steps, desc="patch diffusion", disable=not progress, leave=False)
+        bar = progress_bar(total=n * cfg.steps, desc="patch diffusion", disable=not progress, leave=False)
         # 3. denoise each level, coarsest first, blending in the finished coarser level
         for lvl in reversed(range(n)):  # coarsest first
             key = (lvl, n)

@@ -149,9 +149,9 @@ def train_gat(
     import torch.nn.functional as F
     from torch_geometric.loader import LinkNeighborLoader
     from torch_geometric.sampler import NegativeSampling
-    from tqdm.auto import tqdm
 
     from persona.sampling import fanout_sampler
+    from workbench.progress import progress_bar
 
     # 1. the model, its optimiser and a neighbour-sampling loader over the liked edges
     torch.manual_seed(seed)
@@ -177,7 +177,7 @@ def train_gat(
     align = align_weight > 0 and getattr(graph, "x_image", None) is not None
     steps, loss_val, peak, t0 = 0, float("nan"), 0, time.perf_counter()
     total = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
-    bar = tqdm(total=total, desc=f"training {conv}", unit="step", disable=not progress)
+    bar = progress_bar(total=total, desc=f"training {conv}", unit="step", disable=not progress)
     model.train()
     for _ in range(epochs):
         for batch in loader:
@@ -273,9 +273,9 @@ def infer(
     popular items do not dominate inference time on huge graphs; ``None`` reads all of them.
     """
     import torch
-    from tqdm.auto import tqdm
 
     from persona.sampling import sample_segments
+    from workbench.progress import progress_bar
 
     n_users, n_items = graph.x_user.shape[0], graph.x_item.shape[0]
     ei, ea = graph.edge_index, graph.edge_attr
@@ -289,7 +289,9 @@ def infer(
             order = order[pos]
             ptr = torch.zeros(n_items + 1, dtype=torch.long)
             ptr[1:] = torch.cumsum(torch.bincount(owner, minlength=n_items), 0)
-        for lo, hi in tqdm(_chunks(ptr, chunk_edges), desc="inferring items", unit="chunk", disable=not progress):
+        for lo, hi in progress_bar(
+            _chunks(ptr, chunk_edges), desc="inferring items", unit="chunk", disable=not progress
+        ):
             e = order[ptr[lo] : ptr[hi]]
             users, local = torch.unique(ei[0, e], return_inverse=True)
             sub = torch.stack([local, ei[1, e] - lo])
@@ -297,7 +299,9 @@ def infer(
         h_user = torch.empty(n_users, model.config["hidden"])
         alpha = torch.empty(ei.shape[1]) if attention and model.attentive else None
         order, ptr = _csr(ei[0], n_users)
-        for lo, hi in tqdm(_chunks(ptr, chunk_edges), desc="inferring users", unit="chunk", disable=not progress):
+        for lo, hi in progress_bar(
+            _chunks(ptr, chunk_edges), desc="inferring users", unit="chunk", disable=not progress
+        ):
             e = order[ptr[lo] : ptr[hi]]
             iu = torch.stack([ei[1, e], ei[0, e] - lo])
             h, a = model.users(
