@@ -150,14 +150,7 @@ def _text_task_report(
         )
     )
     return {
-        "task": task["task"],
-        "version": task["version"],
-        "run_id": run_id,
-        "status": rec["status"],
-        "split": split,
-        "seed": seed,
-        "code_version": rec["code_version"],
-        "config_hash": rec["config_hash"],
+        **_run_header(task, run_id, rec, split, seed),
         "prompts": task["prompts"],
         "text_encoder": task["text_encoder"],
         "text_encoders": encoders,
@@ -168,6 +161,20 @@ def _text_task_report(
         "groups": groups_out,
         "attributes": attributes,
         "targets_source": getattr(targets, "source", None) if targets else None,
+    }
+
+
+def _run_header(task: dict[str, Any], run_id: str, rec: dict[str, Any], split: str, seed: int) -> dict[str, Any]:
+    """What every task report (text or image) opens with: the task, the run and how it was made."""
+    return {
+        "task": task["task"],
+        "version": task["version"],
+        "run_id": run_id,
+        "status": rec["status"],
+        "split": split,
+        "seed": seed,
+        "code_version": rec["code_version"],
+        "config_hash": rec["config_hash"],
     }
 
 
@@ -384,14 +391,7 @@ def _image_task_report(
         )
     )
     return {
-        "task": task["task"],
-        "version": task["version"],
-        "run_id": run_id,
-        "status": rec["status"],
-        "split": split,
-        "seed": seed,
-        "code_version": rec["code_version"],
-        "config_hash": rec["config_hash"],
+        **_run_header(task, run_id, rec, split, seed),
         "prompts": "-",
         "kind": task.get("kind"),
         "text_encoder": task["text_encoder"],

@@ -106,7 +106,7 @@ def test_killed_bench_run_resumes_to_the_same_scores(tmp_path):
     killed, clean = tmp_path / "killed.duckdb", tmp_path / "clean.duckdb"
     prepare(killed, n_users=700)
     shutil.copy(killed, clean)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PWB_PROGRESS_INTERVAL": "0.2"}  # a progress line each 0.2 s
 
     # 1. Start a run and SIGKILL it once it has written some units but not all.
     proc = subprocess.Popen(_bench_cmd(killed), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
