@@ -74,7 +74,7 @@ def mine_personas(
     users = split_users(ws, split_id, roles)
     done = set() if force else set(load_personas(ws, split_id, label, users))
     todo = [u for u in users if u not in done]
-    ckpt = None
+    ckpt, training = None, None
     if todo:
         context = load_context(ws, split_id)
         kwargs = dict(encoder_kwargs or {})
@@ -86,6 +86,7 @@ def mine_personas(
         model = cls(**kwargs).fit(context)
         if ckpt is not None and not kwargs.get("checkpoint"):
             model.save(ckpt)
+        training = _training_note(model, reused=bool(kwargs.get("checkpoint")))
         todo = [u for u in todo if u in context.visible]
         from workbench.progress import progress_bar
 
@@ -98,7 +99,17 @@ def mine_personas(
     out = {"split": split_id, "encoder": label, "mined": len(todo), "already_stored": len(done), "users": len(users)}
     if ckpt is not None:
         out["checkpoint"] = str(ckpt)
+    if training:
+        out["training"] = training
     return out
+
+
+def _training_note(model, reused: bool) -> str | None:
+    """What training did (steps run, why it stopped), for encoders that report it; ``None`` otherwise."""
+    report = getattr(model, "report", None)
+    if report is None:
+        return "reused the checkpoint" if reused else None
+    return f"reused the checkpoint: {report.note()}" if reused else report.note()
 
 
 def checkpoint_path(ws: Workspace, split_id: str, encoder: str, kwargs: dict[str, Any]):

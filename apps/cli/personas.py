@@ -68,17 +68,39 @@ def emit_card(card, as_json: bool) -> None:
 @encoder_option
 @param_option
 @click.option("--force", is_flag=True, help="Re-mine users that already have a persona (and retrain).")
+@click.option(
+    "--time-budget",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Graph encoders: stop training when fitting (item features plus training) has taken this long, keeping "
+    "the model trained so far; the output says how many steps ran and the --max-steps that repeat them.",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Graph encoders: stop training after this many steps (deterministic, unlike --time-budget).",
+)
 @db_option
 @json_option
 @friendly_errors
-def personas_mine(split, encoder, params, force, db, as_json):
-    """Mine a persona for every user of a split (graph encoders keep a checkpoint next to the workspace)."""
+def personas_mine(split, encoder, params, force, time_budget, max_steps, db, as_json):
+    """Mine a persona for every user of a split (graph encoders keep a checkpoint in models/ beside the workspace).
+
+    Graph encoders print their plan (epochs x steps) before training and a time estimate after the first steps.
+    """
     from persona.mining import mine_personas
 
+    kwargs = parse_params(params)
+    for name, value, flag in (("time_budget", time_budget, "--time-budget"), ("max_steps", max_steps, "--max-steps")):
+        if value is None:
+            continue
+        if encoder == "tfidf":
+            raise click.UsageError(f"{flag} applies to the trained graph encoders (gat, gat-noalign, sage), not tfidf")
+        kwargs[name] = int(value) if float(value).is_integer() else value  # 60, not 60.0, in the persona set name
     with workspace(db) as ws:
-        emit(
-            mine_personas(ws, split, encoder, force=force, progress=True, encoder_kwargs=parse_params(params)), as_json
-        )
+        emit(mine_personas(ws, split, encoder, force=force, progress=True, encoder_kwargs=kwargs), as_json)
 
 
 @personas.command("show")

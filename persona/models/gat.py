@@ -45,8 +45,9 @@ Shapes: ``x_user (U, F_u)``, ``x_item (I, F_i)``, ``edge_index (2, E)`` (row 0 u
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -59,11 +60,25 @@ REV = ("item", "rev_engages", "user")
 
 @dataclass
 class TrainReport:
+    """What a training run did: ``steps`` of the ``planned_steps`` (``epochs`` x batches, or ``max_steps``),
+    and ``stopped_by`` (``"time_budget"``, ``"max_steps"`` or ``None`` when every planned step ran)."""
+
     epochs: int
     steps: int
     final_loss: float
     seconds: float
     peak_batch_edges: int
+    planned_steps: int = 0
+    stopped_by: str | None = None
+
+    def note(self) -> str:
+        """One line for the user: the steps run, why it stopped and how to repeat it exactly."""
+        text = f"{self.steps} of {self.planned_steps} planned steps in {self.seconds:.1f} s"
+        if self.stopped_by == "time_budget":
+            return f"{text} (stopped by the time budget; --max-steps {self.steps} repeats this model exactly)"
+        if self.stopped_by == "max_steps":
+            return f"{text} (stopped at --max-steps)"
+        return text
 
 
 class _deterministic(contextlib.ContextDecorator):
@@ -129,6 +144,9 @@ def train_gat(
     fanout_users: int = 64,
     align_weight: float = 0.1,
     max_steps: int | None = None,
+    time_budget: float | None = None,
+    started: float | None = None,
+    name: str | None = None,
     weight_decay: float = 1e-6,
     seed: int = 0,
     progress: bool = False,
@@ -143,7 +161,14 @@ def train_gat(
         fanout_items: Users sampled per item: for the scored items, and for the items of the batch's users
             (their layer-1 states feed the users' layer 2). fanout_users: items sampled per user.
         align_weight: Weight of the ImageAlign loss (used only when ``graph.x_image`` is set).
-        max_steps: Stop after this many steps in total (a time budget for huge graphs).
+        max_steps: Stop after this many steps in total (deterministic: the same steps give the same model).
+        time_budget: Stop after the step that ends this many seconds after ``started`` (a
+            ``time.perf_counter()`` value; default: when training starts). The model trained so far is kept;
+            how many steps ran depends on the machine, so :meth:`TrainReport.note` says the ``max_steps``
+            that repeat it. name: What the printed plan and estimate call the model (default ``conv``).
+
+    With ``progress``, the plan (epochs x batches) is printed before training and a time estimate after
+    the first steps: seconds a step, minutes for the plan, and the steps the budget leaves room for.
     """
     import torch
     import torch.nn.functional as F
@@ -176,8 +201,13 @@ def train_gat(
     n_items = graph.x_item.shape[0]
     align = align_weight > 0 and getattr(graph, "x_image", None) is not None
     steps, loss_val, peak, t0 = 0, float("nan"), 0, time.perf_counter()
+    deadline = None if time_budget is None else (t0 if started is None else started) + float(time_budget)
     total = epochs * len(loader) if max_steps is None else min(max_steps, epochs * len(loader))
     bar = progress_bar(total=total, desc=f"training {conv}", unit="step", disable=not progress)
+    say = (lambda msg: bar.write(msg, file=sys.stderr)) if progress else (lambda msg: None)
+    name = name or conv
+    say(_plan_line(name, epochs, len(loader), batch_size, total, deadline, t0))
+    stopped_by = None
     model.train()
     for _ in range(epochs):
         for batch in loader:
@@ -210,14 +240,49 @@ def train_gat(
             steps += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss_val:.4f}")
-            if max_steps is not None and steps >= max_steps:
+            if steps == 1:
+                t1 = time.perf_counter()  # the first step pays for warm-up: time the ones after it
+            elif steps == 1 + ESTIMATE_AFTER and steps < total:
+                say(_estimate_line(name, steps, total, (time.perf_counter() - t1) / ESTIMATE_AFTER, deadline))
+            if deadline is not None and time.perf_counter() >= deadline and steps < total:
+                stopped_by = "time_budget"
+            elif max_steps is not None and steps >= max_steps and steps < epochs * len(loader):
+                stopped_by = "max_steps"
+            if stopped_by:
                 break
-        if max_steps is not None and steps >= max_steps:
+        if stopped_by:
             break
     # 3. done: eval mode and what training cost
     bar.close()
     model.eval()
-    return model, TrainReport(epochs, steps, loss_val, time.perf_counter() - t0, peak)
+    report = TrainReport(epochs, steps, loss_val, time.perf_counter() - t0, peak, total, stopped_by)
+    say(f"{name}: {report.note()}")
+    return model, report
+
+
+#: steps timed (after the first, which pays for warm-up) before the estimate is printed
+ESTIMATE_AFTER = 5
+
+
+def _plan_line(name: str, epochs: int, per_epoch: int, batch_size: int, total: int, deadline, t0: float) -> str:
+    text = f"{name}: {epochs} epochs x {per_epoch} steps of {batch_size} liked edges, {total} steps planned"
+    if deadline is not None:
+        text += f", time budget {max(deadline - t0, 0):.0f} s left for training"
+    return text
+
+
+def _estimate_line(name: str, steps: int, total: int, per: float, deadline) -> str:
+    """The estimate after the first steps: seconds a step (``per``), the plan's time, what the budget allows."""
+    text = f"{name}: about {per:.2f} s a step, about {_minutes(per * total)} for the {total} planned steps"
+    if deadline is not None:
+        left = max(deadline - time.perf_counter(), 0.0)
+        fit = min(total, steps + int(left / per)) if per > 0 else total
+        text += f"; the time budget leaves room for about {fit}"
+    return text
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _not_target(users, items, src, pos, un, itn, n_items: int):
@@ -374,6 +439,19 @@ def _half_life(value) -> float | None:
     return value
 
 
+def _positive(name: str, value, kind):
+    """``value`` as a positive ``kind`` (``None`` stays ``None``), or an error naming the option."""
+    if value is None:
+        return None
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
+    if out <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return out
+
+
 class GatPersonaEncoder(PersonaEncoder):
     """Persona encoder backed by a trained PersonaGAT; evidence ranked by learned attention.
 
@@ -390,6 +468,10 @@ class GatPersonaEncoder(PersonaEncoder):
         text_encoder, image_encoder: Item feature encoders (embedded stand-ins by default; any
             sentence-transformers id / CLIP id or path on a machine that has them).
         item_fanout: Users an item's layer reads at inference (``None``: all; see :func:`infer`).
+        max_steps: Stop training after this many steps (deterministic).
+        time_budget: Seconds for :meth:`fit` (item features plus training): training stops at the first step
+            that ends past it, keeping the model trained so far (``report.note()`` says how many steps ran and
+            the ``max_steps`` that repeat them). Not deterministic across machines; ``max_steps`` is.
         checkpoint: Path of a checkpoint to load instead of training (written by ``save``).
         seed: Training seed; the same seed gives the same model.
     """
@@ -419,12 +501,15 @@ class GatPersonaEncoder(PersonaEncoder):
         progress: bool = False,
         traits: str = "distinctive",
         recency_half_life: float | None = None,
+        max_steps: int | None = None,
+        time_budget: float | None = None,
     ):
         from persona.evidence import DEFAULT_HALF_LIFE
         from persona.traits import check_mode
 
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
+        max_steps, time_budget = _positive("max_steps", max_steps, int), _positive("time_budget", time_budget, float)
         self.train_args = dict(
             epochs=epochs,
             hidden=hidden,
@@ -436,6 +521,9 @@ class GatPersonaEncoder(PersonaEncoder):
             align_weight=0.1 if align else 0.0,
             seed=seed,
         )
+        if max_steps is not None:
+            self.train_args["max_steps"] = max_steps
+        self.time_budget = time_budget
         self.n_traits, self.token_budget, self.traits = n_traits, token_budget, check_mode(traits)
         self.recency_half_life = DEFAULT_HALF_LIFE if recency_half_life is None else _half_life(recency_half_life)
         self.text_encoder, self.image_encoder = text_encoder, image_encoder
@@ -444,6 +532,7 @@ class GatPersonaEncoder(PersonaEncoder):
     def fit(self, context):
         from persona.graph import build_graph
 
+        started = time.perf_counter()
         self.context = context
         self.graph = build_graph(context, text_encoder=self.text_encoder, image_encoder=self.image_encoder)
         if self.checkpoint:
@@ -453,9 +542,16 @@ class GatPersonaEncoder(PersonaEncoder):
                     f"checkpoint {self.checkpoint} was trained on a different item catalogue; "
                     "retrain (drop --checkpoint) or pass the matching dataset"
                 )
-            self.report = None
+            self.report = TrainReport(**meta["report"]) if meta.get("report") else None
         else:
-            self.model, self.report = train_gat(self.graph, progress=self.progress, **self.train_args)
+            self.model, self.report = train_gat(
+                self.graph,
+                progress=self.progress,
+                time_budget=self.time_budget,
+                started=started,
+                name=self.name,
+                **self.train_args,
+            )
         self.emb = infer(self.model, self.graph, item_fanout=self.item_fanout, progress=self.progress)
         self._ptr = None
         return self
@@ -478,6 +574,7 @@ class GatPersonaEncoder(PersonaEncoder):
                 "encoder": self.name,
                 "split": self.context.split_id,
                 "train_args": self.train_args,
+                "report": None if self.report is None else asdict(self.report),
             },
         )
 

@@ -251,3 +251,43 @@ def test_same_seed_same_model_on_a_graph_big_enough_for_parallel_kernels():
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
     assert not torch.are_deterministic_algorithms_enabled()  # the caller's setting is restored
+
+
+def test_a_time_budget_stops_training_and_max_steps_repeats_the_model(graph, capsys):
+    """A budget already spent stops after one step; the note names the steps, and --max-steps with that count
+    trains the identical model (the budget only decides where to stop, never what a step does)."""
+    planned = 4 * (-(-int(graph.edge_liked.sum()) // 64))  # epochs x batches of the liked edges
+    model, rep = train_gat(graph, epochs=4, hidden=16, heads=2, batch_size=64, time_budget=1e-9, progress=True)
+    assert (rep.steps, rep.planned_steps, rep.stopped_by) == (1, planned, "time_budget")
+    assert f"1 of {planned} planned steps" in rep.note() and "--max-steps 1 repeats" in rep.note()
+    err = capsys.readouterr().err
+    assert f"4 epochs x {planned // 4} steps of 64 liked edges, {planned} steps planned, time budget" in err
+    again, rep2 = train_gat(graph, epochs=4, hidden=16, heads=2, batch_size=64, max_steps=rep.steps)
+    assert (rep2.steps, rep2.planned_steps, rep2.stopped_by) == (1, 1, "max_steps")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+
+
+def test_the_estimate_comes_after_the_first_steps_and_a_full_run_stops_by_nothing(graph, capsys):
+    from persona.models.gat import ESTIMATE_AFTER
+
+    _, rep = train_gat(graph, epochs=2, hidden=16, heads=2, batch_size=64, time_budget=3600, progress=True)
+    assert rep.stopped_by is None and rep.steps == rep.planned_steps > 1 + ESTIMATE_AFTER
+    err = capsys.readouterr().err
+    assert "s a step, about" in err and f"for the {rep.planned_steps} planned steps" in err
+    assert f"the time budget leaves room for about {rep.planned_steps}" in err
+    assert f"{rep.steps} of {rep.planned_steps} planned steps in" in err
+
+
+def test_encoder_budget_options_are_checked_and_kept_with_the_checkpoint(ctx, tmp_path):
+    with pytest.raises(ValueError, match="time_budget must be a positive number"):
+        GatPersonaEncoder(time_budget=0)
+    with pytest.raises(ValueError, match="max_steps must be a positive number"):
+        GatPersonaEncoder(max_steps="many")
+    enc = GatPersonaEncoder(epochs=2, hidden=16, batch_size=64, max_steps=3).fit(ctx)
+    assert (enc.report.steps, enc.report.stopped_by) == (3, "max_steps")
+    enc.save(tmp_path / "m.pt")
+    again = GatPersonaEncoder(epochs=2, hidden=16, batch_size=64, max_steps=3, checkpoint=str(tmp_path / "m.pt")).fit(
+        ctx
+    )
+    assert again.report == enc.report
