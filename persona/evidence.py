@@ -42,21 +42,114 @@ def count_tokens(text: str) -> int:
 NAME_ATTRIBUTES = ("name", "display_name", "username", "user_name", "full_name")
 
 
-def snippet_of(title: str, text: str, max_tokens: int = 64, names: tuple[str, ...] = ()) -> str:
-    """``"title: text"`` cut to ``max_tokens`` approximate tokens, scrubbed (``names`` too)."""
+#: what stands between an item's text and the user's own words on it in a snippet
+WORDS_MARK = " | their words: "
+_YEAR = re.compile(r"\s*\((?:1[89]|2[01])\d\d\)\s*$")
+_SENTENCE_END = re.compile(r"(?:(?<=[)\]?!\d\"'])|(?<=[a-z]{4}))\.(?=\s)")
+
+
+def _cut(text: str, max_tokens: int, used: int = 0) -> str:
+    """``text``'s words while ``used`` plus their tokens stay within ``max_tokens``, then ``...``."""
+    out = []
+    for w in text.split():
+        used += count_tokens(w)
+        if used > max_tokens:
+            out.append("...")
+            break
+        out.append(w)
+    return " ".join(out)
+
+
+def _starts_with(body: str, head: str) -> bool:
+    """Whether ``body`` begins with ``head`` as a whole (letter case and spacing aside): ``Heat (1995)``
+    begins with ``Heat``, ``Heathers`` does not."""
+    b, h = body.casefold(), head.casefold()
+    return bool(h) and b.startswith(h) and (len(b) == len(h) or not b[len(h)].isalnum())
+
+
+def _distinct(texts) -> list[str]:
+    """The non-empty ``texts``, each once (letter case aside), first spelling kept."""
+    out: dict[str, str] = {}
+    for t in texts:
+        if t:
+            out.setdefault(t.casefold(), t)
+    return list(out.values())
+
+
+def snippet_of(
+    title: str, text: str, max_tokens: int = 64, names: tuple[str, ...] = (), words: tuple[str, ...] = ()
+) -> str:
+    """``"title: text"`` cut to ``max_tokens`` approximate tokens, scrubbed (``names`` too); just the text when
+    it begins with the title already (``Heat (1995). Genres: ...``, not ``Heat: Heat (1995). ...``).
+
+    ``words``, the user's own texts on the item (a tag they wrote, a review), follow after
+    :data:`WORDS_MARK`, each once, joined by ``;``, in at most half the tokens (the item's text the rest).
+
+    >>> snippet_of("Heat", "Heat (1995). Genres: Action.")
+    'Heat (1995). Genres: Action.'
+    >>> snippet_of("Heat", "A heist.", words=("slow burn", "Slow  burn", "de niro"))
+    'Heat: A heist. | their words: slow burn; de niro'
+    """
     body = " ".join(scrub_text(text or "", names).split())
     head = " ".join(scrub_text(title or "", names).split())
+    said = _distinct(" ".join(scrub_text(x or "", names).split()) for x in words)
+    tail = ""
+    if said:
+        room = max(min(count_tokens(WORDS_MARK) + count_tokens("; ".join(said)), max_tokens // 2), 1)
+        tail = WORDS_MARK + _cut("; ".join(said), room, count_tokens(WORDS_MARK))
+        max_tokens -= room
+    if body and _starts_with(body, head):
+        return _cut(body, max_tokens) + tail
     if body and body != head:
-        words = body.split()
-        out, used = [], count_tokens(head) + 1
-        for w in words:
-            used += count_tokens(w)
-            if used > max_tokens:
-                out.append("...")
-                break
-            out.append(w)
-        return f"{head}: {' '.join(out)}" if head else " ".join(out)
-    return head
+        cut = _cut(body, max_tokens, count_tokens(head) + 1)
+        return (f"{head}: {cut}" if head else cut) + tail
+    return (head + tail) if head else tail[3:]
+
+
+def snippet_title(snippet: str) -> str:
+    """The title a snippet of :func:`snippet_of` begins with: what comes before the first ``: `` (``Vertigo:
+    ...``), or, where the text begins with the title, before the first sentence's full stop, less a release
+    year in brackets (``Heat (1995). Genres: ...``: ``Heat``; ``Mr. Holland's Opus (1995). ...``:
+    ``Mr. Holland's Opus``).
+
+    >>> snippet_title("Vertigo: A detective. | their words: dizzy"), snippet_title("Heat (1995). Genres: Crime.")
+    ('Vertigo', 'Heat')
+    """
+    head = snippet.split(WORDS_MARK)[0].split(": ")[0]
+    end = _SENTENCE_END.search(head)
+    return _YEAR.sub("", head[: end.start()] if end else head).strip()
+
+
+def own_words(context: PersonaContext, user_id: str) -> dict[str, list[str]]:
+    """``{item_id: [text, ...]}``: the texts of the user's visible interactions with each item (a free-text tag,
+    a review, an answer), oldest first, each once; a text the item's own text holds already (a Stack Exchange
+    question's body, which its asker's ``ask`` repeats) is left out. Not scrubbed (:func:`snippet_of` scrubs)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for x in context.visible.get(user_id, []):
+        said = " ".join((x.text or "").split())
+        item = context.items.get(x.item_id)
+        if said and item is not None and said.casefold() not in " ".join((item.text or "").split()).casefold():
+            out[x.item_id].append(said)
+    return {i: _distinct(texts) for i, texts in out.items()}
+
+
+def merge_ranked(ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """One entry per item: an encoder ranks interaction edges, and a user may have several with one item (ask,
+    comment and tag on one question; a rating and a tag on one film). Their weights are summed (the total
+    stays what it was) and the items kept best first: by summed weight where ``ranked`` was ordered by weight,
+    else in the order each item first appears. A list without repeats comes back as it is.
+
+    >>> merge_ranked([("q1", 0.3), ("q2", 0.25), ("q1", 0.25), ("t", 0.2)])
+    [('q1', 0.55), ('q2', 0.25), ('t', 0.2)]
+    """
+    total: dict[str, float] = {}
+    for item_id, weight in ranked:
+        total[item_id] = total.get(item_id, 0.0) + float(weight)
+    if len(total) == len(ranked):
+        return list(ranked)
+    if all(a[1] >= b[1] for a, b in zip(ranked, ranked[1:])):
+        return sorted(total.items(), key=lambda t: -t[1])  # stable: ties keep first-seen order
+    return list(total.items())
 
 
 def fill_budget(
@@ -67,17 +160,21 @@ def fill_budget(
     counter: Callable[[str], int] = count_tokens,
     snippet_tokens: int = 64,
     names: tuple[str, ...] = (),
+    user_id: str | None = None,
 ) -> list[Evidence]:
-    """Evidence, best first, until the next snippet would overflow ``token_budget`` tokens.
+    """Evidence, best first, one per item (:func:`merge_ranked`), until the next snippet would overflow
+    ``token_budget`` tokens.
 
-    ``names`` (user names known to the dataset) are scrubbed from snippets with the other identifiers.
+    ``names`` (user names known to the dataset) are scrubbed from snippets with the other identifiers. With
+    ``user_id``, each snippet also holds that user's own words on the item (:func:`own_words`).
     """
     if token_budget < 1:
         raise ValueError(f"token_budget must be >= 1, got {token_budget}")
+    said = own_words(context, user_id) if user_id is not None else {}
     out, used = [], 0
-    for item_id, weight in ranked:
+    for item_id, weight in merge_ranked(ranked):
         item = context.items[item_id]
-        snip = snippet_of(item.title, item.text, snippet_tokens, names)
+        snip = snippet_of(item.title, item.text, snippet_tokens, names, tuple(said.get(item_id, ())))
         cost = counter(snip)
         if used + cost > token_budget:
             break
@@ -88,9 +185,9 @@ def fill_budget(
 
 def interests(ranked: list[tuple[str, float]], context: PersonaContext, user_id: str) -> dict[str, float]:
     """Tag weights: the sum of evidence weights of the items carrying each tag, negative for dislikes."""
-    sign = {}
-    for x in context.visible.get(user_id, []):
-        sign[x.item_id] = -1.0 if context.is_disliked(x) else (1.0 if context.is_liked(x) else 0.25)
+    from persona.traits import item_signs
+
+    sign = item_signs(context, user_id)
     w: dict[str, float] = defaultdict(float)
     for item_id, weight in ranked:
         for tag in context.items[item_id].tags:
@@ -127,10 +224,11 @@ def card_traits(
     for t in likes[:n_cues]:
         if t["name"].lower() in cues:
             out.append({"name": cues[t["name"].lower()], "weight": t["weight"], "kind": "cue", "from": t["name"]})
-    titles = []
-    for item_id, score in telling_items(ranked, context, user_id, k=n_titles, population=pop):
+    titles, seen = [], set()
+    for item_id, score in telling_items(ranked, context, user_id, k=len(ranked), population=pop):
         title = scrub_label(context.items[item_id].title, names)
-        if title:
+        if title and title.casefold() not in seen and len(titles) < n_titles:  # two items may share a title
+            seen.add(title.casefold())
             titles.append({"name": title, "weight": round(score, 4), "kind": "title", "item_id": item_id})
     named = " ".join(t["name"].lower() for t in titles)
     for phrase, score in keyphrases(
@@ -177,7 +275,7 @@ def build_card(
     """
     from persona.traits import recency_prior
 
-    ranked = recency_prior(ranked, context.visible.get(user_id, []), recency_half_life)
+    ranked = recency_prior(merge_ranked(ranked), context.visible.get(user_id, []), recency_half_life)
     user = context.users.get(user_id)
     names = tuple(str(user.attributes[k]) for k in NAME_ATTRIBUTES if user and user.attributes.get(k))
     tr = card_traits(
@@ -193,7 +291,7 @@ def build_card(
         population=population,
         names=names,
     )
-    evidence = fill_budget(ranked, context, token_budget, names=names)
+    evidence = fill_budget(ranked, context, token_budget, names=names, user_id=user_id)
     if n_evidence is not None:
         evidence = evidence[:n_evidence]
     card = PersonaCard(user_id, "", tr, evidence, embedding, model_version, context.demographics(user_id))

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from persona.evidence import merge_ranked, own_words
 from workbench.scrub import PLACEHOLDER, scrub_terms, scrub_text
 
 TRAIT_MODES = ("distinctive", "share")
@@ -165,6 +166,31 @@ def _item_document(item) -> str:
     return PLACEHOLDER.sub(" ", scrub_text(f"{item.title or ''}. {item.text or ''}"))
 
 
+def _words_document(text: str) -> str:
+    """A user's own words as :func:`_item_document` has an item's text: scrubbed, placeholders dropped."""
+    return PLACEHOLDER.sub(" ", scrub_text(text))
+
+
+def _liked_words(context) -> list[tuple[str, str]]:
+    """``(item_id, text)`` for each user's liked visible item on which they wrote something of their own
+    (:func:`persona.evidence.own_words`), the texts joined; in user order."""
+    out = []
+    for u in sorted(context.visible):
+        said = own_words(context, u)
+        if said:
+            sign = item_signs(context, u)
+            out += [(i, "; ".join(said[i])) for i in said if sign.get(i) == 1.0]  # counted in the likes
+    return out
+
+
+def _with_words(pop: Population, context, said: list[tuple[str, str]], weights: np.ndarray) -> np.ndarray:
+    """How much a weighted sum of item rows changes when each ``said`` item's row is that of the item's
+    document with the user's words added (``weights``: one per ``said`` entry)."""
+    idx = [pop.phrase_index[i] for i, _ in said]
+    rows = pop.vectorizer.transform([f"{_item_document(context.items[i])} {_words_document(t)}" for i, t in said])
+    return np.asarray(rows.T @ weights).ravel() - np.asarray(pop.matrix[idx].T @ weights).ravel()
+
+
 def population_of(context) -> Population:
     """The split's :class:`Population` (computed on first use, then kept on the context)."""
     cached = context.cache.get("population")
@@ -202,14 +228,15 @@ def population_of(context) -> Population:
             token_pattern=r"(?u)\b[A-Za-z][A-Za-z'-]{2,}\b",
             dtype=np.float32,
         )
-        try:
-            m = vec.fit_transform([_item_document(context.items[i]) for i in ids])
+        docs = [_item_document(context.items[i]) for i in ids]
+        said = _liked_words(context)
+        try:  # the users' own words join the vocabulary (a tag a user wrote can be a keyphrase)
+            m = vec.fit_transform(docs + [_words_document(t) for _, t in said])[: len(ids)]
         except ValueError:  # every term pruned (a tiny or uniform catalogue): no keyphrases
             m = None
         if m is not None:
             from sklearn.feature_extraction.text import CountVectorizer
 
-            docs = [_item_document(context.items[i]) for i in ids]
             cv = CountVectorizer(binary=True, stop_words="english", token_pattern=vec.token_pattern)
             df = np.asarray(cv.fit_transform(docs).sum(axis=0)).ravel()
             pop.common_words = frozenset(w for w, d in zip(cv.get_feature_names_out(), df) if d > 0.5 * len(ids))
@@ -219,9 +246,27 @@ def population_of(context) -> Population:
             w = np.zeros(len(ids), dtype=np.float32)
             for i, n in likes.items():
                 w[pop.phrase_index[i]] = n
-            pop.phrase_mean = (np.asarray(pop.matrix.T @ w).ravel() / max(float(w.sum()), 1.0)).astype(np.float32)
+            total = np.asarray(pop.matrix.T @ w).ravel()
+            if said:  # a like with the liker's words counts as the item with those words
+                total += _with_words(pop, context, said, np.ones(len(said), dtype=np.float32))
+            pop.phrase_mean = (total / max(float(w.sum()), 1.0)).astype(np.float32)
     context.cache["population"] = pop
     return pop
+
+
+def item_signs(context, user_id: str) -> dict[str, float]:
+    """How the user took each visible item: ``1`` liked, ``-1`` disliked, ``0.25`` neither, from their latest
+    interaction with it that has a value (a rating, a score), else their latest: a tag they wrote on a film
+    they rated 1 leaves it disliked."""
+    sign: dict[str, float] = {}
+    valued: set[str] = set()
+    for x in context.visible.get(user_id, []):
+        if x.value is None and x.item_id in valued:
+            continue
+        if x.value is not None:
+            valued.add(x.item_id)
+        sign[x.item_id] = -1.0 if context.is_disliked(x) else (1.0 if context.is_liked(x) else 0.25)
+    return sign
 
 
 def evidence_mass(
@@ -229,10 +274,10 @@ def evidence_mass(
 ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """``(liked item mass, liked tag mass, disliked tag mass)``: evidence weights rescaled so that the
     liked (and, separately, the disliked) items' weights sum to how many such items there are, i.e. to
-    counts, as the log-odds expect. Neutral items count a quarter."""
-    sign = {}
-    for x in context.visible.get(user_id, []):
-        sign[x.item_id] = -1.0 if context.is_disliked(x) else (1.0 if context.is_liked(x) else 0.25)
+    counts, as the log-odds expect. Neutral items count a quarter. An item ranked more than once counts once,
+    with the sum of its weights (:func:`persona.evidence.merge_ranked`)."""
+    ranked = merge_ranked(ranked)
+    sign = item_signs(context, user_id)
     pos = [(i, w * sign.get(i, 1.0)) for i, w in ranked if sign.get(i, 1.0) > 0 and i in context.items]
     neg = [(i, w) for i, w in ranked if sign.get(i, 1.0) < 0 and i in context.items]
 
@@ -315,7 +360,8 @@ def keyphrases(
 ) -> list[tuple[str, float]]:
     """The ``k`` phrases of the user's liked evidence that most set it apart from the population's likes
     (see the module docstring), best first; a phrase inside a better one (``pool`` in ``stake pool``) and
-    the ``exclude`` names (the interest traits) are skipped."""
+    the ``exclude`` names (the interest traits) are skipped. An item the user wrote on (a tag, a review:
+    :func:`persona.evidence.own_words`) enters the profile with those words added to its text."""
     pop = population or population_of(context)
     if pop.matrix is None or k < 1:
         return []
@@ -325,7 +371,12 @@ def keyphrases(
         return []
     idx = np.array([r for r, _ in rows])
     w = np.array([x for _, x in rows], dtype=np.float32)
-    profile = np.asarray(pop.matrix[idx].T @ w).ravel() / float(w.sum())
+    profile = np.asarray(pop.matrix[idx].T @ w).ravel()
+    words = own_words(context, user_id)
+    said = [(i, "; ".join(words[i])) for i, x in items.items() if i in words and i in pop.phrase_index and x > 0]
+    if said:
+        profile += _with_words(pop, context, said, np.array([items[i] for i, _ in said], dtype=np.float32))
+    profile /= float(w.sum())
     score = profile - pop.phrase_mean
     order = np.argsort(-score, kind="stable")
     skip = {e.lower() for e in exclude}

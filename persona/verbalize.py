@@ -82,12 +82,25 @@ def verbalize(
     return scrub_text(" ".join(sentences))
 
 
+def _once(names: list[str], n: int) -> list[str]:
+    """The first ``n`` distinct non-empty ``names`` (scrubbed, letter case aside): two items can share a title."""
+    out: dict[str, str] = {}
+    for name in names:
+        clean = scrub_text(name)
+        if clean and len(out) < n:
+            out.setdefault(clean.casefold(), clean)
+    return list(out.values())
+
+
 def verbalize_card(card: PersonaCard, item_noun: str = "items") -> str:
     """The template persona text of a card (:func:`verbalize`): its tag-like interests in the card's order,
-    its three most telling titles (else the top evidence), up to three keyphrases as themes."""
+    its three most telling titles (else the top evidence's), up to three keyphrases as themes; no title
+    named twice."""
+    from persona.evidence import snippet_title
+
     traits = [t for t in card.traits if t.get("kind", "interest") == "interest" and tag_like(t["name"])]
-    titles = [sanitize(t["name"], 80) for t in card.traits if t.get("kind") == "title"][:3] or [
-        sanitize(e.snippet.split(": ")[0], 80) for e in card.evidence[:3]
-    ]
-    themes = [sanitize(t["name"], 60) for t in card.traits if t.get("kind") == "keyphrase"][:3]
-    return verbalize(traits, [t for t in titles if t], card.demographics, item_noun, themes=[t for t in themes if t])
+    titles = _once([sanitize(t["name"], 80) for t in card.traits if t.get("kind") == "title"], 3) or _once(
+        [sanitize(snippet_title(e.snippet), 80) for e in card.evidence], 3
+    )
+    themes = _once([sanitize(t["name"], 60) for t in card.traits if t.get("kind") == "keyphrase"], 3)
+    return verbalize(traits, titles, card.demographics, item_noun, themes=themes)

@@ -43,8 +43,11 @@ def persona_hash(card: PersonaCard) -> str:
 
 
 def history_of(card: PersonaCard) -> list[str]:
-    """The user's own items for k-shot prompts: evidence titles, most telling first."""
-    return [e.snippet.split(": ")[0] for e in card.evidence if e.snippet]
+    """The user's own items for k-shot prompts: evidence titles, most telling first
+    (:func:`persona.evidence.snippet_title`)."""
+    from persona.evidence import snippet_title
+
+    return [snippet_title(e.snippet) for e in card.evidence if e.snippet]
 
 
 class Rewriter:
