@@ -92,6 +92,16 @@ class TfidfPersonaEncoder(PersonaEncoder):
             likes.append(lc)
             dislikes.append(dc)
         self.vocab = sorted(vocab)
+        if not self.vocab:
+            from workbench.errors import WorkbenchError
+
+            raise WorkbenchError(
+                f"tfidf found no terms to weigh in split {context.split_id!r}: no liked or disliked visible "
+                "interaction is on an item with tags or title words.",
+                field="encoder",
+                fix="Give the items tags or titles (`pwb data import table --item-tags-col/--item-title-col`, or "
+                "`--into DATASET --items-file ...`), check --like-threshold, or mine with --encoder gat.",
+            )
         index = {t: i for i, t in enumerate(self.vocab)}
 
         def matrix(counters):

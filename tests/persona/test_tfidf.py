@@ -88,3 +88,21 @@ def test_unknown_encoder_suggests():
 def test_scrub_removes_identifiers():
     text = scrub("Contact jane.doe@mail.com, https://jane.dev, +1 (555) 123-4567 or @janedoe; loves noir")
     assert "jane" not in text and "555" not in text and "loves noir" in text
+
+
+def test_no_terms_at_all_is_a_clear_error_naming_the_fix():
+    """Items with neither tags nor title words (ids as titles): a WorkbenchError saying what to give the items,
+    not scikit-learn's '0 feature(s)'."""
+    from dataclasses import replace
+
+    from workbench.errors import WorkbenchError
+
+    ws = Workspace(":memory:")
+    bundle = generate_community(60, 40, n_personas=3, seed=2)
+    bundle = replace(bundle, items=[replace(it, tags=(), title=f"{k}") for k, it in enumerate(bundle.items)])
+    write_dataset(ws, bundle)
+    split = make_split(ws, "synthetic-s2", SplitParams(seed=0))["split"]
+    with pytest.raises(WorkbenchError, match="tfidf found no terms to weigh") as err:
+        ENCODERS.get("tfidf")().fit(load_context(ws, split))
+    assert err.value.field == "encoder" and "--item-tags-col" in str(err.value)
+    ws.close()
