@@ -5,6 +5,8 @@ A task file (``evalbench/tasks/<name>.yaml``, or any path)::
     task: movielens_text
     version: 2
     dataset: {source: movielens}            # movielens | synthetic | faces | stackexchange (+ options)
+                                            # or a workspace dataset: `dataset: NAME`; or your own file:
+                                            # {source: table, path: FILE, user: ..., item: ...} (task_data)
     split: {seed: 0, heldout_frac: 0.2, hidden_frac: 0.5, negatives_per_like: 3}
     power: {...}                            # the power calculation the split was chosen by (reported as is)
     prompts: parti12
@@ -23,8 +25,9 @@ A task file (``evalbench/tasks/<name>.yaml``, or any path)::
       - {name: rewrite_spread}              # further metrics of evalbench.metrics.METRICS, same units
     seed: 0
 
-``run_task`` imports the dataset when absent, makes the split, mines each encoder's personas, rewrites
-the prompts and scores every system as a resumable bench run (the same config resumes the same run), with
+``run_task`` imports the dataset when absent (:mod:`evalbench.task_data` for a workspace dataset or a table),
+makes the split, mines each encoder's personas, rewrites the prompts and scores every system as a
+resumable bench run (the same config resumes the same run), with
 the two reference rows (the history ceiling and the popularity control) per text encoder and prompt set,
 then records one ``task`` run naming them. Each piece skips what is already stored, so a killed task
 resumes. The report leads with every system's personal win rate (:mod:`evalbench.task_report`), with the
@@ -39,10 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from evalbench.metrics import PRIMARY, MetricListError, MetricSpec, parse_metric_list
+from evalbench.task_data import check_dataset
 from workbench.errors import UnknownNameError
 
 BUNDLED = ("movielens_text", "stackexchange_text", "synthetic_recovery", "face_ratings_image", "dreambench_reference")
-SOURCES = ("movielens", "synthetic", "faces", "stackexchange", "dreambench")
+SOURCES = ("movielens", "synthetic", "faces", "stackexchange", "dreambench", "table")
 
 
 @dataclass
@@ -119,7 +123,10 @@ def load_task(name_or_path: str, **overrides: Any) -> Task:
         text = ref.read_text("utf-8")
     raw = yaml.safe_load(text) or {}
     raw.update({k: v for k, v in overrides.items() if v is not None})
-    return parse_task(raw, source=str(name_or_path))
+    task = parse_task(raw, source=str(name_or_path))
+    if path.is_file():
+        task.base_dir = str(path.resolve().parent)  # a table's relative paths are read from here (not hashed)
+    return task
 
 
 def parse_task(raw: dict[str, Any], source: str = "<dict>") -> Task:
@@ -134,9 +141,14 @@ def parse_task(raw: dict[str, Any], source: str = "<dict>") -> Task:
         raise ValueError(
             f"task {source}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(known))}"
         )
-    ds = need("dataset")
-    if not isinstance(ds, dict) or ds.get("source") not in SOURCES:
-        raise ValueError(f"task {source}: dataset.source must be one of {', '.join(SOURCES)}, got {ds!r}")
+    ds = check_dataset(need("dataset"), source, data_path=raw.get("data_path"))
+    if ds is not None:
+        raw = {**raw, "dataset": ds}
+    elif raw["dataset"].get("source") not in SOURCES:
+        raise ValueError(
+            f"task {source}: dataset.source must be one of {', '.join(SOURCES)} (or `dataset: NAME`, a workspace "
+            f"dataset), got {raw['dataset']!r}"
+        )
     systems = []
     for i, s in enumerate(need("systems") or []):
         kind = raw.get("kind", "text")
@@ -210,9 +222,14 @@ def _metric_list(raw: dict[str, Any], source: str) -> list[MetricSpec]:
 
 def _ensure_dataset(ws, task: Task) -> str:
     """The id of the task's dataset, imported first when the workspace lacks it."""
+    from evalbench.task_data import table_dataset, workspace_dataset
     from workbench.store.datasets import has_dataset, write_dataset
 
     ds = dict(task.dataset)
+    if "source" not in ds:
+        return workspace_dataset(ws, task)
+    if ds["source"] == "table":
+        return table_dataset(ws, task, getattr(task, "base_dir", None))
     source = ds.pop("source")
     if source == "movielens":
         if not has_dataset(ws, "ml-100k"):

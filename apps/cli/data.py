@@ -108,7 +108,7 @@ def import_synthetic(n_users, n_items, n_personas, per_user, bias, seed, name, d
 
 
 @data_import.command("table")
-@click.argument("source")
+@click.argument("source", required=False)
 @click.option("--users-file", default=None, help="Optional users table (one row per user).")
 @click.option("--items-file", default=None, help="Optional items table (one row per item).")
 @click.option("--user-col", default="user_id", show_default=True)
@@ -116,6 +116,7 @@ def import_synthetic(n_users, n_items, n_personas, per_user, bias, seed, name, d
 @click.option("--value-col", default=None, help="Rating/engagement column.")
 @click.option("--timestamp-col", default=None, help="Epoch seconds or ISO dates.")
 @click.option("--kind-col", default=None)
+@click.option("--kind", default="interaction", show_default=True, help="Kind of rows without a --kind-col value.")
 @click.option("--text-col", default=None)
 @click.option("--item-title-col", default=None)
 @click.option("--item-text-col", default=None)
@@ -126,6 +127,9 @@ def import_synthetic(n_users, n_items, n_personas, per_user, bias, seed, name, d
 @click.option("--dislike-threshold", default=None, type=float)
 @click.option("--hf-split", default="train", show_default=True, help="Split of a datasets dataset.")
 @click.option("--delimiter", default=None, help="Field separator of CSV/TSV files [default: tab for .tsv, else comma].")
+@click.option("--into", default=None, metavar="DATASET", help="Add to this stored dataset instead of making one.")
+@click.option("--add-new", is_flag=True, help="With --into: add users/items the dataset lacks [default: an error].")
+@click.option("--overwrite", is_flag=True, help="With --into: replace stored values the file contradicts.")
 @import_options
 @friendly_errors
 def import_table(
@@ -137,6 +141,7 @@ def import_table(
     value_col,
     timestamp_col,
     kind_col,
+    kind,
     text_col,
     item_title_col,
     item_text_col,
@@ -147,12 +152,18 @@ def import_table(
     dislike_threshold,
     hf_split,
     delimiter,
+    into,
+    add_new,
+    overwrite,
     name,
     lenient,
     db,
     as_json,
 ):
-    """Your own logs: SOURCE is a CSV/TSV/Parquet file, a saved `datasets` folder, or hf:NAME."""
+    """Your own logs: SOURCE is a CSV/TSV/Parquet file, a saved `datasets` folder, or hf:NAME.
+
+    With --into DATASET, adds the file's interactions (SOURCE, optional), users' attribute columns
+    (--user-attrs, inline or --users-file) and items' columns to a stored dataset, in one transaction."""
     from persona.data.table import ColumnMapping, load_table
 
     mapping = ColumnMapping(
@@ -161,6 +172,7 @@ def import_table(
         value=value_col,
         timestamp=timestamp_col,
         kind=kind_col,
+        default_kind=kind,
         text=text_col,
         item_title=item_title_col,
         item_text=item_text_col,
@@ -168,6 +180,14 @@ def import_table(
         item_image=item_image_col,
         user_attributes=user_attrs,
     )
+    if into is not None:
+        if name or like_threshold is not None or dislike_threshold is not None:
+            raise click.UsageError("--name and the thresholds make a new dataset; --into keeps the dataset's own.")
+        return _add_into(
+            into, source, mapping, users_file, items_file, lenient, hf_split, delimiter, add_new, overwrite, db, as_json
+        )
+    if source is None:
+        raise click.UsageError("Missing argument 'SOURCE' (the table of interactions).")
     _store(
         db,
         load_table(
@@ -184,6 +204,20 @@ def import_table(
         ),
         as_json,
     )
+
+
+def _add_into(into, source, mapping, users, items, lenient, split, delimiter, add_new, overwrite, db, as_json):
+    """``--into``: read the files, merge them into the stored dataset, print what was added."""
+    from persona.data.additions import add_to_dataset, describe_addition, read_addition
+    from workbench.store.datasets import resolve_dataset
+
+    with workspace(db) as ws:
+        resolve_dataset(ws, into)  # a misspelt name fails before the files are read
+        addition = read_addition(
+            source, mapping, users=users, items=items, lenient=lenient, split=split, delimiter=delimiter
+        )
+        summary = add_to_dataset(ws, into, addition, add_new=add_new, overwrite=overwrite)
+    emit(summary, as_json, describe_addition(summary))
 
 
 @data.command("list")

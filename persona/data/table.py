@@ -7,7 +7,8 @@ The mapping names which column holds what (defaults in brackets):
 ``item``             item id [``item_id``] (required)
 ``value``            rating / engagement strength (number) [none]
 ``timestamp``        seconds since the epoch, or an ISO date [none]
-``kind``             interaction type [none: every row is ``interaction``]
+``kind``             interaction type [none: every row is ``default_kind``]
+``default_kind``     the kind of rows without one, e.g. ``tag`` for a file of tags [``interaction``]
 ``text``             text the user wrote with the interaction [none]
 ``item_title``       item title [none: the item id]
 ``item_text``        item description used by text encoders [none: the title]
@@ -53,6 +54,7 @@ class ColumnMapping:
     item_image: str | None = None
     user_attributes: list[str] = field(default_factory=list)
     tags_separator: str = "|"
+    default_kind: str = "interaction"
 
     def __post_init__(self):
         if isinstance(self.user_attributes, str):
@@ -60,6 +62,8 @@ class ColumnMapping:
         for name in ("user", "item"):
             if not getattr(self, name):
                 raise ValueError(f"ColumnMapping.{name} must name a column, got {getattr(self, name)!r}")
+        if not isinstance(self.default_kind, str) or not self.default_kind.strip():
+            raise ValueError(f"ColumnMapping.default_kind must be a kind such as 'tag', got {self.default_kind!r}")
 
     def interaction_columns(self) -> list[str]:
         return [self.user, self.item] + [c for c in (self.value, self.timestamp, self.kind, self.text) if c]
@@ -307,9 +311,56 @@ def load_table(
             "items": str(items) if items else None,
             "mapping": asdict(m),
             "split": split,
+            "fingerprint": table_fingerprint(
+                interactions,
+                m,
+                users=users,
+                items=items,
+                split=split,
+                like_threshold=like_threshold,
+                dislike_threshold=dislike_threshold,
+                delimiter=delimiter,
+            ),
         },
         problems=problems,
     )
+
+
+def table_fingerprint(
+    interactions: str | os.PathLike,
+    mapping: ColumnMapping,
+    *,
+    users: str | os.PathLike | None = None,
+    items: str | os.PathLike | None = None,
+    split: str = "train",
+    like_threshold: float | None = None,
+    dislike_threshold: float | None = None,
+    delimiter: str | None = None,
+) -> str:
+    """A hash of what :func:`load_table` imports: the files' bytes (every file of a saved ``datasets`` folder;
+    the name of an ``hf:`` dataset), the column mapping and the settings. Stored in the dataset's params, so a
+    task naming the same files and mapping (``dataset: {source: table, ...}``) knows it is already imported."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    thresholds = [None if t is None else float(t) for t in (like_threshold, dislike_threshold)]  # 4 and 4.0 alike
+    settings = [asdict(mapping), split, *thresholds, parse_delimiter(delimiter)]
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for role, source in (("interactions", interactions), ("users", users), ("items", items)):
+        h.update(f"\0{role}\0".encode())
+        if source is None:
+            continue
+        path = Path(str(source))
+        if str(source).startswith("hf:") or not path.exists():
+            h.update(str(source).encode())
+            continue
+        for f in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+            h.update(f"\0{f.relative_to(path) if path.is_dir() else ''}\0".encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
 
 
 def _read_interactions(
@@ -346,6 +397,6 @@ def _read_interactions(
             continue
         if not (rec.known("item", iid, file, line) if items_file else rec.add_item(row, file, line)):
             continue
-        kind = _cell(row.get(m.kind)) or "interaction" if m.kind else "interaction"
+        kind = (_cell(row.get(m.kind)) if m.kind else "") or m.default_kind
         inters.append(Interaction(uid, iid, kind, value, ts, _cell(row.get(m.text)) if m.text else ""))
     return inters

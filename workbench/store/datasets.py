@@ -39,47 +39,102 @@ def write_dataset(ws: Workspace, bundle: DatasetBundle) -> dict[str, Any]:
                 len(bundle.interactions),
             ],
         )
-        us = bundle.users
-        ws.insert_columns(
+        _insert_records(ws, d, bundle.users, bundle.items, bundle.interactions)
+    return bundle.summary()
+
+
+def _insert_records(ws: Workspace, d: str, users: list[User], items: list[Item], xs: list[Interaction]) -> None:
+    """Insert users, items and interactions of dataset ``d`` (inside the caller's transaction)."""
+    ws.insert_columns(
+        "users",
+        {
+            "dataset_id": [d] * len(users),
+            "user_id": [u.user_id for u in users],
+            "attributes": [dumps(u.attributes or {}) for u in users],
+            "text": [u.text or "" for u in users],
+            "ground_truth": [dumps(u.ground_truth) for u in users],
+        },
+        casts={"attributes": "JSON", "ground_truth": "JSON"},
+    )
+    ws.insert_columns(
+        "items",
+        {
+            "dataset_id": [d] * len(items),
+            "item_id": [i.item_id for i in items],
+            "kind": [i.kind for i in items],
+            "title": [i.title or "" for i in items],
+            "text": [i.text or "" for i in items],
+            "image_uri": [i.image_uri for i in items],
+            "tags": [list(i.tags) for i in items],
+        },
+        casts={"tags": "VARCHAR[]", "image_uri": "VARCHAR"},
+    )
+    ws.insert_columns(
+        "interactions",
+        {
+            "dataset_id": [d] * len(xs),
+            "user_id": [x.user_id for x in xs],
+            "item_id": [x.item_id for x in xs],
+            "kind": [x.kind for x in xs],
+            "value": [x.value for x in xs],
+            "timestamp": [x.timestamp for x in xs],
+            "text": [x.text or "" for x in xs],
+        },
+        casts={"value": "DOUBLE", "timestamp": "DOUBLE"},
+    )
+
+
+def extend_dataset(
+    ws: Workspace,
+    dataset_id: str,
+    *,
+    new_users: list[User],
+    changed_users: list[User],
+    new_items: list[Item],
+    changed_items: list[Item],
+    interactions: list[Interaction],
+    meta: dict[str, Any],
+    params: dict[str, Any],
+) -> None:
+    """Add records to the stored dataset ``dataset_id`` in one transaction: insert the new users, items and
+    interactions, replace the attributes of ``changed_users`` and the title/text/image/tags of
+    ``changed_items``, and store the dataset's new ``meta``, ``params`` and counts. Any failure rolls it
+    all back (the dataset stays as it was)."""
+    d = dataset_id
+    with ws.transaction() as con:
+        _insert_records(ws, d, new_users, new_items, interactions)
+        ws.update_columns(
             "users",
-            {
-                "dataset_id": [d] * len(us),
-                "user_id": [u.user_id for u in us],
-                "attributes": [dumps(u.attributes or {}) for u in us],
-                "text": [u.text or "" for u in us],
-                "ground_truth": [dumps(u.ground_truth) for u in us],
-            },
-            casts={"attributes": "JSON", "ground_truth": "JSON"},
+            {"dataset_id": d},
+            {"user_id": [u.user_id for u in changed_users]},
+            {"attributes": [dumps(u.attributes or {}) for u in changed_users]},
+            casts={"attributes": "JSON"},
         )
-        it = bundle.items
-        ws.insert_columns(
+        ws.update_columns(
             "items",
+            {"dataset_id": d},
+            {"item_id": [i.item_id for i in changed_items]},
             {
-                "dataset_id": [d] * len(it),
-                "item_id": [i.item_id for i in it],
-                "kind": [i.kind for i in it],
-                "title": [i.title or "" for i in it],
-                "text": [i.text or "" for i in it],
-                "image_uri": [i.image_uri for i in it],
-                "tags": [list(i.tags) for i in it],
+                "title": [i.title or "" for i in changed_items],
+                "text": [i.text or "" for i in changed_items],
+                "image_uri": [i.image_uri for i in changed_items],
+                "tags": [list(i.tags) for i in changed_items],
             },
             casts={"tags": "VARCHAR[]", "image_uri": "VARCHAR"},
         )
-        xs = bundle.interactions
-        ws.insert_columns(
-            "interactions",
-            {
-                "dataset_id": [d] * len(xs),
-                "user_id": [x.user_id for x in xs],
-                "item_id": [x.item_id for x in xs],
-                "kind": [x.kind for x in xs],
-                "value": [x.value for x in xs],
-                "timestamp": [x.timestamp for x in xs],
-                "text": [x.text or "" for x in xs],
-            },
-            casts={"value": "DOUBLE", "timestamp": "DOUBLE"},
+        con.execute(
+            "UPDATE datasets SET meta = ?, params = ?,"
+            " n_users = (SELECT count(*) FROM users WHERE dataset_id = ?),"
+            " n_items = (SELECT count(*) FROM items WHERE dataset_id = ?),"
+            " n_interactions = (SELECT count(*) FROM interactions WHERE dataset_id = ?)"
+            " WHERE dataset_id = ?",
+            [dumps(meta), dumps(params), d, d, d, d],
         )
-    return bundle.summary()
+
+
+def dataset_params(ws: Workspace, dataset_id: str) -> dict[str, Any]:
+    """The importer's arguments the dataset was stored with (its provenance; ``{}`` when none)."""
+    return loads(ws.scalar("SELECT params FROM datasets WHERE dataset_id = ?", [dataset_id])) or {}
 
 
 def list_datasets(ws: Workspace) -> list[dict[str, Any]]:

@@ -103,9 +103,31 @@ def split_roles(ws: Workspace, split_id: str) -> dict[str, str]:
     return dict(ws.query("SELECT user_id, role FROM split_users WHERE split_id = ?", [split_id]))
 
 
+def dataset_splits(ws: Workspace, dataset_id: str) -> list[str]:
+    """The ids of the splits made from dataset ``dataset_id``, oldest first."""
+    return [
+        r[0] for r in ws.query("SELECT split_id FROM splits WHERE dataset_id = ? ORDER BY created_at", [dataset_id])
+    ]
+
+
+def split_parts(ws: Workspace, split_id: str, user_ids: Sequence[str]) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """``{(user_id, item_id): (part, label)}`` of the split's item assignments for ``user_ids`` (held-out and
+    cold-start users only: a train user's items have none, all of them are visible)."""
+    rows = ws.query(
+        "SELECT user_id, item_id, part, label FROM split_items WHERE split_id = ? AND list_contains(?, user_id)",
+        [split_id, list(user_ids)],
+    )
+    return {(u, i): (part, label) for u, i, part, label in rows}
+
+
 def visible_interactions(ws: Workspace, split_id: str, user_ids: Sequence[str] | None = None) -> list[Interaction]:
     """Each user's visible interactions: all of a train user's, the visible part of the others', ordered by
-    user, time (unknown last) and item."""
+    user, time (unknown last) and item.
+
+    A held-out or cold-start user's interaction is visible when the split shows that user its item, so one
+    added to the dataset after the split (``pwb data import table --into``) on an item hidden from the user
+    stays hidden, and one on an item the split never gave the user is left out: never a hidden like in the
+    visible history."""
     sql = """
         SELECT x.user_id, x.item_id, x.kind, x.value, x.timestamp, x.text
         FROM interactions x JOIN split_users s ON s.user_id = x.user_id AND s.split_id = ?
