@@ -75,7 +75,7 @@ class TemplateBackend(RewriterBackend):
         phrases = list(
             dict.fromkeys(s for t in traits if t.get("kind") == "keyphrase" and (s := sanitize(t["name"], 60)))
         )
-        prompt = req.prompt.strip().rstrip(".").rstrip(",;: ").strip() or req.prompt.strip()
+        prompt = req.prompt.strip().rstrip(" .,;:") or req.prompt.strip()
         return (
             prompt,
             titles,
@@ -91,7 +91,7 @@ class TemplateBackend(RewriterBackend):
             parts.append("in the spirit of " + _join(titles))
         parts += list(dict.fromkeys(cues))
         parts += [p for p in phrases if p not in parts]
-        return ", ".join(parts)
+        return ", ".join(p.strip().rstrip(",;:").strip() for p in parts if p.strip().rstrip(",;:").strip())
 
     def rewrite_batch(self, requests: list[RewriteRequest], params=None) -> list[RewriteResult]:
         out = []

@@ -125,3 +125,10 @@ def test_selector_keeps_the_candidate_closest_to_the_visible_history():
     )
     assert k == 1 and score > 0
     assert sel.choose(card, "a cat", ["a cat, x", "a cat, x"])[0] == 0  # ties keep the earlier candidate
+
+
+@pytest.mark.parametrize("ending", [",", ".,", ", .", " ;", ": ", ",,"])
+def test_no_doubled_separator_whatever_punctuation_ends_the_prompt(ending):
+    r = Rewriter("template").rewrite(rich_card(), f"a poster in mcbess mood{ending}")[0]
+    assert r.rewritten.startswith("a poster in mcbess mood, in the spirit of Vertigo")
+    assert not any(bad in r.rewritten for bad in (",,", ".,", ", ,", ";,", ":,"))
