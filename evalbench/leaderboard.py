@@ -7,21 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from evalbench.groups import AGE_BINS as AGE_BINS
+from evalbench.groups import Bins, assign_groups, carried_attributes, check_bins_attributes, no_groups_note
 from evalbench.metrics.preference import TextPreference
-from evalbench.runner import compute_metric_results, unit_table
+from evalbench.runner import compute_metric_results, unit_table, user_coverage
 from workbench.store.datasets import dataset_meta, load_users
 from workbench.store.runs import bench_runs, metric_results, run_config
 from workbench.store.splits import split_dataset
 from workbench.store.workspace import Workspace, WorkspaceError
-
-AGE_BINS = [
-    (0, 18, "<18"),
-    (18, 25, "18-24"),
-    (25, 35, "25-34"),
-    (35, 45, "35-44"),
-    (45, 55, "45-54"),
-    (55, 200, "55+"),
-]
 
 
 def run_results(ws: Workspace, run_id: str, cfg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -100,6 +93,7 @@ def leaderboard(ws: Workspace, run_ids: list[str] | None = None) -> list[dict[st
                 "prompts": cfg.get("prompts"),
                 "partners": cfg.get("partners", 0),
                 **primary["result"],
+                **user_coverage(ws, run["run_id"], cfg),
                 "_key": _reference_key({**cfg, "metric_name": metric}),
             }
         )
@@ -129,31 +123,55 @@ def user_attributes(ws: Workspace, dataset_id: str) -> dict[str, dict[str, Any]]
     return {u: user.attributes for u, user in load_users(ws, dataset_id).items()}
 
 
-def group_of(value: Any, key: str) -> str:
-    """The group a user's ``key`` attribute puts them in: the value as text, ages in :data:`AGE_BINS`,
-    ``unknown`` when missing."""
-    if value is None or value == "":
-        return "unknown"
-    if key in ("age", "rater_age") and isinstance(value, (int, float)):
-        return next(label for lo, hi, label in AGE_BINS if lo <= value < hi)
-    return str(value)
+def group_report(ws: Workspace, run_id: str, bins: dict[str, Bins] | None = None) -> list[dict[str, Any]]:
+    """The run's personal win rate, win rate and lift per group of each demographic attribute (see
+    :func:`group_breakdown`; no rows when the dataset has no demographics)."""
+    return group_breakdown(ws, run_id, bins)["rows"]
 
 
-def group_report(ws: Workspace, run_id: str) -> list[dict[str, Any]]:
-    """The run's personal win rate, win rate and lift per value of each demographic attribute (age in bins)."""
+#: how a bench report groups by an attribute the dataset does not declare demographic
+BINS_FIX = "group by one with pwb bench report --groups --bins ATTR=values (or ATTR=quantiles)"
+
+
+def group_breakdown(
+    ws: Workspace, run_id: str, bins: dict[str, Bins] | None = None, *, strict: bool = True
+) -> dict[str, Any]:
+    """``{"rows", "note", "bins_missing"}``: the run's personal win rate, win rate and lift per group of each
+    demographic attribute and of each attribute ``bins`` names (groups by
+    :func:`evalbench.groups.assign_groups` over the run's users: ages in fixed bins, numeric attributes with
+    many values in quantile bins, ``bins`` as given), in group order; ``note`` says why there are no groups
+    (no user attributes) or is ``None``; ``bins_missing``: the attributes of ``bins`` the dataset's users
+    lack (left out; an error when ``strict``).
+
+    Raises:
+        WorkspaceError: for an unknown run.
+        WorkbenchError: (the bins' field) when ``bins`` bins an attribute that is not numeric, or (``strict``)
+            one no user of the dataset has.
+    """
     cfg = run_config(ws, run_id)
     if cfg is None:
         raise WorkspaceError(f"No run {run_id!r}; see `pwb runs list`.")
     dataset_id = split_dataset(ws, cfg["split"])
-    keys = dataset_meta(ws, dataset_id).get("demographics", [])
+    bins = bins or {}
     attrs = user_attributes(ws, dataset_id)
+    carried = carried_attributes(attrs)
+    missing = [k for k in bins if k not in carried]
+    if strict and missing:
+        check_bins_attributes({k: bins[k] for k in missing}, attrs, dataset_id)
+    keys = list(dataset_meta(ws, dataset_id).get("demographics", []))
+    keys += [k for k in bins if k not in keys and k not in missing]
+    note = no_groups_note(dataset_id, attrs, keys, BINS_FIX)
     metric = run_metric(ws, run_id, cfg)
     t = unit_table(ws, run_id, metric)
-    out = []
+    out: list[dict[str, Any]] = []
+    if note or not t["unit"].size:
+        return {"rows": out, "note": note, "bins_missing": missing}
+    users = list(dict.fromkeys(t["user"].tolist()))
     for key in keys:
-        labels = np.array([group_of(attrs.get(u, {}).get(key), key) for u in t["user"]], dtype=object)
-        for value in sorted(set(labels.tolist())):
-            m = labels == value
+        labels, order = assign_groups({u: attrs.get(u, {}).get(key) for u in users}, key, bins.get(key))
+        lab = np.array([labels[u] for u in t["user"]], dtype=object)
+        for value in order:
+            m = lab == value
             sub = {k: (v[m] if isinstance(v, np.ndarray) else v) for k, v in t.items()}
             out.append({"attribute": key, "group": value, "metric": metric, **summarise_units(sub, cfg.get("seed", 0))})
-    return out
+    return {"rows": out, "note": None, "bins_missing": missing}

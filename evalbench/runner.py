@@ -22,6 +22,7 @@ from workbench.store.runs import (
     finish_run,
     metric_results,
     start_run,
+    unit_outcomes,
     unit_scores,
     write_metric_results,
     write_units,
@@ -328,7 +329,7 @@ def run_bench(
     if not todo and before == "completed":
         if not metric_results(ws, run_id):  # finished before results were stored
             write_metric_results(ws, run_id, compute_metric_results(ws, run_id, full))
-        return result
+        return {**result, **user_coverage(ws, run_id, full)}
     try:
         # 3. Score the users left, chunk by chunk, on the executor.
         if todo:
@@ -352,7 +353,57 @@ def run_bench(
         finish_run(ws, run_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
     finish_run(ws, run_id)
-    return result
+    return {**result, **user_coverage(ws, run_id, full)}
+
+
+def user_coverage(ws: Workspace, run_id: str, config: dict[str, Any]) -> dict[str, Any]:
+    """How many of a run's held-out users it scored, from its stored units: ``{"n_users_heldout",
+    "n_users_dropped", "dropped_reasons": {reason: users}}``. A user is dropped when none of their units
+    was scored: skipped with the reason (``no hidden liked items``, ``no hidden negatives``: nothing to
+    score the user on), or not reached yet (an unfinished run). The held-out users are those the run
+    names (image runs), else the split's (the first ``max_users``), else those with units."""
+    rows = unit_outcomes(ws, run_id)
+    scored = {u for u, status, _, _ in rows if status == "scored"}
+    reason: dict[str, str] = {}
+    for u, status, detail, _ in rows:
+        if status != "scored":
+            reason.setdefault(u, detail or status)
+    users = config.get("users") or config.get("subjects")
+    if not users and config.get("split") and "max_users" in config:
+        users = split_users(ws, config["split"], ("heldout",))
+        users = users[: config["max_users"]] if config["max_users"] else users
+    users = list(dict.fromkeys(users or sorted({r[0] for r in rows})))
+    counts: dict[str, int] = {}
+    for u in users:
+        if u not in scored:
+            why = reason.get(u, "not scored yet (the run is unfinished)")
+            counts[why] = counts.get(why, 0) + 1
+    return {
+        "n_users_heldout": len(users),
+        "n_users_dropped": sum(counts.values()),
+        "dropped_reasons": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+
+
+def _why(reasons: dict[str, int]) -> str:
+    return next(iter(reasons)) if len(reasons) == 1 else ", ".join(f"{k} {r}" for r, k in reasons.items())
+
+
+def dropped_line(coverage: dict[str, Any]) -> str | None:
+    """``2 of 61 held-out users not scored: no hidden liked items`` (reasons with their counts when there are
+    several), or ``None`` when every held-out user was scored (:func:`user_coverage`)."""
+    n = coverage.get("n_users_dropped") or 0
+    if not n:
+        return None
+    return f"{n} of {coverage['n_users_heldout']} held-out users not scored: {_why(coverage['dropped_reasons'])}"
+
+
+def coverage_text(coverage: dict[str, Any]) -> str:
+    """``59 of 61 held-out; 2 not scored: no hidden liked items`` (``189 of 189 held-out`` when none was
+    dropped): how many of a run's held-out users it scored (:func:`user_coverage`)."""
+    n, total = coverage.get("n_users_dropped") or 0, coverage["n_users_heldout"]
+    text = f"{total - n} of {total} held-out"
+    return text + (f"; {n} not scored: {_why(coverage['dropped_reasons'])}" if n else "")
 
 
 @dataclass

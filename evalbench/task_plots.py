@@ -72,8 +72,9 @@ def _personal(plt, rep: dict[str, Any], te: str):
 
 
 def _groups(plt, rep: dict[str, Any], systems: list[dict[str, Any]], attribute: str):
-    """Per group of ``attribute``, each system's win rate with its CI over users."""
-    cats = sorted({c for e in systems for c in _groups_of(rep, e).get(attribute, {}).get("groups", {})})
+    """Per group of ``attribute`` (in the report's order: bins low to high), each system's win rate with its
+    CI over users."""
+    cats = list(dict.fromkeys(c for e in systems for c in _groups_of(rep, e).get(attribute, {}).get("groups", {})))
     if not cats:
         return None
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(cats) * max(1, len(systems)) / 2), 3.2))

@@ -27,9 +27,19 @@ def _pct(x: Any) -> str:
     return "-" if x is None or x != x else f"{100 * x:.0f}%"
 
 
+def tagged_name(rep: dict[str, Any], s: dict[str, Any]) -> str:
+    """A system's name with its prompt set where that is not the report's (``gat+embedded [parti3]``), for
+    tables without a prompts column."""
+    name, tag = s["system"], f"[{s.get('prompts')}]"
+    if s.get("prompts") and rep.get("prompts") and s["prompts"] not in ("-", rep["prompts"]) and tag not in name:
+        base, paren, rest = name.partition(" (")  # before any "(shuffled control)" / "(40 users)"
+        name = f"{base} {tag}" + (paren + rest if paren else "")
+    return name
+
+
 def leaderboard_rows(rep: dict[str, Any], text_encoder: str | None = None) -> list[dict[str, str]]:
-    """One table (per text encoder; default the first): the personal win rate first, then the history
-    ceiling's share, the win rate against the generic prompt, bias and cost."""
+    """One table (per text encoder; default the first): the system and its prompt set, the personal win
+    rate, then the history ceiling's share, the win rate against the generic prompt, bias and cost."""
     te = text_encoder or (rep.get("text_encoders") or [None])[0]
     entries = [s for s in rep["systems"] if te is None or s.get("text_encoder", te) == te]
     rows = []
@@ -38,14 +48,10 @@ def leaderboard_rows(rep: dict[str, Any], text_encoder: str | None = None) -> li
         gaps = [
             a.get("gap") for a in rep["groups"].get(group_key(s) if "text_encoder" in s else s["name"], {}).values()
         ]
-        name = s["name"] + (" (no prompt)" if s.get("reference") == "history" else "")
-        tag = f"[{s.get('prompts')}]"
-        if s.get("prompts") and rep.get("prompts") and s["prompts"] not in ("-", rep["prompts"]) and tag not in name:
-            base, paren, rest = name.partition(" (")  # before any "(shuffled control)" / "(40 users)"
-            name = f"{base} {tag}" + (paren + rest if paren else "")
         rows.append(
             {
-                "system": name,
+                "system": s["name"] + (" (no prompt)" if s.get("reference") == "history" else ""),
+                "prompts": str(s.get("prompts") or "-"),
                 "personal": _f(s.get("personal_win_rate")),
                 "personal CI": _ci(s.get("personal_ci", [None, None])),
                 "vs dislikes": _f(s.get("personal_dislikes")),
@@ -69,6 +75,7 @@ def leaderboard_rows(rep: dict[str, Any], text_encoder: str | None = None) -> li
             {
                 **({k: "-" for k in rows[0]} if rows else {}),
                 "system": f"{b['name']} (baseline)",
+                "prompts": str(b.get("prompts") or rep.get("prompts") or "-"),
                 "personal": _f(b.get("personal_win_rate", 0.5)),
                 "score": _f(b.get("score")),
                 "users": str(b["n_users"]),
@@ -156,6 +163,7 @@ def render_markdown(rep: dict[str, Any], plot_dir=None) -> str:
         f"# {rep['task']} (v{rep['version']}) — run {rep['run_id']}\n",
         f"split `{rep['split']}`, prompts `{rep['prompts']}`, seed {rep['seed']}, code `{rep['code_version']}`, "
         f"config hash `{rep['config_hash'][:12]}`\n",
+        *[f"{line}\n" for line in rep.get("dropped_notes") or []],
         "## Personal win rate\n",
         PERSONAL_LEGEND + "\n",
     ]
@@ -171,6 +179,8 @@ def render_markdown(rep: dict[str, Any], plot_dir=None) -> str:
         ]
     if rep["groups"]:
         parts += ["\n## Per group\n", _md_table(group_rows(rep))]
+    elif rep.get("groups_note"):
+        parts += ["\n## Per group\n", rep["groups_note"] + "\n"]
     if rep.get("targets_source"):
         src = rep["targets_source"]
         parts.append(
@@ -213,7 +223,9 @@ def render_html(rep: dict[str, Any]) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(rep['task'])} {rep['run_id']}</title>"
         f"<style>{style}</style></head><body><h1>{html.escape(rep['task'])} (v{rep['version']})</h1>"
         f"<p>run {rep['run_id']} · split {html.escape(rep['split'])} · prompts {html.escape(rep['prompts'])} · seed "
-        f"{rep['seed']} · code {html.escape(str(rep['code_version']))}</p><h2>Personal win rate</h2>"
+        f"{rep['seed']} · code {html.escape(str(rep['code_version']))}</p>"
+        + "".join(f"<p>{html.escape(line)}</p>" for line in rep.get("dropped_notes") or [])
+        + "<h2>Personal win rate</h2>"
         f"<p>{html.escape(PERSONAL_LEGEND)}</p>"
         + "".join(
             f"<h3>{html.escape(next((s['metric'] for s in rep['systems'] if s.get('text_encoder') == te), ''))}</h3>"
@@ -221,7 +233,12 @@ def render_html(rep: dict[str, Any]) -> str:
             for te in (rep.get("text_encoders") or [None])
         )
         + (f"<h2>Further metrics</h2>{table(metric_rows(rep))}" if metric_rows(rep) else "")
-        + f"<h2>Per group</h2>{table(group_rows(rep))}"
+        + "<h2>Per group</h2>"
+        + (
+            table(group_rows(rep))
+            if rep["groups"] or not rep.get("groups_note")
+            else f"<p>{html.escape(rep['groups_note'])}</p>"
+        )
         + (
             f"<p>Population targets: {html.escape(str(src.get('title', '')))} ({src.get('year', '')})</p>"
             if src

@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from evalbench.leaderboard import ceiling_share, group_of, result_label, run_metric, run_results, user_attributes
+from evalbench.groups import Bins, assign_groups, check_bins_attributes, no_groups_note, parse_bins
+from evalbench.leaderboard import ceiling_share, result_label, run_metric, run_results, user_attributes
 from evalbench.metrics.paired import paired_comparison
 from evalbench.metrics.preference import cluster_mean_ci
-from evalbench.runner import unit_table
+from evalbench.runner import dropped_line, unit_table, user_coverage
 from workbench.store.rewrites import RewriteKey, load_rewrites, rewrite_stats
 from workbench.store.runs import run_config, run_record
 from workbench.store.splits import split_dataset
@@ -29,10 +30,28 @@ def _units(ws: Workspace, run_id: str) -> dict[str, np.ndarray]:
     return t
 
 
-def _user_groups(ws: Workspace, split: str, users: np.ndarray, attributes: list[str]) -> dict[str, np.ndarray]:
-    """Per attribute, each unit's user's group (ages in :data:`evalbench.leaderboard.AGE_BINS`)."""
+def _user_groups(
+    ws: Workspace, split: str, users: np.ndarray, attributes: list[str], bins: dict[str, Bins]
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Per attribute, each unit's user's group and the groups in order (:func:`evalbench.groups.assign_groups`
+    over the units' users: ages in fixed bins, numeric attributes with many values in quantile bins)."""
     attrs = user_attributes(ws, split_dataset(ws, split))
-    return {a: np.array([group_of(attrs.get(u, {}).get(a), a) for u in users]) for a in attributes}
+    distinct = list(dict.fromkeys(users.tolist()))
+    labels, order = {}, {}
+    for a in attributes:
+        per_user, order[a] = assign_groups({u: attrs.get(u, {}).get(a) for u in distinct}, a, bins.get(a))
+        labels[a] = np.array([per_user[u] for u in users])
+    return labels, order
+
+
+def _in_order(per_attribute: dict[str, dict[str, Any]], order: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """A bias summary's per-attribute results with their groups in ``order`` (bins low to high)."""
+    out = {}
+    for a, r in per_attribute.items():
+        groups = r["groups"]
+        keys = [g for g in order.get(a, []) if g in groups] + [g for g in groups if g not in order.get(a, [])]
+        out[a] = {**r, "groups": {g: groups[g] for g in keys}}
+    return out
 
 
 def _cost(ws: Workspace, bench_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -53,31 +72,82 @@ def _cost(ws: Workspace, bench_cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _bias_setup(task: dict[str, Any]) -> tuple[list[str], Any]:
-    """The attributes the task reports per group and its population targets (raked only on those)."""
+def _bias_setup(task: dict[str, Any], bins: dict[str, Bins] | None = None) -> tuple[list[str], Any, dict[str, Bins]]:
+    """The attributes the task reports per group (its ``bias.attributes``, then any other the bins name),
+    its population targets (raked only on those) and each attribute's bins (``bins`` over the task's
+    ``bias.bins``: ``{attribute: "quantiles:5" | "values" | [edges]}``)."""
     from evalbench.metrics.bias import Targets, load_targets
 
     bias_cfg = task.get("bias") or {}
+    all_bins = {**parse_bins(bias_cfg.get("bins"), "bias.bins"), **(bins or {})}
     attributes = list(bias_cfg.get("attributes") or [])
+    attributes += [a for a in all_bins if a not in attributes]
     if not bias_cfg.get("targets"):
-        return attributes, None
+        return attributes, None, all_bins
     targets = load_targets(bias_cfg["targets"])
-    return attributes, Targets(
-        marginals={a: m for a, m in targets.marginals.items() if a in attributes},
-        source=targets.source,
-        notes=getattr(targets, "notes", None),
+    return (
+        attributes,
+        Targets(
+            marginals={a: m for a, m in targets.marginals.items() if a in attributes},
+            source=targets.source,
+            notes=getattr(targets, "notes", None),
+        ),
+        all_bins,
     )
 
 
-def task_report(ws: Workspace, run_id: str) -> dict[str, Any]:
-    """The report of a ``task`` run (see :func:`evalbench.task_spec.run_task`)."""
+#: how a task report groups by an attribute (the task file's ``bias`` section)
+TASK_GROUPS_FIX = "list one under bias.attributes in the task file (or pass --bins ATTR=values to pwb bench report)"
+
+
+def _groups_note(
+    ws: Workspace, rec: dict[str, Any], split: str, attributes: list[str], bins: dict[str, Bins]
+) -> str | None:
+    """Why a task report has no per-group table (no user attributes, none of those asked for, or none asked
+    for), or ``None``; an error when ``bins`` names an attribute no user has. Reference tasks group by
+    subject class, not user attributes."""
+    if rec["config"]["task"].get("kind") == "reference":
+        return None
+    dataset_id = split_dataset(ws, split)
+    attrs = user_attributes(ws, dataset_id)
+    check_bins_attributes(bins, attrs, dataset_id)
+    return no_groups_note(dataset_id, attrs, attributes, TASK_GROUPS_FIX, unasked="the task lists no bias.attributes")
+
+
+def _dropped_notes(entries: list[dict[str, Any]]) -> list[str]:
+    """One line per distinct count of held-out users not scored (:func:`evalbench.runner.dropped_line`),
+    naming the systems unless it holds for every one."""
+    by_line: dict[str, list[str]] = {}
+    for e in entries:
+        line = dropped_line(e)
+        if line:
+            by_line.setdefault(line, []).append(e["name"])
+    if len(by_line) == 1 and len(next(iter(by_line.values()))) == len(entries):
+        return list(by_line)
+    return [f"{line} ({', '.join(dict.fromkeys(names))})" for line, names in by_line.items()]
+
+
+def task_report(ws: Workspace, run_id: str, bins: dict[str, Bins] | None = None) -> dict[str, Any]:
+    """The report of a ``task`` run (see :func:`evalbench.task_spec.run_task`); ``bins``
+    (:func:`evalbench.groups.parse_bins`) bin its attributes (and add any other they name) over the task's
+    ``bias.bins``. Every system (and the report, in ``dropped_notes``) counts the held-out users it could
+    not score; ``groups_note`` says why there are no per-group results, where there are none, for the
+    ``attributes_requested``."""
     rec = run_record(ws, run_id, kind="task")
     if rec is None:
         raise WorkspaceError(f"No task run {run_id!r}; see `pwb runs list --kind task`.")
-    attributes, targets = _bias_setup(rec["config"]["task"])
+    attributes, targets, all_bins = _bias_setup(rec["config"]["task"], bins)
+    note = _groups_note(ws, rec, rec["config"]["split"], attributes, all_bins)
+    requested = list(attributes)
+    if note:  # nothing to group by: no per-group results, plots or raking
+        attributes, targets = [], None
     if rec["config"]["task"].get("kind", "text") in ("image", "reference"):
-        return _image_task_report(ws, run_id, rec, attributes, targets)
-    return _text_task_report(ws, run_id, rec, attributes, targets)
+        rep = _image_task_report(ws, run_id, rec, attributes, targets, all_bins)
+    else:
+        rep = _text_task_report(ws, run_id, rec, attributes, targets, all_bins)
+    rep["groups_note"], rep["attributes_requested"] = note, requested
+    rep["dropped_notes"] = _dropped_notes(rep["systems"])
+    return rep
 
 
 #: the leading keys of a text system's entry, from its text-preference result
@@ -110,7 +180,7 @@ def _no_prompt() -> dict[str, Any]:
 
 
 def _text_task_report(
-    ws: Workspace, run_id: str, rec: dict[str, Any], attributes: list[str], targets
+    ws: Workspace, run_id: str, rec: dict[str, Any], attributes: list[str], targets, bins: dict[str, Bins]
 ) -> dict[str, Any]:
     """Text tasks: every member run's personal win rate, its comparison with the generic prompt, groups, cost."""
     cfg = rec["config"]
@@ -126,17 +196,17 @@ def _text_task_report(
     # 2. One entry per member; the baseline (the generic prompt) from the first encoder's first system.
     systems, groups_out, baseline, ceilings = [], {}, None, {}
     for m, bench_cfg, results, t in members:
-        entry = _text_entry(m, bench_cfg, results, task)
+        entry = {**_text_entry(m, bench_cfg, results, task), **user_coverage(ws, m["run_id"], bench_cfg)}
         if entry["reference"] == "history":
             ceilings[(entry["text_encoder"], bench_cfg.get("max_users", 0))] = entry["personal_win_rate"]
             systems.append({**entry, **_no_prompt()})
             continue
         if baseline is None or (baseline.get("text_encoder") != encoders[0] and entry["text_encoder"] == encoders[0]):
-            baseline = _generic_baseline(task, entry, t, seed)
+            baseline = {**_generic_baseline(task, entry, t, seed), **_coverage_of(entry)}
         entry.update(_against_generic(t, seed))
         entry["cost"] = _cost(ws, bench_cfg) if not entry["reference"] else {}
         if attributes:
-            entry["bias"], groups_out[group_key(entry)] = _text_bias(ws, split, t, attributes, targets, seed)
+            entry["bias"], groups_out[group_key(entry)] = _text_bias(ws, split, t, attributes, targets, seed, bins)
         systems.append(entry)
     # 3. Each row's share of its encoder's history ceiling; ceiling first, then systems, then the control.
     for e in systems:
@@ -255,14 +325,14 @@ def _against_generic(t: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
 
 
 def _text_bias(
-    ws: Workspace, split: str, t: dict[str, np.ndarray], attributes: list[str], targets, seed: int
+    ws: Workspace, split: str, t: dict[str, np.ndarray], attributes: list[str], targets, seed: int, bins
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(bias entry, per-attribute groups)`` of the personal win rate. Groups under :data:`MIN_GROUP` users
     are reported but left out of the worst-group gap and the ratio; a user subset (``max_users``) that
     misses a target category gets raw groups only, with the reason."""
     from evalbench.metrics.bias import bias_summary
 
-    g = _user_groups(ws, split, t["user"], attributes)
+    g, order = _user_groups(ws, split, t["user"], attributes, bins)
     ipf_error = None
     try:
         rep = bias_summary(t["personal"], g, targets, cluster_ids=t["user"], seed=seed, min_n=MIN_GROUP)
@@ -280,7 +350,12 @@ def _text_bias(
             "effective_users": float(w.sum() ** 2 / (w**2).sum()),
         }
     bias = {"overall": rep.overall, "ipf": ipf, **({"ipf_error": ipf_error} if ipf_error else {})}
-    return bias, {a: dict(r) for a, r in rep.attributes.items()}
+    return bias, _in_order(rep.attributes, order)
+
+
+def _coverage_of(entry: dict[str, Any]) -> dict[str, Any]:
+    """The held-out users an entry's run scored and dropped (:func:`evalbench.runner.user_coverage`)."""
+    return {k: entry[k] for k in ("prompts", "n_users_heldout", "n_users_dropped", "dropped_reasons") if k in entry}
 
 
 def _personal_of(u: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
@@ -310,7 +385,7 @@ def group_key(entry: dict[str, Any]) -> str:
 
 
 def _image_task_report(
-    ws: Workspace, run_id: str, rec: dict[str, Any], attributes: list[str], targets
+    ws: Workspace, run_id: str, rec: dict[str, Any], attributes: list[str], targets, bins: dict[str, Bins]
 ) -> dict[str, Any]:
     """Image tasks: each system's image preference against the baseline system's, paired on shared units."""
     from evalbench.image_runs import image_units
@@ -320,6 +395,14 @@ def _image_task_report(
     cfg = rec["config"]
     task, split, seed = cfg["task"], cfg["split"], cfg["task"]["seed"]
     units = {m["name"]: image_units(ws, m["run_id"]) for m in cfg["members"]}
+    member_cfg = {m["name"]: run_config(ws, m["run_id"]) or {} for m in cfg["members"]}
+    coverage = {
+        m["name"]: {
+            "prompts": member_cfg[m["name"]].get("prompts", "-"),
+            **user_coverage(ws, m["run_id"], member_cfg[m["name"]]),
+        }
+        for m in cfg["members"]
+    }
     base_name = task["baseline"]
     b = units[base_name]
     bs, blo, bhi = cluster_mean_ci(b["score"], b["user"], seed=seed) if b["unit"].size else (float("nan"),) * 3
@@ -330,6 +413,7 @@ def _image_task_report(
         "n_users": int(np.unique(b["user"]).size),
         "n_units": int(b["unit"].size),
         "metric": b["metric"],
+        **coverage[base_name],
     }
     # 2. every system against the baseline, with its groups
     bidx = {u: i for i, u in enumerate(b["unit"])}
@@ -351,6 +435,7 @@ def _image_task_report(
             "run_id": m["run_id"],
             "system": m["system"],
             "metric": u["metric"],
+            **coverage[m["name"]],
             **_personal_of(u, seed),
             "win_rate": pc.win_rate,
             "win_rate_ci": [pc.win_rate_ci_low, pc.win_rate_ci_high],
@@ -376,11 +461,12 @@ def _image_task_report(
             if task.get("kind") == "reference":  # subjects grouped by their DreamBench class
                 classes = m.get("classes", {})
                 g = {a: np.array([classes.get(s, "unknown") for s in users]) for a in attributes}
+                order = {}
             else:
-                g = _user_groups(ws, split, users, attributes)
+                g, order = _user_groups(ws, split, users, attributes, bins)
             rep = bias_summary(wins, g, targets, cluster_ids=users, seed=seed, min_n=MIN_GROUP)
             entry["bias"] = {"overall": rep.overall, "ipf": None}
-            groups_out[m["name"]] = {a: dict(r) for a, r in rep.attributes.items()}
+            groups_out[m["name"]] = _in_order(rep.attributes, order)
         systems.append(entry)
     # 3. the report, systems ordered by personal win rate
     baseline.update(_personal_of(b, seed))

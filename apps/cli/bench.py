@@ -6,18 +6,8 @@ import json
 
 import click
 
-from apps.cli.common import (
-    db_option,
-    emit,
-    encoder_option,
-    fmt,
-    friendly_errors,
-    json_option,
-    split_option,
-    table,
-    workspace,
-)
-from apps.cli.leaderboards import print_leaderboard, task_tables
+from apps.cli.common import db_option, emit, encoder_option, fmt, friendly_errors, json_option, split_option, workspace
+from apps.cli.leaderboards import bench_run_text, print_group_tables, print_leaderboard, task_tables
 
 
 @click.group()
@@ -120,7 +110,8 @@ def bench_run(
         max_users=max_users,
     )
     with workspace(db) as ws:
-        emit(run_bench(ws, cfg, progress=True, executor=executor, workers=workers), as_json)
+        out = run_bench(ws, cfg, progress=True, executor=executor, workers=workers)
+    emit(out, as_json, bench_run_text(out))
 
 
 def _run_task(task, data_path, executor, workers, db, as_json) -> None:
@@ -142,6 +133,15 @@ def _run_task(task, data_path, executor, workers, db, as_json) -> None:
 @click.argument("run_ids", nargs=-1)
 @click.option("--groups", is_flag=True, help="Also break each run down by demographic group.")
 @click.option(
+    "--bins",
+    multiple=True,
+    metavar="ATTR=SPEC",
+    help="Groups of a numeric attribute (repeatable; implies --groups; one not declared demographic is added): "
+    "ATTR=quantiles[:N] (N quantile bins over the users reported, 4 by default), ATTR=EDGE,EDGE,... (e.g. "
+    "age=18,25,35,50) or ATTR=values (one group per value). Default: ages in fixed bins, a numeric attribute "
+    "with more than 8 values in 4 quantile bins, any other by value.",
+)
+@click.option(
     "--format",
     "fmt_",
     default="table",
@@ -153,14 +153,15 @@ def _run_task(task, data_path, executor, workers, db, as_json) -> None:
 @db_option
 @json_option
 @friendly_errors
-def bench_report(run_ids, groups, fmt_, out, db, as_json):
+def bench_report(run_ids, groups, bins, fmt_, out, db, as_json):
     """Leaderboard of bench runs (default: all completed), or a task run's full report (--format md/html/json)."""
     from evalbench.flows.reports import runs_report
+    from evalbench.groups import parse_bins
     from workbench.errors import WorkbenchError
 
     with workspace(db, read_only=True) as ws:
         try:
-            rep = runs_report(ws, run_ids, groups=groups)
+            rep = runs_report(ws, run_ids, groups=groups, bins=parse_bins(bins))
         except WorkbenchError as exc:
             if exc.field != "run_ids":
                 raise
@@ -169,7 +170,7 @@ def bench_report(run_ids, groups, fmt_, out, db, as_json):
         return _write_task_report(rep["task"], "json" if as_json else fmt_, out)
     rows, by_group = rep["leaderboard"], rep["groups"]
     if as_json or fmt_ == "json":
-        return emit({"leaderboard": rows, "groups": by_group}, True)
+        return emit({"leaderboard": rows, "groups": by_group, "group_notes": rep["group_notes"]}, True)
     if not rows:
         click.echo("No completed bench runs yet: `pwb bench run`.")
         return
@@ -179,21 +180,7 @@ def bench_report(run_ids, groups, fmt_, out, db, as_json):
             "\nNo history ceiling yet, so no 'of ceiling' share: `pwb bench run --reference history` (and "
             "`--reference popularity` for the popularity control)."
         )
-    for run_id, grows in by_group.items():
-        click.echo(f"\n{run_id} by group:")
-        click.echo(
-            table(
-                grows,
-                [
-                    ("attribute", "attribute"),
-                    ("group", "group"),
-                    ("win_rate", "win rate"),
-                    ("ci_low", "ci low"),
-                    ("ci_high", "ci high"),
-                    ("n_users", "users"),
-                ],
-            )
-        )
+    print_group_tables(by_group, rep["group_notes"])
 
 
 def _write_task_report(rep: dict, fmt_: str, out: str | None) -> None:

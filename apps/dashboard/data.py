@@ -114,6 +114,7 @@ def task_leaderboard(ws: Workspace, run_id: str) -> pd.DataFrame:
 BENCH_COLUMNS = [
     "run",
     "system",
+    "prompts",
     "split",
     "metric",
     "personal",
@@ -135,6 +136,7 @@ def bench_leaderboard(ws: Workspace) -> pd.DataFrame:
         {
             "run": r["run_id"],
             "system": r["system"],
+            "prompts": r["prompts"],
             "split": r["split"],
             "metric": r["metric"],
             "personal": fnum(r["personal_win_rate"]),

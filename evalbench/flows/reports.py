@@ -20,17 +20,22 @@ def run_task_report(
     return task_report(ws, res["run_id"])
 
 
-def runs_report(ws, run_ids: list[str] | tuple[str, ...] = (), *, groups: bool = False) -> dict[str, Any]:
-    """The report on ``run_ids`` (default: every completed bench run).
+def runs_report(
+    ws, run_ids: list[str] | tuple[str, ...] = (), *, groups: bool = False, bins: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The report on ``run_ids`` (default: every completed bench run); ``bins``
+    (:func:`evalbench.groups.parse_bins`) bin the groups' attributes and add any other they name.
 
     Returns:
         ``{"task": report}`` when ``run_ids`` is one task run; else ``{"leaderboard": rows, "groups":
-        {run_id: per-group rows}}`` (``groups`` only when asked for).
+        {run_id: per-group rows}, "group_notes": {run_id: why it has no groups}}`` (``groups`` and
+        ``group_notes`` only when asked for; a run with groups has no note).
 
     Raises:
-        WorkbenchError: (field ``run_ids``) when a task run is named beside other runs.
+        WorkbenchError: (field ``run_ids``) when a task run is named beside other runs; (field ``--bins``)
+            for bins of an attribute that is not numeric or that no run's users have.
     """
-    from evalbench.leaderboard import group_report, leaderboard
+    from evalbench.leaderboard import group_breakdown, leaderboard
     from workbench.store.runs import run_kind
 
     tasks = [r for r in run_ids if run_kind(ws, r) == "task"]
@@ -39,9 +44,18 @@ def runs_report(ws, run_ids: list[str] | tuple[str, ...] = (), *, groups: bool =
             raise WorkbenchError("give one task run at a time", field="run_ids")
         from evalbench.task_report import task_report
 
-        return {"task": task_report(ws, tasks[0])}
+        return {"task": task_report(ws, tasks[0], bins=bins)}
     rows = leaderboard(ws, list(run_ids) or None)
-    return {"leaderboard": rows, "groups": {r["run_id"]: group_report(ws, r["run_id"]) for r in rows} if groups else {}}
+    parts = {r["run_id"]: group_breakdown(ws, r["run_id"], bins, strict=False) for r in rows} if groups or bins else {}
+    unknown = [k for k in bins or {} if parts and all(k in p["bins_missing"] for p in parts.values())]
+    if unknown:  # no run's users carry it: the error names what they do carry
+        ref = next((k for k, p in parts.items() if not p["note"]), rows[0]["run_id"])
+        group_breakdown(ws, ref, {k: bins[k] for k in unknown})
+    return {
+        "leaderboard": rows,
+        "groups": {k: p["rows"] for k, p in parts.items() if not p["note"]},
+        "group_notes": {k: p["note"] for k, p in parts.items() if p["note"]},
+    }
 
 
 def run_scores(ws, run_id: str) -> dict[str, Any] | None:

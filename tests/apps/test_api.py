@@ -284,12 +284,17 @@ def test_runs_and_scores_match_the_store(client, api_db):
         assert {r["run_id"]: r["config_hash"] for r in runs} == dict(ws.query("SELECT run_id, config_hash FROM runs"))
         bench = next(r["run_id"] for r in runs if r["kind"] == "bench")
         want = dict(ws.query("SELECT metric, avg(value) FROM scores WHERE run_id = ? GROUP BY 1", [bench]))
+        prompts = next(r["config"].get("prompts") for r in list_runs(ws) if r["run_id"] == bench)
     got = client.get(f"/v1/runs/{bench}/scores").json()
     assert {m["metric"]: m["mean"] for m in got["metrics"]} == pytest.approx(want)
     assert got["leaderboard"] and got["groups"]
+    assert [r["prompts"] for r in got["leaderboard"]] == [prompts]  # the prompt set in every row
+    row = got["leaderboard"][0]
+    assert row["n_users"] + row["n_users_dropped"] == row["n_users_heldout"]  # scored or counted as dropped
     task = next(r["run_id"] for r in runs if r["kind"] == "task")
     rep = client.get(f"/v1/runs/{task}/scores").json()
     names = [r["system"] for r in rep["leaderboard"]]
+    assert all(r["prompts"] for r in rep["leaderboard"])  # baseline and systems alike
     assert "tfidf+template" in " ".join(map(str, names)) and {g["attribute"] for g in rep["groups"]} == {
         "gender",
         "age_group",

@@ -97,7 +97,7 @@ def test_session_on_synthetic_data(tmp_path):
     report = run(["bench", "report", "--groups"], db).output
     assert "tfidf+template" in report and "text_preference[minilm]" in report and "gender" in report
     header = report.splitlines()[0].split()
-    assert header[:2] == ["system", "personal"]  # the personal win rate leads
+    assert header[:3] == ["system", "prompts", "personal"]  # each system with its prompt set; personal leads
     power = run(["bench", "power"], db).output
     assert "history ceiling (text_preference[minilm])" in power and "smallest detectable" in power
     assert b["run_id"] in run(["runs", "list"], db).output

@@ -104,13 +104,14 @@ def test_data_runs_and_leaderboards(ro):
     task = data.task_runs(ro)[0]["run_id"]
     assert task.startswith("task-") and task in set(runs["run"])
     board = data.task_leaderboard(ro, task)
-    assert list(board.columns[:3]) == ["metric", "system", "personal"]  # the personal win rate leads
+    assert list(board.columns[:4]) == ["metric", "system", "prompts", "personal"]  # the personal win rate leads
     assert board["system"].iloc[0] == "history ceiling (no prompt)" and board["system"].iloc[-1].endswith("(baseline)")
     assert {"sage+template", "tfidf+template", "tfidf+template (shuffled control)", "popularity control"} <= set(
         board["system"]
     )
     bench = data.bench_leaderboard(ro)
-    assert len(bench) == 6 and list(bench.columns[4:6]) == ["personal", "personal CI"]
+    assert len(bench) == 6 and list(bench.columns[5:7]) == ["personal", "personal CI"]
+    assert list(bench.columns[1:3]) == ["system", "prompts"] and set(bench["prompts"]) == {"-", "parti6"}
     assert list(bench["personal"]) == sorted(bench["personal"], reverse=True)
     assert all(ci.startswith("[") for ci in bench["personal CI"])
     assert data.human_preference_table(ro).empty

@@ -16,7 +16,7 @@ import pytest
 
 from evalbench.metrics import MetricListError
 from evalbench.task_render import render_html, render_markdown
-from evalbench.task_report import compare_runs, task_report
+from evalbench.task_report import compare_runs, group_key, task_report
 from evalbench.task_spec import load_task, parse_task, run_task
 from workbench.store import Workspace
 
@@ -242,7 +242,7 @@ def test_reports_render_and_runs_compare(task_run, tmp_path):
     assert "| no persona (baseline) |" in md and (tmp_path / "plots" / "groups_gender.png").exists()
     assert (tmp_path / "plots" / "personal_minilm.png").exists()
     header = next(line for line in md.splitlines() if line.startswith("| system"))
-    assert header.split("|")[2].strip() == "personal"  # the personal win rate leads every table
+    assert [c.strip() for c in header.split("|")[2:4]] == ["prompts", "personal"]  # the personal win rate leads
     with Workspace(tmp / "w.duckdb", read_only=True) as ws:
         ids = {s["name"]: s["run_id"] for s in rep["systems"]}
         cmp = compare_runs(ws, ids["tfidf+template"], ids["tfidf+template (shuffled control)"])
@@ -431,3 +431,69 @@ def test_the_fixed_seed_report_matches_the_golden_one(task_run, tmp_path):
         rep = task_report(ws, run_task(ws, spec)["run_id"])
     golden = json.loads((Path(__file__).parent / "golden" / "synthetic_recovery_report.json").read_text())
     assert_close(json.loads(scores_only(rep)), golden)
+
+
+def _cli(args):
+    from click.testing import CliRunner
+
+    from apps.cli import cli
+
+    res = CliRunner().invoke(cli, args, catch_exceptions=False)
+    return res.exit_code, res.output
+
+
+def test_every_task_report_counts_the_held_out_users_not_scored(task_run, tmp_path):
+    tmp, _, res, rep = task_run
+    with Workspace(tmp / "w.duckdb", read_only=True) as ws:
+        heldout, no_likes = ws.query(
+            "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM split_items i WHERE "
+            "i.split_id = s.split_id AND i.user_id = s.user_id AND i.part = 'hidden' AND i.label = 'liked')) "
+            "FROM split_users s WHERE s.split_id = ? AND s.role = 'heldout'",
+            [rep["split"]],
+        )[0]
+    assert no_likes > 0  # the synthetic split holds out users whose hidden items are all dislikes
+    for s in rep["systems"] + [rep["baseline"]]:
+        assert (s["n_users_heldout"], s["n_users_dropped"], s["n_users"]) == (heldout, no_likes, heldout - no_likes)
+        assert s["prompts"] == ("-" if s.get("reference") == "history" else rep["prompts"])
+    line = f"{no_likes} of {heldout} held-out users not scored: no hidden liked items"
+    assert rep["dropped_notes"] == [line]
+    assert line in render_markdown(rep) and line in render_html(rep)
+    code, out = _cli(["bench", "report", res["run_id"], "--db", str(tmp / "w.duckdb")])
+    assert code == 0 and line in out
+    code, out = _cli(["bench", "report", res["run_id"], "--format", "json", "--db", str(tmp / "w.duckdb")])
+    assert json.loads(out)["systems"][0]["n_users_dropped"] == no_likes
+
+
+def test_task_reports_bin_numeric_attributes_and_say_why_they_have_no_groups(task_run, tmp_path):
+    import dataclasses
+    import shutil
+
+    from evalbench.groups import parse_bins
+
+    tmp, spec, _, _ = task_run
+    db = tmp_path / "w.duckdb"
+    shutil.copy(tmp / "w.duckdb", db)
+    with Workspace(db) as ws:  # a numeric attribute with many values, as a user's own table may bring
+        ws.con.execute(
+            "UPDATE users SET attributes = json_merge_patch(attributes, "
+            "json_object('karma', CAST(substr(user_id, 2) AS INTEGER) * 13 % 97))"
+        )
+        karma_run = run_task(ws, dataclasses.replace(spec, bias={"attributes": ["gender", "karma"]}))["run_id"]
+        rep = task_report(ws, karma_run)
+        edges = task_report(ws, karma_run, bins=parse_bins(["karma=30,60"]))
+        none_run = run_task(ws, dataclasses.replace(spec, bias={"attributes": ["occupation"]}))["run_id"]
+        none = task_report(ws, none_run)
+    system = next(s for s in rep["systems"] if s["name"] == "tfidf+template")
+    karma = rep["groups"][group_key(system)]["karma"]["groups"]
+    assert len(karma) == 4 and sum(g["n"] for g in karma.values()) == system["n_users"]
+    lows = [int(g[1:].split(",")[0]) for g in karma]
+    assert lows == sorted(lows) and list(karma)[-1].endswith("]")  # quartiles low to high, the last closed
+    cut = list(edges["groups"][group_key(system)]["karma"]["groups"])
+    assert cut == [g for g in ("<30", "[30, 60)", ">=60") if g in cut] and len(cut) == 3
+    note = "no group breakdown: no user of dataset synthetic-s0 has a value for occupation (its users carry"
+    assert none["groups_note"].startswith(note) and none["groups"] == {} and none["attributes"] == []
+    assert note in render_markdown(none).split("## Per group")[1] and note in render_html(none)
+    code, out = _cli(["bench", "report", none_run, "--db", str(db)])
+    assert code == 0 and note in out
+    code, out = _cli(["bench", "report", karma_run, "--bins", "gender=quantiles", "--db", str(db)])
+    assert code == 1 and "--bins gender: attribute 'gender' is not numeric" in out

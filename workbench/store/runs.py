@@ -108,6 +108,17 @@ def write_units(
         _insert_scores(ws, scores)
 
 
+def unit_outcomes(ws: Workspace, run_id: str) -> list[tuple[str, str, str | None, int]]:
+    """How the run's units ended, per user: ``(user_id, status, detail, units)`` rows (``scored``, or
+    ``skipped`` with the reason, e.g. ``no hidden liked items``), the user being the unit id's part
+    before ``|``; ordered by user, status and detail."""
+    return ws.query(
+        "SELECT split_part(unit_id, '|', 1) AS u, status, detail, count(*) FROM run_units WHERE run_id = ? "
+        "GROUP BY u, status, detail ORDER BY u, status, detail NULLS FIRST",
+        [run_id],
+    )
+
+
 def unit_embeddings(ws: Workspace, run_id: str, model: str) -> dict[str, list[float]]:
     """``{unit_id: embedding}`` of a run's outputs, as stored by :func:`write_units`."""
     return dict(
