@@ -48,6 +48,7 @@ class SurveyOut(BaseModel):
 
 
 class RewriteOut(BaseModel):
+    prompt_id: str | None = Field(default=None, description="The prompt's id in `prompt_set` (None: a listed prompt).")
     prompt: str
     rewritten: str
     negative_prompt: str
@@ -58,6 +59,7 @@ class RewritesOut(BaseModel):
     user_id: str | None
     backend: str
     model: str
+    prompt_set: str | None = Field(default=None, description="The prompt set the prompts came from, if one.")
     rewrites: list[RewriteOut]
 
 

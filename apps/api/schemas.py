@@ -95,31 +95,61 @@ class PersonaIn(Strict):
         return self
 
 
+#: prompts one rewrite request may carry (or pick from a prompt set)
+MAX_REWRITE_PROMPTS = 32
+
+
+def _only(key: str, kind: str, *others: tuple[str, str]) -> dict[str, Any]:
+    """A spec alternative: ``key`` given (of JSON type ``kind``) and none of ``others`` (``(key, kind)`` pairs)."""
+    given = [{"required": [k], "properties": {k: {"type": t}}} for k, t in others]
+    return {
+        "required": [key],
+        "properties": {key: {"type": kind}},
+        "not": given[0] if len(given) == 1 else {"anyOf": given},
+    }
+
+
 class RewriteIn(Strict):
     user_id: str | None = Field(
         default=None, min_length=1, max_length=128, description="A user with a stored persona (cold-start or mined)."
     )
     persona: PersonaIn | None = Field(default=None, description="Or an inline persona.")
-    prompts: list[Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=NonBlank)]] = Field(
-        min_length=1, max_length=32, description="Generic image prompts to personalise."
+    prompts: list[Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=NonBlank)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_REWRITE_PROMPTS, description="Generic image prompts to personalise."
+    )
+    prompt_set: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=NonBlank,
+        description="Or a prompt set by name: one stored in the workspace (`pwb prompts import`) or a bundled one "
+        "(`parti12`, ...). At most 32 of its prompts a request: pick them with `prompt_ids`.",
+    )
+    prompt_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_REWRITE_PROMPTS,
+        description="With `prompt_set`: which of its prompts.",
     )
     backend: str = Field(default="template", max_length=32, description="A rewriter this server enables (GET /readyz).")
 
-    # exactly one of user_id and persona, in the spec too
+    # exactly one of user_id and persona, and one of prompts and prompt_set, in the spec too
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
         json_schema_extra={
-            "oneOf": [
+            "allOf": [
                 {
-                    "required": ["user_id"],
-                    "properties": {"user_id": {"type": "string"}},
-                    "not": {"required": ["persona"], "properties": {"persona": {"type": "object"}}},
+                    "oneOf": [
+                        _only("user_id", "string", ("persona", "object")),
+                        _only("persona", "object", ("user_id", "string")),
+                    ]
                 },
-                {
-                    "required": ["persona"],
-                    "properties": {"persona": {"type": "object"}},
-                    "not": {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}},
+                {  # and prompt_ids only with a prompt_set
+                    "oneOf": [
+                        _only("prompts", "array", ("prompt_set", "string"), ("prompt_ids", "array")),
+                        _only("prompt_set", "string", ("prompts", "array")),
+                    ]
                 },
             ]
         },
@@ -132,6 +162,10 @@ class RewriteIn(Strict):
     def _one_persona(self):
         if (self.user_id is None) == (self.persona is None):
             raise ValueError("give exactly one of `user_id` (a stored persona) and `persona` (inline)")
+        if (self.prompts is None) == (self.prompt_set is None):
+            raise ValueError("give exactly one of `prompts` (a list) and `prompt_set` (a set by name)")
+        if self.prompt_ids is not None and self.prompt_set is None:
+            raise ValueError("`prompt_ids` picks prompts of a `prompt_set`; give the set's name too")
         return self
 
 

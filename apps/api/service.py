@@ -178,21 +178,56 @@ class Service:
             card = PersonaCard(user_id="inline", summary=body.persona.summary, traits=traits)
         rw = self.rewriter(body.backend)
         params = RewriteParams(shots=body.shots, negative=body.negative, seed=body.seed)
-        out = rw.rewrite(card, list(body.prompts), params)
+        ids, prompts = self.request_prompts(body)
+        out = rw.rewrite(card, prompts, params)
         return {
             "user_id": body.user_id,
             "backend": body.backend,
             "model": rw.model,
+            "prompt_set": body.prompt_set,
             "rewrites": [
                 {
+                    "prompt_id": pid,
                     "prompt": r.prompt,
                     "rewritten": r.rewritten,
                     "negative_prompt": r.negative or "",
                     "fallback": r.fallback or "",
                 }
-                for r in out
+                for pid, r in zip(ids, out)
             ],
         }
+
+    def request_prompts(self, body) -> tuple[list[str | None], list[str]]:
+        """``(prompt ids, prompts)`` of a rewrite request: its own list (no ids), or a prompt set's, read from the
+        workspace (stored or bundled; ``prompt_ids`` picks), at most :data:`MAX_REWRITE_PROMPTS`."""
+        from apps.api.schemas import MAX_REWRITE_PROMPTS
+        from workbench.store.prompts import read_prompt_set
+
+        if body.prompt_set is None:
+            return [None] * len(body.prompts), list(body.prompts)
+        from workbench.errors import DataError
+
+        with self.gate.reading() as ws:
+            try:
+                rows = read_prompt_set(ws, body.prompt_set)
+            except DataError as exc:  # a name the workspace lacks: not found, like an unknown user
+                raise NotFound(f"prompt_set: {exc.message}. {exc.fix}") from None
+        if body.prompt_ids is not None:
+            have = dict(rows)
+            missing = [p for p in body.prompt_ids if p not in have]
+            if missing:
+                raise NotFound(
+                    f"prompt_ids: prompt set {body.prompt_set!r} has no prompt {missing[0]!r} "
+                    f"({len(missing)} missing; its ids run {rows[0][0]} .. {rows[-1][0]})"
+                )
+            rows = [(p, have[p]) for p in dict.fromkeys(body.prompt_ids)]
+        if len(rows) > MAX_REWRITE_PROMPTS:
+            raise ValueError(
+                f"prompt_set: {body.prompt_set!r} holds {len(rows)} prompts and a request rewrites at most "
+                f"{MAX_REWRITE_PROMPTS}: pick them with prompt_ids (or run `pwb rewrite --prompts "
+                f"{body.prompt_set}` for the whole set)"
+            )
+        return [r[0] for r in rows], [r[1] for r in rows]
 
     # -- runs and images ---------------------------------------------------------------------------
     def runs(self) -> list[dict[str, Any]]:

@@ -235,6 +235,42 @@ def test_rewrite_equals_the_rewriter(client):
     assert r.status_code == 422 and "exactly one of `user_id`" in r.json()["detail"]
 
 
+def test_rewrite_takes_a_prompt_set_by_name_stored_or_bundled(client, api_db, tmp_path):
+    from prompting.rewriter import Rewriter
+    from workbench.records import PersonaCard
+    from workbench.store.prompts import import_prompt_set, load_prompts
+
+    persona = {"summary": "likes noir", "traits": [{"name": "Film-Noir", "weight": 0.6}]}
+    card = PersonaCard("inline", "likes noir", persona["traits"])
+    bundled = client.post("/v1/rewrite", json={"persona": persona, "prompt_set": "parti12"})
+    assert bundled.status_code == 200, bundled.text
+    body = bundled.json()
+    assert body["prompt_set"] == "parti12" and len(body["rewrites"]) == 12
+    first = body["rewrites"][0]
+    assert first["rewritten"] == Rewriter("template").rewrite(card, [first["prompt"]])[0].rewritten
+    path = tmp_path / "forty.txt"
+    path.write_text("\n".join(f"a {n}-storey tower at dusk" for n in range(40)) + "\n")
+    with Workspace(api_db) as ws:
+        import_prompt_set(ws, str(path))
+        stored = load_prompts(ws, "forty")
+    too_many = client.post("/v1/rewrite", json={"persona": persona, "prompt_set": "forty"})
+    assert too_many.status_code == 422 and "holds 40 prompts" in too_many.json()["detail"]
+    assert "prompt_ids" in too_many.json()["detail"]
+    ids = [stored[3][0], stored[0][0]]
+    picked = client.post("/v1/rewrite", json={"user_id": "u0", "prompt_set": "forty", "prompt_ids": ids})
+    assert picked.status_code == 200, picked.text
+    assert [(r["prompt_id"], r["prompt"]) for r in picked.json()["rewrites"]] == [stored[3], stored[0]]
+    listed = client.post("/v1/rewrite", json={"persona": persona, "prompts": ["a cat"]}).json()
+    assert listed["prompt_set"] is None and listed["rewrites"][0]["prompt_id"] is None
+    missing = client.post("/v1/rewrite", json={"persona": persona, "prompt_set": "forty", "prompt_ids": ["p-9999"]})
+    assert missing.status_code == 404 and "has no prompt 'p-9999'" in missing.json()["detail"]
+    unknown = client.post("/v1/rewrite", json={"persona": persona, "prompt_set": "fourty"})
+    assert unknown.status_code == 404 and "no prompt set 'fourty'" in unknown.json()["detail"]
+    assert "forty" in unknown.json()["detail"] and "pwb prompts import" in unknown.json()["detail"]
+    both = client.post("/v1/rewrite", json={"persona": persona, "prompts": ["x"], "prompt_set": "parti12"})
+    assert both.status_code == 422 and "exactly one of `prompts`" in both.json()["detail"]
+
+
 def test_generate_is_an_async_job_with_a_status_url_and_images(client, api_db):
     body = {
         "conditions": [

@@ -63,6 +63,23 @@ def load_prompts(ws: Workspace, prompt_set: str) -> list[tuple[str, str]]:
     ]
 
 
+def read_prompt_set(ws: Workspace, name: str) -> list[tuple[str, str]]:
+    """``(prompt_id, prompt)`` of a set by name, storing nothing (a read-only workspace will do): a stored set,
+    else a bundled one; anything else is an error naming ``prompt_set`` and the sets there are."""
+    rows = load_prompts(ws, name)
+    if rows:
+        return rows
+    if name in BUILTIN:
+        with resources.as_file(resources.files("evalbench.tasks.prompts").joinpath(BUILTIN[name])) as p:
+            return sorted((r[0], r[1]) for r in read_prompts(Path(p)))
+    stored = ", ".join(sorted(stored_prompt_sets(ws))) or "none"
+    raise DataError(
+        f"no prompt set {name!r} (stored: {stored}; bundled: {', '.join(BUILTIN)})",
+        field="prompt_set",
+        fix="Import it first with `pwb prompts import FILE --name NAME`.",
+    )
+
+
 def stored_prompt_sets(ws: Workspace) -> dict[str, int]:
     """``{prompt_set: number of prompts}`` of the sets in the workspace."""
     return dict(ws.query("SELECT prompt_set, count(*) FROM prompts GROUP BY prompt_set ORDER BY prompt_set"))
