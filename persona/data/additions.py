@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from persona.data.table import ColumnMapping, _cell, _source_rows, _timestamp
+from persona.data.table import ColumnMapping, _cell, _source_rows, interaction_rows
 from workbench.errors import DataError, Problems
 from workbench.records import Interaction, Item, User
 from workbench.store.datasets import (
@@ -48,7 +48,7 @@ from workbench.store.datasets import (
 )
 from workbench.store.splits import dataset_splits, split_parts, split_roles
 from workbench.store.workspace import Workspace
-from workbench.tabular import parse_delimiter, parse_float
+from workbench.tabular import parse_delimiter
 
 
 @dataclass
@@ -200,27 +200,10 @@ def _read_interactions(
     required = m.interaction_columns() + ([] if users_file else m.user_attributes)
     required += [] if items_file else m.item_columns()
     file, rows = _source_rows(source, required, problems, split, sep)
-    for line, row in rows:
-        uid, iid = _cell(row.get(m.user)), _cell(row.get(m.item))
-        if not uid or not iid:
-            problems.report(
-                DataError("empty id", file=file, line=line, field=m.user if not uid else m.item), "missing field"
-            )
-            continue
-        value = (
-            parse_float(row.get(m.value), file=file, line=line, field=m.value, problems=problems) if m.value else None
-        )
-        ts = (
-            _timestamp(row.get(m.timestamp), file=file, line=line, field=m.timestamp, problems=problems)
-            if m.timestamp
-            else None
-        )
-        if value is False or ts is False:
-            continue
+    for line, row, x in interaction_rows(file, rows, m, problems):
         if not (add.user(row, file, line, not users_file) and add.item(row, file, line, not items_file)):
             continue
-        kind = (_cell(row.get(m.kind)) if m.kind else "") or m.default_kind
-        add.interactions.append(Interaction(uid, iid, kind, value, ts, _cell(row.get(m.text)) if m.text else ""))
+        add.interactions.append(x)
         add.lines.append((file, line))
 
 

@@ -376,6 +376,18 @@ def _read_interactions(
         required += m.item_columns()
     file, rows = _source_rows(source, required, problems, split, rec.delimiter)
     inters: list[Interaction] = []
+    for line, row, x in interaction_rows(file, rows, m, problems):
+        if not (rec.known("user", x.user_id, file, line) if users_file else rec.add_user(row, file, line)):
+            continue
+        if not (rec.known("item", x.item_id, file, line) if items_file else rec.add_item(row, file, line)):
+            continue
+        inters.append(x)
+    return inters
+
+
+def interaction_rows(file: str, rows, m: ColumnMapping, problems: Problems):
+    """``(line, row, Interaction)`` for each row of an interactions table whose ids, value and timestamp read;
+    the others are reported to ``problems`` (naming file, line and column) and left out."""
     for line, row in rows:
         uid, iid = _cell(row.get(m.user)), _cell(row.get(m.item))
         if not uid or not iid:
@@ -393,10 +405,5 @@ def _read_interactions(
         )
         if value is False or ts is False:
             continue
-        if not (rec.known("user", uid, file, line) if users_file else rec.add_user(row, file, line)):
-            continue
-        if not (rec.known("item", iid, file, line) if items_file else rec.add_item(row, file, line)):
-            continue
         kind = (_cell(row.get(m.kind)) if m.kind else "") or m.default_kind
-        inters.append(Interaction(uid, iid, kind, value, ts, _cell(row.get(m.text)) if m.text else ""))
-    return inters
+        yield line, row, Interaction(uid, iid, kind, value, ts, _cell(row.get(m.text)) if m.text else "")

@@ -411,14 +411,7 @@ class Workspace:
         n = len(columns[names[0]])
         if n == 0:
             return 0
-        frame = {}
-        for name in names:
-            values = columns[name]
-            if len(values) != n:
-                raise ValueError(f"column {name!r} has {len(values)} values, expected {n}")
-            arr = np.empty(n, dtype=object)
-            arr[:] = list(values)
-            frame[name] = arr
+        frame = _object_frame(columns, n)
         casts = casts or {}
         select = ", ".join(f"CAST({c} AS {casts[c]}) AS {c}" if c in casts else c for c in names)
         view = f"_pwb_insert_{table}"
@@ -446,13 +439,7 @@ class Workspace:
         n = len(next(iter(frame_cols.values()))) if frame_cols else 0
         if not columns or n == 0:
             return 0
-        frame = {}
-        for name, values in frame_cols.items():
-            if len(values) != n:
-                raise ValueError(f"column {name!r} has {len(values)} values, expected {n}")
-            arr = np.empty(n, dtype=object)
-            arr[:] = list(values)
-            frame[name] = arr
+        frame = _object_frame(frame_cols, n)
         casts = casts or {}
         sets = ", ".join(f"{c} = CAST(v.{c} AS {casts[c]})" if c in casts else f"{c} = v.{c}" for c in columns)
         conds = [f"{table}.{c} = v.{c}" for c in keys] + [f"{table}.{c} = ?" for c in where]
@@ -476,3 +463,15 @@ def dumps(value: Any) -> str | None:
 
 def loads(value: str | None) -> Any:
     return None if value is None else json.loads(value)
+
+
+def _object_frame(columns: Mapping[str, Sequence[Any]], n: int) -> dict[str, Any]:
+    """Columns as object arrays of ``n`` values each (what DuckDB registers as a view), checking the lengths."""
+    frame = {}
+    for name, values in columns.items():
+        if len(values) != n:
+            raise ValueError(f"column {name!r} has {len(values)} values, expected {n}")
+        arr = np.empty(n, dtype=object)
+        arr[:] = list(values)
+        frame[name] = arr
+    return frame
