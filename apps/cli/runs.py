@@ -46,7 +46,7 @@ def runs_list(kind, db, as_json):
 
 @click.group()
 def labels():
-    """Human labels collected in the dashboard (persona image vs its no-persona baseline)."""
+    """Human labels (persona image vs its no-persona baseline): from the dashboard, or labelled elsewhere and imported."""
 
 
 @labels.command("report")
@@ -79,3 +79,39 @@ def labels_report(db, as_json):
             ],
         )
     )
+
+
+@labels.command("export")
+@click.option(
+    "--format",
+    "fmt_",
+    type=click.Choice(["label-studio", "csv"]),
+    default="label-studio",
+    show_default=True,
+    help="label-studio: a JSON task list plus the labelling interface as OUT.xml; csv: one row a pair to fill in.",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write the tasks to.")
+@click.option("--image-prefix", default=None, help="A URL the images are served under (file names appended).")
+@db_option
+@json_option
+@friendly_errors
+def labels_export(fmt_, out, image_prefix, db, as_json):
+    """Every persona-vs-baseline image pair as a blind labelling task (the persona side is never written)."""
+    from evalbench.label_exchange import export_tasks
+
+    with workspace(db, read_only=True) as ws:
+        emit(export_tasks(ws, fmt_, out, image_prefix=image_prefix), as_json)
+
+
+@labels.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--annotator", default=None, help="Annotator of rows that name none.")
+@db_option
+@json_option
+@friendly_errors
+def labels_import(file, annotator, db, as_json):
+    """Labels from a Label Studio JSON export or the filled-in CSV (importing a file twice adds nothing)."""
+    from evalbench.label_exchange import import_labels
+
+    with workspace(db) as ws:
+        emit(import_labels(ws, file, annotator=annotator), as_json)

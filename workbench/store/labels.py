@@ -69,3 +69,21 @@ def label_choices(ws: Workspace) -> list[tuple[str, str, str, str | None, str, s
         JOIN conditions cs ON cs.condition_id = g.condition_id
         ORDER BY l.created_at, l.label_id
     """)
+
+
+def insert_new_labels(ws: Workspace, rows: list[dict[str, Any]]) -> int:
+    """Store the ``labels`` rows whose ``label_id`` is not stored yet, in one transaction; returns how many
+    were new (so importing the same labels twice adds nothing)."""
+    if not rows:
+        return 0
+    have = {r[0] for r in ws.query("SELECT label_id FROM labels")}
+    new = [r for r in {r["label_id"]: r for r in rows}.values() if r["label_id"] not in have]
+    if not new:
+        return 0
+    cols = list(new[0])
+    with ws.transaction() as con:
+        con.executemany(
+            f"INSERT INTO labels ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+            [[r[c] for c in cols] for r in new],
+        )
+    return len(new)
