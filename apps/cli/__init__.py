@@ -22,6 +22,7 @@ from apps.cli.rewrite import rewrite
 from apps.cli.runs import labels, runs
 from apps.cli.serve import dashboard, keys, serve
 from apps.cli.variations import variations
+from apps.cli.verify import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,6 +58,7 @@ for command in (
     runs,
     demo,
     labels,
+    verify,
     keys,
     serve,
     dashboard,

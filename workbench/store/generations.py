@@ -50,3 +50,21 @@ def generation_user(ws: Workspace, generation_id: str) -> str | None:
         "WHERE g.generation_id = ?",
         [generation_id],
     )
+
+
+def generations_by_watermark(ws: Workspace, watermark_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{watermark id (hex): generation row}`` for the stored generations whose id gives one of
+    ``watermark_ids`` (:func:`workbench.provenance.watermark_id`), with their user, image and model."""
+    from workbench.provenance import watermark_id
+
+    want = set(watermark_ids)
+    if not want:
+        return {}
+    out = {}
+    for gid, user, path, backend, model in ws.query(
+        "SELECT generation_id, user_id, image_path, backend, model FROM generations ORDER BY generation_id"
+    ):
+        key = f"{watermark_id(gid):08x}"
+        if key in want:
+            out[key] = {"generation_id": gid, "user_id": user, "image_path": path, "backend": backend, "model": model}
+    return out
