@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from persona.data.table import ColumnMapping, _cell, _source_rows, interaction_rows
+from persona.data.table import ColumnMapping, _cell, _source_rows, interaction_rows, record_rows
 from workbench.errors import DataError, Problems
 from workbench.records import Interaction, Item, User
 from workbench.store.datasets import (
@@ -174,23 +174,9 @@ def _read_records(add: Addition, what: str, source: str | os.PathLike, split: st
     column = m.user if what == "user" else m.item
     required = [column, *(m.user_attributes if what == "user" else m.item_columns())]
     file, rows = _source_rows(source, required, add.problems, split, sep)
-    seen: set[str] = set()
-    for line, row in rows:
-        key = _cell(row.get(column))
-        if not key:
-            add.problems.report(DataError(f"empty {what} id", file=file, line=line, field=column), "missing field")
-        elif key in seen:
-            raise DataError(
-                f"duplicate {what} id {key!r}",
-                file=file,
-                line=line,
-                field=column,
-                fix=f"{'An' if what == 'item' else 'A'} {what}s file has one row per {what}.",
-            )
-        else:
-            seen.add(key)
-            add.listed[what][key] = (file, line)
-            add.user(row, file, line, True) if what == "user" else add.item(row, file, line, True)
+    for line, row, key in record_rows(file, rows, what, column, add.problems):
+        add.listed[what][key] = (file, line)
+        add.user(row, file, line, True) if what == "user" else add.item(row, file, line, True)
 
 
 def _read_interactions(

@@ -225,20 +225,8 @@ class _Records:
         required = [column, *(self.m.user_attributes if what == "user" else self.m.item_columns())]
         records, add = (self.users, self.add_user) if what == "user" else (self.items, self.add_item)
         file, rows = _source_rows(source, required, self.problems, split, self.delimiter)
-        for line, row in rows:
-            key = _cell(row.get(column))
-            if not key:
-                self.problems.report(DataError(f"empty {what} id", file=file, line=line, field=column), "missing field")
-            elif key in records:
-                raise DataError(
-                    f"duplicate {what} id {key!r}",
-                    file=file,
-                    line=line,
-                    field=column,
-                    fix=f"{'An' if what == 'item' else 'A'} {what}s file has one row per {what}.",
-                )
-            else:
-                add(row, file, line)
+        for line, row, _ in record_rows(file, rows, what, column, self.problems, records):
+            add(row, file, line)
 
     def known(self, what: str, key: str, file: str, line: int) -> bool:
         """Whether ``key`` is in the ``users`` / ``items`` file read before (else reported)."""
@@ -383,6 +371,27 @@ def _read_interactions(
             continue
         inters.append(x)
     return inters
+
+
+def record_rows(file: str, rows, what: str, column: str, problems: Problems, seen=None):
+    """``(line, row, id)`` for each row of a ``users`` / ``items`` file: an empty id is reported to ``problems``
+    and left out, an id seen before (in the file, or in ``seen`` when given) is an error naming its line."""
+    listed: set[str] = set()
+    for line, row in rows:
+        key = _cell(row.get(column))
+        if not key:
+            problems.report(DataError(f"empty {what} id", file=file, line=line, field=column), "missing field")
+        elif key in listed or (seen is not None and key in seen):
+            raise DataError(
+                f"duplicate {what} id {key!r}",
+                file=file,
+                line=line,
+                field=column,
+                fix=f"{'An' if what == 'item' else 'A'} {what}s file has one row per {what}.",
+            )
+        else:
+            listed.add(key)
+            yield line, row, key
 
 
 def interaction_rows(file: str, rows, m: ColumnMapping, problems: Problems):
