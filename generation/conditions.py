@@ -180,6 +180,7 @@ class Generation:
         unet_evals: UNet evaluations (batch rows) spent on this image.
         identity_similarity: similarity of the output's face to the identity reference (``None``: no
             identity reference, or no face found in the output).
+        save_s: wall seconds spent saving it: PNG encoding, watermarking and C2PA signing, the write.
     """
 
     condition_id: str
@@ -194,6 +195,7 @@ class Generation:
     image_path: str | None = None
     identity_similarity: float | None = None
     generation_id: str | None = None
+    save_s: float = 0.0
 
 
 # -- conditions from a workspace's stored rewrites ---------------------------------------------------------

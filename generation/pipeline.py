@@ -9,10 +9,11 @@ evaluations, image hash).
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.images import save_content_addressed
+from workbench.images import file_sha256, save_content_addressed
 from workbench.registry import Registry
 
 from .conditions import Generation, UserCondition
@@ -57,6 +58,8 @@ def generate(
     width: int | None = None,
     batch_size: int = 4,
     progress: bool = True,
+    provenance: bool = True,
+    signing_dir: str | Path | None = None,
     **backend_kwargs: Any,
 ) -> list[Generation]:
     """Draw one image per condition.
@@ -73,6 +76,10 @@ def generate(
         save: write PNGs (content-addressed, with provenance) and rows.
         steps, height, width, batch_size, progress: sampling settings (``steps`` default: 30 for diffusers,
             the patch generator's 10 per scale).
+        provenance: sign every saved image with C2PA content credentials and, from 256 x 256 pixels up,
+            watermark it with its generation's id (:mod:`workbench.provenance`; ``pwb verify`` reads both).
+        signing_dir: the folder whose ``signing/`` holds the local signing chain (default: the workspace's
+            folder, ``.pwb`` without one; never the images folder, which may be handed on).
         **backend_kwargs: ``ip_adapter``, ``identity_adapter``, ``face_provider``, ``scheduler``,
             ``device``, ``torch_dtype`` for a backend built by name.
 
@@ -87,10 +94,15 @@ def generate(
         if not isinstance(c, UserCondition):
             raise TypeError(f"conditions[{i}] must be a UserCondition, got {type(c).__name__}")
         c.check_consent()  # every identity reference, before anything is drawn
+    marker = None
     if save:
         from workbench.images import ensure_writable
 
         ensure_writable(images_dir(workspace, out_dir))  # before drawing, not after
+        if provenance:
+            from workbench.provenance import marker_for
+
+            marker = marker_for(signing_dir if signing_dir is not None else images_dir(workspace, None).parent)
     if isinstance(backend, str):
         if model is None and backend != "patch":
             raise ValueError(
@@ -151,18 +163,53 @@ def generate(
                 "references": c.reference_labels(),
                 "software": "persona-workbench",
             }
-            path, sha = save_content_addressed(o.image, root, meta)
+            t_save = time.perf_counter()
+            path, sha = save_content_addressed(o.image, root, meta, _marking(marker, c, g))
             g.image_path = str(path)
-            g.generation_id = (
-                "g-" + hashlib.sha256(f"{g.condition_id}|{g.backend}|{g.model}|{sha}".encode()).hexdigest()[:16]
-            )
+            g.generation_id = generation_id(g, sha)
             g.params["image_sha256"] = sha
+            g.params["file_sha256"] = file_sha256(path)
+            g.params["provenance"] = _provenance_kind(marker, o.image)
+            g.save_s = time.perf_counter() - t_save
         gens.append(g)
     if save and workspace is not None:
         from workbench.store.generations import save_generation_rows
 
         save_generation_rows(workspace, record_rows(conditions, gens))
     return gens
+
+
+def generation_id(g: Generation, sha: str) -> str:
+    """A generation's id: its condition, backend, model and image content hash."""
+    return "g-" + hashlib.sha256(f"{g.condition_id}|{g.backend}|{g.model}|{sha}".encode()).hexdigest()[:16]
+
+
+def _marking(marker, c: UserCondition, g: Generation):
+    """The ``mark(png, sha)`` callback of :func:`workbench.images.save_content_addressed` for one image: ids
+    only in the manifest (no prompt or persona text), the watermark from the generation id."""
+    if marker is None:
+        return None
+
+    def mark(png: bytes, sha: str) -> bytes:
+        ids = {
+            "generation_id": generation_id(g, sha),
+            "condition_id": c.condition_id,
+            "user_id": c.user_id,
+            "persona_id": c.persona_id,
+            "prompt_id": c.prompt_id,
+        }
+        return marker.mark(png, ids, generator=g.backend, model=str(g.model))
+
+    return mark
+
+
+def _provenance_kind(marker, image) -> str:
+    """``c2pa+watermark``, ``c2pa`` (under 256 x 256 pixels: no room for the watermark) or ``none``."""
+    from workbench.provenance import MIN_WATERMARK_PIXELS
+
+    if marker is None:
+        return "none"
+    return "c2pa+watermark" if image.width * image.height >= MIN_WATERMARK_PIXELS else "c2pa"
 
 
 def record_rows(conditions: list[UserCondition], gens: list[Generation]) -> list[tuple[str, dict[str, Any]]]:

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -106,20 +107,69 @@ def ensure_writable(folder: str | Path) -> Path:
     return folder
 
 
-def save_content_addressed(image, root: str | Path, metadata: dict[str, Any]) -> tuple[Path, str]:
-    """Save under ``root/<sha[:2]>/<sha>.png`` where ``sha`` is the SHA-256 of the PNG bytes.
+def save_content_addressed(
+    image, root: str | Path, metadata: dict[str, Any], mark: Callable[[bytes, str], bytes] | None = None
+) -> tuple[Path, str]:
+    """Save under ``root/<sha[:2]>/<sha>.png`` where ``sha`` is the SHA-256 of the PNG bytes before marking
+    (the image's content id: the same pixels and metadata give the same name on every run).
 
-    The same pixels and metadata give the same file; an existing file is never rewritten.
+    ``mark(png, sha)`` returns the bytes written instead (watermarked and signed: :class:`workbench.provenance.
+    Marker`); signatures differ run to run, so an existing file is kept, not rewritten, unless ``mark`` is
+    given and the file holds no manifest (an image written before marking, or by an unmarked run).
     """
     data = png_bytes(image, metadata)
     sha = hashlib.sha256(data).hexdigest()
     path = Path(root) / sha[:2] / f"{sha}.png"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+    if path.exists() and mark is not None:
+        from workbench.provenance import is_signed
+
+        if is_signed(path.read_bytes()):
+            return path, sha
+    elif path.exists():
+        return path, sha
+    body = mark(data, sha) if mark is not None else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{sha}.{os.getpid()}.tmp")  # one writer per process: no torn or shared temp file
+    tmp.write_bytes(body)
+    tmp.replace(path)
     return path, sha
+
+
+def save_marked(
+    image,
+    path: str | Path,
+    ids: dict[str, Any],
+    *,
+    generator: str,
+    model: str,
+    signing_dir: str | Path,
+    metadata: dict[str, Any] | None = None,
+    watermark: bool = True,
+) -> Path:
+    """Write ``image`` to ``path`` as a PNG (``metadata`` as text chunks), signed with C2PA content
+    credentials from ``signing_dir``'s identity and, with ``watermark`` and an ``ids["generation_id"]``,
+    watermarked (for images the workbench writes outside a workspace's generations: variations, the
+    gallery grid)."""
+    from workbench.provenance import marker_for
+
+    data = marker_for(signing_dir).mark(
+        png_bytes(image, metadata or {}), ids, generator=generator, model=model, watermark=watermark
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (what ``sha256sum`` prints)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_provenance(path: str | Path) -> dict[str, Any]:

@@ -151,6 +151,7 @@ class Jobs:
             height=req.get("height"),
             width=req.get("width"),
             progress=False,
+            signing_dir=Path(str(self.service.gate.path)).parent,
         )
         self._cond_seconds.append(time.perf_counter() - t0)
         job["_gens"].extend(gens)
@@ -164,6 +165,8 @@ class Jobs:
                     "user_id": g.user_id,
                     "prompt": c.prompt,
                     "sha256": g.params.get("image_sha256"),
+                    "file_sha256": g.params.get("file_sha256"),
+                    "provenance": g.params.get("provenance"),
                     "url": f"/v1/images/{g.params.get('image_sha256')}",
                     "generation_id": g.generation_id,
                     "seconds": round(g.latency_s, 4),

@@ -72,7 +72,12 @@ class JobOut(BaseModel):
     finished_at: float | None = None
     error: str | None = None
     images: list[dict[str, Any]] = Field(
-        default_factory=list, description="Per condition: user_id, prompt, url, sha256, seconds."
+        default_factory=list,
+        description=(
+            "Per condition: user_id, prompt, url, sha256 (the image's content id: its PNG before signing), "
+            "file_sha256 (of the signed file served), provenance (c2pa+watermark, or c2pa under 256 x 256 px), "
+            "generation_id, seconds."
+        ),
     )
 
 

@@ -18,6 +18,15 @@ def _shape(size: str | None) -> tuple[int, int] | None:
     return h, w
 
 
+def _signing_dir() -> str:
+    """The workspace folder (``PWB_DB``'s, else ``.pwb``): where the signing chain lives."""
+    import os
+    from pathlib import Path
+
+    db = os.environ.get("PWB_DB")
+    return str(Path(db).parent) if db and db != ":memory:" else ".pwb"
+
+
 @click.command()
 @click.argument("references", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 @click.option("--prompt", default=None, help="Pick the reference from --pool by similarity to this prompt instead.")
@@ -64,6 +73,7 @@ def variations(references, prompt, pool, num, size, preset, tileable, patch_size
         steps=steps,
         seed=seed,
         out_dir=out_dir,
+        signing_dir=_signing_dir(),
     )
     if as_json:
         return emit({"reference": out["reference"], "preset": out["preset"], "variations": out["variations"]}, True)

@@ -34,13 +34,20 @@ def verify(images, db, as_json):
     rows = [verify_image(p) for p in images]
     db = db or os.environ.get("PWB_DB")
     if db and Path(db).exists():
-        from workbench.store.generations import generations_by_watermark
+        from workbench.store.generations import generations_by_id, generations_by_watermark
         from workbench.store.workspace import Workspace
 
+        named = [r["assertion"]["generation_id"] for r in rows if r["status"] == "marked" and _gid(r)]
         with Workspace(db, read_only=True) as ws:
             found = generations_by_watermark(ws, [r["watermark_id"] for r in rows if r["watermark_id"]])
-        for r in rows:
-            r["generation"] = found.get(r["watermark_id"]) if r["watermark_id"] else None
+            by_id = generations_by_id(ws, named)
+        for r in rows:  # the watermark names the row; a valid manifest does too (images under 256 x 256 px)
+            r["generation"] = found.get(r["watermark_id"] or "") or (
+                by_id.get(_gid(r)) if r["status"] == "marked" else None
+            )
+            r["matched_by"] = (
+                None if r["generation"] is None else ("watermark" if r["watermark_id"] in found else "manifest")
+            )
     if as_json:
         return emit(rows, True)
     shown = [
@@ -65,3 +72,7 @@ def verify(images, db, as_json):
             ],
         )
     )
+
+
+def _gid(row: dict) -> str | None:
+    return (row.get("assertion") or {}).get("generation_id")

@@ -82,7 +82,7 @@ def user_gallery(
         row["copy_rate"] = max(copy_rate(g.image, ref, patch=32, stride=16) for g in mine)
         row["_pixels"] = (ref, [g.image for g in mine])
     path = Path(out) if out else images_dir(ws, None).parent / "gallery.png"
-    _grid(rows, size, path)
+    _grid(rows, size, path, gens, images_dir(ws, None).parent)
     for row in rows:
         row.pop("_pixels")
     return {"path": str(path), "rows": rows, "seconds": time.perf_counter() - t0}
@@ -94,7 +94,8 @@ def _square(image, size: int):
     return load_image(image).resize((size, size))
 
 
-def _grid(rows: list[dict], size: int, path: Path) -> None:
+def _grid(rows: list[dict], size: int, path: Path, gens: list, signing_dir: Path) -> None:
+    """The grid PNG, signed: its manifest lists the generations it shows (no watermark: no one row is it)."""
     from PIL import Image, ImageDraw
 
     n = 1 + max(len(r["_pixels"][1]) for r in rows)
@@ -108,5 +109,8 @@ def _grid(rows: list[dict], size: int, path: Path) -> None:
         ref, outs = row["_pixels"]
         for j, im in enumerate([ref, *outs]):
             grid.paste(im.resize((size, size)), (pad + j * (size + pad), y + label))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path)
+    from workbench.images import save_marked
+
+    ids = {"kind": "gallery", "generation_ids": [g.generation_id for g in gens]}
+    model = str(gens[0].model) if gens else "patch"
+    save_marked(grid, path, ids, generator="patch", model=model, signing_dir=signing_dir, watermark=False)

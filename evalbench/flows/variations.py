@@ -21,6 +21,7 @@ def patch_variations(
     seed: int = 0,
     out_dir: str | Path = "variations",
     progress: bool = True,
+    signing_dir: str | Path = ".pwb",
 ) -> dict[str, Any]:
     """Draw ``num`` variations (seeds ``seed``, ``seed + 1``, ...) into ``out_dir`` as PNGs.
 
@@ -30,6 +31,8 @@ def patch_variations(
         shape: ``(height, width)`` of the output (retargeting) [default: the first reference's].
         preset: ``fast`` (strided patches, top-8 search) or ``paper`` (every patch, exact) [default: paper
             with CUDA, else fast].
+        signing_dir: the folder whose ``signing/`` holds the chain every PNG is signed with (the default
+            workspace's folder); each is also watermarked with its ``v-`` id from 256 x 256 pixels up.
 
     Returns:
         ``{"reference": the references (or the picked pool image's caption and similarity), "picked": that
@@ -56,7 +59,7 @@ def patch_variations(
     for i in progress_bar(range(num), desc="variations", leave=False, disable=not progress):
         s = gen.sample(shape, seed=seed + i)
         path = out / f"variation-s{seed + i}.png"
-        s.image.save(path)
+        _save(s.image, path, preset=preset, seed=seed + i, signing_dir=signing_dir)
         cr = copy_rate(s.image, fitted[0], patch=32, stride=16) if min(s.image.size) >= 32 else None
         rows.append(
             {
@@ -69,6 +72,26 @@ def patch_variations(
             }
         )
     return {"reference": picked or [str(r) for r in refs], "picked": picked, "preset": preset, "variations": rows}
+
+
+def _save(image, path: Path, *, preset: str, seed: int, signing_dir: str | Path) -> None:
+    """One variation as a PNG signed with content credentials and watermarked with its id (``v-`` and its
+    pixels' hash: a variation has no generation row)."""
+    import hashlib
+
+    from workbench.images import save_marked
+
+    vid = "v-" + hashlib.sha256(image.tobytes()).hexdigest()[:16]
+    meta = {"seed": seed, "preset": preset, "software": "persona-workbench"}
+    save_marked(
+        image,
+        path,
+        {"generation_id": vid},
+        generator="patch",
+        model=f"patch:{preset}",
+        signing_dir=signing_dir,
+        metadata=meta,
+    )
 
 
 def _references(references, prompt: str | None, pool: str) -> tuple[list[Any], str | None]:

@@ -294,7 +294,11 @@ def test_generate_is_an_async_job_with_a_status_url_and_images(client, api_db):
     assert [i["user_id"] for i in job["images"]] == ["api-new-1", "u0"]
     png = client.get(job["images"][0]["url"])
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
-    assert hashlib.sha256(png.content).hexdigest() == job["images"][0]["sha256"]
+    assert hashlib.sha256(png.content).hexdigest() == job["images"][0]["file_sha256"]
+    assert job["images"][0]["provenance"] == "c2pa"  # 48 px: signed, too small for the watermark
+    from workbench.provenance import read_manifest
+
+    assert read_manifest(png.content)["assertion"]["generation_id"] == job["images"][0]["generation_id"]
     from PIL import Image
 
     assert Image.open(io.BytesIO(png.content)).size == (48, 48)

@@ -90,7 +90,14 @@ def test_stripped_tampered_and_unmarked_are_told_apart(photo, identity, tmp_path
     (tmp_path / "tampered.png").write_bytes(
         b"\x89PNG\r\n\x1a\n" + parts[0][1] + manifest[0] + b"".join(c for _, c in parts[1:])
     )
-    got = {p: verify(tmp_path / p) for p in ("resaved.png", "resaved.jpg", "tampered.png", "plain.png")}
+    # corrupted: one byte of the compressed pixels flipped in the signed file (the pixels no longer decode)
+    broken = bytearray(signed)
+    at = broken.rfind(b"IDAT")
+    broken[at + 40] ^= 0xFF
+    (tmp_path / "corrupted.png").write_bytes(bytes(broken))
+    names = ("resaved.png", "resaved.jpg", "tampered.png", "plain.png", "corrupted.png")
+    got = {p: verify(tmp_path / p) for p in names}
+    assert got["corrupted.png"]["status"] == "tampered" and got["corrupted.png"]["watermark_id"] is None
     wid = f"{watermark_id('g-1'):08x}"
     assert got["resaved.png"]["status"] == "stripped" and got["resaved.png"]["watermark_id"] == wid
     assert got["resaved.jpg"]["status"] == "stripped" and got["resaved.jpg"]["watermark_id"] == wid  # JPEG 85

@@ -68,3 +68,20 @@ def generations_by_watermark(ws: Workspace, watermark_ids: Sequence[str]) -> dic
         if key in want:
             out[key] = {"generation_id": gid, "user_id": user, "image_path": path, "backend": backend, "model": model}
     return out
+
+
+def generations_by_id(ws: Workspace, generation_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{generation id: row}`` (user, image, backend, model) for those of ``generation_ids`` that are stored
+    (what a valid manifest's assertion names, for images too small for a watermark)."""
+    want = sorted(set(generation_ids))
+    if not want:
+        return {}
+    rows = ws.query(
+        "SELECT generation_id, user_id, image_path, backend, model FROM generations "
+        f"WHERE generation_id IN ({', '.join('?' for _ in want)}) ORDER BY generation_id",
+        want,
+    )
+    return {
+        gid: {"generation_id": gid, "user_id": user, "image_path": path, "backend": backend, "model": model}
+        for gid, user, path, backend, model in rows
+    }
