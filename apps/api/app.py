@@ -10,6 +10,8 @@ Routes (all but ``/healthz`` and ``/readyz`` need a key: ``Authorization: Bearer
 * ``POST /v1/generate``: conditions -> an asynchronous job (202 with its status URL);
   ``GET /v1/jobs/{job_id}``; ``GET /v1/images/{sha256}``;
 * ``GET /v1/runs``, ``GET /v1/runs/{run_id}/scores``: benchmark runs and their scores;
+* ``POST /v1/personalize``: users, cohorts, archetypes or new users and prompts -> a job (202) that writes
+  what ``pwb personalize`` writes; ``GET /v1/personalize/{job_id}`` and ``.../manifest``;
 * ``GET /openapi.json`` (and ``/docs``): the spec; public only with ``public_docs=True``.
 
 Each request is logged as one JSON line (``pwb.api`` logger, :mod:`apps.api.logs`): request id, method,
@@ -31,7 +33,7 @@ from apps.api.errors import add_error_handlers
 from apps.api.keys import KeyRing, RateLimiter
 from apps.api.logs import configure_logging
 from apps.api.middleware import RequestGuard
-from apps.api.routes import health, images, personas, runs
+from apps.api.routes import health, images, personalize, personas, runs
 from apps.api.service import Service, ServiceConfig
 
 DEFAULT_MAX_BODY = 64 * 1024
@@ -113,4 +115,5 @@ def create_app(
     personas.add_routes(app, service, auth, errors, body_errors)
     images.add_routes(app, service, require_key, auth, errors, body_errors)
     runs.add_routes(app, service, auth, errors)
+    personalize.add_routes(app, service, require_key, auth, errors, body_errors)
     return app

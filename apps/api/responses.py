@@ -166,3 +166,26 @@ def run_out(r: dict[str, Any]) -> dict[str, Any]:
         "config_hash": r.get("config_hash"),
         "code_version": r.get("code_version"),
     }
+
+
+class PersonalizeJobOut(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "completed", "failed"]
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    images: int | None = Field(default=None, description="Images the job draws (known once it is planned).")
+    drawn: int = Field(default=0, description="Images drawn so far.")
+    timings_s: dict[str, float] = Field(default_factory=dict, description="Seconds per stage, once completed.")
+    status_url: str
+    manifest_url: str | None = Field(default=None, description="The manifest, once completed.")
+
+
+class PersonalizeManifestOut(BaseModel):
+    job_id: str
+    rows: list[dict[str, Any]] = Field(
+        description="One per target x prompt x image (and baseline): ids, persona id and text hash, prompt, "
+        "rewrite, negative, selector score, generator, model, seed, guidance, image, content_sha256 (url: "
+        "GET /v1/images/{content_sha256}), sha256 of the signed file, provenance, watermark id."
+    )

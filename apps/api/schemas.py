@@ -214,22 +214,23 @@ class GenerateIn(Strict):
     steps: Annotated[int, Ge(1), Le(200), BeforeValidator(whole_float)] | None = None
 
 
-def rewrite_in(backends: tuple[str, ...]) -> type[RewriteIn]:
-    """:class:`RewriteIn` whose ``backend`` lists the rewriters this server enables."""
-    # the spec lists them (enum); the server's own check names the `pwb serve --rewriter` option to add one
-    return create_model(
-        "RewriteIn",
-        __base__=RewriteIn,
-        backend=(
-            str,
-            Field(
-                default="template",
-                max_length=32,
-                json_schema_extra={"enum": list(backends)},
-                description="A rewriter this server enables (pwb serve --rewriter).",
-            ),
+def rewriter_field(rewriters: tuple[str, ...]):
+    """A request's rewriter: the spec lists this server's (enum); the server's own check names the
+    ``pwb serve --rewriter`` option that adds one."""
+    return (
+        str,
+        Field(
+            default="template",
+            max_length=32,
+            json_schema_extra={"enum": list(rewriters)},
+            description="A rewriter this server enables (pwb serve --rewriter).",
         ),
     )
+
+
+def rewrite_in(backends: tuple[str, ...]) -> type[RewriteIn]:
+    """:class:`RewriteIn` whose ``backend`` lists the rewriters this server enables."""
+    return create_model("RewriteIn", __base__=RewriteIn, backend=rewriter_field(backends))
 
 
 def generate_in(

@@ -23,6 +23,7 @@ from typing import Any
 
 from apps.api.errors import Conflict, NotFound, NotReady
 from apps.api.jobs import Jobs
+from apps.api.personalize_jobs import PersonalizeJobs
 from apps.api.responses import clean_json, finite, run_out
 from apps.api.startup import load_models
 from apps.api.writer import JournalWriter
@@ -72,6 +73,7 @@ class Service:
         self.writer = JournalWriter(gate, config.store_batch_s, min_gap_s=config.store_gap_s)
         self.commits = GroupCommit(gate.journal)
         self.jobs = Jobs(self)
+        self.personalize = PersonalizeJobs(self)
         self._rewriters: dict[str, Any] = {}
         self._rw_lock = threading.Lock()
 
@@ -87,6 +89,7 @@ class Service:
 
     def close(self) -> None:
         self.jobs.close()
+        self.personalize.close()
         self.commits.close()
         self.writer.close()
 

@@ -16,6 +16,7 @@ from apps.cli.coldstart import personas_coldstart, personas_coldstart_curve
 from apps.cli.data import data
 from apps.cli.demo import demo
 from apps.cli.generate import generate
+from apps.cli.personalize import personalize
 from apps.cli.personas import personas
 from apps.cli.prompts import prompts
 from apps.cli.rewrite import rewrite
@@ -53,6 +54,7 @@ for command in (
     personas,
     rewrite,
     generate,
+    personalize,
     variations,
     bench,
     runs,

@@ -451,3 +451,51 @@ def test_a_running_server_picks_up_new_and_revoked_keys_in_the_background(api_db
         with app.state.gate.writing() as ws:
             revoke_key(ws, key["key_id"])
         assert status_soon(401) == 401
+
+
+def test_personalize_job_writes_the_cli_folder_and_serves_its_manifest_and_signed_images(client, api_db):
+    pytest.importorskip("c2pa")
+    from workbench.provenance import read_manifest
+
+    body = {
+        "users": ["u0"],
+        "cohorts": [{"name": "api-women", "where": "gender = 'female'"}],
+        "new_users": [{"user_id": "api-pz-new", "items": ["i0", "i3"]}],
+        "prompts": ["a red bicycle", "a lighthouse at dusk"],
+        "size": 48,
+        "baseline": True,
+    }
+    r = client.post("/v1/personalize", json=body)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status"] in ("queued", "running") and job["manifest_url"] is None
+    for _ in range(1200):
+        job = client.get(job["status_url"]).json()
+        if job["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.1)
+    assert job["status"] == "completed", job
+    assert job["images"] == job["drawn"] == 3 * 2 * 2 and "draw" in job["timings_s"]
+    rows = client.get(job["manifest_url"]).json()["rows"]
+    assert [r["target_id"] for r in rows[::4]] == ["u0", "cohort:api-women", "api-pz-new"]
+    folder = api_db.parent / "personalize" / job["job_id"]
+    assert {p.name for p in folder.iterdir()} >= {"manifest.parquet", "manifest.csv", "index.html", "run.json"}
+    for _ in range(100):  # the rows go through the journal; the writer applies them within a batch
+        png = client.get(rows[0]["url"])
+        if png.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert png.status_code == 200 and hashlib.sha256(png.content).hexdigest() == rows[0]["sha256"]
+    assert read_manifest(png.content)["assertion"]["generation_id"] == rows[0]["generation_id"]
+    # unknown users fail the job (with the ids named), not the request; a running job has no manifest yet
+    bad = client.post("/v1/personalize", json={"users": ["nobody"], "prompts": ["a cat"]}).json()
+    for _ in range(300):
+        bad = client.get(bad["status_url"]).json()
+        if bad["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.1)
+    assert bad["status"] == "failed" and "nobody" in bad["error"]
+    assert client.get(f"/v1/personalize/{bad['job_id']}/manifest").status_code == 409
+    assert client.get("/v1/personalize/pz-0000000000000000").status_code == 404
+    r = client.post("/v1/personalize", json={"prompts": ["a cat"]})
+    assert r.status_code == 422 and "users" in r.json()["detail"]

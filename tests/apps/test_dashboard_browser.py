@@ -19,24 +19,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import browser_missing, chrome
 
 from workbench.store.workspace import Workspace, WorkspaceError
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 STARTUP_S = 60
 
 
 def _skip_reason() -> str | None:
-    if not Path(CHROMIUM).is_file():
-        return "no chromium binary (Debian: apt-get install chromium)"
-    if not Path(CHROMEDRIVER).is_file():
-        return "no chromedriver binary (Debian: apt-get install chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install selenium)"
+    if browser_missing():
+        return browser_missing()
     try:
         import streamlit  # noqa: F401
     except ImportError:
@@ -67,24 +60,6 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
             pass
         time.sleep(0.5)
     pytest.fail(f"pwb dashboard did not answer {url} within {STARTUP_S} s:\n{log.read_text()}")
-
-
-def chrome():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-        "--hide-scrollbars",
-        "--force-device-scale-factor=1",
-    ):
-        opts.add_argument(arg)
-    opts.binary_location = CHROMIUM
-    return webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
 
 
 def labels_of(db: Path, annotator: str, within_s: float = 10.0) -> list[tuple]:

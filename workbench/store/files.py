@@ -34,3 +34,26 @@ def parquet_rows(path: Path, required: list[str]) -> Iterator[tuple[int, dict]]:
             n += 1
             yield n, dict(zip(header, row))
     con.close()
+
+
+def write_parquet(rows: list[dict], columns: dict[str, str], path: Path) -> None:
+    """Write ``rows`` to ``path`` as Parquet with DuckDB (no pyarrow needed): ``columns`` maps each column to
+    its SQL type, in order; missing values are NULL. Written to a temporary file, then renamed."""
+    import duckdb
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    con = duckdb.connect()
+    try:
+        ddl = ", ".join(f'"{c}" {t}' for c, t in columns.items())
+        con.execute(f"CREATE TABLE m ({ddl})")
+        if rows:
+            marks = ", ".join("?" for _ in columns)
+            con.executemany(f"INSERT INTO m VALUES ({marks})", [[r.get(c) for c in columns] for r in rows])
+        con.execute(f"COPY m TO '{_quote(tmp)}' (FORMAT parquet)")
+    finally:
+        con.close()
+    tmp.replace(path)
+
+
+def _quote(path: Path) -> str:
+    return str(path).replace("'", "''")

@@ -135,6 +135,15 @@ def list_persona_sets(ws: Workspace) -> list[dict[str, Any]]:
     return [{"split_id": s, "encoder": e, "users": int(n)} for s, e, n in rows]
 
 
+def cohort_info(ws: Workspace, split_id: str, encoder: str, cohort_id: str) -> dict[str, Any] | None:
+    """A stored cohort's ``{kind, definition, n_members}`` (``None`` when there is no such cohort)."""
+    rows = ws.query(
+        "SELECT kind, definition, n_members FROM cohorts WHERE split_id = ? AND encoder = ? AND cohort_id = ?",
+        [split_id, encoder, cohort_id],
+    )
+    return {"kind": rows[0][0], "definition": rows[0][1], "n_members": rows[0][2]} if rows else None
+
+
 def persona_user_ids(ws: Workspace, split_id: str, encoder: str) -> list[str]:
     """The ids with a persona of ``encoder`` in ``split_id`` (in no particular order)."""
     return [
