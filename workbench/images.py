@@ -127,11 +127,7 @@ def save_content_addressed(
             return path, sha
     elif path.exists():
         return path, sha
-    body = mark(data, sha) if mark is not None else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{sha}.{os.getpid()}.tmp")  # one writer per process: no torn or shared temp file
-    tmp.write_bytes(body)
-    tmp.replace(path)
+    write_atomic(path, mark(data, sha) if mark is not None else data)
     return path, sha
 
 
@@ -155,10 +151,16 @@ def save_marked(
     data = marker_for(signing_dir).mark(
         png_bytes(image, metadata or {}), ids, generator=generator, model=model, watermark=watermark
     )
+    return write_atomic(Path(path), data)
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` through a temporary file renamed over it (parent folders made): a reader or
+    a kill never sees half a file. The temporary name carries the process id, so two writers never share one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
+    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     tmp.replace(path)
     return path
 

@@ -489,6 +489,7 @@ def _image_row(job: Job, g, out: Path) -> dict[str, Any]:
 
 def _write_run(out: Path, p: Plan, *, status: str, started: float, drawn: int, reused: int, timings=None) -> dict:
     """``run.json``: the config, code version, counts and timings (written at the start and at the end)."""
+    from workbench.images import write_atomic
     from workbench.provenance import software_version
 
     run = {
@@ -508,9 +509,7 @@ def _write_run(out: Path, p: Plan, *, status: str, started: float, drawn: int, r
         "timings_s": timings or {},
         "files": ["manifest.parquet", "manifest.csv", "personas.jsonl", "index.html", "images/"],
     }
-    tmp = out / ".run.json.tmp"
-    tmp.write_text(json.dumps(run, indent=2, default=str))
-    tmp.replace(out / "run.json")
+    write_atomic(out / "run.json", json.dumps(run, indent=2, default=str))
     return run
 
 

@@ -50,19 +50,14 @@ EVIDENCE_SHOWN = 3
 
 def write_outputs(p: Plan, rows: list[dict[str, Any]]) -> None:
     """Write the manifest (Parquet and CSV), ``personas.jsonl`` and ``index.html`` into the run's folder."""
+    from workbench.images import write_atomic
     from workbench.store.files import write_parquet
 
     out = Path(p.config.out)
     write_parquet(rows, MANIFEST_COLUMNS, out / "manifest.parquet")
-    _atomic(out / "manifest.csv", _csv(rows))
-    _atomic(out / "personas.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in persona_rows(p)))
-    _atomic(out / "index.html", contact_sheet(p, rows))
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(out / "manifest.csv", _csv(rows))
+    write_atomic(out / "personas.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in persona_rows(p)))
+    write_atomic(out / "index.html", contact_sheet(p, rows))
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
