@@ -306,7 +306,7 @@ def run_bench(
 
     Args:
         executor: ``local`` (in process), ``process`` (a local worker pool) or ``ray``; the scores are the
-            same on every executor (see :mod:`evalbench.executors`).
+            same on every executor (see :mod:`workbench.executors`).
         workers: pool size for ``process`` / CPUs for a local Ray cluster.
         chunk_users: users per work unit (each unit is written in one transaction).
     """
@@ -491,7 +491,7 @@ def _score_users(
 ) -> None:
     """Score ``todo``'s units not yet ``done`` in chunks of users, each a self-contained payload (texts in,
     score rows out) so any executor can run them; the driver alone writes, one transaction per chunk."""
-    from evalbench.executors import chunked, get_executor
+    from workbench.executors import chunked, get_executor
     from workbench.progress import progress_bar
 
     items = load_items(ws, split_dataset(ws, inputs.split_id))

@@ -131,55 +131,185 @@ def build_graph(
     item_emb: np.ndarray | None = None,
     image_emb: np.ndarray | None = None,
 ) -> UserItemGraph:
-    """The visible-interaction graph of a split (see the module docstring)."""
+    """The visible-interaction graph of a split (see the module docstring), from its records: the same graph
+    :func:`build_graph_frame` builds from the split's columns."""
+    keys = list(context.meta.get("demographics", []))
+    frame = frame_of(context)
+    demo_all = {k: [u.attributes.get(k) for u in context.users.values()] for k in keys}
+    demo_users = {
+        k: [context.demographics(u).get(k) if u in context.users else None for u in frame.user_ids] for k in keys
+    }
+    return build_graph_frame(
+        frame,
+        context.items,
+        context.meta,
+        demo_users,
+        demo_all,
+        text_encoder=text_encoder,
+        image_encoder=image_encoder,
+        item_emb=item_emb,
+        image_emb=image_emb,
+    )
+
+
+def frame_of(context: PersonaContext):
+    """A context's visible interactions as a :class:`~workbench.store.frames.VisibleFrame` (the columns
+    :func:`~workbench.store.frames.visible_frame` reads from the workspace), users and items sorted, each
+    user's interactions in the context's order."""
+    from workbench.store.frames import VisibleFrame
+
+    users, items = sorted(context.visible), sorted(context.items)
+    item_pos = {i: k for k, i in enumerate(items)}
+    kinds = sorted({x.kind for xs in context.visible.values() for x in xs})
+    kind_pos = {k: n for n, k in enumerate(kinds)}
+    rows = [(u, x) for u, name in enumerate(users) for x in context.visible[name] if x.item_id in item_pos]
+    texts = [(n, x.text) for n, (_, x) in enumerate(rows) if x.text]
+    return VisibleFrame(
+        context.split_id,
+        context.dataset_id,
+        users,
+        items,
+        kinds,
+        np.array([u for u, _ in rows], dtype=np.int64),
+        np.array([item_pos[x.item_id] for _, x in rows], dtype=np.int64),
+        np.array([kind_pos[x.kind] for _, x in rows], dtype=np.int64),
+        np.array([np.nan if x.value is None else x.value for _, x in rows], dtype=np.float64),
+        np.array([x.value is not None for _, x in rows], dtype=bool),
+        np.array([np.nan if x.timestamp is None else x.timestamp for _, x in rows], dtype=np.float64),
+        np.array([x.timestamp is not None for _, x in rows], dtype=bool),
+        np.array([n for n, _ in texts], dtype=np.int64),
+        [t for _, t in texts],
+    )
+
+
+def demographic_values(keys: list[str], demo_all: dict[str, list]) -> dict[str, list[str]]:
+    """The one-hot vocabulary of each declared demographic: its values' buckets over every user (numbers in
+    decades), kept when there are 2 to 50 of them."""
+    out = {}
+    for key in keys:
+        vals = sorted({_bucket(v) for v in demo_all.get(key, []) if v not in (None, "")})
+        if 1 < len(vals) <= 50:
+            out[key] = vals
+    return out
+
+
+def build_graph_frame(
+    frame,
+    items: dict,
+    meta: dict,
+    demo_users: dict[str, list],
+    demo_all: dict[str, list],
+    *,
+    text_encoder: str = "minilm",
+    image_encoder: str | None = "effnet-lite0",
+    item_emb: np.ndarray | None = None,
+    image_emb: np.ndarray | None = None,
+) -> UserItemGraph:
+    """The visible-interaction graph from a split's columns (:class:`~workbench.store.frames.VisibleFrame`),
+    vectorised over the rows: the tensors :func:`build_graph` gives for the same interactions, bit for bit.
+
+    Args:
+        frame: The visible interactions.
+        items: Every item of the dataset (for their texts and images), by id.
+        meta: The dataset's meta (thresholds, demographics).
+        demo_users: Each declared demographic's value (``None`` when absent) of each of ``frame.user_ids``.
+        demo_all: Each declared demographic's values over every user of the dataset (their one-hot vocabulary).
+    """
     import torch
 
-    items = sorted(context.items)
-    item_pos = {i: k for k, i in enumerate(items)}
+    # 1. Item inputs: text embeddings (plus image features when every item has an image)
+    from persona.models.base import PersonaContext
+
+    catalogue = PersonaContext(frame.split_id, frame.dataset_id, {}, items, {}, meta)
     if item_emb is None:
-        item_emb = item_features(context, text_encoder)
+        item_emb = item_features(catalogue, text_encoder)
     if image_emb is None and image_encoder:
-        image_emb = image_features(context, image_encoder)
+        image_emb = image_features(catalogue, image_encoder)
     x_item = np.asarray(item_emb, dtype=np.float32)
     if image_emb is not None:
         image_emb = np.asarray(image_emb, dtype=np.float32)
         x_item = np.concatenate([x_item, image_emb], 1)
-    users = sorted(context.visible)
-    user_pos = {u: k for k, u in enumerate(users)}
-    demo_values = {}
-    for key in context.meta.get("demographics", []):
-        vals = sorted(
-            {_bucket(u.attributes[key]) for u in context.users.values() if u.attributes.get(key) not in (None, "")}
-        )
-        if 1 < len(vals) <= 50:
-            demo_values[key] = vals
-    kinds = sorted({x.kind for xs in context.visible.values() for x in xs})
-    stamps = [x.timestamp for xs in context.visible.values() for x in xs if x.timestamp is not None]
-    t_range = (min(stamps), max(stamps)) if stamps else (0.0, 1.0)
-    rows, cols, attrs, liked, disliked = [], [], [], [], []
-    for u in users:
-        c, a, lk, dl = edge_features(context, context.visible[u], kinds, t_range, item_pos)
-        rows.extend([user_pos[u]] * len(c))
-        cols.extend(c)
-        attrs.extend(a)
-        liked.extend(lk)
-        disliked.extend(dl)
-    degrees = np.bincount(np.asarray(rows, dtype=np.int64), minlength=len(users))
-    x_user = demographic_features(context, users, demo_values, degrees.tolist())
+    # 2. Edge features, vectorised over the rows (see edge_features for one user's)
+    attrs, liked, disliked, t_range = edge_columns(frame, meta)
+    # 3. User inputs: demographics one-hot, a constant, log(1 + degree) / 5
+    keys = list(meta.get("demographics", []))
+    demo_values = demographic_values(keys, demo_all)
+    degrees = np.bincount(frame.user, minlength=len(frame.user_ids))
+    x_user = user_columns(demo_users, demo_values, degrees)
     return UserItemGraph(
-        users,
-        items,
+        list(frame.user_ids),
+        list(frame.item_ids),
         torch.from_numpy(x_user),
         torch.from_numpy(x_item),
-        torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1),
-        torch.tensor(attrs, dtype=torch.float32),
-        torch.tensor(liked, dtype=torch.bool),
-        kinds,
+        torch.from_numpy(np.stack([frame.user, frame.item]).astype(np.int64)).reshape(2, -1),
+        torch.from_numpy(attrs),
+        torch.from_numpy(liked),
+        list(frame.kinds),
         demo_values,
         None if image_emb is None else torch.from_numpy(image_emb),
-        torch.tensor(disliked, dtype=torch.bool),
+        torch.from_numpy(disliked),
         t_range,
     )
+
+
+def edge_columns(frame, meta: dict):
+    """``(features (E, 4 + kinds) float32, liked, disliked, t_range)`` of every row: :func:`edge_features`'
+    arithmetic, vectorised (each user's mean and spread taken by numpy over rows of equal length, as
+    ``np.mean`` / ``np.std`` take them one user at a time)."""
+    like, dislike = meta.get("like_threshold"), meta.get("dislike_threshold")
+    n = len(frame)
+    ts, has_ts = frame.timestamp, frame.has_timestamp
+    t_range = (float(ts[has_ts].min()), float(ts[has_ts].max())) if has_ts.any() else (0.0, 1.0)
+    # a user's values: mean and std + 1 (0 and 1 without values)
+    mean = np.zeros(len(frame.user_ids))
+    scale = np.ones(len(frame.user_ids))
+    rows = np.flatnonzero(frame.has_value)
+    if rows.size:
+        users = frame.user[rows]
+        counts = np.bincount(users, minlength=len(frame.user_ids))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        for c in np.unique(counts[counts > 0]):
+            who = np.flatnonzero(counts == c)
+            block = frame.value[rows[(starts[who][:, None] + np.arange(c)[None, :]).ravel()]].reshape(len(who), c)
+            mean[who] = np.mean(block, axis=1)
+            scale[who] = np.std(block, axis=1) + 1.0
+    centred = np.zeros(n)
+    if like is not None:
+        centred = np.where(frame.has_value, (frame.value - mean[frame.user]) / scale[frame.user], 0.0)
+    rec = np.full(n, 0.5)
+    t_lo, t_hi = t_range
+    rec[has_ts] = np.minimum(1.0, np.maximum(0.0, (ts[has_ts] - t_lo) / max(t_hi - t_lo, 1e-9)))
+    liked = np.ones(n, dtype=bool) if like is None else (~frame.has_value | (frame.value >= like))
+    disliked = np.zeros(n, dtype=bool) if dislike is None else (frame.has_value & (frame.value <= dislike))
+    out = np.zeros((n, 4 + len(frame.kinds)), dtype=np.float64)
+    out[:, 0], out[:, 1], out[:, 2], out[:, 3] = centred, liked, disliked, rec
+    out[np.arange(n), 4 + frame.kind] = 1.0
+    return out.astype(np.float32), liked, disliked, t_range
+
+
+def user_columns(demo_users: dict[str, list], demo_values: dict[str, list[str]], degrees: np.ndarray) -> np.ndarray:
+    """Every user's input row (:func:`user_features`), one column block at a time."""
+    x = np.zeros((len(degrees), 2 + sum(len(v) for v in demo_values.values())), dtype=np.float32)
+    x[:, 0] = 1.0
+    logs = {int(d): np.log1p(int(d)) / 5 for d in np.unique(degrees)}  # as user_features takes it, per degree
+    x[:, 1] = [logs[int(d)] for d in degrees]
+    off = 2
+    for key, values in demo_values.items():
+        index = {v: k for k, v in enumerate(values)}
+        buckets: dict[tuple[type, Any], int] = {}  # by type too: True and 1 are equal keys, not equal buckets
+        for u, raw in enumerate(demo_users.get(key, [])):
+            if raw in (None, ""):
+                continue
+            try:
+                k = buckets[type(raw), raw]
+            except (KeyError, TypeError):
+                k = index.get(_bucket(raw), -1)
+                if not isinstance(raw, (list, dict)):
+                    buckets[type(raw), raw] = k
+            if k >= 0:
+                x[u, off + k] = 1.0
+        off += len(values)
+    return x
 
 
 def edge_features(

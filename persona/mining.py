@@ -9,7 +9,7 @@ from persona.models import ENCODERS
 from persona.models.base import PersonaContext
 from workbench.records import PersonaCard
 from workbench.store.datasets import dataset_meta, load_items, load_users
-from workbench.store.personas import load_personas, save_personas
+from workbench.store.personas import load_personas, persona_user_ids, save_personas
 from workbench.store.splits import resolve_split, split_dataset, split_record, split_users, visible_interactions
 from workbench.store.workspace import Workspace, WorkspaceError, dumps
 
@@ -56,7 +56,10 @@ def mine_personas(
     force: bool = False,
     progress: bool = False,
     encoder_kwargs: dict[str, Any] | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Fit ``encoder`` on the split's visible interactions and store a persona for each user in ``roles``.
 
@@ -64,6 +67,11 @@ def mine_personas(
     ``encoder``). Users who already have a persona there are skipped unless ``force``. Options that only
     change how cards are written (the encoder's ``card_options``, e.g. ``traits``) reuse the trained
     checkpoint of the same split and training options.
+
+    Graph encoders (``gat``, ``gat-noalign``, ``sage``) read the split as columns, train (or reuse their
+    checkpoint), then infer users ``batch_size`` at a time (default 2,048) on ``executor`` (``local``,
+    ``process`` or ``ray``; ``workers`` and a Ray ``address``: :mod:`workbench.executors`), stream the cards to
+    Parquet parts and store them in one bulk insert (:func:`_mine_graph`). Every executor gives the same cards.
     """
     cls = ENCODERS.get(encoder)
     label = persona_set(encoder, encoder_kwargs)
@@ -72,8 +80,15 @@ def mine_personas(
         raise ValueError(f"roles must be among {', '.join(ROLES)}, got {', '.join(bad)}")
     split_id = resolve_split(ws, split)
     users = split_users(ws, split_id, roles)
-    done = set() if force else set(load_personas(ws, split_id, label, users))
+    done = set() if force else set(persona_user_ids(ws, split_id, label)) & set(users)
     todo = [u for u in users if u not in done]
+    if hasattr(cls, "prepare"):
+        out = {"split": split_id, "encoder": label, "mined": 0, "already_stored": len(done), "users": len(users)}
+        if todo:
+            job = _GraphJob(ws, split_id, encoder, cls, label, dict(encoder_kwargs or {}), force, progress)
+            out.update(job.run(todo, batch_size or 2048, executor, workers, address))
+        return out
+    batch_size = batch_size or 256
     ckpt, training = None, None
     if todo:
         context = load_context(ws, split_id)
@@ -142,3 +157,224 @@ def get_persona(ws: Workspace, user_id: str, split: str | None = None, encoder: 
             "(or check the user id)."
         )
     return cards[user_id]
+
+
+class _GraphJob:
+    """Mining with a graph encoder at any scale (:func:`mine_personas`): the split read as columns, the model
+    trained or reused, users inferred in batches on an executor, cards streamed to Parquet and stored in bulk."""
+
+    def __init__(self, ws, split_id, encoder, cls, label, kwargs, force, progress):
+        self.ws, self.split_id, self.encoder, self.cls, self.label = ws, split_id, encoder, cls, label
+        self.kwargs, self.force, self.progress = kwargs, force, progress
+        self.timings: dict[str, float] = {}
+
+    def _timed(self, name: str, fn):
+        import time
+
+        t = time.perf_counter()
+        out = fn()
+        self.timings[name] = round(time.perf_counter() - t, 2)
+        return out
+
+    def run(self, todo: list[str], batch_size: int, executor: str, workers, address) -> dict[str, Any]:
+        import time
+
+        import numpy as np
+
+        from persona.graph import build_graph_frame
+        from persona.inference import CardModel, infer_cards, user_batches
+        from persona.models.base import PersonaContext
+        from persona.models.gat import infer_items
+        from workbench.executors import get_executor
+        from workbench.progress import progress_bar
+        from workbench.store.datasets import load_items
+        from workbench.store.frames import attribute_values, user_attributes, visible_frame
+        from workbench.store.personas import save_persona_parts
+
+        ws, split_id = self.ws, self.split_id
+        # 1. The split as columns, and its graph
+        started = time.perf_counter()
+        frame = self._timed("read split", lambda: visible_frame(ws, split_id))
+        d = frame.dataset_id
+        items, meta = load_items(ws, d), dataset_meta(ws, d)
+        keys = list(meta.get("demographics", []))
+        kwargs = dict(self.kwargs)
+        ckpt = checkpoint_path(ws, split_id, self.encoder, kwargs)
+        if ckpt.exists() and not self.force and "checkpoint" not in kwargs:
+            kwargs["checkpoint"] = str(ckpt)
+        if self.progress:
+            kwargs.setdefault("progress", True)
+        enc = self.cls(**kwargs)
+        graph = self._timed(
+            "graph",
+            lambda: build_graph_frame(
+                frame,
+                items,
+                meta,
+                attribute_values(ws, d, keys, frame.user_ids),
+                attribute_values(ws, d, keys),
+                text_encoder=enc.text_encoder,
+                image_encoder=enc.image_encoder,
+            ),
+        )
+        # 2. The model: trained within the budget, or the checkpoint of these settings
+        ctx = PersonaContext(split_id, d, {}, items, {}, meta)
+        self._timed("train", lambda: enc.prepare(ctx, graph, started=started))
+        if not kwargs.get("checkpoint"):
+            enc.save(ckpt)
+        i0, i1 = self._timed("item states", lambda: infer_items(enc.model, graph, item_fanout=enc.item_fanout))
+        population = self._timed("population", lambda: population_of_frame(frame, items, meta))
+        cm = CardModel(
+            split_id,
+            d,
+            enc.model,
+            i0,
+            i1,
+            list(graph.item_ids),
+            items,
+            meta,
+            population,
+            enc.model_version,
+            {
+                "traits": enc.traits,
+                "n_traits": enc.n_traits,
+                "token_budget": enc.token_budget,
+                "recency_half_life": enc.recency_half_life,
+            },
+        )
+        # 3. Users in batches on the executor, their cards streamed to Parquet parts
+        position = {u: k for k, u in enumerate(frame.user_ids)}
+        positions = np.array(sorted(position[u] for u in todo if u in position), dtype=np.int64)
+        attrs = user_attributes(ws, d, frame.user_ids)
+        folder = _parts_folder(ws, ckpt, self.label, positions, cm.card, batch_size)
+        done = {int(p.stem.split("-")[1]) for p in folder.glob("personas-*.parquet")}
+        bar = progress_bar(
+            total=len(positions), desc=f"mining personas ({self.label})", unit="user", disable=not self.progress
+        )
+        t = time.perf_counter()
+        batches = _skipping(user_batches(frame, graph, positions, attrs, batch_size), done, bar)
+        pool = get_executor(executor, workers=workers, address=address)
+        try:
+            for _, rows in pool.map_shared(infer_cards, cm, batches):
+                _write_part(folder, rows)
+                bar.update(len(rows))
+        finally:
+            pool.close()
+            bar.close()
+        self.timings["cards"] = round(time.perf_counter() - t, 2)
+        stored = self._timed("store", lambda: save_persona_parts(ws, split_id, self.label, folder))
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        out = {"mined": stored, "checkpoint": str(ckpt)}
+        note = _training_note(enc, reused=bool(kwargs.get("checkpoint")))
+        if note:
+            out["training"] = note
+        return {**out, "executor": executor, "seconds": self.timings}
+
+
+def _skipping(batches, done: set[int], bar):
+    """``batches`` less those whose parts a killed run of the same job left (counted on the progress bar)."""
+    for b in batches:
+        if b.index in done:
+            bar.update(len(b.user_ids))
+        else:
+            yield b
+
+
+def population_of_frame(frame, items: dict, meta: dict, chunk: int = 20_000):
+    """The split's :class:`persona.traits.Population` from its columns: :func:`persona.traits.population_of`'s,
+    without a record per interaction (likes counted per item; the users who wrote something of their own read
+    ``chunk`` at a time, in user order)."""
+    import numpy as np
+
+    from persona.graph import edge_columns
+    from persona.models.base import PersonaContext
+    from persona.traits import _liked_words, population_from
+    from workbench.records import Interaction
+
+    _, liked, _, _ = edge_columns(frame, meta)
+    counts = np.bincount(frame.item[liked], minlength=len(frame.item_ids))
+    likes = {frame.item_ids[i]: int(n) for i, n in enumerate(counts) if n}
+    said: list[tuple[str, str]] = []
+    if frame.texts:
+        text_of = dict(zip(frame.text_rows.tolist(), frame.texts))
+        writers = np.unique(frame.user[frame.text_rows])
+        ptr = frame.ptr
+        for start in range(0, len(writers), chunk):
+            visible = {}
+            for u in writers[start : start + chunk]:
+                uid = frame.user_ids[u]
+                visible[uid] = [
+                    Interaction(
+                        uid,
+                        frame.item_ids[frame.item[r]],
+                        frame.kinds[frame.kind[r]],
+                        float(frame.value[r]) if frame.has_value[r] else None,
+                        float(frame.timestamp[r]) if frame.has_timestamp[r] else None,
+                        text_of.get(r, ""),
+                    )
+                    for r in range(int(ptr[u]), int(ptr[u + 1]))
+                ]
+            said += _liked_words(PersonaContext(frame.split_id, frame.dataset_id, {}, items, visible, meta))
+    return population_from(PersonaContext(frame.split_id, frame.dataset_id, {}, items, {}, meta), likes, said)
+
+
+def _parts_folder(ws: Workspace, ckpt, label: str, positions, card: dict, batch_size: int):
+    """Where a mining job's Parquet parts go: a folder named for the model (its weights), the users
+    and the card options, so that a job killed part-way reuses the parts it wrote when run again (and a model
+    trained again to other weights does not)."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from persona.models.gat import model_fingerprint
+
+    key = [label, card, batch_size, model_fingerprint(ckpt)]
+    h = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
+    h.update(positions.tobytes())
+    base = Path(str(ws.path)).parent if str(ws.path) != ":memory:" else Path(".pwb")
+    folder = base / "models" / f"{ckpt.stem}.cards-{h.hexdigest()[:12]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _write_part(folder, rows) -> None:
+    """One batch's cards as ``personas-<batch>.parquet`` and ``evidence-<batch>.parquet`` (written, then renamed:
+    a part is either whole or absent)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name, cols, schema in (
+        (
+            "evidence",
+            rows.evidence,
+            pa.schema(
+                [
+                    ("user_id", pa.string()),
+                    ("rank", pa.int32()),
+                    ("item_id", pa.string()),
+                    ("weight", pa.float64()),
+                    ("snippet", pa.string()),
+                ]
+            ),
+        ),
+        (
+            "personas",
+            rows.personas,
+            pa.schema(
+                [
+                    ("user_id", pa.string()),
+                    ("summary", pa.string()),
+                    ("traits", pa.string()),
+                    ("demographics", pa.string()),
+                    ("embedding", pa.list_(pa.float32())),
+                    ("model_version", pa.string()),
+                ]
+            ),
+        ),
+    ):  # personas last: a batch counts as done when its personas part exists
+        path = folder / f"{name}-{rows.index:06d}.parquet"
+        tmp = folder / f".{path.name}.tmp"
+        pq.write_table(pa.table(cols, schema=schema), tmp)
+        tmp.replace(path)

@@ -196,14 +196,25 @@ def population_of(context) -> Population:
     cached = context.cache.get("population")
     if cached is not None:
         return cached
-    tags: dict[str, float] = defaultdict(float)
     likes: dict[str, int] = defaultdict(int)
     for xs in context.visible.values():
         for x in xs:
             if context.is_liked(x) and x.item_id in context.items:
                 likes[x.item_id] += 1
-                for t in item_terms(context, x.item_id):
-                    tags[t] += 1.0
+    pop = population_from(context, dict(likes), _liked_words(context))
+    context.cache["population"] = pop
+    return pop
+
+
+def population_from(context, likes: dict[str, int], said: list[tuple[str, str]]) -> Population:
+    """The :class:`Population` of a split whose visible likes are ``likes`` (``{item_id: liked interactions}``)
+    and whose liked items with their likers' own words are ``said`` (:func:`_liked_words`, in its order); only
+    ``context.items`` (and its meta) is read, so a split read as columns builds the same population without a
+    record per interaction."""
+    tags: dict[str, float] = defaultdict(float)
+    for item_id, n in likes.items():
+        for t in item_terms(context, item_id):
+            tags[t] += float(n)  # one per liked interaction: counts, exact as floats
     pop = Population(dict(tags), dict(likes))
     pop.tag_words = frozenset(
         w
@@ -229,7 +240,6 @@ def population_of(context) -> Population:
             dtype=np.float32,
         )
         docs = [_item_document(context.items[i]) for i in ids]
-        said = _liked_words(context)
         try:  # the users' own words join the vocabulary (a tag a user wrote can be a keyphrase)
             m = vec.fit_transform(docs + [_words_document(t) for _, t in said])[: len(ids)]
         except ValueError:  # every term pruned (a tiny or uniform catalogue): no keyphrases
@@ -250,7 +260,6 @@ def population_of(context) -> Population:
             if said:  # a like with the liker's words counts as the item with those words
                 total += _with_words(pop, context, said, np.ones(len(said), dtype=np.float32))
             pop.phrase_mean = (total / max(float(w.sum()), 1.0)).astype(np.float32)
-    context.cache["population"] = pop
     return pop
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,13 +45,126 @@ class DatasetBundle:
         }
 
 
+class StagedDataset:
+    """A dataset an importer read into a staging database (:class:`workbench.store.ingest.staging.Staging`), checked
+    and shaped there: what :class:`DatasetBundle` is, without a Python object per row.
+
+    :func:`workbench.store.datasets.write_dataset` copies the staged tables into the workspace in bulk. The
+    ``users``, ``items`` and ``interactions`` attributes still give the records (read from the staging file on
+    first use, in the order the importer met them), for code and tests that look at a small import. The
+    staging folder is removed when the object is garbage-collected.
+
+    Args:
+        name, source, meta, params, problems: As :class:`DatasetBundle`'s.
+        staging: The closed :class:`~workbench.store.ingest.staging.Staging` holding ``users``, ``items`` and
+            ``interactions`` in the workspace's shape.
+        counts: Rows of each of the three tables.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        source: str,
+        staging: Any,
+        counts: dict[str, int],
+        meta: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        problems: Problems | None = None,
+    ):
+        import shutil
+        import weakref
+
+        self.name, self.source, self.staging, self.counts = name, source, staging, dict(counts)
+        self.meta, self.params = meta or {}, params or {}
+        self.problems = problems or Problems()
+        self._records: dict[str, list] = {}
+        weakref.finalize(self, shutil.rmtree, str(staging.dir), True)
+
+    def _read(self, table: str) -> list:
+        if table not in self._records:
+            from workbench.store.ingest.staging import staged_records
+
+            rows = staged_records(self.staging, table)
+            if table == "users":
+                out = [
+                    User(r[0], json.loads(r[1]) if r[1] else {}, r[2] or "", json.loads(r[3]) if r[3] else None)
+                    for r in rows
+                ]
+            elif table == "items":
+                out = [Item(r[0], r[1], r[2] or "", r[3] or "", r[4], tuple(r[5] or ())) for r in rows]
+            else:
+                out = [Interaction(*r[:5], r[5] or "") for r in rows]
+            self._records[table] = out
+        return self._records[table]
+
+    @property
+    def users(self) -> list[User]:
+        return self._read("users")
+
+    @property
+    def items(self) -> list[Item]:
+        return self._read("items")
+
+    @property
+    def interactions(self) -> list[Interaction]:
+        return self._read("interactions")
+
+    def to_bundle(self) -> DatasetBundle:
+        """The same dataset as a :class:`DatasetBundle` of records (for code that edits records; small data)."""
+        return DatasetBundle(
+            self.name,
+            self.source,
+            list(self.users),
+            list(self.items),
+            list(self.interactions),
+            dict(self.meta),
+            dict(self.params),
+            self.problems,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "dataset": self.name,
+            "source": self.source,
+            "users": self.counts["users"],
+            "items": self.counts["items"],
+            "interactions": self.counts["interactions"],
+            "skipped": dict(self.problems.counts),
+        }
+
+    def __repr__(self) -> str:
+        c = self.counts
+        return (
+            f"StagedDataset({self.name!r}, source={self.source!r}, users={c['users']}, items={c['items']}, "
+            f"interactions={c['interactions']})"
+        )
+
+
+def check_staged(bundle: StagedDataset) -> None:
+    """What :func:`validate_bundle` checks that staging has not: the dataset has users and interactions.
+
+    Raises:
+        DataError: as :func:`validate_bundle` words it.
+    """
+    where = f"dataset {bundle.name!r}"
+    if not bundle.counts["users"]:
+        raise DataError("no users", file=where, fix="Check the input holds user rows.")
+    if not bundle.counts["interactions"]:
+        raise DataError("no interactions", file=where, fix="Check the input holds interaction rows.")
+
+
 def validate_bundle(bundle: DatasetBundle) -> DatasetBundle:
     """Check ids are unique and every interaction points at a known user and item.
+
+    A :class:`StagedDataset` was checked in its staging database: only :func:`check_staged` is left to do.
 
     Raises:
         DataError: naming the record and field at fault (or, under ``lenient``, drops and counts
             dangling interactions; duplicate ids always raise because which copy to keep is unknown).
     """
+    if isinstance(bundle, StagedDataset):
+        check_staged(bundle)
+        return bundle
     where = f"dataset {bundle.name!r}"
     if not bundle.users:
         raise DataError("no users", file=where, fix="Check the input holds user rows.")

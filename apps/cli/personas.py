@@ -82,13 +82,37 @@ def emit_card(card, as_json: bool) -> None:
     default=None,
     help="Graph encoders: stop training after this many steps (deterministic, unlike --time-budget).",
 )
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    type=click.Choice(["local", "process", "ray"]),
+    help="Graph encoders: where users are inferred, in batches: in process, a local worker pool, or a Ray cluster "
+    "(the same cards on each).",
+)
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Worker processes / Ray workers.")
+@click.option(
+    "--address",
+    default=None,
+    metavar="ADDRESS",
+    help="With --executor ray: a running cluster ('auto', or ray://HOST:PORT) [default: start a local one].",
+)
+@click.option(
+    "--batch-size",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Graph encoders: users per inference batch [default 2048]; tfidf: users per write [default 256].",
+)
 @db_option
 @json_option
 @friendly_errors
-def personas_mine(split, encoder, params, force, time_budget, max_steps, db, as_json):
+def personas_mine(
+    split, encoder, params, force, time_budget, max_steps, executor, workers, address, batch_size, db, as_json
+):
     """Mine a persona for every user of a split (graph encoders keep a checkpoint in models/ beside the workspace).
 
-    Graph encoders print their plan (epochs x steps) before training and a time estimate after the first steps.
+    Graph encoders print their plan (epochs x steps) before training and a time estimate after the first steps,
+    then infer users in batches (on --executor) and store the cards in one bulk insert.
     """
     from persona.mining import mine_personas
 
@@ -99,8 +123,24 @@ def personas_mine(split, encoder, params, force, time_budget, max_steps, db, as_
         if encoder == "tfidf":
             raise click.UsageError(f"{flag} applies to the trained graph encoders (gat, gat-noalign, sage), not tfidf")
         kwargs[name] = int(value) if float(value).is_integer() else value  # 60, not 60.0, in the persona set name
+    if address and executor != "ray":
+        raise click.UsageError("--address names a Ray cluster: pass it with --executor ray")
     with workspace(db) as ws:
-        emit(mine_personas(ws, split, encoder, force=force, progress=True, encoder_kwargs=kwargs), as_json)
+        out = mine_personas(
+            ws,
+            split,
+            encoder,
+            force=force,
+            progress=True,
+            encoder_kwargs=kwargs,
+            executor=executor,
+            workers=workers,
+            address=address,
+            batch_size=batch_size,
+        )
+    if not as_json and isinstance(out.get("seconds"), dict):  # one line: where the time went
+        out["seconds"] = ", ".join(f"{k} {v:.1f}" for k, v in out["seconds"].items())
+    emit(out, as_json)
 
 
 @personas.command("show")

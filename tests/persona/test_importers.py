@@ -776,17 +776,29 @@ def test_lenient_still_rejects_structural_problems(bad: Bad, ws, tmp_path):
     assert snapshot(ws) == before
 
 
-def test_write_failing_midway_rolls_back_and_workspace_stays_usable(ws, tmp_path, monkeypatch):
-    bundle = load_movielens(path=movielens_folder(tmp_path / "ml"))
+@pytest.mark.parametrize("engine", ["records", "auto"])
+def test_write_failing_midway_rolls_back_and_workspace_stays_usable(engine, ws, tmp_path, monkeypatch):
+    """A write that fails after the dataset row, users and items are in leaves the workspace as it was: for a
+    bundle of records (written by ``insert_columns``) and for a staged dataset (``insert_staged``)."""
+    import workbench.store.datasets as store
+
+    bundle = load_movielens(path=movielens_folder(tmp_path / "ml"), engine=engine)
+    assert isinstance(bundle, DatasetBundle) == (engine == "records")
     before = snapshot(ws)
-    real_insert = Workspace.insert_columns
+    real_insert, real_staged = Workspace.insert_columns, store.insert_staged
 
     def insert_then_fail(self, table, columns, casts=None):
         if table == "interactions":  # the dataset row, users and items are already inserted
             raise RuntimeError("disk full")
         return real_insert(self, table, columns, casts)
 
+    def staged_then_fail(con, table, select, params):
+        if table == "interactions":
+            raise RuntimeError("disk full")
+        return real_staged(con, table, select, params)
+
     monkeypatch.setattr(Workspace, "insert_columns", insert_then_fail)
+    monkeypatch.setattr(store, "insert_staged", staged_then_fail)
     with pytest.raises(RuntimeError, match="disk full"):
         write_dataset(ws, bundle)
     assert snapshot(ws) == before

@@ -150,3 +150,38 @@ def test_splits_made_before_popularity_matching_keep_their_meaning(ws):
     assert make_split(ws, "synthetic-s3", SplitParams(**old, negative_sampling="uniform"), name="old")["split"] == "old"
     with pytest.raises(WorkspaceError, match="already exists with other settings"):
         make_split(ws, "synthetic-s3", SplitParams(**old), name="old")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SplitParams(seed=0),
+        SplitParams(seed=7, heldout_frac=0.3, coldstart_frac=0.1, negatives_per_like=4, popularity_window=3),
+        SplitParams(seed=1, negative_sampling="popularity+time"),
+        SplitParams(seed=2, negative_sampling="uniform"),
+    ],
+    ids=["popularity", "narrow-window", "popularity+time", "uniform"],
+)
+def test_the_split_equals_the_record_based_one(ws, params):
+    """The split that reads only counts and the evaluated users' interactions draws exactly what the split
+    that loaded every interaction as a record drew (``reference_split.py``, the code before issue 19)."""
+    from reference_split import reference_split
+
+    name = f"ref-{params.seed}-{params.negative_sampling}-{params.popularity_window}"
+    make_split(ws, "synthetic-s3", params, name=name)
+    roles, rows = reference_split(ws, "synthetic-s3", params)
+    assert dict(ws.query("SELECT user_id, role FROM split_users WHERE split_id = ?", [name])) == roles
+    stored = ws.query("SELECT user_id, item_id, part, label FROM split_items WHERE split_id = ? ORDER BY ALL", [name])
+    assert stored == sorted(rows, key=lambda r: tuple("" if v is None else v for v in r))
+
+
+def test_movielens_split_equals_the_record_based_one(ml100k, tmp_path):
+    from reference_split import reference_split
+
+    with Workspace(tmp_path / "ml.duckdb") as w:
+        write_dataset(w, ml100k)
+        make_split(w, "ml-100k", SplitParams(seed=0))
+        roles, rows = reference_split(w, "ml-100k", SplitParams(seed=0))
+        assert dict(w.query("SELECT user_id, role FROM split_users")) == roles
+        stored = w.query("SELECT user_id, item_id, part, label FROM split_items ORDER BY ALL")
+        assert stored == sorted(rows, key=lambda r: tuple("" if v is None else v for v in r))

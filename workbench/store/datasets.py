@@ -4,26 +4,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from workbench.dataset import DatasetBundle, validate_bundle
+from workbench.dataset import DatasetBundle, StagedDataset, check_staged, validate_bundle
 from workbench.errors import DataError
 from workbench.records import Interaction, Item, User
 from workbench.store.workspace import Workspace, dumps, loads
 
 
-def write_dataset(ws: Workspace, bundle: DatasetBundle) -> dict[str, Any]:
+def write_dataset(ws: Workspace, bundle: DatasetBundle | StagedDataset) -> dict[str, Any]:
     """Validate ``bundle`` and store it in one transaction; returns its summary.
+
+    A :class:`~workbench.dataset.StagedDataset` (checked in its staging database already) is copied in bulk:
+    the staging file is attached read-only and each table inserted with one ``INSERT ... SELECT``.
 
     Raises:
         DataError: when the bundle is invalid or a dataset of that name exists. Either way the
             workspace is unchanged.
     """
-    validate_bundle(bundle)
+    staged = isinstance(bundle, StagedDataset)
+    if staged:
+        check_staged(bundle)
+    else:
+        validate_bundle(bundle)
     if ws.scalar("SELECT count(*) FROM datasets WHERE dataset_id = ?", [bundle.name]):
         raise DataError(
             f"dataset {bundle.name!r} already exists in {ws.path}",
             field="name",
             fix="Pass another --name, or use another --db.",
         )
+    if staged:
+        _write_staged(ws, bundle)
+        return bundle.summary()
     d = bundle.name
     with ws.transaction() as con:
         con.execute(
@@ -41,6 +51,46 @@ def write_dataset(ws: Workspace, bundle: DatasetBundle) -> dict[str, Any]:
         )
         _insert_records(ws, d, bundle.users, bundle.items, bundle.interactions)
     return bundle.summary()
+
+
+#: the staged tables copied into the workspace, in the order the importer met the records
+_STAGED = ("users", "items", "interactions")
+
+
+def _write_staged(ws: Workspace, bundle: StagedDataset) -> None:
+    """Copy a staged dataset's tables into the workspace in one transaction (see :func:`write_dataset`)."""
+    from workbench.store.ingest.staging import SHAPES
+
+    d, alias = bundle.name, "pwb_staged"
+    ws.con.execute(f"ATTACH '{str(bundle.staging.path).replace(chr(39), chr(39) * 2)}' AS {alias} (READ_ONLY)")
+    try:
+        with ws.transaction() as con:
+            con.execute(
+                "INSERT INTO datasets (dataset_id, source, params, meta, n_users, n_items, n_interactions)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    d,
+                    bundle.source,
+                    dumps(bundle.params),
+                    dumps(bundle.meta),
+                    bundle.counts["users"],
+                    bundle.counts["items"],
+                    bundle.counts["interactions"],
+                ],
+            )
+            for table in _STAGED:
+                cols = ", ".join(SHAPES[table])
+                insert_staged(con, table, f"SELECT ?, {cols} FROM {alias}.{table}", [d])  # in rowid order
+    finally:
+        ws.con.execute(f"DETACH {alias}")
+
+
+def insert_staged(con, table: str, select: str, params: list) -> None:
+    """``INSERT INTO table`` the rows of ``select`` (dataset id first, then the shaped columns): one statement,
+    inside the caller's transaction."""
+    from workbench.store.ingest.staging import SHAPES
+
+    con.execute(f"INSERT INTO {table} (dataset_id, {', '.join(SHAPES[table])}) {select}", params)
 
 
 def _insert_records(ws: Workspace, d: str, users: list[User], items: list[Item], xs: list[Interaction]) -> None:
@@ -169,13 +219,31 @@ def load_items(ws: Workspace, dataset_id: str) -> dict[str, Item]:
 
 
 def load_interactions(ws: Workspace, dataset_id: str, user_ids: list[str] | None = None) -> list[Interaction]:
+    """The dataset's interactions (of ``user_ids`` only, when given), by user, time (unknown last) and item."""
     sql = "SELECT user_id, item_id, kind, value, timestamp, text FROM interactions WHERE dataset_id = ?"
     params: list[Any] = [dataset_id]
-    if user_ids is not None:
-        sql += " AND list_contains(?, user_id)"
+    if user_ids is not None:  # a hash join on the ids (list_contains would test every row against every id)
+        sql += " AND user_id IN (SELECT unnest(CAST(? AS VARCHAR[])))"
         params.append(list(user_ids))
     sql += " ORDER BY user_id, timestamp NULLS LAST, item_id"
     return [Interaction(*r[:5], r[5] or "") for r in ws.query(sql, params)]
+
+
+def user_item_counts(ws: Workspace, dataset_id: str) -> tuple[list[str], list[int]]:
+    """``(user ids, distinct items of each)`` of every user with an interaction, sorted by id."""
+    rows = ws.query(
+        "SELECT user_id, count(DISTINCT item_id) FROM interactions WHERE dataset_id = ? GROUP BY user_id ORDER BY user_id",
+        [dataset_id],
+    )
+    return [r[0] for r in rows], [int(r[1]) for r in rows]
+
+
+def item_activity(ws: Workspace, dataset_id: str) -> dict[str, tuple[int, float | None]]:
+    """``{item_id: (interactions, earliest timestamp or None)}`` of every item with an interaction."""
+    rows = ws.query(
+        "SELECT item_id, count(*), min(timestamp) FROM interactions WHERE dataset_id = ? GROUP BY item_id", [dataset_id]
+    )
+    return {r[0]: (int(r[1]), r[2]) for r in rows}
 
 
 def has_dataset(ws: Workspace, dataset_id: str) -> bool:

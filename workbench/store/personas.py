@@ -57,6 +57,40 @@ def save_personas(ws: Workspace, split_id: str, encoder: str, cards: list[Person
     return len(cards)
 
 
+def save_persona_parts(ws: Workspace, split_id: str, encoder: str, folder) -> int:
+    """Store the cards a mining job streamed to Parquet parts in ``folder`` (``personas-*.parquet``: user_id,
+    summary, traits and demographics as JSON text, embedding, model_version; ``evidence-*.parquet``: user_id,
+    rank, item_id, weight, snippet), replacing earlier cards of the same users, in one transaction: one bulk
+    insert per table, whatever the number of cards. The parts were scrubbed by the job
+    (:func:`persona.inference.infer_cards`). Returns the cards stored."""
+    from pathlib import Path
+
+    personas = str(Path(folder) / "personas-*.parquet").replace("'", "''")
+    evidence = str(Path(folder) / "evidence-*.parquet").replace("'", "''")
+    if not list(Path(folder).glob("personas-*.parquet")):
+        return 0
+    with ws.transaction() as con:
+        for table in ("personas", "persona_evidence"):
+            con.execute(
+                f"DELETE FROM {table} WHERE split_id = ? AND encoder = ? "
+                f"AND user_id IN (SELECT user_id FROM read_parquet('{personas}'))",
+                [split_id, encoder],
+            )
+        con.execute(
+            "INSERT INTO personas (split_id, encoder, user_id, summary, traits, demographics, embedding, model_version) "
+            "SELECT ?, ?, user_id, summary, CAST(traits AS JSON), CAST(demographics AS JSON), "
+            f"CAST(embedding AS FLOAT[]), model_version FROM read_parquet('{personas}')",
+            [split_id, encoder],
+        )
+        if list(Path(folder).glob("evidence-*.parquet")):
+            con.execute(
+                "INSERT INTO persona_evidence (split_id, encoder, user_id, rank, item_id, weight, snippet) "
+                f"SELECT ?, ?, user_id, rank, item_id, weight, snippet FROM read_parquet('{evidence}')",
+                [split_id, encoder],
+            )
+        return int(con.execute(f"SELECT count(*) FROM read_parquet('{personas}')").fetchone()[0])
+
+
 def load_personas(
     ws: Workspace, split_id: str, encoder: str, user_ids: list[str] | None = None
 ) -> dict[str, PersonaCard]:

@@ -120,6 +120,11 @@ def split_parts(ws: Workspace, split_id: str, user_ids: Sequence[str]) -> dict[t
     return {(u, i): (part, label) for u, i, part, label in rows}
 
 
+#: the order visible interactions are listed in (by user, time with unknown last, item; the rest only breaks
+#: ties, so that two readings of one split list them alike: :mod:`workbench.store.frames` reads the same order)
+VISIBLE_ORDER = "x.user_id, x.timestamp NULLS LAST, x.item_id, x.kind, x.value NULLS LAST, x.text"
+
+
 def visible_interactions(ws: Workspace, split_id: str, user_ids: Sequence[str] | None = None) -> list[Interaction]:
     """Each user's visible interactions: all of a train user's, the visible part of the others', ordered by
     user, time (unknown last) and item.
@@ -139,7 +144,7 @@ def visible_interactions(ws: Workspace, split_id: str, user_ids: Sequence[str] |
     if user_ids is not None:
         sql += " AND list_contains(?, x.user_id)"
         params.append(list(user_ids))
-    sql += " ORDER BY x.user_id, x.timestamp NULLS LAST, x.item_id"
+    sql += f" ORDER BY {VISIBLE_ORDER}"
     return [Interaction(*r[:5], r[5] or "") for r in ws.query(sql, params)]
 
 

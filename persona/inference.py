@@ -1,0 +1,223 @@
+"""Persona inference in batches: embeddings, attention, evidence, interests, cards and text for a block of users
+at a time, the same on any executor.
+
+A trained graph encoder's item states (:math:`i^{(0)}, i^{(1)}`) are computed once; each user then depends only on
+their own edges and those states (the model has no per-user parameters). So a split's users are cut into
+batches (:class:`UserBatch`: the users' input rows, edges and visible interactions, read from the split's
+columns) and every batch goes through one pure function, :func:`infer_cards`, with what all batches share
+(:class:`CardModel`: the model, the item states, the catalogue, the population a card is scored against). The
+function runs in this process (``executor="local"``), in worker processes, or on a Ray cluster
+(:mod:`workbench.executors`); given the same checkpoint the cards are the same wherever it ran, and the same as
+:meth:`persona.models.gat.GatPersonaEncoder.encode` gives one user at a time (tested).
+
+Each batch's cards come back as rows (:class:`CardRows`) that the driver streams to Parquet parts; the parts go
+into the workspace in one bulk insert (:func:`workbench.store.personas.save_persona_parts`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from workbench.records import Interaction, User
+
+#: torch threads a batch runs with: one, so that batches on one worker or several, local or Ray, add their
+#: numbers in the same order and give identical cards (and several workers do not fight over cores)
+BATCH_THREADS = 1
+
+
+@dataclass
+class CardModel:
+    """What every batch shares: the trained model and its item states, the catalogue and the population.
+
+    Attributes:
+        model: The trained :class:`~persona.models.gat_net.PersonaGAT` (eval mode).
+        i0, i1: Item states ``(I, D)`` in ``item_ids`` order (:func:`persona.models.gat.infer_items`).
+        item_ids: The graph's items, sorted.
+        items: The catalogue, by id.
+        meta: The dataset's meta (thresholds, demographics, item noun).
+        population: The split's :class:`persona.traits.Population` (cards are scored against it).
+        card: Card options (``traits``, ``n_traits``, ``token_budget``, ``recency_half_life``).
+    """
+
+    split_id: str
+    dataset_id: str
+    model: Any
+    i0: Any
+    i1: Any
+    item_ids: list[str]
+    items: dict[str, Any]
+    meta: dict[str, Any]
+    population: Any
+    model_version: str
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def attentive(self) -> bool:
+        return bool(self.model.attentive)
+
+
+@dataclass
+class UserBatch:
+    """One block of users: their graph inputs and their visible interactions.
+
+    Attributes:
+        user_ids: The users, in graph order.
+        attributes: Each user's attributes (JSON text or a dict), for names to scrub and declared demographics.
+        x_user: Input rows ``(B, F_u)``.
+        ptr: ``(B + 1,)`` offsets of each user's edges in ``item`` / ``edge_attr`` / ``liked`` / ``disliked``.
+        item: Graph item positions of the edges ``(E,)``.
+        edge_attr, liked, disliked: The edges' features and flags.
+        visible: Each user's visible interactions, in the split's order.
+    """
+
+    index: int
+    user_ids: list[str]
+    attributes: list[Any]
+    x_user: Any
+    ptr: np.ndarray
+    item: Any
+    edge_attr: Any
+    liked: Any
+    disliked: Any
+    visible: dict[str, list[Interaction]]
+
+
+@dataclass
+class CardRows:
+    """A batch's cards as columns: ``personas`` (one row a user) and ``evidence`` (one row an evidence item)."""
+
+    index: int
+    personas: dict[str, list]
+    evidence: dict[str, list]
+
+    def __len__(self) -> int:
+        return len(self.personas["user_id"])
+
+
+PERSONA_COLUMNS = ("user_id", "summary", "traits", "demographics", "embedding", "model_version")
+EVIDENCE_COLUMNS = ("user_id", "rank", "item_id", "weight", "snippet")
+
+
+def embed_batch(cm: CardModel, batch: UserBatch):
+    """``(h_user (B, D), alpha (E,) or None)``: the users' pass over their own edges (as :func:`infer` makes it)."""
+    import torch
+
+    local = torch.repeat_interleave(torch.arange(len(batch.user_ids)), torch.from_numpy(np.diff(batch.ptr)))
+    iu = torch.stack([batch.item, local])
+    with torch.no_grad():
+        return cm.model.users(
+            batch.x_user, cm.i0, cm.i1, iu, batch.edge_attr, batch.liked, batch.disliked, attention=cm.attentive
+        )
+
+
+def ranked_items(cm: CardModel, batch: UserBatch, alpha) -> list[list[tuple[str, float]]]:
+    """Each user's ``(item_id, weight)`` best first: attention (mean over heads and layers), or, for the
+    attention-free ``sage``, the normalised centred rating (liked items first)."""
+    import torch
+
+    out = []
+    for u in range(len(batch.user_ids)):
+        lo, hi = int(batch.ptr[u]), int(batch.ptr[u + 1])
+        items = batch.item[lo:hi].tolist()
+        if alpha is not None:
+            weights = alpha[lo:hi]
+        else:
+            weights = torch.softmax(batch.edge_attr[lo:hi, 0] + 2 * batch.liked[lo:hi].float(), 0)
+        out.append(
+            sorted(((cm.item_ids[i], float(w)) for i, w in zip(items, weights.tolist())), key=lambda t: (-t[1], t[0]))
+        )
+    return out
+
+
+def infer_cards(cm: CardModel, batch: UserBatch) -> CardRows:
+    """Every card of ``batch``: the users' embeddings and attention, then evidence, traits and the template
+    summary (:func:`persona.evidence.build_card`), scrubbed as the store would scrub them. Pure: the same inputs
+    give the same rows on any worker."""
+    import torch
+
+    from persona.evidence import build_card
+    from persona.models.base import PersonaContext
+    from workbench.scrub import scrub_card
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(BATCH_THREADS)
+    try:
+        h, alpha = embed_batch(cm, batch)
+    finally:
+        torch.set_num_threads(threads)
+    users = {
+        u: User(u, json.loads(a) if isinstance(a, str) else dict(a or {}))
+        for u, a in zip(batch.user_ids, batch.attributes)
+    }
+    ctx = PersonaContext(
+        cm.split_id, cm.dataset_id, users, cm.items, batch.visible, cm.meta, cache={"population": cm.population}
+    )
+    personas: dict[str, list] = {c: [] for c in PERSONA_COLUMNS}
+    evidence: dict[str, list] = {c: [] for c in EVIDENCE_COLUMNS}
+    for u, (uid, ranked) in enumerate(zip(batch.user_ids, ranked_items(cm, batch, alpha))):
+        card = build_card(
+            ctx,
+            uid,
+            ranked,
+            [round(float(v), 5) for v in h[u].tolist()],
+            cm.model_version,
+            population=cm.population,
+            **cm.card,
+        )
+        card = scrub_card(card)  # the store's last guard (save_personas does the same)
+        personas["user_id"].append(uid)
+        personas["summary"].append(card.summary)
+        personas["traits"].append(json.dumps(card.traits, sort_keys=True, default=str))
+        personas["demographics"].append(json.dumps(card.demographics, sort_keys=True, default=str))
+        personas["embedding"].append(card.embedding)
+        personas["model_version"].append(card.model_version)
+        for rank, e in enumerate(card.evidence, start=1):
+            evidence["user_id"].append(uid)
+            evidence["rank"].append(rank)
+            evidence["item_id"].append(e.item_id)
+            evidence["weight"].append(e.weight)
+            evidence["snippet"].append(e.snippet)
+    return CardRows(batch.index, personas, evidence)
+
+
+def user_batches(frame, graph, positions: np.ndarray, attributes: list[Any], batch_size: int):
+    """:class:`UserBatch` es of the users at ``positions`` (graph order, increasing), ``batch_size`` at a time,
+    read from the split's columns (``frame``) and graph (``graph``); ``attributes`` holds every graph user's."""
+    ptr = frame.ptr
+    text_of = dict(zip(frame.text_rows.tolist(), frame.texts))
+    for index, start in enumerate(range(0, len(positions), max(1, batch_size))):
+        users = positions[start : start + batch_size]
+        spans = [(int(ptr[u]), int(ptr[u + 1])) for u in users]
+        rows = np.concatenate([np.arange(lo, hi) for lo, hi in spans]) if spans else np.zeros(0, dtype=np.int64)
+        local_ptr = np.zeros(len(users) + 1, dtype=np.int64)
+        np.cumsum([hi - lo for lo, hi in spans], out=local_ptr[1:])
+        visible = {}
+        for u, (lo, hi) in zip(users, spans):
+            uid = frame.user_ids[u]
+            visible[uid] = [
+                Interaction(
+                    uid,
+                    frame.item_ids[frame.item[r]],
+                    frame.kinds[frame.kind[r]],
+                    float(frame.value[r]) if frame.has_value[r] else None,
+                    float(frame.timestamp[r]) if frame.has_timestamp[r] else None,
+                    text_of.get(r, ""),
+                )
+                for r in range(lo, hi)
+            ]
+        yield UserBatch(
+            index,
+            [frame.user_ids[u] for u in users],
+            [attributes[u] for u in users],
+            graph.x_user[users],
+            local_ptr,
+            graph.edge_index[1, rows],
+            graph.edge_attr[rows],
+            graph.edge_liked[rows],
+            graph.edge_disliked[rows],
+            visible,
+        )

@@ -1,0 +1,161 @@
+"""A split's visible interactions as columns: what the persona miner's graph and cards read at scale.
+
+:func:`visible_frame` runs one query (the visible rule of :func:`workbench.store.splits.visible_interactions`)
+and reads its result as Arrow columns straight into numpy arrays: user and item positions, interaction kinds,
+values and times, a row per interaction, ordered by user, time (unknown last) and item, exactly as
+:func:`~workbench.store.splits.visible_interactions` lists them. Only the rows that carry a text bring a Python
+string. A hundred million interactions take a few GB as columns where records took tens.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from workbench.store.splits import VISIBLE_ORDER, split_dataset
+from workbench.store.workspace import Workspace
+
+_VISIBLE = """
+    SELECT x.user_id, x.item_id, x.kind, x.value, x.timestamp, x.text
+    FROM interactions x JOIN split_users s ON s.user_id = x.user_id AND s.split_id = $split
+    WHERE x.dataset_id = $dataset AND (s.role = 'train' OR EXISTS (
+        SELECT 1 FROM split_items v WHERE v.split_id = s.split_id AND v.user_id = x.user_id
+          AND v.item_id = x.item_id AND v.part = 'visible'))
+"""
+
+
+@dataclass
+class VisibleFrame:
+    """Visible interactions as columns (``E`` rows, by user, time with unknown last, item).
+
+    Attributes:
+        user_ids: The users with a visible interaction, sorted; ``user`` indexes them.
+        item_ids: Every item of the dataset, sorted; ``item`` indexes them.
+        kinds: The interaction kinds seen, sorted; ``kind`` indexes them.
+        user, item, kind: ``int64 (E,)``.
+        value, timestamp: ``float64 (E,)``, NaN where missing (``has_value`` / ``has_timestamp`` say which).
+        text_rows, texts: The rows whose interaction has a text, and those texts.
+    """
+
+    split_id: str
+    dataset_id: str
+    user_ids: list[str]
+    item_ids: list[str]
+    kinds: list[str]
+    user: np.ndarray
+    item: np.ndarray
+    kind: np.ndarray
+    value: np.ndarray
+    has_value: np.ndarray
+    timestamp: np.ndarray
+    has_timestamp: np.ndarray
+    text_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    texts: list[str] = field(default_factory=list)
+
+    @property
+    def ptr(self) -> np.ndarray:
+        """CSR offsets: user ``u``'s rows are ``ptr[u]:ptr[u + 1]``."""
+        ptr = np.zeros(len(self.user_ids) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.user, minlength=len(self.user_ids)), out=ptr[1:])
+        return ptr
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+
+def visible_frame(ws: Workspace, split_id: str) -> VisibleFrame:
+    """The split's visible interactions as a :class:`VisibleFrame` (see the module docstring)."""
+    dataset_id = split_dataset(ws, split_id)
+    params = {"split": split_id, "dataset": dataset_id}
+    cur = ws.con.cursor()  # a connection of its own: the relational API refuses one with a pending result
+    rel = cur.sql(
+        f"""
+        WITH vis AS ({_VISIBLE}),
+        users AS (SELECT user_id, row_number() OVER (ORDER BY user_id) - 1 AS u FROM (SELECT DISTINCT user_id FROM vis)),
+        items AS (SELECT item_id, row_number() OVER (ORDER BY item_id) - 1 AS i FROM items WHERE dataset_id = $dataset),
+        kinds AS (SELECT kind, row_number() OVER (ORDER BY kind) - 1 AS k FROM (SELECT DISTINCT kind FROM vis))
+        SELECT u, i, k, coalesce(x.value, 'NaN'::DOUBLE) AS value, x.value IS NOT NULL AS has_value,
+               coalesce(x.timestamp, 'NaN'::DOUBLE) AS ts, x.timestamp IS NOT NULL AS has_ts,
+               CASE WHEN coalesce(x.text, '') <> '' THEN x.text END AS text
+        FROM vis x JOIN users USING (user_id) JOIN items USING (item_id) JOIN kinds USING (kind)
+        ORDER BY {VISIBLE_ORDER}
+        """,
+        params=params,
+    )
+    try:
+        table = rel.to_arrow_table()
+    finally:
+        cur.close()
+    cols = {name: table.column(name) for name in table.column_names}
+
+    def array(name: str, dtype) -> np.ndarray:
+        return cols[name].to_numpy().astype(dtype, copy=False)
+
+    text = cols["text"]
+    valid = np.asarray(text.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    text_rows = np.flatnonzero(valid)
+    texts = text.filter(text.is_valid()).to_pylist() if text_rows.size else []
+    names = {
+        "users": f"SELECT DISTINCT user_id FROM ({_VISIBLE}) ORDER BY user_id",
+        "items": "SELECT item_id FROM items WHERE dataset_id = $dataset ORDER BY item_id",
+        "kinds": f"SELECT DISTINCT kind FROM ({_VISIBLE}) ORDER BY kind",
+    }
+    lists = {
+        k: [r[0] for r in ws.con.execute(sql, params if "$split" in sql else {"dataset": dataset_id}).fetchall()]
+        for k, sql in names.items()
+    }
+    return VisibleFrame(
+        split_id,
+        dataset_id,
+        lists["users"],
+        lists["items"],
+        lists["kinds"],
+        array("u", np.int64),
+        array("i", np.int64),
+        array("k", np.int64),
+        array("value", np.float64),
+        array("has_value", bool),
+        array("ts", np.float64),
+        array("has_ts", bool),
+        text_rows,
+        texts,
+    )
+
+
+def attribute_values(ws: Workspace, dataset_id: str, keys: Sequence[str], user_ids: Sequence[str] | None = None):
+    """Each of ``keys``' attribute value, as Python values (``None`` when absent): for ``user_ids`` in their order
+    (``{key: [value, ...]}``), or, with ``user_ids=None``, the set of distinct values over every user of the
+    dataset (``{key: [value, ...]}`` of distinct values)."""
+    out: dict[str, list[Any]] = {}
+    for key in keys:
+        path = "$." + json.dumps(str(key))  # a quoted JSON path step: any key spelling
+        if user_ids is None:
+            rows = ws.query(
+                "SELECT DISTINCT CAST(json_extract(attributes, ?) AS VARCHAR) FROM users WHERE dataset_id = ?",
+                [path, dataset_id],
+            )
+            out[key] = [json.loads(r[0]) if r[0] is not None else None for r in rows]
+        else:
+            rows = ws.con.execute(
+                "SELECT CAST(json_extract(u.attributes, $path) AS VARCHAR) FROM (SELECT unnest($ids) AS user_id, "
+                "generate_subscripts($ids, 1) AS n) q LEFT JOIN users u ON u.user_id = q.user_id "
+                "AND u.dataset_id = $dataset ORDER BY q.n",
+                {"path": path, "ids": list(user_ids), "dataset": dataset_id},
+            ).fetchall()
+            parsed = {t: json.loads(t) for t in {r[0] for r in rows} if t is not None}
+            out[key] = [parsed.get(r[0]) for r in rows]
+    return out
+
+
+def user_attributes(ws: Workspace, dataset_id: str, user_ids: Sequence[str]) -> list[str | None]:
+    """Each of ``user_ids``' attributes as JSON text (``None`` for an unknown user), in their order."""
+    rows = ws.con.execute(
+        "SELECT CAST(u.attributes AS VARCHAR) FROM (SELECT unnest($ids) AS user_id, generate_subscripts($ids, 1) AS n) q "
+        "LEFT JOIN users u ON u.user_id = q.user_id AND u.dataset_id = $dataset ORDER BY q.n",
+        {"ids": list(user_ids), "dataset": dataset_id},
+    ).fetchall()
+    return [r[0] for r in rows]
