@@ -1,24 +1,31 @@
-"""Persona-miner scale benchmark: synthetic communities of 10k, 100k and 1M users, ~50 interactions each.
+"""Persona mining at scale, from a Parquet interaction log to cards in the workspace, every stage timed.
 
-For each size, in a fresh child process (so peak memory is that size's own):
+For each size (``--sizes USERSxPER_USER``, default ``1000000x50`` and ``10000000x20``), in a fresh child process
+(so peak memory is that size's own):
 
-* **graph**: a planted-persona community generated directly as tensors (``--items`` items, each with
-  1-3 of 20 tags; 64-d item features from the tags plus noise; users with two demographic groups;
-  ratings 1-5, 4+ liked). Records are skipped on purpose: this measures the model, not the importer.
-* **train**: PersonaGAT mini-batch link prediction (``LinkNeighborLoader`` + the torch fan-out sampler)
-  for a fixed budget of ``--steps`` steps; reports seconds per step and the **extrapolated** time of
-  one full epoch (every liked edge a target once), plus the budgeted training time actually spent.
-* **infer**: full-graph chunked inference of every user and item embedding and every edge's attention
-  (items read a seeded sample of at most 64 of their users; users read all their items).
-* **cards**: per user, interests (tag weights by attention), top-5 evidence and the template summary,
-  vectorised over users (the summaries are Python string work).
-* **mined**: graph + train budget + infer + cards, the time to a persona for every user.
-* **cold start**: ``ColdStart.persona`` (one inductive pass over 10 interactions + card + summary) for
-  500 random new users: p50 / p99 latency; and the bare embedding pass alone.
+* **log**: a planted-persona community written as Parquet (not timed as a stage): ``log.parquet`` (user_id,
+  item_id, rating 1-5, timestamp), ``items.parquet`` (item_id, title, ``|``-separated tags) and
+  ``users.parquet`` (user_id, group); ``--items`` items with 1-3 of 20 tags, users drawn from 8 personas that
+  prefer 3 tags each, popular items more often (Pareto), ratings higher on matching items.
+* **import**: ``load_table`` (DuckDB staging) and ``write_dataset`` into a fresh workspace.
+* **split**: ``make_split`` with ``--heldout`` / ``--coldstart`` of the users evaluated (the rest train users).
+* **read split**, **graph**, **train** (``--steps`` steps of 1,024 liked edges, the budget), **item states**,
+  **cards** (every user's embedding, attention, evidence, traits and template summary, in batches on
+  ``--executor``), **store** (the Parquet parts into the workspace): ``pwb personas mine``'s own timings
+  (:class:`persona.mining._GraphJob`).
 * **peak RSS** of the child process.
 
-Usage: ``python benchmarks/persona_scale.py [--users 10000,100000,1000000] [--steps 300]``; prints a
-table and writes ``benchmarks/results/persona_scale.json``. Hardware is recorded with the results.
+Beside it, in the same run: the record-based import (``engine="records"``) of the first ``--baseline-rows``
+rows of the log as the baseline, and a 2-worker local Ray cluster against the local executor on
+``--ray-users`` users (same checkpoint: the cards must be identical; the time ratio is reported).
+
+Usage::
+
+    python benchmarks/persona_scale.py                              # 1M x 50 and 10M x 20 (long)
+    python benchmarks/persona_scale.py --sizes 20000x50 --ray-users 5000 --baseline-rows 200000   # a smoke run
+
+Prints a table and writes ``benchmarks/results/persona_scale.json``. A size that fails (out of memory, say) is
+reported with the stage it reached and the error.
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,262 +47,330 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 N_TAGS = 20
-FEAT = 64
-ITEM_FANOUT = 64  # users an item's layer reads at inference (a seeded sample; training reads 10)
+N_PERSONAS = 8
 
 
-def synthetic_graph(n_users: int, n_items: int, per_user: int, seed: int = 0):
-    """A planted-persona community as a :class:`persona.graph.UserItemGraph` (vectorised)."""
-    import torch
+def write_log(folder: Path, n_users: int, per_user: int, n_items: int, seed: int = 0) -> dict:
+    """The planted-persona community as three Parquet files in ``folder`` (see the module docstring), written in
+    chunks of users so memory stays bounded; returns their row counts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    from persona.graph import UserItemGraph
-
-    g = torch.Generator().manual_seed(seed)
-    item_tags = torch.zeros(n_items, N_TAGS)
+    rng = np.random.default_rng(seed)
+    item_tags = np.zeros((n_items, N_TAGS), dtype=bool)
     for k in range(3):
-        pick = torch.randint(0, N_TAGS, (n_items,), generator=g)
-        keep = torch.rand(n_items, generator=g) < (1.0 if k == 0 else 0.4)
-        item_tags[torch.arange(n_items)[keep], pick[keep]] = 1.0
-    basis = torch.randn(N_TAGS, FEAT, generator=g)
-    x_item = item_tags @ basis / 2 + 0.5 * torch.randn(n_items, FEAT, generator=g)
-    n_personas = 8
-    persona_tags = torch.stack([torch.randperm(N_TAGS, generator=g)[:3] for _ in range(n_personas)])
-    persona = torch.randint(0, n_personas, (n_users,), generator=g)
-    group = torch.randint(0, 2, (n_users,), generator=g)
-    pop = torch.rand(n_items, generator=g).clamp_min(1e-6) ** (-1 / 1.2)  # Pareto(1, 1.2) by inverse CDF, seeded
-    rows, cols = [], []
-    deg = torch.clamp(torch.poisson(torch.full((n_users,), float(per_user)), generator=g), 5, 4 * per_user).long()
-    for p in range(n_personas):
-        match = item_tags[:, persona_tags[p]].sum(1)
-        w = pop * (1 + 4 * match)
-        users = torch.nonzero(persona == p).flatten()
-        total = int(deg[users].sum())
-        # with replacement across users, then duplicates within a user removed below
-        cols.append(torch.multinomial(w / w.sum(), total, replacement=True, generator=g))
-        rows.append(torch.repeat_interleave(users, deg[users]))
-    row, col = torch.cat(rows), torch.cat(cols)
-    key = torch.unique(row * n_items + col)
-    row, col = key // n_items, key % n_items
-    m = torch.stack([item_tags[:, persona_tags[p]].sum(1) for p in range(n_personas)])  # (personas, items)
-    match = m[persona[row], col]
-    rating = torch.clamp(torch.round(2.5 + 1.0 * match + torch.randn(col.numel(), generator=g)), 1, 5)
-    n = torch.bincount(row, minlength=n_users).float()
-    mean = torch.zeros(n_users).index_add_(0, row, rating) / n.clamp(min=1)
-    liked, disliked = rating >= 4, rating <= 2
-    edge_attr = torch.stack(
-        [
-            (rating - mean[row]) / 2,
-            liked.float(),
-            disliked.float(),
-            torch.rand(col.numel(), generator=g),
-            torch.ones(col.numel()),
-        ],
-        1,
-    )
-    x_user = torch.stack([torch.ones(n_users), torch.log1p(n) / 5, (group == 0).float(), (group == 1).float()], 1)
-    graph = UserItemGraph(
-        [f"u{i}" for i in range(n_users)],
-        [f"i{i}" for i in range(n_items)],
-        x_user,
-        x_item,
-        torch.stack([row, col]),
-        edge_attr,
-        liked,
-        ["rating"],
-        {"group": ["a", "b"]},
-        None,
-        disliked,
-        (0.0, 1.0),
-    )
+        pick = rng.integers(0, N_TAGS, n_items)
+        keep = rng.random(n_items) < (1.0 if k == 0 else 0.4)
+        item_tags[np.arange(n_items)[keep], pick[keep]] = True
     tags = [f"tag{t:02d}" for t in range(N_TAGS)]
-    return graph, item_tags, tags
-
-
-def cards_vectorised(graph, emb, item_tags, tags, n_traits: int = 4, n_evidence: int = 5):
-    """Interests, top evidence and a template summary for every user (vectorised where it matters)."""
-    import torch
-
-    from persona.verbalize import verbalize
-
-    row, col = graph.edge_index
-    n_users, n_tags = len(graph.user_ids), item_tags.shape[1]
-    weight = emb.alpha * torch.where(graph.edge_disliked, -1.0, 1.0)
-    w = torch.zeros(n_users * n_tags)
-    it, tg = torch.nonzero(item_tags, as_tuple=True)  # items carry 1-3 tags: loop over tag slots, not (E x T)
-    slot = torch.cumsum(torch.ones_like(it), 0) - 1 - torch.searchsorted(it, it)
-    for k in range(int(slot.max()) + 1):
-        tag_of = torch.full((item_tags.shape[0],), -1, dtype=torch.long)
-        tag_of[it[slot == k]] = tg[slot == k]
-        t = tag_of[col]
-        ok = t >= 0
-        w.index_add_(0, row[ok] * n_tags + t[ok], weight[ok])
-    w = w.view(n_users, n_tags)
-    top_w, top_t = torch.topk(w, n_traits, dim=1)
-    order = torch.argsort(row * 2.0 - emb.alpha.double(), stable=True)  # by user, then attention desc
-    r_sorted = row[order]
-    first = torch.searchsorted(r_sorted, torch.arange(len(graph.user_ids)))
-    rank = torch.arange(order.numel()) - first[r_sorted]
-    keep = order[rank < n_evidence]
-    ev_user, ev_item = row[keep].tolist(), col[keep].tolist()
-    evidence: dict[int, list[str]] = {}
-    for u, i in zip(ev_user, ev_item):
-        evidence.setdefault(u, []).append(graph.item_ids[i])
-    tw, tt = top_w.tolist(), top_t.tolist()
-    summaries = [
-        verbalize(
-            [{"name": tags[t], "weight": x} for t, x in zip(tt[u], tw[u]) if x > 0],
-            evidence.get(u, [])[:3],
-            {},
-            "items",
+    pq.write_table(
+        pa.table(
+            {
+                "item_id": [f"i{i}" for i in range(n_items)],
+                "title": [f"item {i}" for i in range(n_items)],
+                "tags": ["|".join(tags[t] for t in np.flatnonzero(item_tags[i])) for i in range(n_items)],
+            }
+        ),
+        folder / "items.parquet",
+    )
+    persona_tags = np.stack([rng.permutation(N_TAGS)[:3] for _ in range(N_PERSONAS)])
+    match = np.stack([item_tags[:, persona_tags[p]].sum(1) for p in range(N_PERSONAS)])  # (personas, items)
+    pop = rng.random(n_items).clip(1e-6) ** (-1 / 1.2)
+    cdf = [np.cumsum(w) / np.sum(w) for w in (pop * (1 + 4 * match[p]) for p in range(N_PERSONAS))]
+    writer, rows, chunk = None, 0, 100_000
+    users_writer = None
+    for start in range(0, n_users, chunk):
+        n = min(chunk, n_users - start)
+        persona = rng.integers(0, N_PERSONAS, n)
+        group = rng.integers(0, 2, n)
+        deg = np.clip(rng.poisson(per_user, n), 5, 4 * per_user)
+        user = np.repeat(np.arange(start, start + n), deg)
+        who = np.repeat(persona, deg)
+        item = np.empty(user.size, dtype=np.int64)
+        for p in range(N_PERSONAS):
+            m = who == p
+            item[m] = np.searchsorted(cdf[p], rng.random(int(m.sum())))
+        key = np.unique(user * n_items + np.minimum(item, n_items - 1))  # one interaction per user and item
+        user, item = key // n_items, key % n_items
+        mt = match[np.repeat(persona, np.bincount(user - start, minlength=n))[: user.size], item]
+        rating = np.clip(np.round(2.5 + mt + rng.normal(size=user.size)), 1, 5)
+        stamp = 1_600_000_000 + rng.integers(0, 10**8, user.size)
+        table = pa.table(
+            {
+                "user_id": pa.array([f"u{u}" for u in user]),
+                "item_id": pa.array([f"i{i}" for i in item]),
+                "rating": rating.astype(np.float64),
+                "timestamp": stamp.astype(np.int64),
+            }
         )
-        for u in range(len(graph.user_ids))
-    ]
-    return summaries, evidence
+        writer = writer or pq.ParquetWriter(folder / "log.parquet", table.schema)
+        writer.write_table(table)
+        users = pa.table({"user_id": [f"u{u}" for u in range(start, start + n)], "group": [f"g{g}" for g in group]})
+        users_writer = users_writer or pq.ParquetWriter(folder / "users.parquet", users.schema)
+        users_writer.write_table(users)
+        rows += user.size
+    writer.close()
+    users_writer.close()
+    return {"users": n_users, "items": n_items, "interactions": rows}
 
 
-def run_size(n_users: int, n_items: int, per_user: int, steps: int, seed: int) -> dict:
+def mapping():
+    from persona.data.table import ColumnMapping
+
+    return ColumnMapping(
+        value="rating", timestamp="timestamp", item_title="title", item_tags="tags", user_attributes=["group"]
+    )
+
+
+def run_size(folder: Path, args) -> dict:
+    """Every stage of one size, in this (child) process; the last stage reached is kept on failure."""
     import torch
 
-    from persona.coldstart import ColdStart
-    from persona.models.base import PersonaContext
-    from persona.models.gat import GatPersonaEncoder, infer, train_gat
-    from workbench.records import Interaction, Item
+    from persona.data.splits import SplitParams, make_split
+    from persona.data.table import load_table
+    from persona.mining import mine_personas
+    from workbench.store.datasets import write_dataset
+    from workbench.store.workspace import Workspace
 
     torch.set_num_threads(os.cpu_count() or 1)
-    out = {"users": n_users, "items": n_items}
-    t = time.perf_counter()
-    graph, item_tags, tags = synthetic_graph(n_users, n_items, per_user, seed)
-    out["graph_s"] = time.perf_counter() - t
-    out["edges"] = int(graph.edge_index.shape[1])
-    n_targets = int(graph.edge_liked.sum())
-    t = time.perf_counter()
-    model, report = train_gat(graph, epochs=1, max_steps=steps, seed=seed)
-    out["train_budget_s"] = time.perf_counter() - t
-    out["train_steps"] = report.steps
-    out["s_per_step"] = report.seconds / max(report.steps, 1)
-    out["epoch_s_extrapolated"] = out["s_per_step"] * -(-n_targets // 1024)
-    out["peak_batch_edges"] = report.peak_batch_edges
-    t = time.perf_counter()
-    emb = infer(model, graph, item_fanout=ITEM_FANOUT)
-    out["infer_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    summaries, _ = cards_vectorised(graph, emb, item_tags, tags)
-    out["cards_s"] = time.perf_counter() - t
-    out["mined_s"] = out["graph_s"] + out["train_budget_s"] + out["infer_s"] + out["cards_s"]
-    out["example_persona"] = summaries[0]
-
-    items = {
-        iid: Item(
-            iid, "item", f"item {k}", "", None, tuple(tags[j] for j in torch.nonzero(item_tags[k]).flatten().tolist())
+    out: dict = {}
+    db = folder / "w.duckdb"
+    for f in (db, Path(f"{db}.wal")):
+        f.unlink(missing_ok=True)  # a fresh workspace (the log is kept with --keep)
+    shutil.rmtree(folder / "models", ignore_errors=True)
+    total = time.perf_counter()
+    with Workspace(db) as ws:
+        t = time.perf_counter()
+        bundle = load_table(
+            folder / "log.parquet",
+            mapping(),
+            users=folder / "users.parquet",
+            items=folder / "items.parquet",
+            name="log",
+            like_threshold=4,
+            dislike_threshold=2,
         )
-        for k, iid in enumerate(graph.item_ids)
-    }
-    ctx = PersonaContext(
-        "bench",
-        "bench",
-        {},
-        items,
-        {},
-        {"like_threshold": 4, "dislike_threshold": 2, "demographics": ["group"], "item_noun": "items"},
-    )
-    enc = GatPersonaEncoder.from_parts(ctx, graph, model, emb, item_fanout=ITEM_FANOUT)
-    cs = ColdStart(enc)
-    rng = np.random.default_rng(seed)
-    lat_full, lat_embed = [], []
-    for k in range(520):
-        xs = [
-            Interaction("new", graph.item_ids[i], "rating", float(rng.integers(1, 6)))
-            for i in rng.choice(n_items, 10, replace=False)
-        ]
+        summary = write_dataset(ws, bundle)
+        out["import_s"] = time.perf_counter() - t
+        out["peak_gib_after_import"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        out.update({k: summary[k] for k in ("users", "items", "interactions")})
+        del bundle
         t = time.perf_counter()
-        cs.embed(xs, {"group": "a"})
-        e = time.perf_counter() - t
-        t = time.perf_counter()
-        cs.persona(f"new{k}", xs, {"group": "a"})
-        f = time.perf_counter() - t
-        if k >= 20:  # warm-up excluded
-            lat_embed.append(e)
-            lat_full.append(f)
-    out["coldstart_embed_p50_ms"] = 1000 * float(np.percentile(lat_embed, 50))
-    out["coldstart_embed_p99_ms"] = 1000 * float(np.percentile(lat_embed, 99))
-    out["coldstart_p50_ms"] = 1000 * float(np.percentile(lat_full, 50))
-    out["coldstart_p99_ms"] = 1000 * float(np.percentile(lat_full, 99))
+        params = SplitParams(seed=0, heldout_frac=args.heldout, coldstart_frac=args.coldstart, negatives_per_like=3)
+        split = make_split(ws, "log", params)
+        out["split_s"] = time.perf_counter() - t
+        out["heldout"], out["coldstart"] = split["heldout"], split["coldstart"]
+        out["peak_gib_after_split"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        mined = mine_personas(
+            ws,
+            split["split"],
+            "gat",
+            encoder_kwargs={
+                "max_steps": args.steps,
+                "token_budget": args.token_budget,
+                "item_fanout": args.item_fanout,
+            },
+            executor=args.executor,
+            workers=args.workers,
+            batch_size=args.batch_size,
+        )
+        out["mined"] = mined["mined"]
+        out.update({f"{k.replace(' ', '_')}_s": v for k, v in mined["seconds"].items()})
+        out["peak_gib_after"] = mined["peak_gib"]
+        out["training"] = mined.get("training")
+        out["example_persona"] = ws.scalar("SELECT summary FROM personas LIMIT 1")
+    out["total_s"] = time.perf_counter() - total
     out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return out
 
 
-COLUMNS = [
-    ("users", "users"),
-    ("edges", "edges"),
-    ("graph_s", "graph s"),
-    ("s_per_step", "s/step"),
-    ("epoch_s_extrapolated", "epoch s (extrap.)"),
-    ("train_budget_s", "train s (budget)"),
-    ("infer_s", "infer s"),
-    ("cards_s", "cards s"),
-    ("mined_s", "mined s"),
-    ("coldstart_p50_ms", "cold p50 ms"),
-    ("coldstart_p99_ms", "cold p99 ms"),
-    ("coldstart_embed_p99_ms", "embed p99 ms"),
-    ("peak_rss_gib", "peak GiB"),
-]
+def run_baseline(folder: Path, rows: int) -> dict:
+    """The record-based import (a Python object per row) of the log's first ``rows`` rows, and the staged one of
+    the same rows, each in this (child) process in turn (records first)."""
+    import duckdb
+
+    from persona.data.table import load_table
+    from workbench.store.datasets import write_dataset
+    from workbench.store.workspace import Workspace
+
+    head = folder / f"head-{rows}.parquet"
+    duckdb.sql(
+        f"COPY (SELECT * FROM read_parquet('{folder / 'log.parquet'}') LIMIT {rows}) TO '{head}' (FORMAT parquet)"
+    )
+    out = {"rows": rows}
+    for engine in ("records", "auto"):
+        db = folder / f"baseline-{engine}.duckdb"
+        t = time.perf_counter()
+        with Workspace(db) as ws:
+            write_dataset(ws, load_table(head, mapping(), name="head", engine=engine))
+        out[f"{engine}_s"] = time.perf_counter() - t
+        if engine == "records":
+            out["records_peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    out["speedup"] = out["records_s"] / out["auto_s"]
+    return out
+
+
+def run_ray(folder: Path, args) -> dict:
+    """Local against a 2-worker Ray cluster on the same workspace and checkpoint: seconds and identical cards."""
+    from persona.data.splits import SplitParams, make_split
+    from persona.data.table import load_table
+    from persona.mining import mine_personas
+    from workbench.store.datasets import write_dataset
+    from workbench.store.workspace import Workspace
+
+    out: dict = {}
+    with Workspace(folder / "w.duckdb") as ws:
+        write_dataset(
+            ws,
+            load_table(
+                folder / "log.parquet",
+                mapping(),
+                users=folder / "users.parquet",
+                items=folder / "items.parquet",
+                name="log",
+                like_threshold=4,
+                dislike_threshold=2,
+            ),
+        )
+        split = make_split(ws, "log", SplitParams(seed=0, heldout_frac=0.01, coldstart_frac=0.005))["split"]
+        kw = {"max_steps": args.steps, "token_budget": args.token_budget, "item_fanout": args.item_fanout}
+        first = mine_personas(ws, split, "gat", encoder_kwargs=kw, batch_size=args.batch_size)  # trains, keeps it
+        cards = {}
+        for executor in ("local", "ray"):
+            t = time.perf_counter()
+            got = mine_personas(
+                ws,
+                split,
+                "gat",
+                encoder_kwargs={**kw, "checkpoint": first["checkpoint"]},
+                force=True,
+                executor=executor,
+                workers=2 if executor == "ray" else None,
+                batch_size=args.batch_size,
+            )
+            out[f"{executor}_s"] = time.perf_counter() - t
+            out[f"{executor}_cards_s"] = got["seconds"]["cards"]
+            cards[executor] = ws.query(
+                "SELECT p.user_id, p.summary, CAST(p.traits AS VARCHAR), p.embedding, list(e.item_id ORDER BY e.rank), "
+                "list(e.weight ORDER BY e.rank) FROM personas p LEFT JOIN persona_evidence e USING (split_id, encoder, user_id) "
+                "GROUP BY ALL ORDER BY p.user_id"
+            )
+        out["users"] = len(cards["local"])
+        out["identical_cards"] = cards["local"] == cards["ray"]
+        out["ray_over_local"] = out["ray_s"] / out["local_s"]
+    return out
+
+
+def child(kind: str, args) -> None:
+    folder = Path(args.folder)
+    if kind == "baseline":
+        result = run_baseline(folder, args.baseline_rows)
+    elif kind == "ray":
+        result = run_ray(folder, args)
+    else:
+        result = run_size(folder, args)
+    print(json.dumps(result))
+
+
+def spawn(kind: str, folder: Path, args, extra: list[str]) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, "--folder", str(folder), *extra]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+        return {
+            "error": tail,
+            "exit_code": proc.returncode,
+            "seconds": time.perf_counter() - t,
+            "stderr": proc.stderr[-3000:],
+        }
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--users", default="10000,100000,1000000", help="Comma-separated community sizes.")
-    ap.add_argument("--items", type=int, default=20000, help="Catalogue size.")
-    ap.add_argument("--per-user", type=int, default=50, help="Mean interactions per user.")
-    ap.add_argument("--steps", type=int, default=300, help="Training budget in mini-batch steps (batch 1024).")
+    ap.add_argument("--sizes", default="1000000x50,10000000x20", help="USERSxPER_USER, comma-separated.")
+    ap.add_argument("--items", type=int, default=20000)
+    ap.add_argument("--steps", type=int, default=300, help="Training budget in steps of 1,024 liked edges.")
+    ap.add_argument("--heldout", type=float, default=0.002, help="Share of users held out by the split.")
+    ap.add_argument("--coldstart", type=float, default=0.001, help="Share of cold-start users.")
+    ap.add_argument("--token-budget", type=int, default=256, help="Evidence tokens a card holds.")
+    ap.add_argument("--item-fanout", type=int, default=64, help="Users an item's layer reads at inference.")
+    ap.add_argument("--executor", default="process", choices=["local", "process", "ray"])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=4096)
+    ap.add_argument("--baseline-rows", type=int, default=1_000_000, help="Rows of the record-based import (0: none).")
+    ap.add_argument("--ray-users", type=int, default=100_000, help="Users of the Ray-vs-local run (0: none).")
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--keep", action="store_true", help="Keep the logs and workspaces.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "persona_scale.json"))
-    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--folder", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.child is not None:
-        print(json.dumps(run_size(args.child, args.items, args.per_user, args.steps, args.seed)))
+    if args.child:
+        child(args.child, args)
         return 0
-    rows = []
-    for n in [int(x) for x in args.users.split(",")]:
-        print(f"[persona_scale] {n} users ...", file=sys.stderr, flush=True)
-        proc = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                str(n),
-                "--items",
-                str(args.items),
-                "--per-user",
-                str(args.per_user),
-                "--steps",
-                str(args.steps),
-                "--seed",
-                str(args.seed),
-            ],
-            capture_output=True,
-            text=True,
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="pwb-scale-"))
+    passthrough = [
+        f"--steps={args.steps}",
+        f"--heldout={args.heldout}",
+        f"--coldstart={args.coldstart}",
+        f"--token-budget={args.token_budget}",
+        f"--executor={args.executor}",
+        f"--workers={args.workers}",
+        f"--batch-size={args.batch_size}",
+        f"--item-fanout={args.item_fanout}",
+    ]
+    rows, extra = [], {}
+    for size in args.sizes.split(","):
+        n_users, per_user = (int(x) for x in size.lower().split("x"))
+        folder = work / f"{n_users}x{per_user}"
+        folder.mkdir(parents=True, exist_ok=True)
+        print(f"[persona_scale] {n_users} users x {per_user}: writing the log ...", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        counts = write_log(folder, n_users, per_user, args.items, args.seed)
+        print(
+            f"[persona_scale]   {counts['interactions']} interactions in {time.perf_counter() - t:.0f} s; mining ...",
+            file=sys.stderr,
+            flush=True,
         )
-        if proc.returncode != 0:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            rows.append(
-                {"users": n, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
-            )
-            continue
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    header = " | ".join(h for _, h in COLUMNS)
-    print(header)
-    print(" | ".join("---" for _ in COLUMNS))
+        row = {"size": size, "log_interactions": counts["interactions"], **spawn("size", folder, args, passthrough)}
+        rows.append(row)
+        if args.baseline_rows and "baseline" not in extra:
+            extra["baseline"] = spawn("baseline", folder, args, [f"--baseline-rows={args.baseline_rows}"])
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    if args.ray_users:
+        folder = work / f"ray-{args.ray_users}"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_log(folder, args.ray_users, 50, args.items, args.seed)
+        extra["ray_vs_local"] = spawn("ray", folder, args, passthrough)
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    columns = [
+        ("size", "size"),
+        ("interactions", "interactions"),
+        ("import_s", "import"),
+        ("split_s", "split"),
+        ("read_split_s", "read split"),
+        ("graph_s", "graph"),
+        ("train_s", "train"),
+        ("item_states_s", "items"),
+        ("cards_s", "cards"),
+        ("store_s", "store"),
+        ("total_s", "total s"),
+        ("peak_rss_gib", "peak GiB"),
+    ]
+    print(" | ".join(h for _, h in columns))
     for r in rows:
         if "error" in r:
-            print(f"{r['users']} | error: {r['error']}")
+            print(f"{r['size']} | error: {r['error']}")
             continue
+        print(" | ".join(f"{r.get(k):.1f}" if isinstance(r.get(k), float) else str(r.get(k)) for k, _ in columns))
+    for name, value in extra.items():
         print(
-            " | ".join(
-                f"{r[k]:.3f}"
-                if isinstance(r[k], float) and r[k] < 10
-                else (f"{r[k]:.1f}" if isinstance(r[k], float) else str(r[k]))
-                for k, _ in COLUMNS
-            )
+            f"{name}: {json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in value.items() if k != 'stderr'})}"
         )
     from _results import write_result
 
@@ -301,13 +378,23 @@ def main(argv=None) -> int:
         args.out,
         "persona_scale",
         rows,
+        **extra,
         params={
-            "items": args.items,
-            "per_user": args.per_user,
-            "steps": args.steps,
-            "batch_size": 1024,
-            "model": "PersonaGAT hidden=64 heads=2",
+            k: getattr(args, k)
+            for k in (
+                "items",
+                "steps",
+                "heldout",
+                "coldstart",
+                "token_budget",
+                "item_fanout",
+                "executor",
+                "workers",
+                "batch_size",
+                "seed",
+            )
         },
+        model="PersonaGAT hidden=64 heads=2, batch 1024 liked edges",
     )
     return 0
 

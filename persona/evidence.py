@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from persona.models.base import PersonaContext
@@ -32,6 +33,7 @@ DEFAULT_HALF_LIFE = 4.0
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
+@lru_cache(maxsize=1 << 16)
 def count_tokens(text: str) -> int:
     """Approximate LLM token count: words and punctuation marks (BPE tokenisers give about the same
     or slightly more for English; pass a real tokenizer's counter to :func:`fill_budget` when exact
@@ -76,6 +78,7 @@ def _distinct(texts) -> list[str]:
     return list(out.values())
 
 
+@lru_cache(maxsize=1 << 16)
 def snippet_of(
     title: str, text: str, max_tokens: int = 64, names: tuple[str, ...] = (), words: tuple[str, ...] = ()
 ) -> str:

@@ -281,10 +281,10 @@ def edge_columns(frame, meta: dict):
     rec[has_ts] = np.minimum(1.0, np.maximum(0.0, (ts[has_ts] - t_lo) / max(t_hi - t_lo, 1e-9)))
     liked = np.ones(n, dtype=bool) if like is None else (~frame.has_value | (frame.value >= like))
     disliked = np.zeros(n, dtype=bool) if dislike is None else (frame.has_value & (frame.value <= dislike))
-    out = np.zeros((n, 4 + len(frame.kinds)), dtype=np.float64)
+    out = np.zeros((n, 4 + len(frame.kinds)), dtype=np.float32)  # each column rounded from float64 as it lands
     out[:, 0], out[:, 1], out[:, 2], out[:, 3] = centred, liked, disliked, rec
     out[np.arange(n), 4 + frame.kind] = 1.0
-    return out.astype(np.float32), liked, disliked, t_range
+    return out, liked, disliked, t_range
 
 
 def user_columns(demo_users: dict[str, list], demo_values: dict[str, list[str]], degrees: np.ndarray) -> np.ndarray:

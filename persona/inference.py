@@ -62,16 +62,19 @@ class CardModel:
 
 @dataclass
 class UserBatch:
-    """One block of users: their graph inputs and their visible interactions.
+    """One block of users: their graph inputs and their visible interactions, as arrays (cheap to send to a
+    worker; the worker makes the records).
 
     Attributes:
         user_ids: The users, in graph order.
         attributes: Each user's attributes (JSON text or a dict), for names to scrub and declared demographics.
         x_user: Input rows ``(B, F_u)``.
-        ptr: ``(B + 1,)`` offsets of each user's edges in ``item`` / ``edge_attr`` / ``liked`` / ``disliked``.
+        ptr: ``(B + 1,)`` offsets of each user's edges (and visible interactions: one per edge, same order).
         item: Graph item positions of the edges ``(E,)``.
         edge_attr, liked, disliked: The edges' features and flags.
-        visible: Each user's visible interactions, in the split's order.
+        kinds, kind, value, has_value, timestamp, has_timestamp: The interactions' kinds (``kind`` indexes
+            ``kinds``), values and times.
+        texts: ``{edge position: text}`` of the interactions with one.
     """
 
     index: int
@@ -83,23 +86,72 @@ class UserBatch:
     edge_attr: Any
     liked: Any
     disliked: Any
-    visible: dict[str, list[Interaction]]
+    kinds: list[str]
+    kind: np.ndarray
+    value: np.ndarray
+    has_value: np.ndarray
+    timestamp: np.ndarray
+    has_timestamp: np.ndarray
+    texts: dict[int, str] = field(default_factory=dict)
+
+    def visible(self, item_ids: list[str]) -> dict[str, list[Interaction]]:
+        """Each user's visible interactions, in the split's order."""
+        items = self.item.tolist()
+        kind, value, ts = self.kind.tolist(), self.value.tolist(), self.timestamp.tolist()
+        has_value, has_ts = self.has_value.tolist(), self.has_timestamp.tolist()
+        out = {}
+        for u, uid in enumerate(self.user_ids):
+            out[uid] = [
+                Interaction(
+                    uid,
+                    item_ids[items[r]],
+                    self.kinds[kind[r]],
+                    value[r] if has_value[r] else None,
+                    ts[r] if has_ts[r] else None,
+                    self.texts.get(r, ""),
+                )
+                for r in range(int(self.ptr[u]), int(self.ptr[u + 1]))
+            ]
+        return out
 
 
 @dataclass
 class CardRows:
-    """A batch's cards as columns: ``personas`` (one row a user) and ``evidence`` (one row an evidence item)."""
+    """A batch's cards as Arrow tables: ``personas`` (one row a user) and ``evidence`` (one row an evidence
+    item), in the columns :func:`workbench.store.personas.save_persona_parts` reads."""
 
     index: int
-    personas: dict[str, list]
-    evidence: dict[str, list]
+    personas: Any
+    evidence: Any
 
     def __len__(self) -> int:
-        return len(self.personas["user_id"])
+        return self.personas.num_rows
 
 
-PERSONA_COLUMNS = ("user_id", "summary", "traits", "demographics", "embedding", "model_version")
-EVIDENCE_COLUMNS = ("user_id", "rank", "item_id", "weight", "snippet")
+def _schemas():
+    """The Arrow schemas of :class:`CardRows`' two tables."""
+    import pyarrow as pa
+
+    personas = pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("summary", pa.string()),
+            ("traits", pa.string()),
+            ("demographics", pa.string()),
+            ("embedding", pa.list_(pa.float32())),
+            ("model_version", pa.string()),
+        ]
+    )
+    evidence = pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("rank", pa.int32()),
+            ("item_id", pa.string()),
+            ("weight", pa.float64()),
+            ("snippet", pa.string()),
+        ]
+    )
+    return personas, evidence
 
 
 def embed_batch(cm: CardModel, batch: UserBatch):
@@ -137,6 +189,7 @@ def infer_cards(cm: CardModel, batch: UserBatch) -> CardRows:
     """Every card of ``batch``: the users' embeddings and attention, then evidence, traits and the template
     summary (:func:`persona.evidence.build_card`), scrubbed as the store would scrub them. Pure: the same inputs
     give the same rows on any worker."""
+    import pyarrow as pa
     import torch
 
     from persona.evidence import build_card
@@ -153,11 +206,13 @@ def infer_cards(cm: CardModel, batch: UserBatch) -> CardRows:
         u: User(u, json.loads(a) if isinstance(a, str) else dict(a or {}))
         for u, a in zip(batch.user_ids, batch.attributes)
     }
+    visible = batch.visible(cm.item_ids)
     ctx = PersonaContext(
-        cm.split_id, cm.dataset_id, users, cm.items, batch.visible, cm.meta, cache={"population": cm.population}
+        cm.split_id, cm.dataset_id, users, cm.items, visible, cm.meta, cache={"population": cm.population}
     )
-    personas: dict[str, list] = {c: [] for c in PERSONA_COLUMNS}
-    evidence: dict[str, list] = {c: [] for c in EVIDENCE_COLUMNS}
+    persona_schema, evidence_schema = _schemas()
+    personas: dict[str, list] = {c: [] for c in persona_schema.names}
+    evidence: dict[str, list] = {c: [] for c in evidence_schema.names}
     for u, (uid, ranked) in enumerate(zip(batch.user_ids, ranked_items(cm, batch, alpha))):
         card = build_card(
             ctx,
@@ -181,43 +236,44 @@ def infer_cards(cm: CardModel, batch: UserBatch) -> CardRows:
             evidence["item_id"].append(e.item_id)
             evidence["weight"].append(e.weight)
             evidence["snippet"].append(e.snippet)
-    return CardRows(batch.index, personas, evidence)
+    return CardRows(batch.index, pa.table(personas, schema=persona_schema), pa.table(evidence, schema=evidence_schema))
 
 
 def user_batches(frame, graph, positions: np.ndarray, attributes: list[Any], batch_size: int):
     """:class:`UserBatch` es of the users at ``positions`` (graph order, increasing), ``batch_size`` at a time,
     read from the split's columns (``frame``) and graph (``graph``); ``attributes`` holds every graph user's."""
+    import torch
+
     ptr = frame.ptr
-    text_of = dict(zip(frame.text_rows.tolist(), frame.texts))
+    text_rows = frame.text_rows
     for index, start in enumerate(range(0, len(positions), max(1, batch_size))):
         users = positions[start : start + batch_size]
-        spans = [(int(ptr[u]), int(ptr[u + 1])) for u in users]
-        rows = np.concatenate([np.arange(lo, hi) for lo, hi in spans]) if spans else np.zeros(0, dtype=np.int64)
+        lo, hi = ptr[users], ptr[users + 1]
+        counts = hi - lo
+        # the rows of the batch's users: each user's span, in order
+        rows = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(int(counts.sum()))
         local_ptr = np.zeros(len(users) + 1, dtype=np.int64)
-        np.cumsum([hi - lo for lo, hi in spans], out=local_ptr[1:])
-        visible = {}
-        for u, (lo, hi) in zip(users, spans):
-            uid = frame.user_ids[u]
-            visible[uid] = [
-                Interaction(
-                    uid,
-                    frame.item_ids[frame.item[r]],
-                    frame.kinds[frame.kind[r]],
-                    float(frame.value[r]) if frame.has_value[r] else None,
-                    float(frame.timestamp[r]) if frame.has_timestamp[r] else None,
-                    text_of.get(r, ""),
-                )
-                for r in range(lo, hi)
-            ]
+        np.cumsum(counts, out=local_ptr[1:])
+        texts = {}
+        if len(text_rows):
+            at = np.minimum(np.searchsorted(text_rows, rows), len(text_rows) - 1)
+            texts = {int(k): frame.texts[int(at[k])] for k in np.flatnonzero(text_rows[at] == rows)}
+        index_t = torch.from_numpy(rows)
         yield UserBatch(
             index,
             [frame.user_ids[u] for u in users],
             [attributes[u] for u in users],
-            graph.x_user[users],
+            graph.x_user[torch.from_numpy(users)],
             local_ptr,
-            graph.edge_index[1, rows],
-            graph.edge_attr[rows],
-            graph.edge_liked[rows],
-            graph.edge_disliked[rows],
-            visible,
+            graph.edge_index[1, index_t],
+            graph.edge_attr[index_t],
+            graph.edge_liked[index_t],
+            graph.edge_disliked[index_t],
+            list(frame.kinds),
+            frame.kind[rows],
+            frame.value[rows],
+            frame.has_value[rows],
+            frame.timestamp[rows],
+            frame.has_timestamp[rows],
+            texts,
         )

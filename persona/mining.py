@@ -167,6 +167,7 @@ class _GraphJob:
         self.ws, self.split_id, self.encoder, self.cls, self.label = ws, split_id, encoder, cls, label
         self.kwargs, self.force, self.progress = kwargs, force, progress
         self.timings: dict[str, float] = {}
+        self.peaks: dict[str, float] = {}  # the process's peak memory (GiB) once each stage is done
 
     def _timed(self, name: str, fn):
         import time
@@ -174,6 +175,7 @@ class _GraphJob:
         t = time.perf_counter()
         out = fn()
         self.timings[name] = round(time.perf_counter() - t, 2)
+        self.peaks[name] = _peak_gib()
         return out
 
     def run(self, todo: list[str], batch_size: int, executor: str, workers, address) -> dict[str, Any]:
@@ -194,7 +196,8 @@ class _GraphJob:
         ws, split_id = self.ws, self.split_id
         # 1. The split as columns, and its graph
         started = time.perf_counter()
-        frame = self._timed("read split", lambda: visible_frame(ws, split_id))
+        with ws.memory_limit():  # sorted out of core past it: the read holds the columns, not DuckDB's buffers
+            frame = self._timed("read split", lambda: visible_frame(ws, split_id))
         d = frame.dataset_id
         items, meta = load_items(ws, d), dataset_meta(ws, d)
         keys = list(meta.get("demographics", []))
@@ -262,6 +265,7 @@ class _GraphJob:
             pool.close()
             bar.close()
         self.timings["cards"] = round(time.perf_counter() - t, 2)
+        self.peaks["cards"] = _peak_gib()
         stored = self._timed("store", lambda: save_persona_parts(ws, split_id, self.label, folder))
         import shutil
 
@@ -270,7 +274,16 @@ class _GraphJob:
         note = _training_note(enc, reused=bool(kwargs.get("checkpoint")))
         if note:
             out["training"] = note
-        return {**out, "executor": executor, "seconds": self.timings}
+        return {**out, "executor": executor, "seconds": self.timings, "peak_gib": self.peaks}
+
+
+def _peak_gib() -> float:
+    """This process's peak resident memory so far, in GiB (Linux reports KiB)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**30 if sys.platform == "darwin" else 2**20), 2)
 
 
 def _skipping(batches, done: set[int], bar):
@@ -342,39 +355,11 @@ def _parts_folder(ws: Workspace, ckpt, label: str, positions, card: dict, batch_
 def _write_part(folder, rows) -> None:
     """One batch's cards as ``personas-<batch>.parquet`` and ``evidence-<batch>.parquet`` (written, then renamed:
     a part is either whole or absent)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    for name, cols, schema in (
-        (
-            "evidence",
-            rows.evidence,
-            pa.schema(
-                [
-                    ("user_id", pa.string()),
-                    ("rank", pa.int32()),
-                    ("item_id", pa.string()),
-                    ("weight", pa.float64()),
-                    ("snippet", pa.string()),
-                ]
-            ),
-        ),
-        (
-            "personas",
-            rows.personas,
-            pa.schema(
-                [
-                    ("user_id", pa.string()),
-                    ("summary", pa.string()),
-                    ("traits", pa.string()),
-                    ("demographics", pa.string()),
-                    ("embedding", pa.list_(pa.float32())),
-                    ("model_version", pa.string()),
-                ]
-            ),
-        ),
-    ):  # personas last: a batch counts as done when its personas part exists
+    for name, table in (("evidence", rows.evidence), ("personas", rows.personas)):
+        # personas last: a batch counts as done when its personas part exists
         path = folder / f"{name}-{rows.index:06d}.parquet"
         tmp = folder / f".{path.name}.tmp"
-        pq.write_table(pa.table(cols, schema=schema), tmp)
+        pq.write_table(table, tmp)
         tmp.replace(path)

@@ -82,12 +82,15 @@ def verbalize(
     return scrub_text(" ".join(sentences))
 
 
-def _once(names: list[str], n: int) -> list[str]:
-    """The first ``n`` distinct non-empty ``names`` (scrubbed, letter case aside): two items can share a title."""
+def _once(names, n: int) -> list[str]:
+    """The first ``n`` distinct non-empty ``names`` (scrubbed, letter case aside): two items can share a title.
+    ``names`` may be a generator: it is read only until ``n`` are found."""
     out: dict[str, str] = {}
     for name in names:
+        if len(out) >= n:
+            break
         clean = scrub_text(name)
-        if clean and len(out) < n:
+        if clean:
             out.setdefault(clean.casefold(), clean)
     return list(out.values())
 
@@ -99,8 +102,8 @@ def verbalize_card(card: PersonaCard, item_noun: str = "items") -> str:
     from persona.evidence import snippet_title
 
     traits = [t for t in card.traits if t.get("kind", "interest") == "interest" and tag_like(t["name"])]
-    titles = _once([sanitize(t["name"], 80) for t in card.traits if t.get("kind") == "title"], 3) or _once(
-        [sanitize(snippet_title(e.snippet), 80) for e in card.evidence], 3
+    titles = _once((sanitize(t["name"], 80) for t in card.traits if t.get("kind") == "title"), 3) or _once(
+        (sanitize(snippet_title(e.snippet), 80) for e in card.evidence), 3
     )
-    themes = _once([sanitize(t["name"], 60) for t in card.traits if t.get("kind") == "keyphrase"], 3)
+    themes = _once((sanitize(t["name"], 60) for t in card.traits if t.get("kind") == "keyphrase"), 3)
     return verbalize(traits, titles, card.demographics, item_noun, themes=themes)

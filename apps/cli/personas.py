@@ -138,8 +138,9 @@ def personas_mine(
             address=address,
             batch_size=batch_size,
         )
-    if not as_json and isinstance(out.get("seconds"), dict):  # one line: where the time went
+    if not as_json and isinstance(out.get("seconds"), dict):  # one line each: where the time and memory went
         out["seconds"] = ", ".join(f"{k} {v:.1f}" for k, v in out["seconds"].items())
+        out["peak_gib"] = ", ".join(f"{k} {v:.1f}" for k, v in out["peak_gib"].items())
     emit(out, as_json)
 
 

@@ -344,7 +344,8 @@ def infer(
     n_users, n_items = graph.x_user.shape[0], graph.x_item.shape[0]
     ei, ea = graph.edge_index, graph.edge_attr
     item_ids = torch.arange(n_items)
-    i0, i1 = infer_items(model, graph, chunk_edges=chunk_edges, item_fanout=item_fanout, seed=seed, progress=progress)
+    # the items' chunks are infer_items' own (so batched mining, which calls it too, gets the same item states)
+    i0, i1 = infer_items(model, graph, item_fanout=item_fanout, seed=seed, progress=progress)
     with torch.no_grad():
         h_user = torch.empty(n_users, model.config["hidden"])
         alpha = torch.empty(ei.shape[1]) if attention and model.attentive else None
@@ -373,7 +374,7 @@ def infer(
 
 @_deterministic()
 def infer_items(
-    model, graph, *, chunk_edges: int = 1_000_000, item_fanout: int | None = None, seed: int = 0, progress: bool = False
+    model, graph, *, chunk_edges: int = 250_000, item_fanout: int | None = None, seed: int = 0, progress: bool = False
 ):
     """``(i0, i1)``: every item's states, in edge-bounded chunks of items with their users (see :func:`infer`,
     whose first half this is; a user's embedding then needs only their own edges and these)."""

@@ -125,3 +125,46 @@ def test_already_mined_users_are_skipped(mined, tmp_path):
     with Workspace(tmp_path / "w.duckdb") as ws:
         out = mine_personas(ws, split, "gat", encoder_kwargs={"epochs": 2})
     assert (out["mined"], out["already_stored"]) == (0, 300)
+
+
+def test_cards_with_the_users_own_words_are_the_one_at_a_time_cards(tmp_path):
+    """Interactions with texts (a user's words on an item go into snippets, keyphrases and the population's
+    vocabulary), missing values and times, several kinds: batches of 7 give the one-at-a-time cards."""
+    import numpy as np
+
+    from persona.data.table import ColumnMapping, load_table
+    from persona.models.gat import GatPersonaEncoder
+
+    rng = np.random.default_rng(5)
+    words = ["", "", "", "slow burn noir", "great cast", "lovely colours", "too long"]
+    lines = ["user_id,item_id,rating,ts,kind,note,title,genres,age"]
+    genres = {f"i{i}": "|".join(rng.choice(["drama", "noir", "comedy", "space"], 2, replace=False)) for i in range(50)}
+    for u in range(70):
+        age = rng.choice(["", "23", "37"])
+        for i in rng.choice(50, size=int(rng.integers(12, 22)), replace=False):
+            rating = "" if rng.random() < 0.15 else str(rng.integers(1, 6))
+            ts = "" if rng.random() < 0.1 else str(1_600_000_000 + int(rng.integers(0, 10**6)))
+            lines.append(
+                f"u{u:02d},i{i},{rating},{ts},{rng.choice(['rating', 'tag'])},{rng.choice(words)},"
+                f"Film {i},{genres[f'i{i}']},{age}"
+            )
+    (tmp_path / "log.csv").write_text("\n".join(lines) + "\n")
+    m = ColumnMapping(
+        value="rating",
+        timestamp="ts",
+        kind="kind",
+        text="note",
+        item_title="title",
+        item_tags="genres",
+        user_attributes=["age"],
+    )
+    with Workspace(tmp_path / "w.duckdb") as ws:
+        write_dataset(ws, load_table(tmp_path / "log.csv", m, like_threshold=4, dislike_threshold=2))
+        split = make_split(ws, "log", SplitParams(seed=1, heldout_frac=0.2, coldstart_frac=0.1))["split"]
+        out = mine_personas(ws, split, "gat", encoder_kwargs={"epochs": 2}, batch_size=7)
+        stored = load_personas(ws, split, "gat[epochs=2]")
+        ctx = load_context(ws, split)
+    enc = GatPersonaEncoder(epochs=2, checkpoint=out["checkpoint"]).fit(ctx)
+    one_at_a_time = {c.user_id: scrub_card(c) for c in enc.encode(sorted(ctx.visible))}
+    assert any("their words" in e.snippet for c in stored.values() for e in c.evidence)
+    assert {u: card_key(c) for u, c in stored.items()} == {u: card_key(c) for u, c in one_at_a_time.items()}

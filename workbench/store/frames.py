@@ -3,7 +3,8 @@
 :func:`visible_frame` runs one query (the visible rule of :func:`workbench.store.splits.visible_interactions`)
 and reads its result as Arrow columns straight into numpy arrays: user and item positions, interaction kinds,
 values and times, a row per interaction, ordered by user, time (unknown last) and item, exactly as
-:func:`~workbench.store.splits.visible_interactions` lists them. Only the rows that carry a text bring a Python
+:func:`~workbench.store.splits.visible_interactions` lists them (:data:`~workbench.store.splits.VISIBLE_ORDER`,
+sorted here on the users', items' and kinds' positions, which follow their ids' order). Only the rows that carry a text bring a Python
 string. A hundred million interactions take a few GB as columns where records took tens.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.store.splits import VISIBLE_ORDER, split_dataset
+from workbench.store.splits import split_dataset
 from workbench.store.workspace import Workspace
 
 _VISIBLE = """
@@ -36,7 +37,7 @@ class VisibleFrame:
         user_ids: The users with a visible interaction, sorted; ``user`` indexes them.
         item_ids: Every item of the dataset, sorted; ``item`` indexes them.
         kinds: The interaction kinds seen, sorted; ``kind`` indexes them.
-        user, item, kind: ``int64 (E,)``.
+        user, item: ``int64 (E,)``; kind: ``int16 (E,)``.
         value, timestamp: ``float64 (E,)``, NaN where missing (``has_value`` / ``has_timestamp`` say which).
         text_rows, texts: The rows whose interaction has a text, and those texts.
     """
@@ -82,7 +83,7 @@ def visible_frame(ws: Workspace, split_id: str) -> VisibleFrame:
                coalesce(x.timestamp, 'NaN'::DOUBLE) AS ts, x.timestamp IS NOT NULL AS has_ts,
                CASE WHEN coalesce(x.text, '') <> '' THEN x.text END AS text
         FROM vis x JOIN users USING (user_id) JOIN items USING (item_id) JOIN kinds USING (kind)
-        ORDER BY {VISIBLE_ORDER}
+        ORDER BY u, x.timestamp NULLS LAST, i, k, x.value NULLS LAST, x.text
         """,
         params=params,
     )
@@ -116,7 +117,7 @@ def visible_frame(ws: Workspace, split_id: str) -> VisibleFrame:
         lists["kinds"],
         array("u", np.int64),
         array("i", np.int64),
-        array("k", np.int64),
+        array("k", np.int16),
         array("value", np.float64),
         array("has_value", bool),
         array("ts", np.float64),

@@ -370,6 +370,20 @@ class Workspace:
         finally:
             self._in_tx = False
 
+    @contextmanager
+    def memory_limit(self, limit: str | None = None) -> Iterator[None]:
+        """DuckDB's memory limit set to ``limit`` (default ``$PWB_DUCKDB_MEMORY`` or ``"2GB"``) for the block,
+        then back to what it was: a large read (a split of tens of millions of interactions) then sorts and joins
+        out of core in the workspace's folder instead of holding most of the machine's memory (DuckDB's own
+        default is 80% of it, and it keeps what it took)."""
+        limit = limit or os.environ.get("PWB_DUCKDB_MEMORY", "2GB")
+        before = self.scalar("SELECT current_setting('memory_limit')")
+        self.con.execute(f"SET memory_limit = '{limit}'")
+        try:
+            yield
+        finally:
+            self.con.execute(f"SET memory_limit = '{before}'")
+
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         return self.con.execute(sql, params or []).fetchall()
 
