@@ -38,6 +38,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _memory_of(pid: int) -> dict:
+    """The server process's resident memory now and at its peak (MiB), from /proc (Linux)."""
+    out = {}
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[{"VmRSS": "rss", "VmHWM": "peak"}[key]] = round(int(value.split()[0]) / 1024, 1)
+    except OSError:
+        pass
+    return out
+
+
 def pwb(*args: str) -> str:
     return subprocess.run(
         [sys.executable, "-m", "apps.cli", *args], cwd=ROOT, check=True, capture_output=True, text=True
@@ -191,6 +204,7 @@ def main() -> None:
         cold = asyncio.run(
             hammer(base + "/v1/personas", cold_body, headers, args.requests, args.concurrency, args.max_seconds)
         )
+        server_memory = _memory_of(server.pid)
     finally:
         server.terminate()
         try:
@@ -209,6 +223,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} CPU cores shared by server and client (aiohttp), loopback",
         "setup_s": round(setup_s, 1),
         "ready_s": round(ready_s, 1),
+        "server_memory_mib": server_memory,
         "baseline_healthz": health,
         "coldstart": cold,
         "coldstart_vs_healthz_rps": round(cold["rps"] / health["rps"], 3),
@@ -221,6 +236,10 @@ def main() -> None:
             f"{name:<34} {r['requests']:>6} {r['rps']:>8.1f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} {r['p99_ms']:>8.2f} "
             f"{r['max_ms']:>8.2f}  {r['status_codes']}"
         )
+    print(
+        f"server: ready in {result['ready_s']} s, memory {server_memory.get('rss', '?')} MiB "
+        f"(peak {server_memory.get('peak', '?')} MiB)"
+    )
     print(
         f"cold start / healthz throughput: {result['coldstart_vs_healthz_rps']:.2f}; target >= 300 req/s, p99 < 50 ms: "
         f"{'met' if result['meets_target'] else 'NOT met'} ({args.concurrency} concurrent clients, {result['machine']})"

@@ -16,8 +16,10 @@ For each size (``--sizes USERSxPER_USER``, default ``1000000x50`` and ``10000000
 * **peak RSS** of the child process.
 
 Beside it, in the same run: the record-based import (``engine="records"``) of the first ``--baseline-rows``
-rows of the log as the baseline, and a 2-worker local Ray cluster against the local executor on
-``--ray-users`` users (same checkpoint: the cards must be identical; the time ratio is reported).
+rows of the log as the baseline; a 2-worker local Ray cluster against the local executor on ``--ray-users``
+users (same checkpoint: the cards must be identical; the time ratio is reported); and on that graph,
+data-parallel training on 2 processes against one process (``--train-compare-steps`` steps each: seconds a
+step and liked edges a second).
 
 Usage::
 
@@ -169,6 +171,7 @@ def run_size(folder: Path, args) -> dict:
                 "max_steps": args.steps,
                 "token_budget": args.token_budget,
                 "item_fanout": args.item_fanout,
+                **({"train_users": args.train_users} if args.train_users and args.train_users < out["users"] else {}),
             },
             executor=args.executor,
             workers=args.workers,
@@ -258,6 +261,29 @@ def run_ray(folder: Path, args) -> dict:
         out["users"] = len(cards["local"])
         out["identical_cards"] = cards["local"] == cards["ray"]
         out["ray_over_local"] = out["ray_s"] / out["local_s"]
+        # data-parallel training on the same graph: one process (all threads) against two (a thread each)
+        from persona.graph import build_graph_frame
+        from persona.models.gat import train_gat
+        from workbench.store.datasets import dataset_meta, load_items
+        from workbench.store.frames import attribute_values, visible_frame, visible_user_attributes
+
+        frame = visible_frame(ws, split)
+        meta = dataset_meta(ws, "log")
+        keys = meta.get("demographics", [])
+        graph = build_graph_frame(
+            frame,
+            load_items(ws, "log"),
+            meta,
+            visible_user_attributes(ws, split, keys),
+            attribute_values(ws, "log", keys),
+        )
+        for workers in (1, 2):
+            _, report = train_gat(graph, max_steps=args.train_compare_steps, workers=workers, seed=0)
+            out[f"train_{workers}_workers_s_per_step"] = report.seconds / report.steps
+            out[f"train_{workers}_workers_targets_per_s"] = 1024 * workers * report.steps / report.seconds
+        out["train_2_over_1_targets_per_s"] = (
+            out["train_2_workers_targets_per_s"] / out["train_1_workers_targets_per_s"]
+        )
     return out
 
 
@@ -296,11 +322,17 @@ def main(argv=None) -> int:
     ap.add_argument("--coldstart", type=float, default=0.001, help="Share of cold-start users.")
     ap.add_argument("--token-budget", type=int, default=256, help="Evidence tokens a card holds.")
     ap.add_argument("--item-fanout", type=int, default=64, help="Users an item's layer reads at inference.")
+    ap.add_argument(
+        "--train-users", type=int, default=1_000_000, help="Train on this many users' edges when there are more."
+    )
     ap.add_argument("--executor", default="process", choices=["local", "process", "ray"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--baseline-rows", type=int, default=1_000_000, help="Rows of the record-based import (0: none).")
     ap.add_argument("--ray-users", type=int, default=100_000, help="Users of the Ray-vs-local run (0: none).")
+    ap.add_argument(
+        "--train-compare-steps", type=int, default=60, help="Steps of the 1-vs-2-worker training comparison."
+    )
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--keep", action="store_true", help="Keep the logs and workspaces.")
     ap.add_argument("--seed", type=int, default=0)
@@ -321,6 +353,7 @@ def main(argv=None) -> int:
         f"--workers={args.workers}",
         f"--batch-size={args.batch_size}",
         f"--item-fanout={args.item_fanout}",
+        f"--train-users={args.train_users}",
     ]
     rows, extra = [], {}
     for size in args.sizes.split(","):
@@ -345,7 +378,9 @@ def main(argv=None) -> int:
         folder = work / f"ray-{args.ray_users}"
         folder.mkdir(parents=True, exist_ok=True)
         write_log(folder, args.ray_users, 50, args.items, args.seed)
-        extra["ray_vs_local"] = spawn("ray", folder, args, passthrough)
+        extra["ray_vs_local"] = spawn(
+            "ray", folder, args, [*passthrough, f"--train-compare-steps={args.train_compare_steps}"]
+        )
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
     columns = [
@@ -388,6 +423,7 @@ def main(argv=None) -> int:
                 "coldstart",
                 "token_budget",
                 "item_fanout",
+                "train_users",
                 "executor",
                 "workers",
                 "batch_size",

@@ -13,6 +13,7 @@ from persona.mining import get_persona, mine_personas
 from workbench.records import Interaction
 from workbench.store import Workspace
 from workbench.store.datasets import list_datasets, write_dataset
+from workbench.store.splits import visible_interactions
 
 db = sys.argv[1] if len(sys.argv) > 1 else "personas.duckdb"
 settings = {"epochs": 8, "hidden": 32}  # small and quick; the defaults are tuned for real data
@@ -33,11 +34,11 @@ with Workspace(db) as ws:
     rec = planted_recovery(ws, encoder=personas)
     print(f"planted personas recovered: NMI {rec['nmi']:.2f}, ARI {rec['ari']:.2f}")
 
-    # A new user: one forward pass of the trained model over their first three likes, no retraining.
-    source = read_coldstart(ws, split, "gat", settings)  # the split's catalogue and the trained model's file
+    # A new user: one forward pass of the trained model over u1's first three items, no retraining.
+    source = read_coldstart(ws, split, "gat", settings)  # the catalogue, the population, the model's files
+    likes = [x.item_id for x in visible_interactions(ws, split, ["u1"])[:3]]
 
 model = load_coldstart(source)  # what `pwb serve` loads at start-up (needs no workspace)
-likes = [x.item_id for x in source.context.visible["u1"][:3]]
 new = model.maker.persona(
     "new-user", [Interaction(user_id="new-user", item_id=i, kind="rating", value=5.0) for i in likes]
 )

@@ -88,14 +88,15 @@ def default_survey(context, n_options: int = 8, items_per_option: int = 3) -> Su
     items (by visible likes)."""
     from collections import Counter
 
+    from persona.traits import population_of
     from workbench.scrub import scrub_terms
 
-    likes = Counter(x.item_id for xs in context.visible.values() for x in xs if context.is_liked(x))
+    likes = population_of(context).item_likes  # liked visible interactions per item, however the split was read
     terms = {i: scrub_terms(tuple(it.tags)) for i, it in context.items.items()}
     tag_count = Counter(t for ts in terms.values() for t in ts)
     opts = []
     for tag, _ in tag_count.most_common(n_options):
-        top = sorted((i for i, ts in terms.items() if tag in ts), key=lambda i: (-likes[i], i))
+        top = sorted((i for i, ts in terms.items() if tag in ts), key=lambda i: (-likes.get(i, 0), i))
         opts.append(SurveyOption(tag, top[:items_per_option], [tag]))
     noun = context.meta.get("item_noun", "items")
     return Survey([SurveyQuestion("tastes", f"Which kinds of {noun} do you enjoy?", opts)])

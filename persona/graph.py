@@ -53,6 +53,34 @@ class UserItemGraph:
     def item_index(self) -> dict[str, int]:
         return {u: i for i, u in enumerate(self.item_ids)}
 
+    def users_subgraph(self, users) -> UserItemGraph:
+        """The graph of ``users`` (positions, increasing) and their edges, every item kept: what training on a
+        sample of users sees (the model has no per-user parameters, so it serves every user after)."""
+        import torch
+
+        users = torch.as_tensor(users, dtype=torch.long)
+        keep = torch.zeros(len(self.user_ids), dtype=torch.bool)
+        keep[users] = True
+        new = torch.full((len(self.user_ids),), -1, dtype=torch.long)
+        new[users] = torch.arange(users.numel())
+        mask = keep[self.edge_index[0]]
+        index = self.edge_index[:, mask].clone()
+        index[0] = new[index[0]]
+        return UserItemGraph(
+            [self.user_ids[u] for u in users.tolist()],
+            self.item_ids,
+            self.x_user[users],
+            self.x_item,
+            index,
+            self.edge_attr[mask],
+            self.edge_liked[mask],
+            self.kinds,
+            self.demo_values,
+            self.x_image,
+            self.edge_disliked[mask],
+            self.t_range,
+        )
+
     def to_hetero(self):
         """The same graph as a PyG ``HeteroData`` with one edge type per interaction kind."""
         import torch
@@ -241,7 +269,7 @@ def build_graph_frame(
         list(frame.item_ids),
         torch.from_numpy(x_user),
         torch.from_numpy(x_item),
-        torch.from_numpy(np.stack([frame.user, frame.item]).astype(np.int64)).reshape(2, -1),
+        torch.from_numpy(_edge_index(frame)),
         torch.from_numpy(attrs),
         torch.from_numpy(liked),
         list(frame.kinds),
@@ -252,7 +280,14 @@ def build_graph_frame(
     )
 
 
-def edge_columns(frame, meta: dict):
+def _edge_index(frame) -> np.ndarray:
+    """``(2, E)`` int64 user and item positions (made once, at its final size)."""
+    out = np.empty((2, len(frame)), dtype=np.int64)
+    out[0], out[1] = frame.user, frame.item
+    return out
+
+
+def edge_columns(frame, meta: dict, chunk: int = 1 << 22):
     """``(features (E, 4 + kinds) float32, liked, disliked, t_range)`` of every row: :func:`edge_features`'
     arithmetic, vectorised (each user's mean and spread taken by numpy over rows of equal length, as
     ``np.mean`` / ``np.std`` take them one user at a time)."""
@@ -273,17 +308,22 @@ def edge_columns(frame, meta: dict):
             block = frame.value[rows[(starts[who][:, None] + np.arange(c)[None, :]).ravel()]].reshape(len(who), c)
             mean[who] = np.mean(block, axis=1)
             scale[who] = np.std(block, axis=1) + 1.0
-    centred = np.zeros(n)
-    if like is not None:
-        centred = np.where(frame.has_value, (frame.value - mean[frame.user]) / scale[frame.user], 0.0)
-    rec = np.full(n, 0.5)
-    t_lo, t_hi = t_range
-    rec[has_ts] = np.minimum(1.0, np.maximum(0.0, (ts[has_ts] - t_lo) / max(t_hi - t_lo, 1e-9)))
     liked = np.ones(n, dtype=bool) if like is None else (~frame.has_value | (frame.value >= like))
     disliked = np.zeros(n, dtype=bool) if dislike is None else (frame.has_value & (frame.value <= dislike))
     out = np.zeros((n, 4 + len(frame.kinds)), dtype=np.float32)  # each column rounded from float64 as it lands
-    out[:, 0], out[:, 1], out[:, 2], out[:, 3] = centred, liked, disliked, rec
-    out[np.arange(n), 4 + frame.kind] = 1.0
+    t_lo, t_hi = t_range
+    span = max(t_hi - t_lo, 1e-9)
+    for lo in range(0, n, chunk):  # a chunk of rows at a time: the float64 temporaries stay small
+        sl = slice(lo, min(lo + chunk, n))
+        users, has_value = frame.user[sl], frame.has_value[sl]
+        if like is not None:
+            out[sl, 0] = np.where(has_value, (frame.value[sl] - mean[users]) / scale[users], 0.0)
+        out[sl, 1], out[sl, 2] = liked[sl], disliked[sl]
+        rec = np.full(sl.stop - lo, 0.5)
+        has = has_ts[sl]
+        rec[has] = np.minimum(1.0, np.maximum(0.0, (ts[sl][has] - t_lo) / span))
+        out[sl, 3] = rec
+        out[np.arange(lo, sl.stop), 4 + frame.kind[sl]] = 1.0
     return out, liked, disliked, t_range
 
 

@@ -86,7 +86,8 @@ def mine_personas(
         out = {"split": split_id, "encoder": label, "mined": 0, "already_stored": len(done), "users": len(users)}
         if todo:
             job = _GraphJob(ws, split_id, encoder, cls, label, dict(encoder_kwargs or {}), force, progress)
-            out.update(job.run(todo, batch_size or 2048, executor, workers, address))
+            everyone = not done and set(roles) == set(ROLES)
+            out.update(job.run(todo, batch_size or 2048, executor, workers, address, everyone))
         return out
     batch_size = batch_size or 256
     ckpt, training = None, None
@@ -178,7 +179,10 @@ class _GraphJob:
         self.peaks[name] = _peak_gib()
         return out
 
-    def run(self, todo: list[str], batch_size: int, executor: str, workers, address) -> dict[str, Any]:
+    def run(
+        self, todo: list[str], batch_size: int, executor: str, workers, address, everyone: bool = False
+    ) -> dict[str, Any]:
+        """Mine ``todo`` (``everyone``: every user of the split, known without comparing ids)."""
         import time
 
         import numpy as np
@@ -186,11 +190,11 @@ class _GraphJob:
         from persona.graph import build_graph_frame
         from persona.inference import CardModel, infer_cards, user_batches
         from persona.models.base import PersonaContext
-        from persona.models.gat import infer_items
+        from persona.models.gat import infer_items, save_item_states
         from workbench.executors import get_executor
         from workbench.progress import progress_bar
         from workbench.store.datasets import load_items
-        from workbench.store.frames import attribute_values, user_attributes, visible_frame
+        from workbench.store.frames import attribute_values, visible_frame, visible_user_attributes
         from workbench.store.personas import save_persona_parts
 
         ws, split_id = self.ws, self.split_id
@@ -214,7 +218,7 @@ class _GraphJob:
                 frame,
                 items,
                 meta,
-                attribute_values(ws, d, keys, frame.user_ids),
+                visible_user_attributes(ws, split_id, keys),
                 attribute_values(ws, d, keys),
                 text_encoder=enc.text_encoder,
                 image_encoder=enc.image_encoder,
@@ -226,7 +230,11 @@ class _GraphJob:
         if not kwargs.get("checkpoint"):
             enc.save(ckpt)
         i0, i1 = self._timed("item states", lambda: infer_items(enc.model, graph, item_fanout=enc.item_fanout))
-        population = self._timed("population", lambda: population_of_frame(frame, items, meta))
+        parts: dict[str, Any] = {}
+        population = self._timed(
+            "population", lambda: population_of_frame(frame, items, meta, parts=parts, liked=graph.edge_liked.numpy())
+        )
+        save_item_states(ckpt, graph, i0, i1, parts)  # a server's new users need these, not the split
         cm = CardModel(
             split_id,
             d,
@@ -246,9 +254,12 @@ class _GraphJob:
             },
         )
         # 3. Users in batches on the executor, their cards streamed to Parquet parts
-        position = {u: k for k, u in enumerate(frame.user_ids)}
-        positions = np.array(sorted(position[u] for u in todo if u in position), dtype=np.int64)
-        attrs = user_attributes(ws, d, frame.user_ids)
+        if everyone:
+            positions = np.arange(len(frame.user_ids), dtype=np.int64)  # every visible user (no index of ids)
+        else:
+            position = {u: k for k, u in enumerate(frame.user_ids)}
+            positions = np.array(sorted(position[u] for u in todo if u in position), dtype=np.int64)
+        attrs = visible_user_attributes(ws, split_id)
         folder = _parts_folder(ws, ckpt, self.label, positions, cm.card, batch_size)
         done = {int(p.stem.split("-")[1]) for p in folder.glob("personas-*.parquet")}
         bar = progress_bar(
@@ -295,10 +306,11 @@ def _skipping(batches, done: set[int], bar):
             yield b
 
 
-def population_of_frame(frame, items: dict, meta: dict, chunk: int = 20_000):
+def population_of_frame(frame, items: dict, meta: dict, chunk: int = 20_000, parts: dict | None = None, liked=None):
     """The split's :class:`persona.traits.Population` from its columns: :func:`persona.traits.population_of`'s,
     without a record per interaction (likes counted per item; the users who wrote something of their own read
-    ``chunk`` at a time, in user order)."""
+    ``chunk`` at a time, in user order). ``parts``, when given, receives the counts it was made from (``likes``,
+    ``said``: :func:`persona.traits.population_from`'s arguments). ``liked``: each row's like flag, when known."""
     import numpy as np
 
     from persona.graph import edge_columns
@@ -306,7 +318,8 @@ def population_of_frame(frame, items: dict, meta: dict, chunk: int = 20_000):
     from persona.traits import _liked_words, population_from
     from workbench.records import Interaction
 
-    _, liked, _, _ = edge_columns(frame, meta)
+    if liked is None:  # the graph's edge_liked, when it is built already
+        _, liked, _, _ = edge_columns(frame, meta)
     counts = np.bincount(frame.item[liked], minlength=len(frame.item_ids))
     likes = {frame.item_ids[i]: int(n) for i, n in enumerate(counts) if n}
     said: list[tuple[str, str]] = []
@@ -330,6 +343,8 @@ def population_of_frame(frame, items: dict, meta: dict, chunk: int = 20_000):
                     for r in range(int(ptr[u]), int(ptr[u + 1]))
                 ]
             said += _liked_words(PersonaContext(frame.split_id, frame.dataset_id, {}, items, visible, meta))
+    if parts is not None:
+        parts.update(likes=likes, said=said)
     return population_from(PersonaContext(frame.split_id, frame.dataset_id, {}, items, {}, meta), likes, said)
 
 

@@ -76,19 +76,41 @@ def read_coldstart(
     ws, split: str | None = None, encoder: str = "gat", encoder_kwargs: dict[str, Any] | None = None
 ) -> ColdStartSource:
     """The split's context and the checkpoint path of ``encoder`` with ``encoder_kwargs`` (``split``: the only
-    split when ``None``)."""
+    split when ``None``). When mining kept the model's item states beside its checkpoint, the context is the
+    catalogue and the population alone (:func:`_catalogue_context`), whatever the number of users."""
     from persona.mining import checkpoint_path, load_context
     from workbench.store.splits import resolve_split
 
     split_id = resolve_split(ws, split)
     kwargs = dict(encoder_kwargs or {})
-    return ColdStartSource(
-        split_id=split_id,
-        encoder=encoder,
-        encoder_kwargs=kwargs,
-        context=load_context(ws, split_id),
-        checkpoint=checkpoint_path(ws, split_id, encoder, kwargs),
-    )
+    ckpt = checkpoint_path(ws, split_id, encoder, kwargs)
+    context = _catalogue_context(ws, split_id, ckpt) or load_context(ws, split_id)
+    return ColdStartSource(split_id=split_id, encoder=encoder, encoder_kwargs=kwargs, context=context, checkpoint=ckpt)
+
+
+def _catalogue_context(ws, split_id: str, checkpoint: Path):
+    """A context of the catalogue alone (no users, no interactions) with the split's population, when mining kept
+    the model's item states beside ``checkpoint`` (:func:`persona.models.gat.save_item_states`); ``None``
+    otherwise. A new user needs nothing else, so a split of millions of users loads in seconds."""
+    from persona.models.base import PersonaContext
+    from persona.models.gat import load_item_states
+    from persona.traits import population_from
+    from workbench.store.datasets import dataset_meta, load_items
+    from workbench.store.splits import split_dataset
+
+    if not checkpoint.exists():
+        return None
+    states = load_item_states(checkpoint)
+    if states is None:
+        return None
+    d = split_dataset(ws, split_id)
+    ctx = PersonaContext(split_id, d, {}, load_items(ws, d), {}, dataset_meta(ws, d))
+    if sorted(ctx.items) != states["item_ids"]:
+        return None
+    pop = states["population"]
+    ctx.cache["population"] = population_from(ctx, pop["likes"], [tuple(x) for x in pop["said"]])
+    ctx.cache["item_states"] = states
+    return ctx
 
 
 def load_coldstart(source: ColdStartSource, *, torch_threads: int | None = None) -> ColdStartModel:
@@ -107,7 +129,12 @@ def load_coldstart(source: ColdStartSource, *, torch_threads: int | None = None)
             f"no trained {source.encoder} model for split {source.split_id!r}: run `pwb personas "
             f"mine --split {source.split_id} --encoder {source.encoder}` first"
         )
-    enc = ENCODERS.get(source.encoder)(checkpoint=str(source.checkpoint), **source.encoder_kwargs).fit(source.context)
+    cls = ENCODERS.get(source.encoder)
+    states = source.context.cache.get("item_states")
+    if states is not None:  # the catalogue and the kept item states: no pass over the split's users
+        enc = cls.from_item_states(source.context, states, checkpoint=str(source.checkpoint), **source.encoder_kwargs)
+    else:
+        enc = cls(checkpoint=str(source.checkpoint), **source.encoder_kwargs).fit(source.context)
     ctx = source.context
     return ColdStartModel(
         split_id=source.split_id,

@@ -70,10 +70,13 @@ class TrainReport:
     peak_batch_edges: int
     planned_steps: int = 0
     stopped_by: str | None = None
+    workers: int = 1
 
     def note(self) -> str:
         """One line for the user: the steps run, why it stopped and how to repeat it exactly."""
         text = f"{self.steps} of {self.planned_steps} planned steps in {self.seconds:.1f} s"
+        if self.workers > 1:
+            text += f" on {self.workers} data-parallel workers"
         if self.stopped_by == "time_budget":
             return f"{text} (stopped by the time budget; --max-steps {self.steps} repeats this model exactly)"
         if self.stopped_by == "max_steps":
@@ -150,6 +153,7 @@ def train_gat(
     weight_decay: float = 1e-6,
     seed: int = 0,
     progress: bool = False,
+    workers: int = 1,
 ):
     """Fit a PersonaGAT on ``graph`` by mini-batch link prediction. Returns ``(model, TrainReport)``.
 
@@ -169,36 +173,44 @@ def train_gat(
 
     With ``progress``, the plan (epochs x batches) is printed before training and a time estimate after
     the first steps: seconds a step, minutes for the plan, and the steps the budget leaves room for.
+
+    ``workers > 1`` trains data-parallel (:func:`train_distributed`): as many processes, each on its share of the
+    liked edges, their gradients averaged every step.
     """
     import torch
-    import torch.nn.functional as F
-    from torch_geometric.loader import LinkNeighborLoader
-    from torch_geometric.sampler import NegativeSampling
 
-    from persona.sampling import fanout_sampler
     from workbench.progress import progress_bar
 
+    if workers > 1:
+        return train_distributed(
+            graph,
+            workers=workers,
+            epochs=epochs,
+            hidden=hidden,
+            heads=heads,
+            conv=conv,
+            lr=lr,
+            batch_size=batch_size,
+            negatives=negatives,
+            fanout_items=fanout_items,
+            fanout_users=fanout_users,
+            align_weight=align_weight,
+            max_steps=max_steps,
+            time_budget=time_budget,
+            started=started,
+            name=name,
+            weight_decay=weight_decay,
+            seed=seed,
+            progress=progress,
+        )
     # 1. the model, its optimiser and a neighbour-sampling loader over the liked edges
     torch.manual_seed(seed)
     model = build_model(graph, hidden=hidden, heads=heads, conv=conv)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    liked, disliked = graph.edge_liked, graph.edge_disliked
-    data = _hetero(graph)
-    num_neighbors = {REL: list(fanout_items), REV: [fanout_users, 0]}
-    sampler = fanout_sampler(data, num_neighbors, seed=seed)
-    targets = graph.edge_index[:, liked]
-    loader = LinkNeighborLoader(
-        data,
-        num_neighbors,
-        edge_label_index=(REL, targets),
-        batch_size=batch_size,
-        shuffle=True,
-        neg_sampling=NegativeSampling("triplet", negatives),
-        neighbor_sampler=sampler,
-        generator=torch.Generator().manual_seed(seed),
+    loader = _loader(
+        graph, graph.edge_index[:, graph.edge_liked], batch_size, negatives, fanout_items, fanout_users, seed
     )
     # 2. train: BPR on sampled negatives (plus ImageAlign when images are set), within max_steps
-    n_items = graph.x_item.shape[0]
     align = align_weight > 0 and getattr(graph, "x_image", None) is not None
     steps, loss_val, peak, t0 = 0, float("nan"), 0, time.perf_counter()
     deadline = None if time_budget is None else (t0 if started is None else started) + float(time_budget)
@@ -211,28 +223,8 @@ def train_gat(
     model.train()
     for _ in range(epochs):
         for batch in loader:
-            un, itn = batch["user"].n_id, batch["item"].n_id
-            src, pos = batch["user"].src_index, batch["item"].dst_pos_index
-            neg = batch["item"].dst_neg_index
-            # drop the batch's own target links from its message passing (no label leakage)
-            e_ui, e_iu = batch[REL], batch[REV]
-            keep_ui = _not_target(e_ui.edge_index[0], e_ui.edge_index[1], src, pos, un, itn, n_items)
-            keep_iu = _not_target(e_iu.edge_index[1], e_iu.edge_index[0], src, pos, un, itn, n_items)
-            ui_index, ui_eid = e_ui.edge_index[:, keep_ui], e_ui.e_id[keep_ui]
-            iu_index, iu_eid = e_iu.edge_index[:, keep_iu], e_iu.e_id[keep_iu]
-            peak = max(peak, ui_index.shape[1] + iu_index.shape[1])
-            x_user, x_item = graph.x_user[un], graph.x_item[itn]
-            i0, i1 = model.items(x_item, itn, x_user, ui_index, graph.edge_attr[ui_eid])
-            h_user, _ = model.users(x_user, i0, i1, iu_index, graph.edge_attr[iu_eid], liked[iu_eid], disliked[iu_eid])
-            bias = model.item_bias(itn).squeeze(-1)
-            hu = h_user[src]
-            s_pos = model.score(hu, i1[pos], bias[pos])
-            s_neg = model.score(hu[:, None, :], i1[neg], bias[neg])
-            loss = -F.logsigmoid(s_pos[:, None] - s_neg).mean()
-            if align:
-                z = F.normalize(model.user_proj(hu), dim=-1)
-                g = F.normalize(model.img_proj(graph.x_image[itn[pos]]), dim=-1)
-                loss = loss + align_weight * F.cross_entropy(z @ g.T / 0.1, torch.arange(z.shape[0]))
+            loss, edges = _batch_loss(model, graph, batch, align_weight if align else 0.0)
+            peak = max(peak, edges)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -258,6 +250,190 @@ def train_gat(
     report = TrainReport(epochs, steps, loss_val, time.perf_counter() - t0, peak, total, stopped_by)
     say(f"{name}: {report.note()}")
     return model, report
+
+
+def _loader(graph, targets, batch_size: int, negatives: int, fanout_items, fanout_users: int, seed: int):
+    """A :class:`LinkNeighborLoader` over ``targets`` (liked edges), neighbours sampled by
+    :class:`persona.sampling.FanoutSampler`, shuffled and sampled reproducibly from ``seed``."""
+    import torch
+    from torch_geometric.loader import LinkNeighborLoader
+    from torch_geometric.sampler import NegativeSampling
+
+    from persona.sampling import fanout_sampler
+
+    data = _hetero(graph)
+    num_neighbors = {REL: list(fanout_items), REV: [fanout_users, 0]}
+    return LinkNeighborLoader(
+        data,
+        num_neighbors,
+        edge_label_index=(REL, targets),
+        batch_size=batch_size,
+        shuffle=True,
+        neg_sampling=NegativeSampling("triplet", negatives),
+        neighbor_sampler=fanout_sampler(data, num_neighbors, seed=seed),
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def _batch_loss(model, graph, batch, align_weight: float):
+    """``(loss, message-passing edges)`` of one mini-batch of :class:`LinkNeighborLoader`: BPR of each target
+    link against its sampled items, plus ``align_weight`` x ImageAlign (when > 0). The batch's own target
+    links are dropped from its message passing (no label leakage)."""
+    import torch
+    import torch.nn.functional as F
+
+    n_items = graph.x_item.shape[0]
+    liked, disliked = graph.edge_liked, graph.edge_disliked
+    un, itn = batch["user"].n_id, batch["item"].n_id
+    src, pos = batch["user"].src_index, batch["item"].dst_pos_index
+    neg = batch["item"].dst_neg_index
+    e_ui, e_iu = batch[REL], batch[REV]
+    keep_ui = _not_target(e_ui.edge_index[0], e_ui.edge_index[1], src, pos, un, itn, n_items)
+    keep_iu = _not_target(e_iu.edge_index[1], e_iu.edge_index[0], src, pos, un, itn, n_items)
+    ui_index, ui_eid = e_ui.edge_index[:, keep_ui], e_ui.e_id[keep_ui]
+    iu_index, iu_eid = e_iu.edge_index[:, keep_iu], e_iu.e_id[keep_iu]
+    x_user, x_item = graph.x_user[un], graph.x_item[itn]
+    i0, i1 = model.items(x_item, itn, x_user, ui_index, graph.edge_attr[ui_eid])
+    h_user, _ = model.users(x_user, i0, i1, iu_index, graph.edge_attr[iu_eid], liked[iu_eid], disliked[iu_eid])
+    bias = model.item_bias(itn).squeeze(-1)
+    hu = h_user[src]
+    s_pos = model.score(hu, i1[pos], bias[pos])
+    s_neg = model.score(hu[:, None, :], i1[neg], bias[neg])
+    loss = -F.logsigmoid(s_pos[:, None] - s_neg).mean()
+    if align_weight > 0:
+        z = F.normalize(model.user_proj(hu), dim=-1)
+        g = F.normalize(model.img_proj(graph.x_image[itn[pos]]), dim=-1)
+        loss = loss + align_weight * F.cross_entropy(z @ g.T / 0.1, torch.arange(z.shape[0]))
+    return loss, ui_index.shape[1] + iu_index.shape[1]
+
+
+def train_distributed(graph, *, workers: int = 2, progress: bool = False, **kwargs):
+    """:func:`train_gat` data-parallel over ``workers`` processes (``torch.distributed``, gloo): each trains on its
+    share of the liked edges (every ``workers``-th, from its own offset), every step's gradients are summed
+    across the processes and averaged (an all-reduce), so all hold the same model at every step. The graph's
+    tensors are shared with the processes, not copied. Returns ``(model, TrainReport)`` like :func:`train_gat`.
+
+    A step here sees ``workers`` x ``batch_size`` liked edges: the same steps make a different model from the
+    one-process run's (deterministic for a given number of workers and seed). Each process gets an equal share
+    of the threads; ``max_steps`` and ``time_budget`` bound the steps of all of them together (the first
+    process's clock decides).
+    """
+    import os
+    import tempfile
+
+    import torch
+    import torch.multiprocessing as mp
+
+    if workers < 2:
+        raise ValueError(f"train_distributed needs at least 2 workers, got {workers}")
+    threads = max(1, torch.get_num_threads() // workers)
+    for t in (graph.x_user, graph.x_item, graph.edge_index, graph.edge_attr, graph.edge_liked, graph.edge_disliked):
+        t.share_memory_()
+    if getattr(graph, "x_image", None) is not None:
+        graph.x_image.share_memory_()
+    with tempfile.TemporaryDirectory(prefix="pwb-ddp-") as tmp:
+        out = os.path.join(tmp, "model.pt")
+        mp.spawn(
+            _distributed_rank,
+            args=(workers, _free_port(), graph, dict(kwargs), threads, out, progress),
+            nprocs=workers,
+            join=True,
+        )
+        blob = torch.load(out, map_location="cpu", weights_only=False)
+    from persona.models.gat_net import PersonaGAT
+
+    model = PersonaGAT(**blob["config"])
+    model.load_state_dict(blob["state"])
+    model.eval()
+    return model, TrainReport(**blob["report"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@_deterministic()
+def _distributed_rank(rank: int, world: int, port: int, graph, kw: dict, threads: int, out: str, progress: bool):
+    """One process of :func:`train_distributed`."""
+    import torch
+    import torch.distributed as dist
+
+    from workbench.progress import progress_bar
+
+    # 1. the process group, this process's share of the liked edges, the same initial model everywhere
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(threads)
+        seed, epochs = kw.get("seed", 0), kw.get("epochs", 20)
+        max_steps, time_budget, started = kw.get("max_steps"), kw.get("time_budget"), kw.get("started")
+        align_weight = kw.get("align_weight", 0.1)
+        align = align_weight > 0 and getattr(graph, "x_image", None) is not None
+        torch.manual_seed(seed)
+        model = build_model(graph, hidden=kw.get("hidden", 64), heads=kw.get("heads", 2), conv=kw.get("conv", "gatv2"))
+        opt = torch.optim.Adam(model.parameters(), lr=kw.get("lr", 5e-3), weight_decay=kw.get("weight_decay", 1e-6))
+        targets = graph.edge_index[:, graph.edge_liked][:, rank::world]
+        loader = _loader(
+            graph,
+            targets,
+            kw.get("batch_size", 1024),
+            kw.get("negatives", 4),
+            kw.get("fanout_items", (10, 3)),
+            kw.get("fanout_users", 64),
+            seed + rank,
+        )
+        per_epoch = torch.tensor([len(loader)])
+        dist.all_reduce(per_epoch, op=dist.ReduceOp.MIN)  # every process takes the same number of steps
+        per_epoch = int(per_epoch)
+        total = epochs * per_epoch if max_steps is None else min(max_steps, epochs * per_epoch)
+        # 2. train: each step's gradients averaged over the processes before the update
+        t0 = time.perf_counter()
+        deadline = None if time_budget is None else (t0 if started is None else started) + float(time_budget)
+        name = kw.get("name") or kw.get("conv", "gatv2")
+        bar = progress_bar(
+            total=total, desc=f"training {name} ({world} workers)", unit="step", disable=not (progress and rank == 0)
+        )
+        steps, loss_val, peak, stopped_by = 0, float("nan"), 0, None
+        params = [p for p in model.parameters() if p.requires_grad]
+        model.train()
+        for _ in range(epochs):
+            batches = iter(loader)
+            for _ in range(per_epoch):
+                loss, edges = _batch_loss(model, graph, next(batches), align_weight if align else 0.0)
+                peak = max(peak, edges)
+                opt.zero_grad()
+                loss.backward()
+                for p in params:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    dist.all_reduce(p.grad)
+                    p.grad /= world
+                opt.step()
+                steps += 1
+                loss_val = float(loss.detach())
+                bar.update(1)
+                stop = torch.tensor([0])
+                if rank == 0:
+                    if deadline is not None and time.perf_counter() >= deadline and steps < total:
+                        stop[0] = 1
+                    elif max_steps is not None and steps >= max_steps and steps < epochs * per_epoch:
+                        stop[0] = 2
+                dist.broadcast(stop, src=0)
+                if int(stop):
+                    stopped_by = "time_budget" if int(stop) == 1 else "max_steps"
+                    break
+            if stopped_by:
+                break
+        bar.close()
+        # 3. the first process keeps the model and what training cost
+        if rank == 0:
+            report = TrainReport(epochs, steps, loss_val, time.perf_counter() - t0, peak, total, stopped_by, world)
+            torch.save({"config": model.config, "state": model.state_dict(), "report": asdict(report)}, out)
+    finally:
+        dist.destroy_process_group()
 
 
 #: steps timed (after the first, which pays for warm-up) before the estimate is printed
@@ -430,6 +606,51 @@ def save_checkpoint(model, path, meta: dict[str, Any] | None = None) -> None:
     os.replace(tmp, path)
 
 
+def items_path(checkpoint) -> str:
+    """Where the item states of ``checkpoint``'s model are kept beside it (:func:`save_item_states`)."""
+    return f"{checkpoint}.items.pt"
+
+
+def save_item_states(checkpoint, graph, i0, i1, population_parts: dict[str, Any]) -> None:
+    """Keep beside ``checkpoint`` what a new user's one pass needs besides the model: the item states, the
+    graph's vocabulary (item ids, interaction kinds, time range, demographic values) and the population's
+    counts (``{"likes": {item: n}, "said": [(item, text), ...]}``), so a server loads them in seconds instead of
+    reading every interaction of the split. Tied to the model by its fingerprint."""
+    import os
+
+    import torch
+
+    tmp = f"{items_path(checkpoint)}.tmp"
+    torch.save(
+        {
+            "fingerprint": model_fingerprint(checkpoint),
+            "item_ids": list(graph.item_ids),
+            "kinds": list(graph.kinds),
+            "t_range": tuple(graph.t_range),
+            "demo_values": dict(graph.demo_values),
+            "i0": i0.contiguous(),
+            "i1": i1.contiguous(),
+            "population": population_parts,
+        },
+        tmp,
+    )
+    os.replace(tmp, items_path(checkpoint))
+
+
+def load_item_states(checkpoint) -> dict[str, Any] | None:
+    """What :func:`save_item_states` kept beside ``checkpoint``, or ``None`` when there is none for its model
+    (an older checkpoint, or one trained again since)."""
+    import os
+
+    import torch
+
+    path = items_path(checkpoint)
+    if not os.path.exists(path):
+        return None
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    return blob if blob.get("fingerprint") == model_fingerprint(checkpoint) else None
+
+
 def model_fingerprint(path) -> str:
     """A hash of a checkpoint's model (its config and weights; not when or how long it trained): two trainings
     to the same weights share it."""
@@ -504,6 +725,10 @@ class GatPersonaEncoder(PersonaEncoder):
             sentence-transformers id / CLIP id or path on a machine that has them).
         item_fanout: Users an item's layer reads at inference (``None``: all; see :func:`infer`).
         max_steps: Stop training after this many steps (deterministic).
+        train_workers: Train data-parallel over this many processes (:func:`train_distributed`; default 1).
+        train_users: Train on the edges of this many users drawn at random (seeded) when the split has more
+            (default: all). The model has no per-user parameters, so it then infers every user; training's
+            neighbour sampler then indexes a graph of that size, not the split's.
         time_budget: Seconds for :meth:`fit` (item features plus training): training stops at the first step
             that ends past it, keeping the model trained so far (``report.note()`` says how many steps ran and
             the ``max_steps`` that repeat them). Not deterministic across machines; ``max_steps`` is.
@@ -538,6 +763,8 @@ class GatPersonaEncoder(PersonaEncoder):
         recency_half_life: float | None = None,
         max_steps: int | None = None,
         time_budget: float | None = None,
+        train_workers: int = 1,
+        train_users: int | None = None,
     ):
         from persona.evidence import DEFAULT_HALF_LIFE
         from persona.traits import check_mode
@@ -558,6 +785,10 @@ class GatPersonaEncoder(PersonaEncoder):
         )
         if max_steps is not None:
             self.train_args["max_steps"] = max_steps
+        self.train_users = _positive("train_users", train_users, int)
+        train_workers = _positive("train_workers", train_workers, int)
+        if train_workers > 1:  # data-parallel training (a different model from one process's: part of the key)
+            self.train_args["workers"] = train_workers
         self.time_budget = time_budget
         self.n_traits, self.token_budget, self.traits = n_traits, token_budget, check_mode(traits)
         self.recency_half_life = DEFAULT_HALF_LIFE if recency_half_life is None else _half_life(recency_half_life)
@@ -589,7 +820,7 @@ class GatPersonaEncoder(PersonaEncoder):
             self.report = TrainReport(**meta["report"]) if meta.get("report") else None
         else:
             self.model, self.report = train_gat(
-                self.graph,
+                self._training_graph(),
                 progress=self.progress,
                 time_budget=self.time_budget,
                 started=started,
@@ -597,6 +828,51 @@ class GatPersonaEncoder(PersonaEncoder):
                 **self.train_args,
             )
         return self
+
+    def _training_graph(self):
+        """The graph training sees: the split's, or the subgraph of ``train_users`` users drawn with the seed."""
+        n = len(self.graph.user_ids)
+        if not self.train_users or self.train_users >= n:
+            return self.graph
+        pick = np.sort(np.random.default_rng(self.train_args["seed"]).choice(n, self.train_users, replace=False))
+        return self.graph.users_subgraph(pick)
+
+    @classmethod
+    def from_item_states(cls, context, states: dict[str, Any], **kwargs):
+        """An encoder for new users only (:class:`persona.coldstart.ColdStart`), from its checkpoint and the item
+        states kept beside it (:func:`save_item_states`): no graph of the split's users is built or read.
+        ``context`` needs the catalogue and meta; its population is made from the kept counts."""
+        import torch
+
+        from persona.graph import UserItemGraph
+        from persona.traits import population_from
+
+        enc = cls(**kwargs)
+        enc.model, meta = load_checkpoint(enc.checkpoint)
+        if meta.get("item_ids") != states["item_ids"] or sorted(context.items) != states["item_ids"]:
+            raise ValueError(f"checkpoint {enc.checkpoint} was trained on a different item catalogue")
+        enc.report = TrainReport(**meta["report"]) if meta.get("report") else None
+        empty = torch.zeros(0)
+        enc.graph = UserItemGraph(
+            [],
+            states["item_ids"],
+            torch.zeros(0, enc.model.config["user_dim"]),
+            empty,
+            torch.zeros(2, 0, dtype=torch.long),
+            torch.zeros(0, enc.model.config["edge_dim"]),
+            torch.zeros(0, dtype=torch.bool),
+            states["kinds"],
+            states["demo_values"],
+            None,
+            torch.zeros(0, dtype=torch.bool),
+            tuple(states["t_range"]),
+        )
+        enc.emb = Embeddings(None, states["i0"], states["i1"], enc.model.item_bias.weight.detach().squeeze(-1), None)
+        if "population" not in context.cache:
+            pop = states["population"]
+            context.cache["population"] = population_from(context, pop["likes"], [tuple(x) for x in pop["said"]])
+        enc.context, enc._ptr = context, None
+        return enc
 
     @classmethod
     def from_parts(cls, context, graph, model, emb=None, **kwargs):

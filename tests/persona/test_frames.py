@@ -7,6 +7,8 @@ The columns must list exactly the interactions, in the order, that ``visible_int
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,7 @@ from persona.graph import build_graph, build_graph_frame, frame_of
 from persona.mining import load_context
 from workbench.store import Workspace
 from workbench.store.datasets import write_dataset
-from workbench.store.frames import attribute_values, visible_frame
+from workbench.store.frames import attribute_values, visible_frame, visible_user_attributes
 
 
 def same_frames(a, b) -> None:
@@ -55,7 +57,7 @@ def graph_from_workspace(ws, split):
         frame,
         ctx.items,
         ctx.meta,
-        attribute_values(ws, frame.dataset_id, keys, frame.user_ids),
+        visible_user_attributes(ws, split, keys),
         attribute_values(ws, frame.dataset_id, keys),
         item_emb=item_emb(len(frame.item_ids)),
         image_encoder=None,
@@ -67,6 +69,11 @@ def check(ws, split) -> None:
 
     ctx = load_context(ws, split)
     frame, g = graph_from_workspace(ws, split)
+    keys = ctx.meta.get("demographics", [])
+    assert visible_user_attributes(ws, split, keys) == attribute_values(ws, frame.dataset_id, keys, frame.user_ids)
+    assert [json.loads(a) for a in visible_user_attributes(ws, split)] == [
+        ctx.users[u].attributes for u in frame.user_ids
+    ]
     same_frames(frame, frame_of(ctx))
     ref = reference_graph(ctx, item_emb=item_emb(len(ctx.items)), image_encoder=None)
     same_graphs(g, ref)
@@ -130,3 +137,20 @@ def test_row_block_statistics_are_numpys_per_user_ones(n):
     block = rng.normal(3, 1.7, size=(5, n)) * 10.0 ** rng.integers(-3, 4, size=(5, 1))
     for row, m, s in zip(block, np.mean(block, axis=1), np.std(block, axis=1)):
         assert m == np.mean(list(row)) and s == np.std(list(row))
+
+
+def test_a_users_subgraph_keeps_their_edges_and_every_item(tmp_path):
+    with Workspace(tmp_path / "w.duckdb") as ws:
+        write_dataset(ws, generate_community(60, 40, seed=7))
+        split = make_split(ws, "synthetic-s7", SplitParams(seed=0))["split"]
+        _, g = graph_from_workspace(ws, split)
+    users = np.array([3, 10, 11, 40])
+    sub = g.users_subgraph(users)
+    assert sub.user_ids == [g.user_ids[u] for u in users] and sub.item_ids == g.item_ids
+    mask = np.isin(g.edge_index[0].numpy(), users)
+    assert torch.equal(sub.edge_attr, g.edge_attr[torch.from_numpy(mask)])
+    assert [sub.user_ids[u] for u in sub.edge_index[0].tolist()] == [
+        g.user_ids[u] for u in g.edge_index[0, torch.from_numpy(mask)].tolist()
+    ]
+    assert torch.equal(sub.edge_index[1], g.edge_index[1, torch.from_numpy(mask)])
+    assert torch.equal(sub.x_user, g.x_user[torch.from_numpy(users)])

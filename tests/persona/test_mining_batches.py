@@ -168,3 +168,15 @@ def test_cards_with_the_users_own_words_are_the_one_at_a_time_cards(tmp_path):
     one_at_a_time = {c.user_id: scrub_card(c) for c in enc.encode(sorted(ctx.visible))}
     assert any("their words" in e.snippet for c in stored.values() for e in c.evidence)
     assert {u: card_key(c) for u, c in stored.items()} == {u: card_key(c) for u, c in one_at_a_time.items()}
+
+
+def test_training_on_a_sample_of_users_serves_them_all(tmp_path):
+    from persona.mining import checkpoint_path
+
+    with Workspace(tmp_path / "w.duckdb") as ws:
+        write_dataset(ws, generate_community(200, 80, seed=14, interactions_per_user=15))
+        split = make_split(ws, "synthetic-s14", SplitParams(seed=0))["split"]
+        out = mine_personas(ws, split, "gat", encoder_kwargs={"max_steps": 5, "train_users": 50})
+        whole = checkpoint_path(ws, split, "gat", {"max_steps": 5})
+    assert out["mined"] == 200 and out["encoder"] == "gat[max_steps=5,train_users=50]"
+    assert out["checkpoint"] != str(whole)

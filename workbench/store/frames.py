@@ -37,7 +37,7 @@ class VisibleFrame:
         user_ids: The users with a visible interaction, sorted; ``user`` indexes them.
         item_ids: Every item of the dataset, sorted; ``item`` indexes them.
         kinds: The interaction kinds seen, sorted; ``kind`` indexes them.
-        user, item: ``int64 (E,)``; kind: ``int16 (E,)``.
+        user, item: ``int32 (E,)``; kind: ``int16 (E,)``.
         value, timestamp: ``float64 (E,)``, NaN where missing (``has_value`` / ``has_timestamp`` say which).
         text_rows, texts: The rows whose interaction has a text, and those texts.
     """
@@ -68,38 +68,12 @@ class VisibleFrame:
         return int(self.user.shape[0])
 
 
-def visible_frame(ws: Workspace, split_id: str) -> VisibleFrame:
-    """The split's visible interactions as a :class:`VisibleFrame` (see the module docstring)."""
+def visible_frame(ws: Workspace, split_id: str, batch_rows: int = 1 << 20) -> VisibleFrame:
+    """The split's visible interactions as a :class:`VisibleFrame` (see the module docstring). The rows arrive as
+    Arrow record batches of ``batch_rows`` and are copied into arrays made to size beforehand, so the read holds
+    the columns and one batch, never a second copy of them."""
     dataset_id = split_dataset(ws, split_id)
     params = {"split": split_id, "dataset": dataset_id}
-    cur = ws.con.cursor()  # a connection of its own: the relational API refuses one with a pending result
-    rel = cur.sql(
-        f"""
-        WITH vis AS ({_VISIBLE}),
-        users AS (SELECT user_id, row_number() OVER (ORDER BY user_id) - 1 AS u FROM (SELECT DISTINCT user_id FROM vis)),
-        items AS (SELECT item_id, row_number() OVER (ORDER BY item_id) - 1 AS i FROM items WHERE dataset_id = $dataset),
-        kinds AS (SELECT kind, row_number() OVER (ORDER BY kind) - 1 AS k FROM (SELECT DISTINCT kind FROM vis))
-        SELECT u, i, k, coalesce(x.value, 'NaN'::DOUBLE) AS value, x.value IS NOT NULL AS has_value,
-               coalesce(x.timestamp, 'NaN'::DOUBLE) AS ts, x.timestamp IS NOT NULL AS has_ts,
-               CASE WHEN coalesce(x.text, '') <> '' THEN x.text END AS text
-        FROM vis x JOIN users USING (user_id) JOIN items USING (item_id) JOIN kinds USING (kind)
-        ORDER BY u, x.timestamp NULLS LAST, i, k, x.value NULLS LAST, x.text
-        """,
-        params=params,
-    )
-    try:
-        table = rel.to_arrow_table()
-    finally:
-        cur.close()
-    cols = {name: table.column(name) for name in table.column_names}
-
-    def array(name: str, dtype) -> np.ndarray:
-        return cols[name].to_numpy().astype(dtype, copy=False)
-
-    text = cols["text"]
-    valid = np.asarray(text.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    text_rows = np.flatnonzero(valid)
-    texts = text.filter(text.is_valid()).to_pylist() if text_rows.size else []
     names = {
         "users": f"SELECT DISTINCT user_id FROM ({_VISIBLE}) ORDER BY user_id",
         "items": "SELECT item_id FROM items WHERE dataset_id = $dataset ORDER BY item_id",
@@ -109,20 +83,68 @@ def visible_frame(ws: Workspace, split_id: str) -> VisibleFrame:
         k: [r[0] for r in ws.con.execute(sql, params if "$split" in sql else {"dataset": dataset_id}).fetchall()]
         for k, sql in names.items()
     }
+    n = int(
+        ws.con.execute(
+            f"SELECT count(*) FROM ({_VISIBLE}) x SEMI JOIN items i ON i.dataset_id = $dataset AND i.item_id = x.item_id",
+            params,
+        ).fetchone()[0]
+    )
+    cols = {
+        "u": np.empty(n, np.int32),
+        "i": np.empty(n, np.int32),
+        "k": np.empty(n, np.int16),
+        "value": np.empty(n, np.float64),
+        "has_value": np.empty(n, bool),
+        "ts": np.empty(n, np.float64),
+        "has_ts": np.empty(n, bool),
+    }
+    text_rows: list[np.ndarray] = []
+    texts: list[str] = []
+    cur = ws.con.cursor()  # a connection of its own: the relational API refuses one with a pending result
+    try:
+        reader = cur.sql(
+            f"""
+            WITH vis AS ({_VISIBLE}),
+            users AS (SELECT user_id, row_number() OVER (ORDER BY user_id) - 1 AS u FROM (SELECT DISTINCT user_id FROM vis)),
+            items AS (SELECT item_id, row_number() OVER (ORDER BY item_id) - 1 AS i FROM items WHERE dataset_id = $dataset),
+            kinds AS (SELECT kind, row_number() OVER (ORDER BY kind) - 1 AS k FROM (SELECT DISTINCT kind FROM vis))
+            SELECT u, i, k, coalesce(x.value, 'NaN'::DOUBLE) AS value, x.value IS NOT NULL AS has_value,
+                   coalesce(x.timestamp, 'NaN'::DOUBLE) AS ts, x.timestamp IS NOT NULL AS has_ts,
+                   CASE WHEN coalesce(x.text, '') <> '' THEN x.text END AS text
+            FROM vis x JOIN users USING (user_id) JOIN items USING (item_id) JOIN kinds USING (kind)
+            ORDER BY u, x.timestamp NULLS LAST, i, k, x.value NULLS LAST, x.text
+            """,
+            params=params,
+        ).to_arrow_reader(batch_rows)
+        at = 0
+        for batch in reader:
+            m = batch.num_rows
+            for name, out in cols.items():
+                out[at : at + m] = batch.column(name).to_numpy(zero_copy_only=False)
+            text = batch.column("text")
+            if text.null_count < m:
+                valid = np.asarray(text.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+                text_rows.append(np.flatnonzero(valid) + at)
+                texts += text.filter(text.is_valid()).to_pylist()
+            at += m
+    finally:
+        cur.close()
+    if at != n:  # the count and the rows disagree: the split changed under the read
+        raise RuntimeError(f"split {split_id!r}: counted {n} visible interactions, read {at}; read it again")
     return VisibleFrame(
         split_id,
         dataset_id,
         lists["users"],
         lists["items"],
         lists["kinds"],
-        array("u", np.int64),
-        array("i", np.int64),
-        array("k", np.int16),
-        array("value", np.float64),
-        array("has_value", bool),
-        array("ts", np.float64),
-        array("has_ts", bool),
-        text_rows,
+        cols["u"],
+        cols["i"],
+        cols["k"],
+        cols["value"],
+        cols["has_value"],
+        cols["ts"],
+        cols["has_ts"],
+        np.concatenate(text_rows) if text_rows else np.zeros(0, dtype=np.int64),
         texts,
     )
 
@@ -152,11 +174,26 @@ def attribute_values(ws: Workspace, dataset_id: str, keys: Sequence[str], user_i
     return out
 
 
-def user_attributes(ws: Workspace, dataset_id: str, user_ids: Sequence[str]) -> list[str | None]:
-    """Each of ``user_ids``' attributes as JSON text (``None`` for an unknown user), in their order."""
-    rows = ws.con.execute(
-        "SELECT CAST(u.attributes AS VARCHAR) FROM (SELECT unnest($ids) AS user_id, generate_subscripts($ids, 1) AS n) q "
-        "LEFT JOIN users u ON u.user_id = q.user_id AND u.dataset_id = $dataset ORDER BY q.n",
-        {"ids": list(user_ids), "dataset": dataset_id},
-    ).fetchall()
-    return [r[0] for r in rows]
+def visible_user_attributes(ws: Workspace, split_id: str, keys: Sequence[str] | None = None):
+    """The attributes of the split's users with a visible interaction, in :func:`visible_frame`'s user order
+    (sorted ids), read by one join (no list of ids passed in): with ``keys=None`` each user's attributes as
+    JSON text, else ``{key: [value, ...]}`` of those keys' values (``None`` when absent)."""
+    params = {"split": split_id, "dataset": split_dataset(ws, split_id)}
+    users = f"(SELECT DISTINCT user_id FROM ({_VISIBLE}))"
+    if keys is None:
+        rows = ws.con.execute(
+            f"SELECT CAST(u.attributes AS VARCHAR) FROM {users} v LEFT JOIN users u "
+            "ON u.dataset_id = $dataset AND u.user_id = v.user_id ORDER BY v.user_id",
+            params,
+        ).fetchall()
+        return [r[0] for r in rows]
+    out: dict[str, list[Any]] = {}
+    for key in keys:
+        rows = ws.con.execute(
+            f"SELECT CAST(json_extract(u.attributes, $path) AS VARCHAR) FROM {users} v LEFT JOIN users u "
+            "ON u.dataset_id = $dataset AND u.user_id = v.user_id ORDER BY v.user_id",
+            {**params, "path": "$." + json.dumps(str(key))},
+        ).fetchall()
+        parsed = {t: json.loads(t) for t in {r[0] for r in rows} if t is not None}
+        out[key] = [parsed.get(r[0]) for r in rows]
+    return out
