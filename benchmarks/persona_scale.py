@@ -1,19 +1,22 @@
 """Persona mining at scale, from a Parquet interaction log to cards in the workspace, every stage timed.
 
-For each size (``--sizes USERSxPER_USER``, default ``1000000x50`` and ``10000000x20``), in a fresh child process
-(so peak memory is that size's own):
+For each size (``--sizes USERSxPER_USER``, default ``1000000x50`` and ``10000000x20``):
 
 * **log**: a planted-persona community written as Parquet (not timed as a stage): ``log.parquet`` (user_id,
   item_id, rating 1-5, timestamp), ``items.parquet`` (item_id, title, ``|``-separated tags) and
   ``users.parquet`` (user_id, group); ``--items`` items with 1-3 of 20 tags, users drawn from 8 personas that
   prefer 3 tags each, popular items more often (Pareto), ratings higher on matching items.
+
+Then each stage runs in a fresh process of its own, as a user runs them (``pwb data import``, ``pwb data
+split``, ``pwb personas mine``), with that process's peak memory:
+
 * **import**: ``load_table`` (DuckDB staging) and ``write_dataset`` into a fresh workspace.
 * **split**: ``make_split`` with ``--heldout`` / ``--coldstart`` of the users evaluated (the rest train users).
 * **read split**, **graph**, **train** (``--steps`` steps of 1,024 liked edges, the budget), **item states**,
   **cards** (every user's embedding, attention, evidence, traits and template summary, in batches on
   ``--executor``), **store** (the Parquet parts into the workspace): ``pwb personas mine``'s own timings
   (:class:`persona.mining._GraphJob`).
-* **peak RSS** of the child process.
+* **peak RSS**: the largest of the three processes' (the mining process's after each of its stages too).
 
 Beside it, in the same run: the record-based import (``engine="records"``) of the first ``--baseline-rows``
 rows of the log as the baseline; a 2-worker local Ray cluster against the local executor on ``--ray-users``
@@ -124,66 +127,97 @@ def mapping():
     )
 
 
-def run_size(folder: Path, args) -> dict:
-    """Every stage of one size, in this (child) process; the last stage reached is kept on failure."""
+def import_log(ws, folder: Path) -> dict:
+    """The log with its users' and items' files into ``ws`` as dataset ``log``; returns its summary."""
+    from persona.data.table import load_table
+    from workbench.store.datasets import write_dataset
+
+    bundle = load_table(
+        folder / "log.parquet",
+        mapping(),
+        users=folder / "users.parquet",
+        items=folder / "items.parquet",
+        name="log",
+        like_threshold=4,
+        dislike_threshold=2,
+    )
+    return write_dataset(ws, bundle)
+
+
+def _peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def run_stage(stage: str, folder: Path, args) -> dict:
+    """One stage of one size in this (child) process, as a user runs it (one command each: ``pwb data import``,
+    ``pwb data split``, ``pwb personas mine``), with its seconds and this process's peak memory."""
     import torch
 
     from persona.data.splits import SplitParams, make_split
-    from persona.data.table import load_table
     from persona.mining import mine_personas
-    from workbench.store.datasets import write_dataset
     from workbench.store.workspace import Workspace
 
     torch.set_num_threads(os.cpu_count() or 1)
-    out: dict = {}
     db = folder / "w.duckdb"
-    for f in (db, Path(f"{db}.wal")):
-        f.unlink(missing_ok=True)  # a fresh workspace (the log is kept with --keep)
-    shutil.rmtree(folder / "models", ignore_errors=True)
-    total = time.perf_counter()
-    with Workspace(db) as ws:
-        t = time.perf_counter()
-        bundle = load_table(
-            folder / "log.parquet",
-            mapping(),
-            users=folder / "users.parquet",
-            items=folder / "items.parquet",
-            name="log",
-            like_threshold=4,
-            dislike_threshold=2,
-        )
-        summary = write_dataset(ws, bundle)
-        out["import_s"] = time.perf_counter() - t
-        out["peak_gib_after_import"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        out.update({k: summary[k] for k in ("users", "items", "interactions")})
-        del bundle
-        t = time.perf_counter()
+    t = time.perf_counter()
+    if stage == "import":
+        for f in (db, Path(f"{db}.wal")):
+            f.unlink(missing_ok=True)  # a fresh workspace (the log is kept with --keep)
+        shutil.rmtree(folder / "models", ignore_errors=True)
+        with Workspace(db) as ws:
+            summary = import_log(ws, folder)
+        return {"import_s": time.perf_counter() - t, "import_peak_gib": _peak_gib()} | {
+            k: summary[k] for k in ("users", "items", "interactions")
+        }
+    if stage == "split":
         params = SplitParams(seed=0, heldout_frac=args.heldout, coldstart_frac=args.coldstart, negatives_per_like=3)
-        split = make_split(ws, "log", params)
-        out["split_s"] = time.perf_counter() - t
-        out["heldout"], out["coldstart"] = split["heldout"], split["coldstart"]
-        out["peak_gib_after_split"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        with Workspace(db) as ws:
+            split = make_split(ws, "log", params)
+        return {
+            "split_s": time.perf_counter() - t,
+            "split_peak_gib": _peak_gib(),
+            "heldout": split["heldout"],
+            "coldstart": split["coldstart"],
+        }
+    with Workspace(db) as ws:
+        n_users = ws.scalar("SELECT n_users FROM datasets WHERE dataset_id = 'log'")
         mined = mine_personas(
             ws,
-            split["split"],
+            "log/s0",
             "gat",
             encoder_kwargs={
                 "max_steps": args.steps,
                 "token_budget": args.token_budget,
                 "item_fanout": args.item_fanout,
-                **({"train_users": args.train_users} if args.train_users and args.train_users < out["users"] else {}),
+                **({"train_users": args.train_users} if args.train_users and args.train_users < n_users else {}),
             },
             executor=args.executor,
             workers=args.workers,
             batch_size=args.batch_size,
         )
-        out["mined"] = mined["mined"]
-        out.update({f"{k.replace(' ', '_')}_s": v for k, v in mined["seconds"].items()})
-        out["peak_gib_after"] = mined["peak_gib"]
-        out["training"] = mined.get("training")
-        out["example_persona"] = ws.scalar("SELECT summary FROM personas LIMIT 1")
-    out["total_s"] = time.perf_counter() - total
-    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        example = ws.scalar("SELECT summary FROM personas LIMIT 1")
+    return {
+        "mine_s": time.perf_counter() - t,
+        "mined": mined["mined"],
+        **{f"{k.replace(' ', '_')}_s": v for k, v in mined["seconds"].items()},
+        "mine_peak_gib_after": mined["peak_gib"],
+        "mine_peak_gib": _peak_gib(),
+        "training": mined.get("training"),
+        "example_persona": example,
+    }
+
+
+def run_size(folder: Path, args, passthrough: list[str]) -> dict:
+    """Every stage of one size, each in a fresh process; a failed stage is reported with what ran before it."""
+    out: dict = {}
+    for stage in ("import", "split", "mine"):
+        print(f"[persona_scale]   {stage} ...", file=sys.stderr, flush=True)
+        got = spawn(stage, folder, args, passthrough)
+        if "error" in got:
+            return {**out, "failed_stage": stage, **got}
+        out.update(got)
+    out["total_s"] = out["import_s"] + out["split_s"] + out["mine_s"]
+    out["peak_rss_gib"] = max(out["import_peak_gib"], out["split_peak_gib"], out["mine_peak_gib"])
     return out
 
 
@@ -201,11 +235,16 @@ def run_baseline(folder: Path, rows: int) -> dict:
         f"COPY (SELECT * FROM read_parquet('{folder / 'log.parquet'}') LIMIT {rows}) TO '{head}' (FORMAT parquet)"
     )
     out = {"rows": rows}
+    from persona.data.table import ColumnMapping
+
+    log_only = ColumnMapping(value="rating", timestamp="timestamp")  # the log's own columns
     for engine in ("records", "auto"):
         db = folder / f"baseline-{engine}.duckdb"
+        for f in (db, Path(f"{db}.wal")):
+            f.unlink(missing_ok=True)
         t = time.perf_counter()
         with Workspace(db) as ws:
-            write_dataset(ws, load_table(head, mapping(), name="head", engine=engine))
+            write_dataset(ws, load_table(head, log_only, name="head", engine=engine))
         out[f"{engine}_s"] = time.perf_counter() - t
         if engine == "records":
             out["records_peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -216,25 +255,12 @@ def run_baseline(folder: Path, rows: int) -> dict:
 def run_ray(folder: Path, args) -> dict:
     """Local against a 2-worker Ray cluster on the same workspace and checkpoint: seconds and identical cards."""
     from persona.data.splits import SplitParams, make_split
-    from persona.data.table import load_table
     from persona.mining import mine_personas
-    from workbench.store.datasets import write_dataset
     from workbench.store.workspace import Workspace
 
     out: dict = {}
     with Workspace(folder / "w.duckdb") as ws:
-        write_dataset(
-            ws,
-            load_table(
-                folder / "log.parquet",
-                mapping(),
-                users=folder / "users.parquet",
-                items=folder / "items.parquet",
-                name="log",
-                like_threshold=4,
-                dislike_threshold=2,
-            ),
-        )
+        import_log(ws, folder)
         split = make_split(ws, "log", SplitParams(seed=0, heldout_frac=0.01, coldstart_frac=0.005))["split"]
         kw = {"max_steps": args.steps, "token_budget": args.token_budget, "item_fanout": args.item_fanout}
         first = mine_personas(ws, split, "gat", encoder_kwargs=kw, batch_size=args.batch_size)  # trains, keeps it
@@ -294,7 +320,7 @@ def child(kind: str, args) -> None:
     elif kind == "ray":
         result = run_ray(folder, args)
     else:
-        result = run_size(folder, args)
+        result = run_stage(kind, folder, args)
     print(json.dumps(result))
 
 
@@ -368,7 +394,7 @@ def main(argv=None) -> int:
             file=sys.stderr,
             flush=True,
         )
-        row = {"size": size, "log_interactions": counts["interactions"], **spawn("size", folder, args, passthrough)}
+        row = {"size": size, "log_interactions": counts["interactions"], **run_size(folder, args, passthrough)}
         rows.append(row)
         if args.baseline_rows and "baseline" not in extra:
             extra["baseline"] = spawn("baseline", folder, args, [f"--baseline-rows={args.baseline_rows}"])

@@ -294,20 +294,27 @@ def edge_columns(frame, meta: dict, chunk: int = 1 << 22):
     like, dislike = meta.get("like_threshold"), meta.get("dislike_threshold")
     n = len(frame)
     ts, has_ts = frame.timestamp, frame.has_timestamp
-    t_range = (float(ts[has_ts].min()), float(ts[has_ts].max())) if has_ts.any() else (0.0, 1.0)
-    # a user's values: mean and std + 1 (0 and 1 without values)
+    t_range = (
+        (float(np.min(ts, where=has_ts, initial=np.inf)), float(np.max(ts, where=has_ts, initial=-np.inf)))
+        if has_ts.any()
+        else (0.0, 1.0)
+    )
+    # a user's values: mean and std + 1 (0 and 1 without values); a user's rows are contiguous, so where every
+    # row has a value the rows of each block are offsets from the user's start (no index of every row)
     mean = np.zeros(len(frame.user_ids))
     scale = np.ones(len(frame.user_ids))
-    rows = np.flatnonzero(frame.has_value)
-    if rows.size:
-        users = frame.user[rows]
-        counts = np.bincount(users, minlength=len(frame.user_ids))
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        for c in np.unique(counts[counts > 0]):
-            who = np.flatnonzero(counts == c)
-            block = frame.value[rows[(starts[who][:, None] + np.arange(c)[None, :]).ravel()]].reshape(len(who), c)
-            mean[who] = np.mean(block, axis=1)
-            scale[who] = np.std(block, axis=1) + 1.0
+    if frame.has_value.all():
+        rows, counts = None, np.bincount(frame.user, minlength=len(frame.user_ids))
+    else:
+        rows = np.flatnonzero(frame.has_value)
+        counts = np.bincount(frame.user[rows], minlength=len(frame.user_ids))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    for c in np.unique(counts[counts > 0]):
+        who = np.flatnonzero(counts == c)
+        at = (starts[who][:, None] + np.arange(c)[None, :]).ravel()
+        block = frame.value[at if rows is None else rows[at]].reshape(len(who), c)
+        mean[who] = np.mean(block, axis=1)
+        scale[who] = np.std(block, axis=1) + 1.0
     liked = np.ones(n, dtype=bool) if like is None else (~frame.has_value | (frame.value >= like))
     disliked = np.zeros(n, dtype=bool) if dislike is None else (frame.has_value & (frame.value <= dislike))
     out = np.zeros((n, 4 + len(frame.kinds)), dtype=np.float32)  # each column rounded from float64 as it lands

@@ -239,9 +239,17 @@ def infer_cards(cm: CardModel, batch: UserBatch) -> CardRows:
     return CardRows(batch.index, pa.table(personas, schema=persona_schema), pa.table(evidence, schema=evidence_schema))
 
 
-def user_batches(frame, graph, positions: np.ndarray, attributes: list[Any], batch_size: int):
+def _take(values, positions: np.ndarray) -> list:
+    """``values[positions]`` as a list, for a Python list or an Arrow array (taken without a Python row per value)."""
+    if isinstance(values, list):
+        return [values[int(u)] for u in positions]
+    return values.take(positions).to_pylist()
+
+
+def user_batches(frame, graph, positions: np.ndarray, attributes, batch_size: int):
     """:class:`UserBatch` es of the users at ``positions`` (graph order, increasing), ``batch_size`` at a time,
-    read from the split's columns (``frame``) and graph (``graph``); ``attributes`` holds every graph user's."""
+    read from the split's columns (``frame``) and graph (``graph``); ``attributes`` holds every graph user's (a list,
+    or an Arrow array of JSON text)."""
     import torch
 
     ptr = frame.ptr
@@ -262,7 +270,7 @@ def user_batches(frame, graph, positions: np.ndarray, attributes: list[Any], bat
         yield UserBatch(
             index,
             [frame.user_ids[u] for u in users],
-            [attributes[u] for u in users],
+            _take(attributes, users),
             graph.x_user[torch.from_numpy(users)],
             local_ptr,
             graph.edge_index[1, index_t],

@@ -9,7 +9,13 @@ from persona.models import ENCODERS
 from persona.models.base import PersonaContext
 from workbench.records import PersonaCard
 from workbench.store.datasets import dataset_meta, load_items, load_users
-from workbench.store.personas import load_personas, persona_user_ids, save_personas
+from workbench.store.personas import (
+    load_personas,
+    persona_progress,
+    persona_user_ids,
+    save_personas,
+    users_without_persona,
+)
 from workbench.store.splits import resolve_split, split_dataset, split_record, split_users, visible_interactions
 from workbench.store.workspace import Workspace, WorkspaceError, dumps
 
@@ -79,16 +85,25 @@ def mine_personas(
     if bad:
         raise ValueError(f"roles must be among {', '.join(ROLES)}, got {', '.join(bad)}")
     split_id = resolve_split(ws, split)
+    if hasattr(cls, "prepare"):  # counted in SQL: a split of millions of users needs no list of them to start
+        n_users, n_done = persona_progress(ws, split_id, label, roles)
+        n_done = 0 if force else n_done
+        out = {"split": split_id, "encoder": label, "mined": 0, "already_stored": n_done, "users": n_users}
+        if n_done < n_users:
+            everyone = n_done == 0 and set(roles) == set(ROLES)
+            todo = (
+                None
+                if everyone
+                else split_users(ws, split_id, roles)
+                if force
+                else users_without_persona(ws, split_id, label, roles)
+            )
+            job = _GraphJob(ws, split_id, encoder, cls, label, dict(encoder_kwargs or {}), force, progress)
+            out.update(job.run(todo, batch_size or 2048, executor, workers, address))
+        return out
     users = split_users(ws, split_id, roles)
     done = set() if force else set(persona_user_ids(ws, split_id, label)) & set(users)
     todo = [u for u in users if u not in done]
-    if hasattr(cls, "prepare"):
-        out = {"split": split_id, "encoder": label, "mined": 0, "already_stored": len(done), "users": len(users)}
-        if todo:
-            job = _GraphJob(ws, split_id, encoder, cls, label, dict(encoder_kwargs or {}), force, progress)
-            everyone = not done and set(roles) == set(ROLES)
-            out.update(job.run(todo, batch_size or 2048, executor, workers, address, everyone))
-        return out
     batch_size = batch_size or 256
     ckpt, training = None, None
     if todo:
@@ -179,10 +194,8 @@ class _GraphJob:
         self.peaks[name] = _peak_gib()
         return out
 
-    def run(
-        self, todo: list[str], batch_size: int, executor: str, workers, address, everyone: bool = False
-    ) -> dict[str, Any]:
-        """Mine ``todo`` (``everyone``: every user of the split, known without comparing ids)."""
+    def run(self, todo: list[str] | None, batch_size: int, executor: str, workers, address) -> dict[str, Any]:
+        """Mine ``todo`` (``None``: every user of the split with a visible interaction)."""
         import time
 
         import numpy as np
@@ -224,6 +237,7 @@ class _GraphJob:
                 image_encoder=enc.image_encoder,
             ),
         )
+        frame.release_positions()  # the graph's edge index holds them now
         # 2. The model: trained within the budget, or the checkpoint of these settings
         ctx = PersonaContext(split_id, d, {}, items, {}, meta)
         self._timed("train", lambda: enc.prepare(ctx, graph, started=started))
@@ -232,7 +246,10 @@ class _GraphJob:
         i0, i1 = self._timed("item states", lambda: infer_items(enc.model, graph, item_fanout=enc.item_fanout))
         parts: dict[str, Any] = {}
         population = self._timed(
-            "population", lambda: population_of_frame(frame, items, meta, parts=parts, liked=graph.edge_liked.numpy())
+            "population",
+            lambda: population_of_frame(
+                frame, items, meta, parts=parts, liked=graph.edge_liked.numpy(), item=graph.edge_index[1].numpy()
+            ),
         )
         save_item_states(ckpt, graph, i0, i1, parts)  # a server's new users need these, not the split
         cm = CardModel(
@@ -254,7 +271,7 @@ class _GraphJob:
             },
         )
         # 3. Users in batches on the executor, their cards streamed to Parquet parts
-        if everyone:
+        if todo is None:
             positions = np.arange(len(frame.user_ids), dtype=np.int64)  # every visible user (no index of ids)
         else:
             position = {u: k for k, u in enumerate(frame.user_ids)}
@@ -306,11 +323,14 @@ def _skipping(batches, done: set[int], bar):
             yield b
 
 
-def population_of_frame(frame, items: dict, meta: dict, chunk: int = 20_000, parts: dict | None = None, liked=None):
+def population_of_frame(
+    frame, items: dict, meta: dict, chunk: int = 20_000, parts: dict | None = None, liked=None, item=None
+):
     """The split's :class:`persona.traits.Population` from its columns: :func:`persona.traits.population_of`'s,
     without a record per interaction (likes counted per item; the users who wrote something of their own read
     ``chunk`` at a time, in user order). ``parts``, when given, receives the counts it was made from (``likes``,
-    ``said``: :func:`persona.traits.population_from`'s arguments). ``liked``: each row's like flag, when known."""
+    ``said``: :func:`persona.traits.population_from`'s arguments). ``liked``, ``item``: each row's like flag and
+    item position, when known (the graph's)."""
     import numpy as np
 
     from persona.graph import edge_columns
@@ -320,13 +340,14 @@ def population_of_frame(frame, items: dict, meta: dict, chunk: int = 20_000, par
 
     if liked is None:  # the graph's edge_liked, when it is built already
         _, liked, _, _ = edge_columns(frame, meta)
-    counts = np.bincount(frame.item[liked], minlength=len(frame.item_ids))
+    item = frame.item if item is None else item  # the graph's item column, when the frame gave its own up
+    counts = np.bincount(item[liked], minlength=len(frame.item_ids))
     likes = {frame.item_ids[i]: int(n) for i, n in enumerate(counts) if n}
     said: list[tuple[str, str]] = []
     if frame.texts:
         text_of = dict(zip(frame.text_rows.tolist(), frame.texts))
-        writers = np.unique(frame.user[frame.text_rows])
         ptr = frame.ptr
+        writers = np.unique(np.searchsorted(ptr, frame.text_rows, side="right") - 1)  # the rows' users
         for start in range(0, len(writers), chunk):
             visible = {}
             for u in writers[start : start + chunk]:
@@ -334,7 +355,7 @@ def population_of_frame(frame, items: dict, meta: dict, chunk: int = 20_000, par
                 visible[uid] = [
                     Interaction(
                         uid,
-                        frame.item_ids[frame.item[r]],
+                        frame.item_ids[item[r]],
                         frame.kinds[frame.kind[r]],
                         float(frame.value[r]) if frame.has_value[r] else None,
                         float(frame.timestamp[r]) if frame.has_timestamp[r] else None,

@@ -160,21 +160,14 @@ def _staged(ratings_file: Path, faces: list[Item]):
     or ``None`` when it cannot vouch for them (the record reader then decides and words any error)."""
     from persona.data.table import csv_header
     from workbench.store.ingest.faces import FACE_COLUMNS, stage_faces
-    from workbench.store.ingest.staging import NeedsRecords, Staging
+    from workbench.store.ingest.staging import NeedsRecords, attempt
 
-    staging = Staging()
-    try:
+    def build(staging):
         header = csv_header(ratings_file, ",")
         if any(c not in header for c in RATING_COLUMNS) or len(set(header)) != len(header) or not all(header):
             raise NeedsRecords(f"{ratings_file}: the header lacks a column")
         staging.create("faces", FACE_COLUMNS)
         staging.append("faces", {c: [getattr(f, c) for f in faces] for c in FACE_COLUMNS})
-        counts = stage_faces(staging, staging.csv_source(ratings_file, header, ","))
-    except NeedsRecords:
-        staging.remove()
-        return None
-    except BaseException:
-        staging.remove()
-        raise
-    staging.close()
-    return staging, counts
+        return stage_faces(staging, staging.csv_source(ratings_file, header, ","))
+
+    return attempt(build)

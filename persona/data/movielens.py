@@ -226,28 +226,24 @@ def _staged(source: Path):
     """``(staging, counts)`` of the three files read, checked and shaped by DuckDB, or ``None`` when it cannot
     vouch for them (the record reader then decides, and words any error as it always has)."""
     from workbench.store.ingest.movielens import stage_movielens
-    from workbench.store.ingest.staging import NeedsRecords, Staging
+    from workbench.store.ingest.staging import NeedsRecords, attempt
 
-    staging = Staging()
-    try:
+    def build(staging):
         sources = {}
         for part, required in _COLUMNS.items():
-            path = _member_file(source, f"ml-100k.{part}", staging.dir)
+            try:
+                path = _member_file(source, f"ml-100k.{part}", staging.dir)
+            except DataError as exc:  # a missing file: the record reader words it
+                raise NeedsRecords(str(exc)) from exc
             with open(path, "rb") as fh:
                 first = fh.readline().removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="replace")
             header = [h.split(":", 1)[0].strip() for h in first.rstrip("\r\n").split("\t")]
             if any(c not in header for c in required) or len(set(header)) != len(header) or not all(header):
                 raise NeedsRecords(f"{path}: the header lacks a column")
             sources[part] = staging.csv_source(path, header, "\t", quoted=False)
-        counts = stage_movielens(staging, sources)
-    except (NeedsRecords, DataError):
-        staging.remove()
-        return None
-    except BaseException:
-        staging.remove()
-        raise
-    staging.close()
-    return staging, counts
+        return stage_movielens(staging, sources)
+
+    return attempt(build)
 
 
 def _member_file(source: Path, filename: str, folder: Path) -> Path:

@@ -173,22 +173,39 @@ def load_stackexchange(
     )
 
 
-def _read_users(upath: Path, problems: Problems) -> dict[str, User]:
-    """``{user_id: User}`` of ``Users.xml``: reputation as the one attribute, the *AboutMe* text as plain text."""
-    users: dict[str, User] = {}
+def _user_rows(upath: Path, problems: Problems):
+    """``(line, user id, reputation, AboutMe as plain text)`` of each readable row of ``Users.xml`` (the others
+    reported to ``problems``)."""
     for line, row in _rows(upath):
         if not _required(row, ["Id"], upath, line, problems):
             continue
-        uid = row["Id"]
         rep = _int(row, "Reputation", upath, line, problems)
-        if rep is False:
+        if rep is not False:
+            yield line, row["Id"], rep, strip_html(row.get("AboutMe"))
+
+
+def _dated_rows(path: Path, required: list[str], problems: Problems):
+    """``(line, row, timestamp, score)`` of each row of a posts or comments file with its ``required`` attributes,
+    a readable date and score (the others reported to ``problems``)."""
+    for line, row in _rows(path):
+        if not _required(row, required, path, line, problems):
             continue
+        ts = _timestamp(row.get("CreationDate"), path, line, problems)
+        score = _int(row, "Score", path, line, problems)
+        if ts is not False and score is not False:
+            yield line, row, ts, score
+
+
+def _read_users(upath: Path, problems: Problems) -> dict[str, User]:
+    """``{user_id: User}`` of ``Users.xml``: reputation as the one attribute, the *AboutMe* text as plain text."""
+    users: dict[str, User] = {}
+    for line, uid, rep, text in _user_rows(upath, problems):
         if uid in users:
             problems.report(
                 DataError(f"duplicate user id {uid!r}", file=str(upath), line=line, field="Id"), "duplicate id"
             )
             continue
-        users[uid] = User(uid, {"reputation": rep}, strip_html(row.get("AboutMe")))
+        users[uid] = User(uid, {"reputation": rep}, text)
     return users
 
 
@@ -208,13 +225,7 @@ def _read_posts(ppath: Path, users: dict[str, User], problems: Problems) -> _Pos
     to a missing question is dropped)."""
     out = _Posts()
     pending_answers = []
-    for line, row in _rows(ppath):
-        if not _required(row, ["Id", "PostTypeId"], ppath, line, problems):
-            continue
-        ts = _timestamp(row.get("CreationDate"), ppath, line, problems)
-        score = _int(row, "Score", ppath, line, problems)
-        if ts is False or score is False:
-            continue
+    for line, row, ts, score in _dated_rows(ppath, ["Id", "PostTypeId"], problems):
         pid, ptype, owner = row["Id"], row["PostTypeId"], row.get("OwnerUserId")
         if ptype == "1":
             tags = tuple(t for t in re.split(r"[<>|]", row.get("Tags", "")) if t)
@@ -251,13 +262,7 @@ def _read_comments(
 ) -> list[Interaction]:
     """``comment`` interactions of ``Comments.xml``: a known user on the question of a known post."""
     out = []
-    for line, row in _rows(cpath):
-        if not _required(row, ["Id", "PostId"], cpath, line, problems):
-            continue
-        ts = _timestamp(row.get("CreationDate"), cpath, line, problems)
-        score = _int(row, "Score", cpath, line, problems)
-        if ts is False or score is False:
-            continue
+    for _, row, ts, score in _dated_rows(cpath, ["Id", "PostId"], problems):
         q = post_question.get(row["PostId"])
         owner = row.get("UserId")
         if q is not None and owner in users:
@@ -302,11 +307,11 @@ def _staged(folder: Path):
     """``(staging, counts)`` of the dump streamed into a staging database and joined there, or ``None`` when a
     row is bad or an id repeats (the record reader then reads the dump)."""
     from workbench.store.ingest.stackexchange import TABLES, create_tables, stage_stackexchange
-    from workbench.store.ingest.staging import NeedsRecords, Staging
+    from workbench.store.ingest.staging import attempt
 
-    staging = Staging()
     refuse = _Refuse()
-    try:
+
+    def build(staging):
         create_tables(staging)
         buffers = {t: _Buffer(staging, t, list(cols)) for t, cols in TABLES.items()}
         _stream_users(folder / "Users.xml", buffers["se_users"], refuse)
@@ -315,62 +320,27 @@ def _staged(folder: Path):
             _stream_comments(folder / "Comments.xml", buffers["se_comments"], refuse)
         for b in buffers.values():
             b.flush()
-        counts = stage_stackexchange(staging)
-    except NeedsRecords:
-        staging.remove()
-        return None
-    except BaseException:
-        staging.remove()
-        raise
-    staging.close()
-    return staging, counts
+        return stage_stackexchange(staging)
+
+    return attempt(build)
 
 
 def _stream_users(upath: Path, out: _Buffer, problems: Problems) -> None:
-    for line, row in _rows(upath):
-        if not _required(row, ["Id"], upath, line, problems):
-            continue
-        rep = _int(row, "Reputation", upath, line, problems)
-        if rep is not False:
-            out.add(line, row["Id"], rep, strip_html(row.get("AboutMe")))
+    for line, uid, rep, text in _user_rows(upath, problems):
+        out.add(line, uid, rep, text)
 
 
 def _stream_posts(ppath: Path, out: _Buffer, problems: Problems) -> None:
-    for line, row in _rows(ppath):
-        if not _required(row, ["Id", "PostTypeId"], ppath, line, problems):
-            continue
-        ts = _timestamp(row.get("CreationDate"), ppath, line, problems)
-        score = _int(row, "Score", ppath, line, problems)
-        if ts is False or score is False:
-            continue
-        ptype = row["PostTypeId"]
+    for line, row, ts, score in _dated_rows(ppath, ["Id", "PostTypeId"], problems):
+        pid, ptype, owner = row["Id"], row["PostTypeId"], row.get("OwnerUserId")
+        body = strip_html(row.get("Body"), 1000) if ptype in ("1", "2") else ""
         if ptype == "1":
             tags = [t for t in re.split(r"[<>|]", row.get("Tags", "")) if t]
-            body = strip_html(row.get("Body"), 1000)
-            out.add(
-                line,
-                row["Id"],
-                ptype,
-                row.get("OwnerUserId"),
-                float(score),
-                ts,
-                row.get("Title", "").strip(),
-                tags,
-                body,
-                None,
-            )
+            out.add(line, pid, ptype, owner, float(score), ts, row.get("Title", "").strip(), tags, body, None)
         elif ptype == "2":
-            body = strip_html(row.get("Body"), 1000)
-            out.add(
-                line, row["Id"], ptype, row.get("OwnerUserId"), float(score), ts, None, None, body, row.get("ParentId")
-            )
+            out.add(line, pid, ptype, owner, float(score), ts, None, None, body, row.get("ParentId"))
 
 
 def _stream_comments(cpath: Path, out: _Buffer, problems: Problems) -> None:
-    for line, row in _rows(cpath):
-        if not _required(row, ["Id", "PostId"], cpath, line, problems):
-            continue
-        ts = _timestamp(row.get("CreationDate"), cpath, line, problems)
-        score = _int(row, "Score", cpath, line, problems)
-        if ts is not False and score is not False:
-            out.add(line, row["PostId"], row.get("UserId"), float(score), ts, strip_html(row.get("Text"), 600))
+    for line, row, ts, score in _dated_rows(cpath, ["Id", "PostId"], problems):
+        out.add(line, row["PostId"], row.get("UserId"), float(score), ts, strip_html(row.get("Text"), 600))

@@ -103,7 +103,8 @@ def _source_rows(
     )
 
 
-def _hf_rows(source: str, required: list[str], split: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def _hf_dataset(source: str, split: str):
+    """A ``datasets`` dataset: ``hf:NAME`` loaded, or a saved folder (its ``split`` when it holds several)."""
     try:
         import datasets
     except ImportError as exc:  # optional extra
@@ -111,13 +112,17 @@ def _hf_rows(source: str, required: list[str], split: str) -> Iterator[tuple[int
             "the `datasets` package is not installed", file=source, fix="pip install 'persona-workbench[hf]'."
         ) from exc
     if source.startswith("hf:"):
-        ds = datasets.load_dataset(source[3:], split=split)
-    else:
-        ds = datasets.load_from_disk(source)
-        if isinstance(ds, datasets.DatasetDict):
-            if split not in ds:
-                raise DataError(f"no split {split!r}; the dataset has {', '.join(ds)}", file=source, field="split")
-            ds = ds[split]
+        return datasets.load_dataset(source[3:], split=split)
+    ds = datasets.load_from_disk(source)
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise DataError(f"no split {split!r}; the dataset has {', '.join(ds)}", file=source, field="split")
+        ds = ds[split]
+    return ds
+
+
+def _hf_rows(source: str, required: list[str], split: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    ds = _hf_dataset(source, split)
     missing = [c for c in required if c not in ds.column_names]
     if missing:
         raise DataError(
@@ -335,7 +340,7 @@ def _staged(interactions, m: ColumnMapping, users, items, split: str, delimiter:
     """``(staging, counts)`` of the files read, checked and shaped by DuckDB
     (:func:`workbench.store.ingest.table.stage_table`), or ``None`` when it cannot vouch for them (the record
     reader then decides, and words any error as it always has)."""
-    from workbench.store.ingest.staging import NeedsRecords, Staging
+    from workbench.store.ingest.staging import attempt
     from workbench.store.ingest.table import stage_table
 
     required = {
@@ -345,22 +350,16 @@ def _staged(interactions, m: ColumnMapping, users, items, split: str, delimiter:
         "users": [m.user, *m.user_attributes],
         "items": [m.item, *m.item_columns()],
     }
-    staging = Staging()
-    try:
+
+    def build(staging):
         sources = {
             role: _source(staging, role, source, required[role], split, delimiter)
             for role, source in (("inter", interactions), ("users", users), ("items", items))
             if source is not None
         }
-        counts = stage_table(staging, m, sources)
-    except NeedsRecords:
-        staging.remove()
-        return None
-    except BaseException:
-        staging.remove()
-        raise
-    staging.close()
-    return staging, counts
+        return stage_table(staging, m, sources)
+
+    return attempt(build)
 
 
 def _source(staging, role: str, source, required: list[str], split: str, delimiter: str | None) -> str:
@@ -423,18 +422,9 @@ def _hf_arrow(source: str, split: str):
     from workbench.store.ingest.staging import NeedsRecords
 
     try:
-        import datasets
-    except ImportError as exc:
-        raise NeedsRecords("datasets is not installed") from exc
-    if source.startswith("hf:"):
-        ds = datasets.load_dataset(source[3:], split=split)
-    else:
-        ds = datasets.load_from_disk(source)
-        if isinstance(ds, datasets.DatasetDict):
-            if split not in ds:
-                raise NeedsRecords(f"no split {split!r}")
-            ds = ds[split]
-    return ds.flatten_indices().data.table
+        return _hf_dataset(source, split).flatten_indices().data.table
+    except DataError as exc:  # no datasets package, no such split: the record reader says so
+        raise NeedsRecords(str(exc)) from exc
 
 
 def table_fingerprint(

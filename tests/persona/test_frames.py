@@ -71,7 +71,7 @@ def check(ws, split) -> None:
     frame, g = graph_from_workspace(ws, split)
     keys = ctx.meta.get("demographics", [])
     assert visible_user_attributes(ws, split, keys) == attribute_values(ws, frame.dataset_id, keys, frame.user_ids)
-    assert [json.loads(a) for a in visible_user_attributes(ws, split)] == [
+    assert [json.loads(a) for a in visible_user_attributes(ws, split).to_pylist()] == [
         ctx.users[u].attributes for u in frame.user_ids
     ]
     same_frames(frame, frame_of(ctx))

@@ -36,19 +36,7 @@ def write_dataset(ws: Workspace, bundle: DatasetBundle | StagedDataset) -> dict[
         return bundle.summary()
     d = bundle.name
     with ws.transaction() as con:
-        con.execute(
-            "INSERT INTO datasets (dataset_id, source, params, meta, n_users, n_items, n_interactions)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                d,
-                bundle.source,
-                dumps(bundle.params),
-                dumps(bundle.meta),
-                len(bundle.users),
-                len(bundle.items),
-                len(bundle.interactions),
-            ],
-        )
+        _insert_dataset_row(con, bundle, len(bundle.users), len(bundle.items), len(bundle.interactions))
         _insert_records(ws, d, bundle.users, bundle.items, bundle.interactions)
     return bundle.summary()
 
@@ -65,24 +53,22 @@ def _write_staged(ws: Workspace, bundle: StagedDataset) -> None:
     ws.con.execute(f"ATTACH '{str(bundle.staging.path).replace(chr(39), chr(39) * 2)}' AS {alias} (READ_ONLY)")
     try:
         with ws.transaction() as con:
-            con.execute(
-                "INSERT INTO datasets (dataset_id, source, params, meta, n_users, n_items, n_interactions)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    d,
-                    bundle.source,
-                    dumps(bundle.params),
-                    dumps(bundle.meta),
-                    bundle.counts["users"],
-                    bundle.counts["items"],
-                    bundle.counts["interactions"],
-                ],
-            )
+            c = bundle.counts
+            _insert_dataset_row(con, bundle, c["users"], c["items"], c["interactions"])
             for table in _STAGED:
                 cols = ", ".join(SHAPES[table])
                 insert_staged(con, table, f"SELECT ?, {cols} FROM {alias}.{table}", [d])  # in rowid order
     finally:
         ws.con.execute(f"DETACH {alias}")
+
+
+def _insert_dataset_row(con, bundle, n_users: int, n_items: int, n_interactions: int) -> None:
+    """The ``datasets`` row of a bundle being written (inside the caller's transaction)."""
+    con.execute(
+        "INSERT INTO datasets (dataset_id, source, params, meta, n_users, n_items, n_interactions)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [bundle.name, bundle.source, dumps(bundle.params), dumps(bundle.meta), n_users, n_items, n_interactions],
+    )
 
 
 def insert_staged(con, table: str, select: str, params: list) -> None:

@@ -59,13 +59,22 @@ class VisibleFrame:
 
     @property
     def ptr(self) -> np.ndarray:
-        """CSR offsets: user ``u``'s rows are ``ptr[u]:ptr[u + 1]``."""
-        ptr = np.zeros(len(self.user_ids) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(self.user, minlength=len(self.user_ids)), out=ptr[1:])
-        return ptr
+        """CSR offsets: user ``u``'s rows are ``ptr[u]:ptr[u + 1]`` (computed once)."""
+        if getattr(self, "_ptr", None) is None:
+            ptr = np.zeros(len(self.user_ids) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(self.user, minlength=len(self.user_ids)), out=ptr[1:])
+            self._ptr = ptr
+        return self._ptr
+
+    def release_positions(self) -> None:
+        """Drop the ``user`` and ``item`` columns (a graph built from the frame holds them as its edge index);
+        ``ptr`` and ``len`` keep working."""
+        self.ptr  # noqa: B018 - computed before the column it is made from goes
+        self._len = len(self)
+        self.user = self.item = None
 
     def __len__(self) -> int:
-        return int(self.user.shape[0])
+        return int(self.user.shape[0]) if self.user is not None else self._len
 
 
 def visible_frame(ws: Workspace, split_id: str, batch_rows: int = 1 << 20) -> VisibleFrame:
@@ -129,6 +138,9 @@ def visible_frame(ws: Workspace, split_id: str, batch_rows: int = 1 << 20) -> Vi
             at += m
     finally:
         cur.close()
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()  # Arrow's pool keeps what the batches took; give it back
     if at != n:  # the count and the rows disagree: the split changed under the read
         raise RuntimeError(f"split {split_id!r}: counted {n} visible interactions, read {at}; read it again")
     return VisibleFrame(
@@ -176,24 +188,31 @@ def attribute_values(ws: Workspace, dataset_id: str, keys: Sequence[str], user_i
 
 def visible_user_attributes(ws: Workspace, split_id: str, keys: Sequence[str] | None = None):
     """The attributes of the split's users with a visible interaction, in :func:`visible_frame`'s user order
-    (sorted ids), read by one join (no list of ids passed in): with ``keys=None`` each user's attributes as
-    JSON text, else ``{key: [value, ...]}`` of those keys' values (``None`` when absent)."""
+    (sorted ids), read by one join as Arrow (no list of ids passed in, no Python row per user): with
+    ``keys=None`` each user's attributes as JSON text in an Arrow string array (take a batch's with
+    ``.take``), else ``{key: [value, ...]}`` of those keys' values (``None`` when absent)."""
+    import pyarrow.compute as pc
+
     params = {"split": split_id, "dataset": split_dataset(ws, split_id)}
     users = f"(SELECT DISTINCT user_id FROM ({_VISIBLE}))"
-    if keys is None:
-        rows = ws.con.execute(
-            f"SELECT CAST(u.attributes AS VARCHAR) FROM {users} v LEFT JOIN users u "
-            "ON u.dataset_id = $dataset AND u.user_id = v.user_id ORDER BY v.user_id",
-            params,
-        ).fetchall()
-        return [r[0] for r in rows]
-    out: dict[str, list[Any]] = {}
-    for key in keys:
-        rows = ws.con.execute(
-            f"SELECT CAST(json_extract(u.attributes, $path) AS VARCHAR) FROM {users} v LEFT JOIN users u "
-            "ON u.dataset_id = $dataset AND u.user_id = v.user_id ORDER BY v.user_id",
-            {**params, "path": "$." + json.dumps(str(key))},
-        ).fetchall()
-        parsed = {t: json.loads(t) for t in {r[0] for r in rows} if t is not None}
-        out[key] = [parsed.get(r[0]) for r in rows]
-    return out
+    join = f"FROM {users} v LEFT JOIN users u ON u.dataset_id = $dataset AND u.user_id = v.user_id ORDER BY v.user_id"
+    cur = ws.con.cursor()
+    try:
+        if keys is None:
+            return (
+                cur.sql(f"SELECT CAST(u.attributes AS VARCHAR) AS a {join}", params=params)
+                .to_arrow_table()["a"]
+                .combine_chunks()
+            )
+        out: dict[str, list[Any]] = {}
+        for key in keys:
+            col = cur.sql(
+                f"SELECT CAST(json_extract(u.attributes, $path) AS VARCHAR) AS v {join}",
+                params={**params, "path": "$." + json.dumps(str(key))},
+            ).to_arrow_table()["v"]
+            coded = pc.dictionary_encode(col.combine_chunks())
+            values = [None if t is None else json.loads(t) for t in coded.dictionary.to_pylist()]
+            out[key] = [None if i is None else values[i] for i in coded.indices.to_pylist()]
+        return out
+    finally:
+        cur.close()

@@ -178,6 +178,28 @@ def cohort_info(ws: Workspace, split_id: str, encoder: str, cohort_id: str) -> d
     return {"kind": rows[0][0], "definition": rows[0][1], "n_members": rows[0][2]} if rows else None
 
 
+def persona_progress(ws: Workspace, split_id: str, encoder: str, roles) -> tuple[int, int]:
+    """``(users of the split with one of roles, how many of them have a persona of encoder)``, counted in SQL."""
+    row = ws.query(
+        "SELECT count(*), count(p.user_id) FROM split_users s LEFT JOIN personas p ON p.split_id = s.split_id "
+        "AND p.encoder = ? AND p.user_id = s.user_id WHERE s.split_id = ? AND list_contains(?, s.role)",
+        [encoder, split_id, list(roles)],
+    )[0]
+    return int(row[0]), int(row[1])
+
+
+def users_without_persona(ws: Workspace, split_id: str, encoder: str, roles) -> list[str]:
+    """The split's users with one of ``roles`` and no persona of ``encoder`` yet, sorted."""
+    return [
+        r[0]
+        for r in ws.query(
+            "SELECT s.user_id FROM split_users s ANTI JOIN personas p ON p.split_id = s.split_id AND p.encoder = ? "
+            "AND p.user_id = s.user_id WHERE s.split_id = ? AND list_contains(?, s.role) ORDER BY s.user_id",
+            [encoder, split_id, list(roles)],
+        )
+    ]
+
+
 def persona_user_ids(ws: Workspace, split_id: str, encoder: str) -> list[str]:
     """The ids with a persona of ``encoder`` in ``split_id`` (in no particular order)."""
     return [

@@ -59,6 +59,24 @@ class NeedsRecords(Exception):
     row DuckDB's CSV reader refuses, a check that failed): the importer's record reader decides instead."""
 
 
+def attempt(build) -> tuple[Staging, dict[str, int]] | None:
+    """``(staging, counts)`` of ``build(staging)`` (it reads, checks and shapes an import in a fresh
+    :class:`Staging`, returning the shaped tables' counts), the staging closed for the workspace to attach; or
+    ``None`` when it raised :class:`NeedsRecords` (the importer's record reader then decides). Any other error
+    propagates; either way a failed staging folder is removed."""
+    staging = Staging()
+    try:
+        counts = build(staging)
+    except NeedsRecords:
+        staging.remove()
+        return None
+    except BaseException:
+        staging.remove()
+        raise
+    staging.close()
+    return staging, counts
+
+
 def stage_dir() -> str | None:
     """Where staging folders go: ``$PWB_TMP``, else the system's temporary folder."""
     return os.environ.get("PWB_TMP") or None
