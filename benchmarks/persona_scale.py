@@ -300,7 +300,7 @@ def run_ray(folder: Path, args) -> dict:
             frame,
             load_items(ws, "log"),
             meta,
-            visible_user_attributes(ws, split, keys),
+            visible_user_attributes(ws, frame.dataset_id, frame.user_ids, keys),
             attribute_values(ws, "log", keys),
         )
         for workers in (1, 2):

@@ -90,16 +90,8 @@ def mine_personas(
         n_done = 0 if force else n_done
         out = {"split": split_id, "encoder": label, "mined": 0, "already_stored": n_done, "users": n_users}
         if n_done < n_users:
-            everyone = n_done == 0 and set(roles) == set(ROLES)
-            todo = (
-                None
-                if everyone
-                else split_users(ws, split_id, roles)
-                if force
-                else users_without_persona(ws, split_id, label, roles)
-            )
             job = _GraphJob(ws, split_id, encoder, cls, label, dict(encoder_kwargs or {}), force, progress)
-            out.update(job.run(todo, batch_size or 2048, executor, workers, address))
+            out.update(job.mine(roles, n_done, batch_size or 2048, executor, workers, address))
         return out
     users = split_users(ws, split_id, roles)
     done = set() if force else set(persona_user_ids(ws, split_id, label)) & set(users)
@@ -194,6 +186,19 @@ class _GraphJob:
         self.peaks[name] = _peak_gib()
         return out
 
+    def mine(self, roles, n_done: int, batch_size: int, executor: str, workers, address) -> dict[str, Any]:
+        """The users of ``roles`` to mine (every one when none is done: no list of them), then :meth:`run`, with
+        DuckDB's memory bounded throughout (``$PWB_DUCKDB_MEMORY``: the job's own arrays need the rest)."""
+        ws, split_id = self.ws, self.split_id
+        with ws.memory_limit():
+            if n_done == 0 and set(roles) == set(ROLES):
+                todo = None
+            elif self.force:
+                todo = split_users(ws, split_id, roles)
+            else:
+                todo = users_without_persona(ws, split_id, self.label, roles)
+            return self.run(todo, batch_size, executor, workers, address)
+
     def run(self, todo: list[str] | None, batch_size: int, executor: str, workers, address) -> dict[str, Any]:
         """Mine ``todo`` (``None``: every user of the split with a visible interaction)."""
         import time
@@ -231,7 +236,7 @@ class _GraphJob:
                 frame,
                 items,
                 meta,
-                visible_user_attributes(ws, split_id, keys),
+                visible_user_attributes(ws, d, frame.user_ids, keys),
                 attribute_values(ws, d, keys),
                 text_encoder=enc.text_encoder,
                 image_encoder=enc.image_encoder,
@@ -276,7 +281,7 @@ class _GraphJob:
         else:
             position = {u: k for k, u in enumerate(frame.user_ids)}
             positions = np.array(sorted(position[u] for u in todo if u in position), dtype=np.int64)
-        attrs = visible_user_attributes(ws, split_id)
+        attrs = visible_user_attributes(ws, d, frame.user_ids)
         folder = _parts_folder(ws, ckpt, self.label, positions, cm.card, batch_size)
         done = {int(p.stem.split("-")[1]) for p in folder.glob("personas-*.parquet")}
         bar = progress_bar(

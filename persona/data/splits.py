@@ -131,12 +131,14 @@ def make_split(
     # 2. Every user's role (one seeded generator draws the roles, then each evaluated user's items in turn);
     # the roles need only each user's number of distinct items, so only evaluated users' interactions are read
     rng = np.random.default_rng(p.seed)
-    users, n_items = user_item_counts(ws, dataset_id)
+    with ws.memory_limit():  # the counts aggregate every interaction: DuckDB's share bounded
+        users, n_items = user_item_counts(ws, dataset_id)
     roles = _draw_roles(users, n_items, p, rng)
     evaluated = [u for u in users if roles[u] != "train"]
     by_user: dict[str, list[Interaction]] = defaultdict(list)
-    for x in load_interactions(ws, dataset_id, evaluated):
-        by_user[x.user_id].append(x)
+    with ws.memory_limit():
+        for x in load_interactions(ws, dataset_id, evaluated):
+            by_user[x.user_id].append(x)
     # 3. Each evaluated user's visible history, hidden targets and unseen negatives
     meta = dataset_meta(ws, dataset_id)
     like, dislike = meta.get("like_threshold"), meta.get("dislike_threshold")

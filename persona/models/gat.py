@@ -474,13 +474,26 @@ def _not_target(users, items, src, pos, un, itn, n_items: int):
     return keep
 
 
-def _csr(index: Any, n: int):
+def _csr(index: Any, n: int, chunk: int = 1 << 22):
+    """``(order, ptr)``: the positions of ``index`` grouped by value, in their order within a value (a stable
+    sort), and each value's offsets. A counting sort in chunks: beside the result it holds one chunk's sort, not a
+    sort of the whole array (which took twice the memory of 180M edges again)."""
     import torch
 
-    order = torch.argsort(index, stable=True)
-    ptr = torch.zeros(n + 1, dtype=torch.long)
-    ptr[1:] = torch.cumsum(torch.bincount(index, minlength=n), 0)
-    return order, ptr
+    keys = index.numpy() if isinstance(index, torch.Tensor) else np.asarray(index)
+    counts = np.bincount(keys, minlength=n)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    order = np.empty(keys.shape[0], dtype=np.int64)
+    cursor = ptr[:-1].copy()
+    for lo in range(0, keys.shape[0], chunk):
+        k = keys[lo : lo + chunk]
+        idx = np.argsort(k, kind="stable")
+        ks = k[idx]
+        rank = np.arange(ks.shape[0]) - np.searchsorted(ks, ks, side="left")  # within its value, in this chunk
+        order[cursor[ks] + rank] = lo + idx
+        cursor += np.bincount(k, minlength=n)
+    return torch.from_numpy(order), torch.from_numpy(ptr)
 
 
 @dataclass

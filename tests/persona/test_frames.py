@@ -57,7 +57,7 @@ def graph_from_workspace(ws, split):
         frame,
         ctx.items,
         ctx.meta,
-        visible_user_attributes(ws, split, keys),
+        visible_user_attributes(ws, frame.dataset_id, frame.user_ids, keys),
         attribute_values(ws, frame.dataset_id, keys),
         item_emb=item_emb(len(frame.item_ids)),
         image_encoder=None,
@@ -70,8 +70,10 @@ def check(ws, split) -> None:
     ctx = load_context(ws, split)
     frame, g = graph_from_workspace(ws, split)
     keys = ctx.meta.get("demographics", [])
-    assert visible_user_attributes(ws, split, keys) == attribute_values(ws, frame.dataset_id, keys, frame.user_ids)
-    assert [json.loads(a) for a in visible_user_attributes(ws, split).to_pylist()] == [
+    assert visible_user_attributes(ws, frame.dataset_id, frame.user_ids, keys) == attribute_values(
+        ws, frame.dataset_id, keys, frame.user_ids
+    )
+    assert [json.loads(a) for a in visible_user_attributes(ws, frame.dataset_id, frame.user_ids).to_pylist()] == [
         ctx.users[u].attributes for u in frame.user_ids
     ]
     same_frames(frame, frame_of(ctx))
@@ -154,3 +156,13 @@ def test_a_users_subgraph_keeps_their_edges_and_every_item(tmp_path):
     ]
     assert torch.equal(sub.edge_index[1], g.edge_index[1, torch.from_numpy(mask)])
     assert torch.equal(sub.x_user, g.x_user[torch.from_numpy(users)])
+
+
+@pytest.mark.parametrize("n,size,chunk", [(50, 10_000, 999), (7, 100, 13), (1000, 300_000, 4096), (3, 0, 10)])
+def test_the_chunked_counting_sort_is_a_stable_sort(n, size, chunk):
+    from persona.models.gat import _csr
+
+    index = torch.from_numpy(np.random.default_rng(n).integers(0, n, size))
+    order, ptr = _csr(index, n, chunk=chunk)
+    assert torch.equal(order, torch.argsort(index, stable=True))
+    assert torch.equal(ptr[1:], torch.cumsum(torch.bincount(index, minlength=n), 0)) and int(ptr[0]) == 0

@@ -83,21 +83,26 @@ def visible_frame(ws: Workspace, split_id: str, batch_rows: int = 1 << 20) -> Vi
     the columns and one batch, never a second copy of them."""
     dataset_id = split_dataset(ws, split_id)
     params = {"split": split_id, "dataset": dataset_id}
-    names = {
-        "users": f"SELECT DISTINCT user_id FROM ({_VISIBLE}) ORDER BY user_id",
-        "items": "SELECT item_id FROM items WHERE dataset_id = $dataset ORDER BY item_id",
-        "kinds": f"SELECT DISTINCT kind FROM ({_VISIBLE}) ORDER BY kind",
-    }
+    # one pass for the lists: the users (with their rows' count) and the kinds of the visible interactions
+    rows = ws.con.execute(
+        f"""SELECT x.user_id, x.kind, count(*) FROM ({_VISIBLE}) x
+        SEMI JOIN items i ON i.dataset_id = $dataset AND i.item_id = x.item_id
+        GROUP BY GROUPING SETS ((x.user_id), (x.kind))""",
+        params,
+    ).fetchall()
+    users = sorted((u, c) for u, k, c in rows if u is not None)
     lists = {
-        k: [r[0] for r in ws.con.execute(sql, params if "$split" in sql else {"dataset": dataset_id}).fetchall()]
-        for k, sql in names.items()
+        "users": [u for u, _ in users],
+        "kinds": sorted(k for u, k, _ in rows if u is None),
+        "items": [
+            r[0]
+            for r in ws.con.execute(
+                "SELECT item_id FROM items WHERE dataset_id = ? ORDER BY item_id", [dataset_id]
+            ).fetchall()
+        ],
     }
-    n = int(
-        ws.con.execute(
-            f"SELECT count(*) FROM ({_VISIBLE}) x SEMI JOIN items i ON i.dataset_id = $dataset AND i.item_id = x.item_id",
-            params,
-        ).fetchone()[0]
-    )
+    n = sum(c for _, c in users)
+    del rows, users
     cols = {
         "u": np.empty(n, np.int32),
         "i": np.empty(n, np.int32),
@@ -186,29 +191,27 @@ def attribute_values(ws: Workspace, dataset_id: str, keys: Sequence[str], user_i
     return out
 
 
-def visible_user_attributes(ws: Workspace, split_id: str, keys: Sequence[str] | None = None):
-    """The attributes of the split's users with a visible interaction, in :func:`visible_frame`'s user order
-    (sorted ids), read by one join as Arrow (no list of ids passed in, no Python row per user): with
-    ``keys=None`` each user's attributes as JSON text in an Arrow string array (take a batch's with
-    ``.take``), else ``{key: [value, ...]}`` of those keys' values (``None`` when absent)."""
+def visible_user_attributes(ws: Workspace, dataset_id: str, user_ids: Sequence[str], keys: Sequence[str] | None = None):
+    """The attributes of ``user_ids`` (a frame's users) in their order, read as Arrow by one join with the ids
+    handed to DuckDB as an Arrow column (no Python row per user): with ``keys=None`` each user's attributes as JSON
+    text in an Arrow string array (take a batch's with ``.take``), else ``{key: [value, ...]}`` of those keys'
+    values (``None`` when absent)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    params = {"split": split_id, "dataset": split_dataset(ws, split_id)}
-    users = f"(SELECT DISTINCT user_id FROM ({_VISIBLE}))"
-    join = f"FROM {users} v LEFT JOIN users u ON u.dataset_id = $dataset AND u.user_id = v.user_id ORDER BY v.user_id"
+    ids = pa.table({"user_id": pa.array(user_ids, pa.string()), "n": pa.array(np.arange(len(user_ids)))})
     cur = ws.con.cursor()
+    cur.register("pwb_frame_users", ids)
+    join = "FROM pwb_frame_users v LEFT JOIN users u ON u.dataset_id = $dataset AND u.user_id = v.user_id ORDER BY v.n"
     try:
         if keys is None:
-            return (
-                cur.sql(f"SELECT CAST(u.attributes AS VARCHAR) AS a {join}", params=params)
-                .to_arrow_table()["a"]
-                .combine_chunks()
-            )
+            rel = cur.sql(f"SELECT CAST(u.attributes AS VARCHAR) AS a {join}", params={"dataset": dataset_id})
+            return rel.to_arrow_table()["a"].combine_chunks()
         out: dict[str, list[Any]] = {}
         for key in keys:
             col = cur.sql(
                 f"SELECT CAST(json_extract(u.attributes, $path) AS VARCHAR) AS v {join}",
-                params={**params, "path": "$." + json.dumps(str(key))},
+                params={"dataset": dataset_id, "path": "$." + json.dumps(str(key))},
             ).to_arrow_table()["v"]
             coded = pc.dictionary_encode(col.combine_chunks())
             values = [None if t is None else json.loads(t) for t in coded.dictionary.to_pylist()]

@@ -368,6 +368,29 @@ def m009_interactions_without_index(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP INDEX IF EXISTS interactions_user")
 
 
+def m010_evidence_without_key(con: duckdb.DuckDBPyConnection) -> None:
+    """``persona_evidence`` without its primary key: every writer replaces a user's evidence whole (a delete,
+    then the insert, in one transaction), and the key's index made a million users' bulk store several times
+    slower and, at ten million users (180M evidence rows), larger than the machine's memory."""
+    con.execute(
+        """
+        CREATE TABLE persona_evidence_m010 (
+            split_id VARCHAR NOT NULL,
+            encoder VARCHAR NOT NULL,
+            user_id VARCHAR NOT NULL,
+            rank INTEGER NOT NULL,
+            item_id VARCHAR,
+            weight DOUBLE,
+            snippet VARCHAR
+        );
+        INSERT INTO persona_evidence_m010 SELECT split_id, encoder, user_id, rank, item_id, weight, snippet
+            FROM persona_evidence ORDER BY split_id, encoder, user_id, rank;
+        DROP TABLE persona_evidence;
+        ALTER TABLE persona_evidence_m010 RENAME TO persona_evidence;
+        """
+    )
+
+
 MIGRATIONS: list[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     (1, m001_initial),
     (2, m002_cohorts),
@@ -378,4 +401,5 @@ MIGRATIONS: list[tuple[int, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     (7, m007_journal),
     (8, m008_metric_results),
     (9, m009_interactions_without_index),
+    (10, m010_evidence_without_key),
 ]
