@@ -83,7 +83,7 @@ def visible_frame(ws: Workspace, split_id: str, batch_rows: int = 1 << 20) -> Vi
     the columns and one batch, never a second copy of them."""
     dataset_id = split_dataset(ws, split_id)
     params = {"split": split_id, "dataset": dataset_id}
-    # one pass for the lists: the users (with their rows' count) and the kinds of the visible interactions
+    # 1. One pass for the lists: the users (with their rows' count) and the kinds of the visible interactions.
     rows = ws.con.execute(
         f"""SELECT x.user_id, x.kind, count(*) FROM ({_VISIBLE}) x
         SEMI JOIN items i ON i.dataset_id = $dataset AND i.item_id = x.item_id
@@ -101,6 +101,7 @@ def visible_frame(ws: Workspace, split_id: str, batch_rows: int = 1 << 20) -> Vi
             ).fetchall()
         ],
     }
+    # 2. The columns made to size, then filled from the record batches in the frame's order.
     n = sum(c for _, c in users)
     del rows, users
     cols = {
@@ -143,6 +144,7 @@ def visible_frame(ws: Workspace, split_id: str, batch_rows: int = 1 << 20) -> Vi
             at += m
     finally:
         cur.close()
+    # 3. Arrow's memory given back and the count checked against the rows read.
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()  # Arrow's pool keeps what the batches took; give it back
