@@ -70,7 +70,7 @@ def generate(
         backend: a backend name (``diffusers``: our loop; ``diffusers-pipeline``: diffusers' stock
             pipeline, one condition at a time) or a backend object from :func:`get_backend`.
         model: diffusers model id or folder, or ``random:<sd15|sdxl>-<tiny|full>`` (required with the
-            diffusers backends); ``patch:fast`` / ``patch:paper`` for the patch generator (optional).
+            diffusers backends); ``patch:fast`` / ``patch:reference`` / ``patch:auto`` for the patch generator (optional).
         workspace: where ``conditions`` and ``generations`` rows go (optional).
         out_dir: image folder (default ``<workspace dir>/images``).
         save: write PNGs (content-addressed, with provenance) and rows.

@@ -71,7 +71,7 @@ def _scale(text: str):
     default=None,
     help="Diffusers model id or folder (e.g. stabilityai/stable-diffusion-xl-base-1.0), "
     "or random:sd15-tiny / random:sdxl-tiny / random:sdxl-full for random weights [required for diffusers]; "
-    "patch:fast or patch:paper for --backend patch.",
+    "patch:fast, patch:reference or patch:auto for --backend patch.",
 )
 @click.option(
     "--pool",

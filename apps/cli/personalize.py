@@ -37,7 +37,7 @@ from apps.cli.common import db_option, emit, friendly_errors, json_option, split
 )
 @click.option("--generator", default="patch", show_default=True, type=click.Choice(["patch", "diffusers"]))
 @click.option(
-    "--model", default=None, help="diffusers model id or folder (random:sdxl-tiny offline); patch:fast|paper."
+    "--model", default=None, help="diffusers model id or folder (random:sdxl-tiny offline); patch:fast|reference|auto."
 )
 @click.option("--pool", default="samples", show_default=True, help="The patch generator's reference images.")
 @click.option("--images", "n_images", default=1, show_default=True, type=int, help="Images per prompt (seeds seed..).")

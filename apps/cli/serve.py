@@ -122,7 +122,7 @@ def keys_revoke(key, db, as_json):
     "--generate-model",
     default=None,
     help="Diffusers id or folder for --generate-backend diffusers "
-    "(e.g. stabilityai/stable-diffusion-xl-base-1.0); patch:fast|patch:paper for patch.",
+    "(e.g. stabilityai/stable-diffusion-xl-base-1.0); patch:fast|patch:reference|patch:auto for patch.",
 )
 @click.option(
     "--pool", default="samples", show_default=True, help="Patch backend: image folder references are retrieved from."

@@ -43,8 +43,9 @@ def _signing_dir() -> str:
 @click.option(
     "--preset",
     default=None,
-    type=click.Choice(["fast", "paper"]),
-    help="fast: strided patches, top-8 search (CPU); paper: every patch, exact [default: fast on CPU, paper on GPU].",
+    type=click.Choice(["fast", "reference", "auto", "paper"]),
+    help="fast: strided patches, top-8 search (CPU); reference: the authors' sampler, every patch, exact (paper: "
+    "the same); auto: exact under a budget, top-16 beyond [default: fast on CPU, reference on GPU].",
 )
 @click.option("--tileable", is_flag=True, help="Seamlessly tileable output (a texture).")
 @click.option("--patch-size", default=15, show_default=True, type=int)

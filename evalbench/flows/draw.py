@@ -32,7 +32,7 @@ def draw_from_rewrites(
 
     Args:
         backend: ``diffusers`` (our per-sample loop), ``diffusers-pipeline`` or ``patch``.
-        model: the diffusers id or folder (``random:sdxl-tiny`` ...), ``patch:fast`` / ``patch:paper``.
+        model: the diffusers id or folder (``random:sdxl-tiny`` ...), ``patch:fast`` / ``patch:reference`` / ``patch:auto``.
         pool: the patch generator's reference pool (an image folder or ``samples``).
         ip_adapter, identity_adapter, face_provider, scheduler, dtype, device: diffusers settings (``dtype``
             by name: ``float16``, ...); ``face_provider`` only applies with an ``identity_adapter``.

@@ -29,7 +29,8 @@ def patch_variations(
         references: reference image files; with ``prompt`` instead, the ``pool`` image (a folder, or
             ``samples`` for scikit-image's) whose caption best matches it.
         shape: ``(height, width)`` of the output (retargeting) [default: the first reference's].
-        preset: ``fast`` (strided patches, top-8 search) or ``paper`` (every patch, exact) [default: paper
+        preset: ``fast`` (strided patches, top-8 search), ``reference`` (the authors' sampler: every patch,
+            exact; ``paper`` names it too) or ``auto`` (exact under a budget, top-16 beyond) [default: reference
             with CUDA, else fast].
         signing_dir: the folder whose ``signing/`` holds the chain every PNG is signed with (the default
             workspace's folder); each is also watermarked with its ``v-`` id from 256 x 256 pixels up.
@@ -42,15 +43,15 @@ def patch_variations(
     import torch
 
     from evalbench.metrics.single_image import copy_rate
-    from generation.backends.patch import PatchConfig, PatchDiffusion, fit_reference
+    from generation.backends.patch import PatchDiffusion, fit_reference, preset_config
     from workbench.progress import progress_bar
 
     if num < 1:
         raise ValueError("num: must be at least 1")
     refs, picked = _references(references, prompt, pool)
-    preset = preset or ("paper" if torch.cuda.is_available() else "fast")
-    kw = dict(patch_size=patch_size, steps=steps, tileable=tileable)
-    cfg = PatchConfig.fast(**kw) if preset == "fast" else PatchConfig(**kw)
+    preset = preset or ("reference" if torch.cuda.is_available() else "fast")
+    preset = "reference" if preset == "paper" else preset
+    cfg = preset_config(preset, patch_size=patch_size, steps=steps, tileable=tileable)
     fitted = [fit_reference(r, shape) for r in refs]
     gen = PatchDiffusion(fitted, cfg)
     out = Path(out_dir)

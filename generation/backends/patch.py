@@ -38,8 +38,10 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,13 +51,24 @@ if TYPE_CHECKING:
 
 METHODS = ("auto", "exact", "topk")
 SEARCHES = ("auto", "torch", "faiss-flat", "faiss-ivf")
+SCALE_RULES = ("within", "floor")
+RESAMPLERS = ("torch-bicubic", "keys-cubic")
+QUANTIZE = ("round", "truncate")
 #: scores held at once per chunk (queries x reference patches), about 256 MB in float32
 SCORE_BUDGET = 2**26
+#: the exact CPU path leaves out patches weighing under exp(-WEIGHT_CUTOFF) of a query's largest weight (at
+#: most N * 1e-13 of the total), and goes sparse when under 1 / SPARSE_SHARE of the weights are left
+WEIGHT_CUTOFF = 30.0
+SPARSE_SHARE = 16
 
 
 @dataclass
 class PatchConfig:
-    """Settings of the patch generator (defaults: the paper's).
+    """Settings of the patch generator. The defaults are the ``auto`` preset (the paper's patch size, scales,
+    steps and window; the exact closed form while a scale's cost stays under ``exact_budget``, above it the 16
+    nearest patches found by ``search``: at 128 px and up the finest scale is ``topk/faiss-ivf`` where faiss is
+    installed, an approximation); :meth:`reference` is the authors' sampler, exact at every scale;
+    :meth:`fast` the CPU preset. ``PatchDiffusion.plan`` says which search each scale uses.
 
     Attributes:
         patch_size: side of the square patches (15); larger patches copy larger structures.
@@ -83,6 +96,19 @@ class PatchConfig:
         exact_budget: ``auto`` threshold in multiply-adds per denoiser call.
         chunk: queries per chunk (bounds memory: chunk x reference patches scores at a time).
         tileable: sample on a torus, so the output tiles seamlessly.
+        scale_rule: how ``num_scales="auto"`` lays out the pyramid: ``within`` (as many halvings as keep the
+            coarsest short side at least ``min_short_side``: 4 scales at 256 px) or ``floor`` (the reference
+            code's: one halving more, the coarsest scale then set to a short side of exactly
+            ``min_short_side``: 256, 128, 64, 32, 24). Under ``floor`` the blend's low band follows the same
+            rule, as in the reference.
+        resampler: ``torch-bicubic`` (``F.interpolate`` bicubic, a = -0.75, edges clamped, antialiased when
+            shrinking) or ``keys-cubic`` (the reference code's ResizeRight cubic: a = -0.5, edges mirrored,
+            antialiased per shrinking side, sides resampled one after the other, the stronger shrink first).
+        quantize: float image to 8 bits: ``round`` to the nearest level or ``truncate`` (the reference
+            code's ``mul(255).byte()``).
+        dtype: ``float32`` or ``bfloat16`` (the reference code's default on CUDA: images and patches in
+            bfloat16, distances' products in bfloat16, norms and softmax in float32, as CUDA autocast runs
+            them).
         device: ``cuda`` / ``cpu`` (default: CUDA when available).
     """
 
@@ -105,6 +131,10 @@ class PatchConfig:
     exact_budget: float = 2e10
     chunk: int = 4096
     tileable: bool = False
+    scale_rule: str = "within"
+    resampler: str = "torch-bicubic"
+    quantize: str = "round"
+    dtype: str = "float32"
     device: str | None = None
 
     def __post_init__(self):
@@ -138,6 +168,10 @@ class PatchConfig:
         )
         check("chunk", isinstance(self.chunk, int) and self.chunk >= 1, "an integer >= 1")
         check("search", self.search in SEARCHES, f"one of {', '.join(SEARCHES)}")
+        check("scale_rule", self.scale_rule in SCALE_RULES, f"one of {', '.join(SCALE_RULES)}")
+        check("resampler", self.resampler in RESAMPLERS, f"one of {', '.join(RESAMPLERS)}")
+        check("quantize", self.quantize in QUANTIZE, f"one of {', '.join(QUANTIZE)}")
+        check("dtype", self.dtype in ("float32", "bfloat16"), "'float32' or 'bfloat16'")
         if self.min_short_side is None:
             self.min_short_side = math.ceil(1.6 * self.patch_size)
 
@@ -147,6 +181,16 @@ class PatchConfig:
         per query, searched in a 64-d PCA subspace (FAISS inverted lists for large references when
         faiss is installed). Measured in ``benchmarks/patch_speed.py``; the copy rate in tests."""
         base = dict(query_stride=4, dataset_stride=3, method="topk", k=8, search_dim=64)
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def reference(cls, **overrides: Any) -> PatchConfig:
+        """The authors' sampler (efficient-SID ``configs/uncond/pixel_exact.yaml``, in float32): every patch of
+        every scale, the exact closed form at all scales; their pyramid (``scale_rule="floor"``: 5 scales at
+        256 px, the coarsest 24 px on its short side), their resampler (``keys-cubic``), noise drawn for every
+        scale first, their 8-bit conversion (``truncate``). ``dtype="bfloat16"`` is their CUDA default.
+        Measured against their code in ``benchmarks/patch_speed.py --against``."""
+        base = dict(method="exact", scale_rule="floor", resampler="keys-cubic", quantize="truncate")
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
@@ -227,6 +271,16 @@ class PatchDenoiser:
         import torch
         import torch.nn.functional as F
 
+        if x.dtype == torch.bfloat16:
+            # as the reference runs under CUDA autocast: products in bfloat16, norms and softmax in float32
+            ay = alpha * self.y
+            n2 = (ay.float() ** 2).sum(1)
+            logits = (n2[None, :] - (2 * (x @ ay.T)).float()) * (-1.0 / (2.0 * sigma * sigma))
+            return torch.softmax(logits, 1).to(torch.bfloat16) @ self.y
+        if alpha == 0.0:  # a flat kernel (the first step from pure noise): every patch weighs the same
+            return self.mean.expand_as(x).clone()
+        if x.device.type == "cpu":
+            return self._exact_cpu(x, alpha, sigma)
         # attention form: scores = (alpha x.y - alpha^2 |y|^2 / 2) / sigma^2 (|x|^2 cancels in the softmax)
         ones = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
         q = torch.cat([x, ones], 1)
@@ -235,6 +289,38 @@ class PatchDenoiser:
             q[None, None], k[None, None], self.y[None, None], scale=1.0 / (sigma * sigma)
         )
         return out[0, 0]
+
+    def _exact_cpu(self, x, alpha: float, sigma: float):
+        """The exact estimate on CPU: the scores as one matrix product, then the weighted mean either dense or,
+        when the kernel is sharp enough that few patches keep a weight above ``exp(-WEIGHT_CUTOFF)`` of the
+        largest (at low noise: a handful of the N), as a sparse product over those. What it drops weighs at
+        most ``N * exp(-WEIGHT_CUTOFF)`` of the total, far under float32's rounding of the sum; the fused
+        attention kernel wins on CUDA but not here, where its online softmax costs more than the product."""
+        import torch
+
+        logits = torch.addmm(
+            self.y_norm2[None, :],
+            x,
+            self.y.T,
+            beta=-0.5 * alpha * alpha / (sigma * sigma),
+            alpha=alpha / (sigma * sigma),
+        )
+        logits -= logits.amax(1, keepdim=True)
+        keep = logits > -WEIGHT_CUTOFF
+        counts = keep.sum(1)
+        if int(counts.sum()) * SPARSE_SHARE < logits.numel():
+            rows, cols = keep.nonzero(as_tuple=True)
+            vals = logits[rows, cols].exp_()
+            crow = torch.zeros(x.shape[0] + 1, dtype=torch.int64)
+            torch.cumsum(counts, 0, out=crow[1:])
+            with warnings.catch_warnings():  # torch calls its CSR tensors beta; the product is what we need
+                warnings.simplefilter("ignore", UserWarning)
+                weights = torch.sparse_csr_tensor(crow, cols, vals, size=logits.shape)
+            total = torch.zeros(x.shape[0], dtype=vals.dtype).index_add_(0, rows, vals)
+            return (weights @ self.y) / total[:, None]
+        del keep
+        logits.exp_()
+        return (logits @ self.y) / logits.sum(1, keepdim=True)
 
     def _topk(self, x, alpha: float, sigma: float):
         import torch
@@ -373,14 +459,19 @@ def denoise_image(
 # -- pyramid ------------------------------------------------------------------------------------------
 
 
-def resize(x: torch.Tensor, size: tuple[int, int], *, circular: bool = False) -> torch.Tensor:
-    """Bicubic resize (antialiased when shrinking); ``circular`` resamples the periodic extension so a
-    tileable image stays tileable."""
+def resize(
+    x: torch.Tensor, size: tuple[int, int], *, circular: bool = False, resampler: str = "torch-bicubic"
+) -> torch.Tensor:
+    """Resize the last two dimensions to ``size`` with ``resampler`` (see :class:`PatchConfig`): ``torch-bicubic``
+    (antialiased when shrinking) or ``keys-cubic``; ``circular`` resamples the periodic extension so a tileable
+    image stays tileable."""
     import torch.nn.functional as F
 
     H, W = x.shape[-2:]
     if (H, W) == tuple(size):
         return x
+    if resampler == "keys-cubic":
+        return _resize_keys(x, tuple(size), circular)
     shrink = size[0] < H or size[1] < W
     if circular:
         big = x.repeat(1, 1, 3, 3)
@@ -389,13 +480,99 @@ def resize(x: torch.Tensor, size: tuple[int, int], *, circular: bool = False) ->
     return F.interpolate(x, size, mode="bicubic", align_corners=False, antialias=shrink)
 
 
+def _keys_cubic(t: np.ndarray) -> np.ndarray:
+    """Keys' cubic convolution kernel with a = -0.5 (zero beyond |t| = 2)."""
+    a = np.abs(t)
+    return (1.5 * a**3 - 2.5 * a**2 + 1) * (a <= 1) + (-0.5 * a**3 + 2.5 * a**2 - 4 * a + 2) * ((1 < a) & (a <= 2))
+
+
+@lru_cache(maxsize=256)
+def keys_cubic_matrix(n_in: int, n_out: int, circular: bool = False) -> np.ndarray:
+    """The ``(n_out, n_in)`` matrix of the reference code's resampler along one side (ResizeRight's cubic, as
+    efficient-SID vendors it): Keys' cubic (a = -0.5) on a 6-tap window, widened by ``1 / scale`` and scaled
+    when shrinking (antialiasing), each output's taps normalised to sum 1, then taps beyond the edge mirrored
+    onto it, the edge sample repeated (``circular``: wrapped around instead). Written here, not imported:
+    ResizeRight is not a package on the registry, and the matrix form is what lets a resize be one product."""
+    scale = n_out / n_in
+    shrink = scale < 1
+    width = 6.0 / scale if shrink else 6.0
+    out = np.arange(1, n_out + 1)
+    match = (out - (n_out - n_in * scale) / 2) / scale + 0.5 * (1 - 1 / scale)
+    taps = np.floor(match - width / 2)[:, None] + np.arange(np.ceil(width) + 2)[None, :] - 1
+    arg = match[:, None] - taps - 1
+    w = scale * _keys_cubic(scale * arg) if shrink else _keys_cubic(arg)
+    total = w.sum(1)
+    total[total == 0] = 1.0
+    w = w / total[:, None]
+    taps = taps.astype(np.int64)
+    if circular:
+        idx = np.mod(taps, n_in)
+    else:
+        mirror = np.concatenate([np.arange(n_in), np.arange(n_in - 1, -1, -1)])
+        idx = mirror[np.mod(taps, 2 * n_in)]
+    m = np.zeros((n_out, n_in))
+    np.add.at(m, (np.broadcast_to(out[:, None] - 1, idx.shape), idx), w)
+    return m
+
+
+def _resize_keys(x: torch.Tensor, size: tuple[int, int], circular: bool) -> torch.Tensor:
+    import torch
+
+    H, W = x.shape[-2:]
+    sides = [(s / n, d) for d, (n, s) in enumerate(zip((H, W), size)) if s != n]
+    for _, d in sorted(sides):  # the stronger shrink first, height first on a tie (the reference's order)
+        n_in, n_out = (H, W)[d], size[d]
+        m = torch.from_numpy(keys_cubic_matrix(n_in, n_out, circular)).to(device=x.device, dtype=torch.float32)
+        xf = x.float()
+        x = (torch.matmul(m, xf) if d == 0 else torch.matmul(xf, m.T)).to(x.dtype)
+    return x
+
+
 def pyramid_shapes(h: int, w: int, num_scales: int, factor: float) -> list[tuple[int, int]]:
     """Finest first: ``ceil(h * factor**l), ceil(w * factor**l)`` for ``l = 0 .. num_scales - 1``."""
     return [(math.ceil(h * factor**lvl), math.ceil(w * factor**lvl)) for lvl in range(num_scales)]
 
 
+def floor_shapes(h: int, w: int, num_scales: int, factor: float, min_short_side: int) -> list[tuple[int, int]]:
+    """The reference code's pyramid, finest first: :func:`pyramid_shapes`, then the coarsest scale, when its short
+    side falls below ``min_short_side``, replaced by the base size scaled to a short side of exactly
+    ``min_short_side`` (rounded up, at most the scale above it)."""
+    shapes = pyramid_shapes(h, w, num_scales, factor)
+    if num_scales > 1 and min(shapes[-1]) < min_short_side:
+        ph, pw = shapes[-2]
+        if min(ph, pw) < min_short_side:
+            raise ValueError(
+                f"{num_scales} scales of {h}x{w}: the second-coarsest scale {ph}x{pw} is already under "
+                f"min_short_side={min_short_side}; use fewer scales"
+            )
+        short = min(h, w)
+        shapes[-1] = (min(-(-h * min_short_side // short), ph), min(-(-w * min_short_side // short), pw))
+    return shapes
+
+
+def scale_shapes(h: int, w: int, num_scales: int, cfg: PatchConfig) -> list[tuple[int, int]]:
+    """The pyramid of an ``h x w`` image under ``cfg.scale_rule`` (finest first)."""
+    if cfg.scale_rule == "floor":
+        return floor_shapes(h, w, num_scales, cfg.scale_factor, cfg.min_short_side)
+    return pyramid_shapes(h, w, num_scales, cfg.scale_factor)
+
+
 def usable_scales(sizes: Sequence[tuple[int, int]], cfg: PatchConfig) -> int:
-    """How many scales every image can afford: the coarsest short side stays >= ``min_short_side``."""
+    """How many scales every image of ``sizes`` affords. ``within``: the coarsest short side stays at least
+    ``min_short_side``. ``floor`` (the reference's rule): the fewest scales whose halvings reach
+    ``min_short_side`` from the smallest short side (the last one floored to it), at most what leaves the
+    second-coarsest scale at least ``min_short_side``."""
+    if cfg.scale_rule == "floor":
+        short, mss = min(min(s) for s in sizes), cfg.min_short_side
+        if mss >= short:
+            return 1
+        most = 2 + math.floor(math.log(short / mss) / math.log(1 / cfg.scale_factor))
+        if cfg.num_scales != "auto":
+            return min(cfg.num_scales, most)
+        n = 1
+        while mss / cfg.scale_factor ** (n - 1) < short:
+            n += 1
+        return min(n, most)
     n = 12 if cfg.num_scales == "auto" else cfg.num_scales
     for h, w in sizes:
         m = 1
@@ -406,16 +583,34 @@ def usable_scales(sizes: Sequence[tuple[int, int]], cfg: PatchConfig) -> int:
 
 
 def laplacian_blend(
-    fine: torch.Tensor, coarser: torch.Tensor, factor: float, *, circular: bool = False
+    fine: torch.Tensor,
+    coarser: torch.Tensor,
+    factor: float,
+    *,
+    circular: bool = False,
+    resampler: str = "torch-bicubic",
+    low: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """Keep ``fine``'s detail band, take the low frequencies from the finished ``coarser`` scale."""
+    """Keep ``fine``'s detail band (``fine`` less its round trip through ``low``, default the next scale's size),
+    take the low frequencies from the finished ``coarser`` scale."""
     H, W = fine.shape[-2:]
-    low = (math.ceil(H * factor), math.ceil(W * factor))
-    detail = fine - resize(resize(fine, low, circular=circular), (H, W), circular=circular)
-    return resize(coarser, (H, W), circular=circular) + detail
+    low = low or (math.ceil(H * factor), math.ceil(W * factor))
+    kw = {"circular": circular, "resampler": resampler}
+    detail = fine - resize(resize(fine, low, **kw), (H, W), **kw)
+    return resize(coarser, (H, W), **kw) + detail
 
 
 # -- the generator ------------------------------------------------------------------------------------
+
+
+@dataclass
+class PatchPlan:
+    """What a :meth:`PatchDiffusion.sample` call does: the output's scales and each one's search (finest first),
+    and each reference's scales."""
+
+    scales: list[tuple[int, int]]
+    methods: list[str]
+    reference_scales: list[list[tuple[int, int]]]
 
 
 @dataclass
@@ -433,7 +628,8 @@ class PatchDiffusion:
     Args:
         references: images (paths, PIL images or HxWx3 uint8 arrays); their patches are pooled, so
             several references (a user's liked images) act together, the IP-Adapter analogue.
-        config: :class:`PatchConfig` (default: the paper's settings; :meth:`PatchConfig.fast` on CPU).
+        config: :class:`PatchConfig` (default: the ``auto`` preset; :meth:`PatchConfig.reference` for the authors'
+            sampler, :meth:`PatchConfig.fast` on CPU).
 
     Example:
         >>> gen = PatchDiffusion(["liked.png"], PatchConfig.fast())       # doctest: +SKIP
@@ -458,10 +654,9 @@ class PatchDiffusion:
         out = []
         for ref in self.references:
             h, w = ref.shape[-2:]
-            shapes = pyramid_shapes(h, w, n, cfg.scale_factor)
             levels = [ref]
-            for shape in shapes[1:]:
-                levels.append(resize(levels[-1], shape, circular=cfg.tileable))
+            for shape in scale_shapes(h, w, n, cfg)[1:]:
+                levels.append(resize(levels[-1], shape, circular=cfg.tileable, resampler=cfg.resampler))
             out.append(levels)
         return out
 
@@ -471,16 +666,21 @@ class PatchDiffusion:
             return cfg.method
         return "exact" if queries * n_patches * dim <= cfg.exact_budget else "topk"
 
-    def sample(self, size: tuple[int, int] | None = None, *, seed: int = 0, progress: bool = False) -> PatchSample:
-        """One image of ``size`` = (height, width) (default: the first reference's size)."""
-        import torch
-        from PIL import Image
-
-        from workbench.progress import progress_bar
-
-        # 1. check the sizes against the patch size and the references
+    def _search(self, n_patches: int) -> str:
+        """The search ``topk`` uses over ``n_patches`` keys (what :func:`_faiss_index` picks)."""
         cfg = self.config
-        t0 = time.perf_counter()
+        if cfg.search != "auto":
+            return cfg.search
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            return "torch"
+        return "faiss-ivf" if n_patches >= cfg.ivf_min else "faiss-flat"
+
+    def plan(self, size: tuple[int, int] | None = None) -> PatchPlan:
+        """What :meth:`sample` will do at ``size`` (default: the first reference's), without sampling: the output's
+        scales and the search each uses (finest first, as :class:`PatchSample` reports them)."""
+        cfg = self.config
         H, W = size or tuple(self.references[0].shape[-2:])
         if min(H, W) < cfg.patch_size:
             raise ValueError(
@@ -493,17 +693,44 @@ class PatchDiffusion:
                 raise ValueError(
                     f"reference of {rs[0]}x{rs[1]} pixels is smaller than the {cfg.patch_size}-pixel patch"
                 )
-        # 2. the pyramid, the windows and the noise schedule
         n = usable_scales([(H, W), *ref_sizes], cfg)
-        out_shapes = pyramid_shapes(H, W, n, cfg.scale_factor)
+        scales = scale_shapes(H, W, n, cfg)
+        ref_scales = [scale_shapes(h, w, n, cfg) for h, w in ref_sizes]
+        methods = []
+        for lvl, (h, w) in enumerate(scales):
+            patches = sum(
+                ((rs[lvl][0] - cfg.patch_size) // cfg.dataset_stride + 1)
+                * ((rs[lvl][1] - cfg.patch_size) // cfg.dataset_stride + 1)
+                for rs in ref_scales
+            )
+            method = self._method(_n_queries(h, w, cfg), patches, 3 * cfg.patch_size**2)
+            methods.append("exact" if method == "exact" else f"topk/{self._search(patches)}")
+        return PatchPlan(scales, methods, ref_scales)
+
+    def sample(self, size: tuple[int, int] | None = None, *, seed: int = 0, progress: bool = False) -> PatchSample:
+        """One image of ``size`` = (height, width) (default: the first reference's size)."""
+        import torch
+        from PIL import Image
+
+        from workbench.progress import progress_bar
+
+        # 1. the plan (sizes checked), the reference pyramids, the window and the noise schedule
+        cfg = self.config
+        t0 = time.perf_counter()
+        plan = self.plan(size)
+        n, out_shapes = len(plan.scales), plan.scales
         refs = self._ref_pyramids(n)
-        window = gaussian_window(cfg.patch_size, 3, cfg.fold_rho).to(self.device)
+        dtype = getattr(torch, cfg.dtype)
+        window = gaussian_window(cfg.patch_size, 3, cfg.fold_rho).to(self.device, dtype)
         alphas, sigmas = flow_linear(cfg.steps, cfg.sigma_min)
+        # every scale's starting noise drawn first, finest to coarsest (the reference code's order)
         g = torch.Generator(device="cpu").manual_seed(seed)
+        noise = [torch.randn((1, 3, h, w), generator=g) for h, w in out_shapes]
         calls, methods = 0, []
         finished = None
         bar = progress_bar(total=n * cfg.steps, desc="patch diffusion", disable=not progress, leave=False)
-        # 3. denoise each level, coarsest first, blending in the finished coarser level
+        blend = {"circular": cfg.tileable, "resampler": cfg.resampler}
+        # 2. denoise each level, coarsest first, blending in the finished coarser level
         for lvl in reversed(range(n)):  # coarsest first
             key = (lvl, n)
             den = self._denoisers.get(key)
@@ -513,7 +740,7 @@ class PatchDiffusion:
                 queries = _n_queries(h, w, cfg)
                 method = self._method(queries, patches.shape[0], patches.shape[1])
                 den = PatchDenoiser(
-                    patches,
+                    patches.to(dtype),
                     method=method,
                     k=cfg.k,
                     search_dim=cfg.search_dim,
@@ -524,7 +751,8 @@ class PatchDiffusion:
                 )
                 self._denoisers[key] = den
             methods.append(den.method if den.method == "exact" else f"topk/{den.search}")
-            x = torch.randn((1, 3, h, w), generator=g).to(self.device) * sigmas[cfg.steps]
+            low = floor_shapes(h, w, 2, cfg.scale_factor, cfg.min_short_side)[1] if cfg.scale_rule == "floor" else None
+            x = (noise[lvl] * sigmas[cfg.steps]).to(self.device, dtype)
             for t in range(cfg.steps, 0, -1):
                 x_hat = denoise_image(
                     x,
@@ -539,21 +767,21 @@ class PatchDiffusion:
                 calls += 1
                 eps = (x - alphas[t] * x_hat) / sigmas[t]
                 if finished is not None and t != 1:
-                    x_hat = laplacian_blend(x_hat, finished, cfg.scale_factor, circular=cfg.tileable)
+                    x_hat = laplacian_blend(x_hat, finished, cfg.scale_factor, low=low, **blend)
                 if t - 1 == 0:
                     x = x_hat
                 elif cfg.eta == 0:
                     x = alphas[t - 1] * x_hat + sigmas[t - 1] * eps
                 else:
-                    fresh = torch.randn(x.shape, generator=g).to(self.device)
+                    fresh = torch.randn(x.shape, generator=g).to(self.device, dtype)
                     sto = cfg.eta * sigmas[t - 1]
                     det = math.sqrt(max(sigmas[t - 1] ** 2 - sto**2, 0.0))
                     x = alphas[t - 1] * x_hat + det * eps + sto * fresh
                 bar.update(1)
             finished = x
         bar.close()
-        # 4. the image and what it cost
-        img = ((finished[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+        # 3. the image and what it cost
+        img = to_uint8(finished[0], cfg.quantize).permute(1, 2, 0).cpu().numpy()
         return PatchSample(
             image=Image.fromarray(img),
             seconds=time.perf_counter() - t0,
@@ -561,6 +789,32 @@ class PatchDiffusion:
             scales=out_shapes,
             methods=list(reversed(methods)),
         )
+
+
+def to_uint8(x: torch.Tensor, quantize: str = "round") -> torch.Tensor:
+    """An image in [-1, 1] as 8-bit levels: ``round`` to the nearest, or ``truncate`` as the reference code
+    saves it (``((x + 1) * 0.5).mul(255).clamp(0, 255).byte()``)."""
+    import torch
+
+    if quantize == "truncate":
+        return ((x.float() + 1) * 0.5).mul(255).clamp(0, 255).to(torch.uint8)
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+#: preset name -> config: ``reference`` (the authors' sampler; ``paper`` names it too), ``auto``, ``fast``
+PRESETS = {
+    "reference": PatchConfig.reference,
+    "paper": PatchConfig.reference,
+    "auto": PatchConfig,
+    "fast": PatchConfig.fast,
+}
+
+
+def preset_config(name: str, **overrides: Any) -> PatchConfig:
+    """The :class:`PatchConfig` of preset ``name`` (see :data:`PRESETS`) with ``overrides``."""
+    if name not in PRESETS:
+        raise ValueError(f"patch preset {name!r}: use one of {', '.join(PRESETS)}")
+    return PRESETS[name](**overrides)
 
 
 def fit_reference(image, size: tuple[int, int] | None):
@@ -584,11 +838,11 @@ def fit_reference(image, size: tuple[int, int] | None):
 def flow_linear(steps: int, sigma_min: float) -> tuple[list[float], list[float]]:
     """Flow-linear schedule, index 0 the clean terminal ``(1, 0)``, 1..steps the evaluation points with
     ``alpha`` falling linearly from ``1 - sigma_min`` to 0 and ``sigma = 1 - alpha``."""
-    if steps == 1:
-        alphas = [0.0]
-    else:
-        alphas = [(1 - sigma_min) * (1 - i / (steps - 1)) for i in range(steps)]
-    return [1.0, *alphas], [0.0, *[1.0 - a for a in alphas]]
+    import torch
+
+    # in float32 as torch.linspace gives them (the reference code's values, so the same seed gives its image)
+    alphas = torch.linspace(1 - sigma_min, 0.0, steps, dtype=torch.float32) if steps > 1 else torch.zeros(1)
+    return [1.0, *alphas.tolist()], [0.0, *(1 - alphas).tolist()]
 
 
 def _n_queries(h: int, w: int, cfg: PatchConfig) -> int:
@@ -600,7 +854,7 @@ def _to_tensor(image, device: str):
     import numpy as np
     import torch
 
-    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0 * 2.0 - 1.0  # the reference's float steps
     return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous().to(device)
 
 
@@ -612,8 +866,9 @@ class PatchBackend:
     :mod:`generation.retrieval`). Prompts, guidance and identity fields do not apply to this generator.
 
     Args:
-        model: ``patch`` / ``patch:paper`` (the paper's settings) or ``patch:fast`` (the CPU preset);
-            default ``patch:fast`` on CPU and ``patch:paper`` on a GPU.
+        model: ``patch:reference`` (the authors' sampler, exact everywhere; ``patch:paper`` is the same),
+            ``patch:auto`` (exact under a budget, top-16 beyond) or ``patch:fast`` (the CPU preset); ``patch``
+            or none: ``patch:fast`` on CPU, ``patch:reference`` on a GPU.
         config: a :class:`PatchConfig` (overrides ``model``'s preset).
         pool: image pool for conditions without references (folder, mapping or list; ``"samples"`` for
             scikit-image's sample images).
@@ -639,13 +894,16 @@ class PatchBackend:
         if bad:
             raise ValueError(f"the patch backend takes no {', '.join(bad)} (those are diffusers options)")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        preset = (model or ("patch:paper" if device.startswith("cuda") else "patch:fast")).lower()
-        if preset not in ("patch", "patch:paper", "patch:fast"):
-            raise ValueError(f"patch backend model {model!r}: use patch:paper or patch:fast")
-        self.model = "patch:fast" if preset == "patch:fast" else "patch:paper"
-        self.config = config or (
-            PatchConfig.fast(device=device) if self.model == "patch:fast" else PatchConfig(device=device)
-        )
+        preset = (model or "patch").lower()
+        if preset == "patch":
+            preset = "patch:reference" if device.startswith("cuda") else "patch:fast"
+        name = preset.split(":", 1)[1] if preset.startswith("patch:") else ""
+        if name not in PRESETS:
+            raise ValueError(
+                f"patch backend model {model!r}: use patch:reference (alias patch:paper), patch:auto or patch:fast"
+            )
+        self.model = "patch:" + ("reference" if name == "paper" else name)
+        self.config = config or preset_config(name, device=device)
         self.device = device
         self.pool, self.retrieval_encoder = pool, retrieval_encoder
         self._retriever = None

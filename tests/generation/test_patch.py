@@ -190,3 +190,84 @@ def test_patch_backend_through_generate(tmp_path):
         generate([UserCondition("u", "x")], backend="patch", save=False, steps=2)
     with pytest.raises(ValueError, match="takes no ip_adapter"):
         generate(conds, backend="patch", ip_adapter="h94/IP-Adapter:x/y.safetensors")
+
+
+@pytest.mark.parametrize("alpha, sigma", [(0.0, 1.0), (0.5, 0.5), (0.9, 0.1), (0.99, 0.01)])
+def test_exact_cpu_path_dense_and_sparse_equals_brute_force(alpha, sigma):
+    """The CPU exact path (dense at high noise, sparse over the patches that keep a weight at low noise)
+    against float64 numpy, on patches with repeats (ties) and a spread of distances."""
+    g = torch.Generator().manual_seed(3)
+    y = torch.rand(400, 27, generator=g) * 2 - 1
+    y[200:260] = y[:60]  # repeated patches
+    x = alpha * y[torch.randint(0, 400, (50,), generator=g)] + sigma * torch.randn(50, 27, generator=g)
+    den = PatchDenoiser(y, method="exact", chunk=16)
+    out = den(x, alpha, sigma)
+    assert np.allclose(out.numpy(), brute_force(x, y, alpha, sigma), atol=2e-5)
+
+
+def test_keys_cubic_resampler_matches_pillow_away_from_the_edges():
+    """The reference code's cubic (a = -0.5, antialiased when shrinking) against Pillow's BICUBIC, which uses
+    the same kernel and pixel-centre convention but renormalises at the edges instead of mirroring."""
+    from PIL import Image
+
+    from generation.backends.patch import keys_cubic_matrix
+
+    rng = np.random.default_rng(0)
+    for n_in, n_out in [(64, 32), (96, 48), (32, 64), (128, 64)]:
+        row = rng.random(n_in).astype(np.float32)
+        ours = keys_cubic_matrix(n_in, n_out) @ row
+        pil = np.asarray(Image.fromarray(row[None, :], mode="F").resize((n_out, 1), Image.BICUBIC))[0]
+        edge = int(np.ceil(4 * max(1, n_in / n_out)))  # outputs whose taps reach past the edge
+        assert np.allclose(ours[edge:-edge], pil[edge:-edge], atol=1e-5), (n_in, n_out)
+        m = keys_cubic_matrix(n_in, n_out)
+        assert np.allclose(m.sum(1), 1.0)  # mirrored taps keep each output a weighted mean
+
+
+def test_reference_pyramid_is_the_authors_rule():
+    """The floor rule's scales (the reference code's documented examples) and its blend band."""
+    from generation.backends.patch import floor_shapes, scale_shapes, usable_scales
+
+    cfg = PatchConfig.reference()
+    for (h, w), want in {
+        (256, 256): [(256, 256), (128, 128), (64, 64), (32, 32), (24, 24)],
+        (250, 380): [(250, 380), (125, 190), (63, 95), (32, 48), (24, 37)],
+        (64, 64): [(64, 64), (32, 32), (24, 24)],
+        (48, 48): [(48, 48), (24, 24)],
+    }.items():
+        assert scale_shapes(h, w, usable_scales([(h, w)], cfg), cfg) == want
+    assert floor_shapes(32, 48, 2, 0.5, 24)[1] == (24, 36)  # the blend's band from 32x48, as the reference
+    with pytest.raises(ValueError, match="second-coarsest"):
+        floor_shapes(64, 64, 4, 0.5, 24)
+
+
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_each_preset_uses_the_searches_its_docs_say(size):
+    """What the README and the presets' docstrings say each preset runs at each scale (finest first)."""
+    import importlib.util
+
+    from PIL import Image
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8))
+    faiss = importlib.util.find_spec("faiss") is not None
+    ivf, flat = ("topk/faiss-ivf", "topk/faiss-flat") if faiss else ("topk/torch", "topk/torch")
+    reference = PatchDiffusion([img], PatchConfig.reference(device="cpu")).plan()
+    assert reference.methods == ["exact"] * {64: 3, 128: 4, 256: 5}[size]
+    assert min(reference.scales[-1]) == 24
+    auto = PatchDiffusion([img], PatchConfig(device="cpu")).plan()
+    assert (
+        auto.methods == {64: ["exact", "exact"], 128: [ivf, "exact", "exact"], 256: [ivf, ivf, "exact", "exact"]}[size]
+    )
+    fast = PatchDiffusion([img], PatchConfig.fast(device="cpu")).plan()
+    assert fast.methods == {64: [flat, flat], 128: [flat, flat, flat], 256: [flat] * 4}[size]
+
+
+def test_plan_is_what_sample_does():
+    from generation.backends.patch import PatchBackend
+
+    gen = PatchDiffusion([_reference(0, 48)], PatchConfig.reference(patch_size=7, steps=2, device="cpu"))
+    plan, out = gen.plan(), gen.sample(seed=0)
+    assert (plan.scales, plan.methods) == (out.scales, out.methods)
+    assert PatchBackend("patch:paper", device="cpu").model == "patch:reference"
+    assert PatchBackend("patch:auto", device="cpu").config.method == "auto"
+    with pytest.raises(ValueError, match="patch:reference"):
+        PatchBackend("patch:exact", device="cpu")
