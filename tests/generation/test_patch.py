@@ -271,3 +271,15 @@ def test_plan_is_what_sample_does():
     assert PatchBackend("patch:auto", device="cpu").config.method == "auto"
     with pytest.raises(ValueError, match="patch:reference"):
         PatchBackend("patch:exact", device="cpu")
+
+
+def test_bfloat16_denoiser_is_the_float32_one_to_bfloat16_precision():
+    """dtype="bfloat16" (the reference's CUDA default): products in bfloat16, norms and softmax in float32."""
+    g = torch.Generator().manual_seed(5)
+    y = torch.rand(300, 27, generator=g) * 2 - 1
+    x = 0.6 * y[:40] + 0.4 * torch.randn(40, 27, generator=g)
+    out = PatchDenoiser(y.bfloat16(), method="exact")(x.bfloat16(), 0.6, 0.4)
+    assert out.dtype == torch.bfloat16
+    assert np.abs(out.float().numpy() - brute_force(x, y, 0.6, 0.4)).max() < 0.05
+    cfg = PatchConfig.reference(patch_size=7, steps=2, dtype="bfloat16", device="cpu")
+    assert PatchDiffusion([_reference(0, 48)], cfg).sample(seed=0).image.size == (48, 48)
