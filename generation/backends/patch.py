@@ -737,11 +737,9 @@ class PatchDiffusion:
             h, w = out_shapes[lvl]
             if den is None:
                 patches = torch.cat([extract_patches(p[lvl], cfg.patch_size, cfg.dataset_stride) for p in refs])
-                queries = _n_queries(h, w, cfg)
-                method = self._method(queries, patches.shape[0], patches.shape[1])
                 den = PatchDenoiser(
                     patches.to(dtype),
-                    method=method,
+                    method="exact" if plan.methods[lvl] == "exact" else "topk",
                     k=cfg.k,
                     search_dim=cfg.search_dim,
                     chunk=cfg.chunk,
